@@ -1,0 +1,89 @@
+"""The dashboard's agents API: every `/agents` route. A thin adapter over `onboarding.agents`."""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+from aws_lambda_powertools.event_handler.openapi.params import Path, Query
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from onboarding import agents
+from onboarding.api import current_tenant, register_error_handlers
+from onboarding.models import Agent, AgentPage, AgentStatus, NewAgent
+from onboarding.observability import logger, metrics, tracer
+from onboarding.settings import agents_api_settings
+from onboarding.store import agent_repository
+
+app = APIGatewayHttpResolver(enable_validation=True)
+register_error_handlers(app)
+
+_ERRORS: dict[int, Any] = {
+    401: {"description": "Missing or invalid bearer token"},
+    404: {"description": "No such agent in this account"},
+    409: {"description": "Conflict (duplicate mailbox, or the agent changed)"},
+    422: {"description": "Invalid input; `error.details` names each field"},
+}
+
+
+def _tenant() -> str:
+    return current_tenant(app, agents_api_settings().tenant_claim)
+
+
+def _repo() -> Any:
+    return agent_repository(agents_api_settings().agents_table_name)
+
+
+@app.post("/agents", summary="Add an agent", responses={201: {"description": "Created"}, **_ERRORS})
+def add_agent(new: NewAgent) -> Response[Agent]:
+    agent = agents.add_agent(_repo(), _tenant(), new)
+    return Response(
+        status_code=HTTPStatus.CREATED.value,
+        content_type=content_types.APPLICATION_JSON,
+        body=agent.api_dict(),
+        headers={"Location": f"/agents/{agent.agent_id}"},
+    )
+
+
+@app.get("/agents", summary="List agents", responses=_ERRORS)
+def list_agents(
+    status: Annotated[AgentStatus | None, Query(description="Only agents in this status")] = None,
+    limit: Annotated[int | None, Query(ge=1, le=100, description="Page size (at most 100)")] = None,
+    next_token: Annotated[str | None, Query(alias="nextToken", max_length=2048)] = None,
+) -> AgentPage:
+    return agents.list_agents(
+        _repo(),
+        _tenant(),
+        status=status,
+        limit=limit or agents_api_settings().default_page_size,
+        next_token=next_token,
+    )
+
+
+@app.get("/agents/<agentId>", summary="Read an agent", responses=_ERRORS)
+def get_agent(agentId: Annotated[str, Path(max_length=64)]) -> Agent:
+    return agents.get_agent(_repo(), _tenant(), agentId)
+
+
+@app.delete("/agents/<agentId>", summary="Remove an agent", responses={204: {"description": "Removed"}})
+def remove_agent(agentId: Annotated[str, Path(max_length=64)]) -> Response[None]:
+    agents.remove_agent(_repo(), _tenant(), agentId)
+    return Response(status_code=HTTPStatus.NO_CONTENT.value, body=None)
+
+
+@app.get("/openapi.json", include_in_schema=False)
+def openapi() -> Response[str]:
+    return Response(
+        status_code=200,
+        content_type=content_types.APPLICATION_JSON,
+        body=app.get_openapi_json_schema(title="Mailbox onboarding API", version="1.0.0"),
+    )
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

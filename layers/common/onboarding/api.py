@@ -1,0 +1,101 @@
+"""HTTP plumbing shared by the API functions: the tenant from the verified token, and error bodies.
+
+Every error leaves as `{"error": {"code", "message", "details"}}`, mapped from the exception's type.
+"""
+
+from __future__ import annotations
+
+import json
+from http import HTTPStatus
+from typing import Any
+
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from pydantic import TypeAdapter
+
+from onboarding.errors import (
+    AgentNotFoundError,
+    ConcurrentModificationError,
+    DomainError,
+    DuplicateAgentError,
+    IllegalTransitionError,
+    InvalidPageTokenError,
+    MissingTenantError,
+)
+from onboarding.models import TenantId
+from onboarding.observability import logger
+
+STATUS_BY_ERROR: dict[type[DomainError], HTTPStatus] = {
+    AgentNotFoundError: HTTPStatus.NOT_FOUND,
+    DuplicateAgentError: HTTPStatus.CONFLICT,
+    IllegalTransitionError: HTTPStatus.CONFLICT,
+    ConcurrentModificationError: HTTPStatus.CONFLICT,
+    InvalidPageTokenError: HTTPStatus.UNPROCESSABLE_ENTITY,
+    MissingTenantError: HTTPStatus.FORBIDDEN,
+}
+
+_TENANT: TypeAdapter[str] = TypeAdapter(TenantId)
+
+
+def error_response(
+    status: HTTPStatus, code: str, message: str, details: list[dict[str, Any]] | None = None
+) -> Response[str]:
+    body = {"error": {"code": code, "message": message, "details": details or []}}
+    return Response(
+        status_code=status.value,
+        content_type=content_types.APPLICATION_JSON,
+        body=json.dumps(body),
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+def _validation_details(errors: Any) -> list[dict[str, Any]]:
+    details = []
+    for error in errors:
+        location = [str(part) for part in error.get("loc", ())]
+        # ("body", "email") -> "email"; ("query", "limit") -> "limit"; ("body",) -> the body as a whole
+        field = ".".join(location[1:]) if len(location) > 1 else (location[0] if location else None)
+        message = str(error.get("msg", "invalid"))
+        if error.get("type") == "json_invalid":
+            field, message = "body", "the request body is not valid JSON"
+        details.append({"field": field, "message": message, "type": error.get("type")})
+    return details
+
+
+def current_tenant(app: APIGatewayHttpResolver, claim: str) -> str:
+    """The tenant id from the verified JWT claim: never from the body, path or query."""
+    authorizer = app.current_event.request_context.authorizer
+    claims = (authorizer.jwt_claim if authorizer else None) or {}
+    value = claims.get(claim)
+    try:
+        return str(_TENANT.validate_python(value))
+    except ValueError as error:
+        raise MissingTenantError(f"The access token carries no valid '{claim}' claim") from error
+
+
+def register_error_handlers(app: APIGatewayHttpResolver) -> None:
+    @app.exception_handler(RequestValidationError)
+    def _invalid(error: RequestValidationError) -> Response[str]:
+        return error_response(
+            HTTPStatus.UNPROCESSABLE_ENTITY,
+            "validation_error",
+            "The request is not valid: see details",
+            _validation_details(error.errors()),
+        )
+
+    @app.exception_handler(DomainError)
+    def _domain(error: DomainError) -> Response[str]:
+        status = STATUS_BY_ERROR.get(type(error), HTTPStatus.BAD_REQUEST)
+        return error_response(status, error.code, error.message, error.details)
+
+    @app.not_found
+    def _not_found(_: NotFoundError) -> Response[str]:
+        return error_response(HTTPStatus.NOT_FOUND, "route_not_found", "No such route")
+
+    @app.exception_handler(Exception)
+    def _unexpected(error: Exception) -> Response[str]:
+        logger.exception("Unhandled error")
+        return error_response(
+            HTTPStatus.INTERNAL_SERVER_ERROR, "internal_error", "Something went wrong on our side; try again"
+        )

@@ -1,0 +1,113 @@
+"""Shared fixtures: moto with the table built from template.yaml, and API Gateway events."""
+
+from __future__ import annotations
+
+import copy
+import json
+import urllib.parse
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from devstack import template as tpl
+from onboarding import aws, settings
+from onboarding.store import DynamoAgentRepository
+
+EVENTS = Path(__file__).parent / "events"
+TABLE_NAME = "test-agents"
+
+
+def load_event(name: str) -> dict[str, Any]:
+    event: dict[str, Any] = json.loads((EVENTS / name).read_text())
+    return event
+
+
+@pytest.fixture(autouse=True)
+def aws_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fake credentials and region for every test, so nothing can ever reach real AWS."""
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SECURITY_TOKEN": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_REGION": "us-east-1",
+        "AGENTS_TABLE_NAME": TABLE_NAME,
+        "POWERTOOLS_SERVICE_NAME": "mailbox-onboarding",
+        "POWERTOOLS_METRICS_NAMESPACE": "MailboxOnboarding-test",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+
+
+@pytest.fixture
+def moto_aws(aws_environment: None) -> Iterator[None]:
+    """moto in-process, with every DynamoDB table of template.yaml created from the template itself."""
+    with mock_aws():
+        aws.reset_clients()
+        settings.agents_api_settings.cache_clear()
+        tpl.create_tables(boto3.client("dynamodb"), {"AgentsTable": TABLE_NAME})
+        yield
+        aws.reset_clients()
+        settings.agents_api_settings.cache_clear()
+
+
+@pytest.fixture
+def repo(moto_aws: None) -> DynamoAgentRepository:
+    return DynamoAgentRepository(TABLE_NAME)
+
+
+def api_event(
+    method: str,
+    path: str,
+    *,
+    tenant: str | None = "demo",
+    body: Any = None,
+    raw_body: str | None = None,
+    query: dict[str, str] | None = None,
+    route: str | None = None,
+    path_params: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """An HTTP API (payload 2.0) event, as API Gateway sends it after the JWT authorizer passed."""
+    event = copy.deepcopy(load_event("http_api_event.json"))
+    route_key = f"{method} {route or path}"
+    event["routeKey"] = event["requestContext"]["routeKey"] = route_key
+    event["rawPath"] = event["requestContext"]["http"]["path"] = path
+    event["requestContext"]["http"]["method"] = method
+    claims = event["requestContext"]["authorizer"]["jwt"]["claims"]
+    if tenant is None:
+        del claims["custom:tenant_id"]
+    else:
+        claims["custom:tenant_id"] = tenant
+    if query:
+        event["queryStringParameters"] = query
+        event["rawQueryString"] = urllib.parse.urlencode(query)
+    if path_params:
+        event["pathParameters"] = path_params
+    if raw_body is not None:
+        event["body"] = raw_body
+    elif body is not None:
+        event["body"] = json.dumps(body)
+    return event
+
+
+class LambdaContext:
+    function_name = "test-function"
+    memory_limit_in_mb = 512
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:test-function"
+    aws_request_id = "11111111-2222-3333-4444-555555555555"
+
+    @staticmethod
+    def get_remaining_time_in_millis() -> int:
+        return 10_000
+
+
+@pytest.fixture
+def lambda_context() -> LambdaContext:
+    return LambdaContext()
