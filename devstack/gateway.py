@@ -90,7 +90,9 @@ class Gateway:
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         request = Request(environ)
-        return self.dispatch(request)(environ, start_response)
+        response = self.dispatch(request)
+        print(f"{request.method} {request.path} -> {response.status_code}", flush=True)  # access log
+        return response(environ, start_response)
 
     def dispatch(self, request: Request) -> Response:
         local = self.local_routes.get((request.method, request.path))

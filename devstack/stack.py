@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import socket
 import threading
@@ -115,6 +116,8 @@ class LocalStack:
         tpl.create_tables(ddb, self.physical_names)
 
     def _start_gateway(self) -> None:
+        # werkzeug logs every request of moto and the gateway alike; keep the console for what matters.
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
         self.gateway = Gateway()
         self.gateway.add_local_route("GET", "/_local/health", self._health)
         server: BaseWSGIServer = make_server("127.0.0.1", self.gateway_port, self.gateway, threaded=True)

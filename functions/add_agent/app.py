@@ -36,8 +36,12 @@ def _repo() -> Any:
     return agent_repository(agents_api_settings().agents_table_name)
 
 
-@app.post("/agents", summary="Add an agent", responses={201: {"description": "Created"}, **_ERRORS})
-def add_agent(new: NewAgent) -> Response[Agent]:
+@app.post(
+    "/agents",
+    summary="Add an agent",
+    responses={201: {"description": "Created", "content": {"application/json": {"model": Agent}}}, **_ERRORS},
+)
+def add_agent(new: NewAgent) -> Response[dict[str, object]]:
     agent = agents.add_agent(_repo(), _tenant(), new)
     return Response(
         status_code=HTTPStatus.CREATED.value,

@@ -12,14 +12,14 @@ from onboarding.store import AgentRepository
 def add_agent(repo: AgentRepository, tenant_id: str, new: NewAgent) -> Agent:
     now = utcnow()
     agent = Agent(
-        agentId=new_id(),
-        tenantId=tenant_id,
+        agent_id=new_id(),
+        tenant_id=tenant_id,
         name=new.name,
         email=new.email,
         type=new.type,
         status=AgentStatus.INVITE_PENDING,
-        createdAt=now,
-        updatedAt=now,
+        created_at=now,
+        updated_at=now,
         version=1,
     )
     repo.create(agent)

@@ -23,4 +23,4 @@ class AgentsApiSettings(BaseSettings):
 
 @functools.cache
 def agents_api_settings() -> AgentsApiSettings:
-    return AgentsApiSettings()  # type: ignore[call-arg]  # values come from the environment
+    return AgentsApiSettings()

@@ -168,7 +168,7 @@ class DynamoAgentRepository(AgentRepository):
         items = [_agent_from_item(item) for item in response.get("Items", [])]
         last = response.get("LastEvaluatedKey")
         token = _encode_page_token(from_item(last)["sk"]) if last else None
-        return AgentPage(items=items, nextToken=token)
+        return AgentPage(items=items, next_token=token)
 
     # -- writes ------------------------------------------------------------------------------
     def create(self, agent: Agent) -> Agent:
