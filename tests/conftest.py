@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import copy
+import json
+import os
 import subprocess
 import sys
 import time
-import json
-import os
 import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,14 +24,14 @@ os.environ.update(
     }
 )
 
-import boto3  # noqa: E402
-import pytest  # noqa: E402
-import requests  # noqa: E402
-from moto import mock_aws  # noqa: E402
+import boto3
+import pytest
+import requests
+from moto import mock_aws
 
-from devstack import template as tpl  # noqa: E402
-from onboarding import aws, settings  # noqa: E402
-from onboarding.store import DynamoAgentRepository  # noqa: E402
+from devstack import template as tpl
+from onboarding import aws, settings
+from onboarding.store import DynamoAgentRepository
 
 ROOT = Path(__file__).resolve().parent.parent
 EVENTS = Path(__file__).parent / "events"
@@ -94,7 +94,9 @@ def api_event(
     event["routeKey"] = event["requestContext"]["routeKey"] = route_key
     # With a named stage, API Gateway puts the stage in front of the path (Powertools strips it).
     stage = event["requestContext"]["stage"]
-    event["rawPath"] = event["requestContext"]["http"]["path"] = path if stage == "$default" else f"/{stage}{path}"
+    event["rawPath"] = event["requestContext"]["http"]["path"] = (
+        path if stage == "$default" else f"/{stage}{path}"
+    )
     event["requestContext"]["http"]["method"] = method
     claims = event["requestContext"]["authorizer"]["jwt"]["claims"]
     if tenant is None:

@@ -26,10 +26,14 @@ def test_the_curl_session_of_the_readme_works(local_stack: RunningStack) -> None
     listed = requests.get(f"{base}/agents", headers=demo, timeout=10).json()
     assert agent["agentId"] in [a["agentId"] for a in listed["items"]]
     assert requests.get(f"{base}/agents/{agent['agentId']}", headers=demo, timeout=10).json() == agent
-    duplicate = requests.post(f"{base}/agents", json={**NEW, "email": "ANN@Contoso.com"}, headers=demo, timeout=10)
+    duplicate = requests.post(
+        f"{base}/agents", json={**NEW, "email": "ANN@Contoso.com"}, headers=demo, timeout=10
+    )
     assert duplicate.status_code == 409
     assert duplicate.json()["error"]["code"] == "duplicate_agent"
-    bad = requests.post(f"{base}/agents", json={"name": "", "email": "x", "type": "imap"}, headers=demo, timeout=10)
+    bad = requests.post(
+        f"{base}/agents", json={"name": "", "email": "x", "type": "imap"}, headers=demo, timeout=10
+    )
     assert bad.status_code == 422
     assert {d["field"] for d in bad.json()["error"]["details"]} == {"name", "email", "type"}
     for _ in range(2):
@@ -41,7 +45,9 @@ def test_the_curl_session_of_the_readme_works(local_stack: RunningStack) -> None
 def test_one_tenant_never_sees_anothers_agents(local_stack: RunningStack) -> None:
     base = local_stack.base_url
     demo, acme = auth(local_stack.token("demo")), auth(local_stack.token("acme"))
-    mine = requests.post(f"{base}/agents", json={**NEW, "email": "iso@contoso.com"}, headers=demo, timeout=10).json()
+    mine = requests.post(
+        f"{base}/agents", json={**NEW, "email": "iso@contoso.com"}, headers=demo, timeout=10
+    ).json()
     theirs = requests.get(f"{base}/agents", headers=acme, timeout=10).json()["items"]
     assert mine["agentId"] not in [a["agentId"] for a in theirs]
     assert requests.get(f"{base}/agents/{mine['agentId']}", headers=acme, timeout=10).status_code == 404
@@ -56,10 +62,13 @@ def test_one_tenant_never_sees_anothers_agents(local_stack: RunningStack) -> Non
         "Bearer",
         "Basic YWxhZGRpbjpvcGVuc2VzYW1l",
         "Bearer not-a-jwt",
-        "Bearer " + jwt.encode({"custom:tenant_id": "demo"}, "guessed-secret-of-32-bytes-or-more!", algorithm="HS256"),
+        "Bearer "
+        + jwt.encode({"custom:tenant_id": "demo"}, "guessed-secret-of-32-bytes-or-more!", algorithm="HS256"),
     ],
 )
-def test_without_a_token_it_minted_the_gateway_answers_401(local_stack: RunningStack, header: str | None) -> None:
+def test_without_a_token_it_minted_the_gateway_answers_401(
+    local_stack: RunningStack, header: str | None
+) -> None:
     headers = {"Authorization": header} if header else {}
     response = requests.get(f"{local_stack.base_url}/agents", headers=headers, timeout=10)
     assert response.status_code == 401

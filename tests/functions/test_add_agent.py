@@ -25,14 +25,24 @@ def add(tenant: str = "demo", **fields: str) -> tuple[int, Any, dict[str, str]]:
 
 def get(agent_id: str, tenant: str = "demo") -> tuple[int, Any, dict[str, str]]:
     return call(
-        api_event("GET", f"/agents/{agent_id}", tenant=tenant, route="/agents/{agentId}", path_params={"agentId": agent_id})
+        api_event(
+            "GET",
+            f"/agents/{agent_id}",
+            tenant=tenant,
+            route="/agents/{agentId}",
+            path_params={"agentId": agent_id},
+        )
     )
 
 
 def delete(agent_id: str, tenant: str = "demo") -> tuple[int, Any, dict[str, str]]:
     return call(
         api_event(
-            "DELETE", f"/agents/{agent_id}", tenant=tenant, route="/agents/{agentId}", path_params={"agentId": agent_id}
+            "DELETE",
+            f"/agents/{agent_id}",
+            tenant=tenant,
+            route="/agents/{agentId}",
+            path_params={"agentId": agent_id},
         )
     )
 
