@@ -58,7 +58,8 @@ TRANSITIONS: dict[AgentStatus, frozenset[AgentStatus]] = {
     S.INVITE_FAILED: frozenset({S.REMOVED}),
     S.INVITE_BOUNCED: frozenset({S.REMOVED}),
     S.CONNECTING: frozenset({S.NEEDS_SETTINGS, S.VERIFIED, S.FAILED, S.REMOVED}),
-    S.NEEDS_SETTINGS: frozenset({S.CONNECTING, S.REMOVED}),
+    # needs_settings -> failed: the owner never sent the settings and the wait timed out.
+    S.NEEDS_SETTINGS: frozenset({S.CONNECTING, S.FAILED, S.REMOVED}),
     S.VERIFIED: frozenset({S.REMOVED}),
     S.FAILED: frozenset({S.CONNECTING, S.REMOVED}),
     S.REMOVED: frozenset(),

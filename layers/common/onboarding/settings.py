@@ -24,3 +24,19 @@ class AgentsApiSettings(BaseSettings):
 @functools.cache
 def agents_api_settings() -> AgentsApiSettings:
     return AgentsApiSettings()
+
+
+class VerifyMailboxSettings(BaseSettings):
+    """Settings of the workflow's task function (`functions/verify_mailbox`)."""
+
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore")
+
+    agents_table_name: str = Field(min_length=3)
+    credentials_prefix: str = Field(min_length=1, description="Secrets Manager name prefix of passwords")
+    credentials_kms_key_id: str | None = Field(default=None, description="KMS key encrypting the secrets")
+    max_settings_rounds: int = Field(default=3, ge=1, le=10)
+
+
+@functools.cache
+def verify_mailbox_settings() -> VerifyMailboxSettings:
+    return VerifyMailboxSettings()
