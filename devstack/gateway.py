@@ -24,15 +24,11 @@ LocalRoute = Callable[[Request], Response]
 
 
 class Gateway:
-    def __init__(self, routes: list[Route] | None = None, *, tenant_claim: str = "custom:tenant_id") -> None:
+    def __init__(self, runners: dict[str, FunctionRunner], routes: list[Route] | None = None) -> None:
+        """`runners`: one per function logical id, shared with whatever else invokes the functions."""
         self.routes = routes if routes is not None else http_routes()
-        self.tenant_claim = tenant_claim
-        self.runners: dict[str, FunctionRunner] = {}
+        self.runners = runners
         self.local_routes: dict[tuple[str, str], LocalRoute] = {}
-        for route in self.routes:
-            self.runners.setdefault(
-                route.function, FunctionRunner(route.function, route.module, route.handler)
-            )
 
     def add_local_route(self, method: str, path: str, view: LocalRoute) -> None:
         self.local_routes[(method, path)] = view

@@ -11,17 +11,32 @@ import logging
 import os
 import socket
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import boto3
+import requests
 from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
 
 from devstack import template as tpl
+from devstack import tokens
 from devstack.gateway import Gateway
+from devstack.lambdas import handlers_installed
+from devstack.runtime import FunctionRunner, runners_from_template
 
 REGION = "us-east-1"
+DEMO_TENANT = "demo"
+DASHBOARD = Path(__file__).parent / "dashboard"
+
+
+def _static(path: Path, content_type: str) -> Callable[[Request], Response]:
+    def view(_: Request) -> Response:
+        return Response(path.read_bytes(), content_type=f"{content_type}; charset=utf-8")
+
+    return view
 
 
 def free_port() -> int:
@@ -40,6 +55,8 @@ class LocalStack:
     _servers: list[Any] = field(default_factory=list)
     _threads: list[threading.Thread] = field(default_factory=list)
     gateway: Gateway | None = None
+    runners: dict[str, FunctionRunner] = field(default_factory=dict)
+    _lambdas: Any = None
 
     @property
     def base_url(self) -> str:
@@ -53,6 +70,9 @@ class LocalStack:
         self._start_moto()
         self._configure_environment()
         self._create_resources()
+        self.runners = runners_from_template(prefix=self.stage)
+        self._lambdas = handlers_installed(self.runners)
+        self._lambdas.__enter__()
         self._start_gateway()
         return self
 
@@ -64,6 +84,9 @@ class LocalStack:
             thread.join(timeout=5)
         self._servers.clear()
         self._threads.clear()
+        if self._lambdas is not None:
+            self._lambdas.__exit__(None, None, None)
+            self._lambdas = None
 
     def __enter__(self) -> LocalStack:
         return self.start()
@@ -78,6 +101,10 @@ class LocalStack:
         server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.moto_port, verbose=False)
         server.start()
         self._servers.append(server)
+        # Lambda without Docker (our handlers run through devstack.lambdas), Step Functions that really
+        # execute the ASL.
+        config = {"lambda": {"use_docker": False}, "stepfunctions": {"execute_state_machine": True}}
+        requests.post(f"{self.moto_url}/moto-api/config", json=config, timeout=10).raise_for_status()
 
     def refs(self) -> dict[str, str]:
         template = tpl.load_template()
@@ -86,6 +113,11 @@ class LocalStack:
         for logical_id in tpl.resources(template, "AWS::DynamoDB::Table"):
             self.physical_names.setdefault(logical_id, f"{self.stage}-{logical_id}")
         refs.update(self.physical_names)
+        for logical_id in tpl.resources(template, "AWS::Serverless::Function"):
+            refs[logical_id] = f"{self.stage}-{logical_id}"
+            refs[f"{logical_id}.Arn"] = tpl.function_arn(refs[logical_id])
+        for logical_id in tpl.resources(template, "AWS::Serverless::StateMachine"):
+            refs[logical_id] = tpl.state_machine_arn(f"{self.stage}-{logical_id}")
         return refs
 
     def _configure_environment(self) -> None:
@@ -114,18 +146,36 @@ class LocalStack:
     def _create_resources(self) -> None:
         ddb = boto3.client("dynamodb", endpoint_url=self.moto_url, region_name=REGION)
         tpl.create_tables(ddb, self.physical_names)
+        sfn = boto3.client("stepfunctions", endpoint_url=self.moto_url, region_name=REGION)
+        refs = self.refs()
+        for logical_id in tpl.resources(tpl.load_template(), "AWS::Serverless::StateMachine"):
+            sfn.create_state_machine(
+                name=f"{self.stage}-{logical_id}",
+                definition=tpl.state_machine_definition(logical_id, refs),
+                roleArn="arn:aws:iam::123456789012:role/local-state-machine",
+                type="STANDARD",
+            )
 
     def _start_gateway(self) -> None:
         # werkzeug logs every request of moto and the gateway alike; keep the console for what matters.
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
-        self.gateway = Gateway()
+        self.gateway = Gateway(self.runners)
         self.gateway.add_local_route("GET", "/_local/health", self._health)
+        self.gateway.add_local_route("GET", "/", self._dashboard)
+        for name, content_type in (("dashboard.js", "text/javascript"), ("dashboard.css", "text/css")):
+            self.gateway.add_local_route("GET", f"/_local/{name}", _static(DASHBOARD / name, content_type))
         server: BaseWSGIServer = make_server("127.0.0.1", self.gateway_port, self.gateway, threaded=True)
         self.gateway_port = server.server_port
         thread = threading.Thread(target=server.serve_forever, name="gateway", daemon=True)
         thread.start()
         self._servers.append(server)
         self._threads.append(thread)
+
+    def _dashboard(self, _: Request) -> Response:
+        """The dev dashboard, signed in as tenant `demo` (a local token embedded in the page)."""
+        html = (DASHBOARD / "index.html").read_text(encoding="utf-8")
+        html = html.replace("{{TOKEN}}", tokens.mint(DEMO_TENANT)).replace("{{TENANT}}", DEMO_TENANT)
+        return Response(html, content_type="text/html; charset=utf-8", headers={"Cache-Control": "no-store"})
 
     def _health(self, _: Request) -> Response:
         return Response(json.dumps({"status": "ok", "moto": self.moto_url}), content_type="application/json")
