@@ -9,6 +9,7 @@ import contextlib
 import json
 import logging
 import os
+import secrets
 import socket
 import threading
 from collections.abc import Callable
@@ -57,6 +58,8 @@ class LocalStack:
     gateway: Gateway | None = None
     runners: dict[str, FunctionRunner] = field(default_factory=dict)
     _lambdas: Any = None
+    _gateway_server: BaseWSGIServer | None = None
+    secret_arns: dict[str, str] = field(default_factory=dict)
 
     @property
     def base_url(self) -> str:
@@ -68,12 +71,14 @@ class LocalStack:
 
     def start(self) -> LocalStack:
         self._start_moto()
-        self._configure_environment()
+        self._point_aws_at_moto()
+        self._bind_gateway()  # first, so the public base URL (its port) is known to the handlers
         self._create_resources()
+        self._configure_environment()
         self.runners = runners_from_template(prefix=self.stage)
         self._lambdas = handlers_installed(self.runners)
         self._lambdas.__enter__()
-        self._start_gateway()
+        self._serve_gateway()
         return self
 
     def stop(self) -> None:
@@ -108,7 +113,13 @@ class LocalStack:
 
     def refs(self) -> dict[str, str]:
         template = tpl.load_template()
-        refs = {**tpl.parameter_defaults(template), "Stage": self.stage, "TenantClaim": "custom:tenant_id"}
+        refs = {
+            **tpl.parameter_defaults(template),
+            "Stage": self.stage,
+            "PublicBaseUrl": self.base_url,
+            "DashboardUrl": f"{self.base_url}/",
+            **self.secret_arns,
+        }
         refs.update({"AWS::Region": REGION, "AWS::AccountId": "123456789012", "AWS::StackName": "local"})
         for logical_id in tpl.resources(template, "AWS::DynamoDB::Table"):
             self.physical_names.setdefault(logical_id, f"{self.stage}-{logical_id}")
@@ -121,7 +132,17 @@ class LocalStack:
         return refs
 
     def _configure_environment(self) -> None:
-        """Point every AWS client in this process at moto and give handlers their template env."""
+        """Give the handlers (all in this process) the environment the template gives them on AWS."""
+        refs = self.refs()
+        template = tpl.load_template()
+        # All handlers share this process, so they share one environment: the union of theirs.
+        for logical_id in tpl.resources(template, "AWS::Serverless::Function"):
+            os.environ.update(tpl.function_environment(logical_id, refs, template))
+        from onboarding import aws
+
+        aws.reset_clients()
+
+    def _point_aws_at_moto(self) -> None:
         os.environ.update(
             {
                 "AWS_ENDPOINT_URL": self.moto_url,
@@ -134,18 +155,17 @@ class LocalStack:
                 "POWERTOOLS_METRICS_DISABLED": "true",
             }
         )
-        refs = self.refs()
-        template = tpl.load_template()
-        # All handlers share this process, so they share one environment: the union of theirs.
-        for logical_id in tpl.resources(template, "AWS::Serverless::Function"):
-            os.environ.update(tpl.function_environment(logical_id, refs, template))
-        from onboarding import aws
-
-        aws.reset_clients()
 
     def _create_resources(self) -> None:
+        self.refs()  # fixes the physical names
         ddb = boto3.client("dynamodb", endpoint_url=self.moto_url, region_name=REGION)
         tpl.create_tables(ddb, self.physical_names)
+        secrets_client = boto3.client("secretsmanager", endpoint_url=self.moto_url, region_name=REGION)
+        for logical_id in tpl.resources(tpl.load_template(), "AWS::SecretsManager::Secret"):
+            created = secrets_client.create_secret(
+                Name=f"{self.stage}/{logical_id}", SecretString=secrets.token_urlsafe(48)
+            )
+            self.secret_arns[logical_id] = created["ARN"]
         sfn = boto3.client("stepfunctions", endpoint_url=self.moto_url, region_name=REGION)
         refs = self.refs()
         for logical_id in tpl.resources(tpl.load_template(), "AWS::Serverless::StateMachine"):
@@ -156,7 +176,7 @@ class LocalStack:
                 type="STANDARD",
             )
 
-    def _start_gateway(self) -> None:
+    def _bind_gateway(self) -> None:
         # werkzeug logs every request of moto and the gateway alike; keep the console for what matters.
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
         self.gateway = Gateway(self.runners)
@@ -164,11 +184,16 @@ class LocalStack:
         self.gateway.add_local_route("GET", "/", self._dashboard)
         for name, content_type in (("dashboard.js", "text/javascript"), ("dashboard.css", "text/css")):
             self.gateway.add_local_route("GET", f"/_local/{name}", _static(DASHBOARD / name, content_type))
-        server: BaseWSGIServer = make_server("127.0.0.1", self.gateway_port, self.gateway, threaded=True)
-        self.gateway_port = server.server_port
-        thread = threading.Thread(target=server.serve_forever, name="gateway", daemon=True)
+        self._gateway_server = make_server("127.0.0.1", self.gateway_port, self.gateway, threaded=True)
+        self.gateway_port = self._gateway_server.server_port
+
+    def _serve_gateway(self) -> None:
+        assert self.gateway is not None
+        assert self._gateway_server is not None
+        self.gateway.runners.update(self.runners)
+        thread = threading.Thread(target=self._gateway_server.serve_forever, name="gateway", daemon=True)
         thread.start()
-        self._servers.append(server)
+        self._servers.append(self._gateway_server)
         self._threads.append(thread)
 
     def _dashboard(self, _: Request) -> Response:

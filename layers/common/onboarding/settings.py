@@ -40,3 +40,27 @@ class VerifyMailboxSettings(BaseSettings):
 @functools.cache
 def verify_mailbox_settings() -> VerifyMailboxSettings:
     return VerifyMailboxSettings()
+
+
+class AuthCallbackSettings(BaseSettings):
+    """Settings of the hosted connect page (`functions/auth_callback`)."""
+
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore")
+
+    agents_table_name: str = Field(min_length=3)
+    credentials_prefix: str = Field(min_length=1)
+    credentials_kms_key_id: str | None = None
+    state_machine_arn: str = Field(pattern=r"^arn:aws[a-z-]*:states:")
+    public_base_url: str = Field(
+        default="",
+        pattern=r"^(https?://.*)?$",
+        description="Base URL of the connect pages; empty: as requested",
+    )
+    dashboard_url: str = Field(pattern=r"^https?://", description="Where the owner goes after success")
+    csrf_key_secret_arn: str = Field(min_length=1, description="Secret holding the form-nonce signing key")
+    settings_timeout_seconds: int = Field(default=86400, ge=60)
+
+
+@functools.cache
+def auth_callback_settings() -> AuthCallbackSettings:
+    return AuthCallbackSettings()
