@@ -9,9 +9,15 @@ export SAM_CLI_TELEMETRY := 0
 
 REQUIREMENTS := requirements-dev.txt layers/common/requirements.txt functions/verify_mailbox/requirements.txt
 
-.PHONY: setup dev test lint format typecheck validate check bench clean
+.PHONY: setup chromium dev test lint format typecheck validate check bench clean
 
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed chromium
+
+# The browser tests drive Debian's Chromium (Playwright cannot download browsers here).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "Install Chromium for the browser tests: sudo apt-get install chromium"; exit 1; fi; }
 
 $(VENV)/.installed: $(REQUIREMENTS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,7 +30,7 @@ $(SAM_VENV)/.installed: requirements-sam.txt
 	$(SAM_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-sam.txt
 	touch $@
 
-dev: setup
+dev: $(VENV)/.installed
 	$(PY) -m devstack run
 
 test: setup
