@@ -13,7 +13,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from onboarding import agents
 from onboarding.api import current_tenant, register_error_handlers
 from onboarding.models import Agent, AgentPage, AgentStatus, NewAgent
-from onboarding.observability import logger, metrics, tracer
+from onboarding.observability import logger, metrics
 from onboarding.settings import agents_api_settings
 from onboarding.store import agent_repository
 
@@ -87,7 +87,6 @@ def openapi() -> Response[str]:
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)
-@tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return app.resolve(event, context)

@@ -10,9 +10,10 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from onboarding.credentials import credential_store
 from onboarding.exchange import ExchangeConfig
-from onboarding.observability import logger, metrics, tracer
+from onboarding.observability import logger, metrics
 from onboarding.settings import verify_mailbox_settings
 from onboarding.store import agent_repository
+from onboarding.tracing import tracer
 from onboarding.verification import TaskInput, VerificationSteps
 
 
