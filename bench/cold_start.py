@@ -27,8 +27,12 @@ CASES = {
 }
 
 
+def _env() -> dict[str, str]:
+    return {"PYTHONPATH": f"{ROOT / 'layers' / 'common'}:{ROOT}", "PATH": "/usr/bin:/bin", "HOME": str(ROOT)}
+
+
 def _run(code: str) -> float:
-    env = {"PYTHONPATH": f"{ROOT / 'layers' / 'common'}:{ROOT}", "PATH": "/usr/bin:/bin", "HOME": "/tmp"}
+    env = _env()
     started = time.perf_counter()
     subprocess.run([sys.executable, "-c", ENV_SETUP + code], cwd=ROOT, env=env, check=True)
     return time.perf_counter() - started
@@ -36,7 +40,7 @@ def _run(code: str) -> float:
 
 def _imports_exchangelib(module: str) -> bool:
     code = f"{ENV_SETUP}import sys, {module}; print('exchangelib' in sys.modules)"
-    env = {"PYTHONPATH": f"{ROOT / 'layers' / 'common'}:{ROOT}", "PATH": "/usr/bin:/bin", "HOME": "/tmp"}
+    env = _env()
     out = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True
     )
