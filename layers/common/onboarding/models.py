@@ -92,7 +92,8 @@ class Agent(_ApiModel):
     agent_id: AgentId = Field(alias="agentId")
     tenant_id: TenantId = Field(alias="tenantId")
     name: AgentName
-    email: EmailStr
+    # Validated as an address on the way in (NewAgent); stored values are not parsed again on every read.
+    email: str = Field(max_length=320)
     type: AgentType
     status: AgentStatus
     status_reason: str | None = Field(default=None, alias="statusReason")
