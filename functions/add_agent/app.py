@@ -12,7 +12,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from onboarding import agents
 from onboarding.api import current_tenant, register_error_handlers
-from onboarding.models import Agent, AgentPage, AgentStatus, NewAgent
+from onboarding.models import Agent, AgentPage, AgentStatus, ErrorResponse, NewAgent
 from onboarding.observability import logger, metrics
 from onboarding.settings import agents_api_settings
 from onboarding.store import agent_repository
@@ -20,11 +20,13 @@ from onboarding.store import agent_repository
 app = APIGatewayHttpResolver(enable_validation=True)
 register_error_handlers(app)
 
+_ERROR_BODY = {"application/json": {"model": ErrorResponse}}
 _ERRORS: dict[int, Any] = {
-    401: {"description": "Missing or invalid bearer token"},
-    404: {"description": "No such agent in this account"},
-    409: {"description": "Conflict (duplicate mailbox, or the agent changed)"},
-    422: {"description": "Invalid input; `error.details` names each field"},
+    403: {"description": "The token carries no valid tenant claim", "content": _ERROR_BODY},
+    404: {"description": "No such agent in this account", "content": _ERROR_BODY},
+    409: {"description": "Conflict (duplicate mailbox, or the agent changed)", "content": _ERROR_BODY},
+    422: {"description": "Invalid input; `error.details` names each field", "content": _ERROR_BODY},
+    500: {"description": "Unexpected error", "content": _ERROR_BODY},
 }
 
 
@@ -51,7 +53,14 @@ def add_agent(new: NewAgent) -> Response[dict[str, object]]:
     )
 
 
-@app.get("/agents", summary="List agents", responses=_ERRORS)
+@app.get(
+    "/agents",
+    summary="List agents",
+    responses={
+        200: {"description": "A page of agents", "content": {"application/json": {"model": AgentPage}}},
+        **_ERRORS,
+    },
+)
 def list_agents(
     status: Annotated[AgentStatus | None, Query(description="Only agents in this status")] = None,
     limit: Annotated[int | None, Query(ge=1, le=100, description="Page size (at most 100)")] = None,
@@ -66,12 +75,23 @@ def list_agents(
     )
 
 
-@app.get("/agents/<agentId>", summary="Read an agent", responses=_ERRORS)
+@app.get(
+    "/agents/<agentId>",
+    summary="Read an agent",
+    responses={
+        200: {"description": "The agent", "content": {"application/json": {"model": Agent}}},
+        **_ERRORS,
+    },
+)
 def get_agent(agentId: Annotated[str, Path(max_length=64)]) -> Agent:
     return agents.get_agent(_repo(), _tenant(), agentId)
 
 
-@app.delete("/agents/<agentId>", summary="Remove an agent", responses={204: {"description": "Removed"}})
+@app.delete(
+    "/agents/<agentId>",
+    summary="Remove an agent",
+    responses={204: {"description": "Removed", "content": {}}, **_ERRORS},
+)
 def remove_agent(agentId: Annotated[str, Path(max_length=64)]) -> Response[None]:
     agents.remove_agent(_repo(), _tenant(), agentId)
     return Response(status_code=HTTPStatus.NO_CONTENT.value, body=None)
