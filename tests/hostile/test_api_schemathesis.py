@@ -27,7 +27,9 @@ def test_no_route_breaks_under_generated_input(local_stack: RunningStack) -> Non
         @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), database=None)
         def check(case: Any) -> None:
             response = case.call(headers=headers)
-            assert response.status_code < 500, f"{operation.label}: {response.status_code} {response.text}"
+            assert response.status_code < 500, (
+                f"{case.method} {case.path}: {response.status_code} {response.text}"
+            )
             # `nextToken` is an opaque cursor: any string fits its schema, only the ones we issued are valid
             # (a forged one is a 422 with the error body, checked below), so "schema-valid means accepted"
             # does not hold for it; every other check runs.
