@@ -153,8 +153,10 @@ class VerificationSteps:
                 )
         except ExchangeFailure as failure:
             logger.info("Verification failed", extra={"agent_id": task.agent_id, "code": failure.code.value})
+            # Settings sent from the settings form (rounds >= 1) that do not work: ask again, a few times.
+            # Settings typed on the first form fail like any first attempt: the page offers the form again.
             rounds = int(item.get(Attr.ROUNDS, 0))
-            if manual and failure.code in OWNER_FIXABLE and rounds < self.max_settings_rounds:
+            if manual and failure.code in OWNER_FIXABLE and 1 <= rounds < self.max_settings_rounds:
                 return TaskOutput(outcome=Outcome.NEEDS_SETTINGS, code=failure.code.value)
             return TaskOutput(outcome=Outcome.FAILED, code=failure.code.value)
         values = {**_settings_attributes(result.settings), Attr.INBOX_COUNT: result.inbox_item_count}
