@@ -24,6 +24,7 @@ from werkzeug.wrappers import Request, Response
 
 from devstack import template as tpl
 from devstack import tokens
+from devstack.exchange_sim.simulator import ExchangeSimulator
 from devstack.gateway import Gateway
 from devstack.lambdas import handlers_installed
 from devstack.runtime import FunctionRunner, runners_from_template
@@ -60,6 +61,8 @@ class LocalStack:
     _lambdas: Any = None
     _gateway_server: BaseWSGIServer | None = None
     secret_arns: dict[str, str] = field(default_factory=dict)
+    with_exchange: bool = True
+    exchange: ExchangeSimulator | None = None
 
     @property
     def base_url(self) -> str:
@@ -70,6 +73,7 @@ class LocalStack:
         return f"http://127.0.0.1:{self.moto_port}"
 
     def start(self) -> LocalStack:
+        self._start_exchange_simulator()
         self._start_moto()
         self._point_aws_at_moto()
         self._bind_gateway()  # first, so the public base URL (its port) is known to the handlers
@@ -82,6 +86,9 @@ class LocalStack:
         return self
 
     def stop(self) -> None:
+        if self.exchange is not None:
+            self.exchange.stop()
+            self.exchange = None
         for server in reversed(self._servers):
             with contextlib.suppress(Exception):
                 server.shutdown()
@@ -100,6 +107,19 @@ class LocalStack:
         self.stop()
 
     # -- pieces ------------------------------------------------------------------------------
+    def _start_exchange_simulator(self) -> None:
+        """Customers' Exchange servers, simulated on 127.0.0.1 (routing installed in this process)."""
+        if not self.with_exchange:
+            return
+        self.exchange = ExchangeSimulator().start()
+        os.environ.update(
+            {
+                # Local only: the simulator lives on loopback, which the SSRF guard refuses elsewhere.
+                "EXCHANGE_ALLOW_NETWORKS": "127.0.0.0/8",
+                "EXCHANGE_CA_BUNDLE": self.exchange.ca_bundle,
+            }
+        )
+
     def _start_moto(self) -> None:
         from moto.server import ThreadedMotoServer
 
