@@ -54,6 +54,8 @@ def aws_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_REGION": "us-east-1",
         "AGENTS_TABLE_NAME": TABLE_NAME,
+        "CREDENTIALS_PREFIX": "mailbox-onboarding/test",
+        "STATE_MACHINE_ARN": "arn:aws:states:us-east-1:123456789012:stateMachine:verify-mailbox",
     }.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from http import HTTPStatus
 from typing import Annotated, Any
 
@@ -12,6 +13,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from onboarding import agents
 from onboarding.api import current_tenant, register_error_handlers
+from onboarding.credentials import credential_store
 from onboarding.models import Agent, AgentPage, AgentStatus, ErrorResponse, NewAgent
 from onboarding.observability import logger, metrics
 from onboarding.settings import agents_api_settings
@@ -36,6 +38,12 @@ def _tenant() -> str:
 
 def _repo() -> Any:
     return agent_repository(agents_api_settings().agents_table_name)
+
+
+@functools.cache
+def _cleanup() -> agents.Cleanup:
+    settings = agents_api_settings()
+    return agents.Cleanup(credential_store(settings.credentials_prefix), settings.state_machine_arn)
 
 
 @app.post(
@@ -93,7 +101,7 @@ def get_agent(agentId: Annotated[str, Path(max_length=64)]) -> Agent:
     responses={204: {"description": "Removed", "content": {}}, **_ERRORS},
 )
 def remove_agent(agentId: Annotated[str, Path(max_length=64)]) -> Response[None]:
-    agents.remove_agent(_repo(), _tenant(), agentId)
+    agents.remove_agent(_repo(), _tenant(), agentId, _cleanup())
     return Response(status_code=HTTPStatus.NO_CONTENT.value, body=None)
 
 

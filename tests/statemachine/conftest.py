@@ -62,7 +62,10 @@ class Workflow:
         attempt = int(item.get(Attr.ATTEMPT, 0)) + 1
         extra = {k: v for k, v in {Attr.USERNAME: username, Attr.SERVER: server}.items() if v}
         self.repo.transition(
-            tenant, agent_id, AgentStatus.CONNECTING, set_attributes={Attr.ATTEMPT: attempt, Attr.ROUNDS: 0, **extra}
+            tenant,
+            agent_id,
+            AgentStatus.CONNECTING,
+            set_attributes={Attr.ATTEMPT: attempt, Attr.ROUNDS: 0, **extra},
         )
         if password is not None:
             self.credentials.put(tenant, agent_id, SecretStr(password))
@@ -70,17 +73,28 @@ class Workflow:
             stateMachineArn=self.arn,
             name=f"{agent_id}-{attempt}",
             input=json.dumps(
-                {"tenantId": tenant, "agentId": agent_id, "attempt": attempt, "settingsTimeoutSeconds": settings_timeout}
+                {
+                    "tenantId": tenant,
+                    "agentId": agent_id,
+                    "attempt": attempt,
+                    "settingsTimeoutSeconds": settings_timeout,
+                }
             ),
         )
         return str(execution["executionArn"])
 
-    def send_settings(self, agent_id: str, *, server: str, username: str | None, tenant: str = "demo") -> None:
+    def send_settings(
+        self, agent_id: str, *, server: str, username: str | None, tenant: str = "demo"
+    ) -> None:
         """What the connect page does on POST settings: resume the waiting task with the token on the agent."""
         item = self.repo.get_item(tenant, agent_id) or {}
         values = {Attr.SERVER: server, **({Attr.USERNAME: username} if username else {})}
         self.repo.transition(
-            tenant, agent_id, AgentStatus.CONNECTING, set_attributes=values, remove_attributes=(Attr.TASK_TOKEN,)
+            tenant,
+            agent_id,
+            AgentStatus.CONNECTING,
+            set_attributes=values,
+            remove_attributes=(Attr.TASK_TOKEN,),
         )
         self.sfn.send_task_success(taskToken=item[Attr.TASK_TOKEN], output="{}")
 
@@ -105,9 +119,9 @@ class Workflow:
         raise AssertionError("the execution did not end")
 
     def history(self, execution_arn: str) -> list[dict[str, Any]]:
-        events: list[dict[str, Any]] = self.sfn.get_execution_history(executionArn=execution_arn, maxResults=1000)[
-            "events"
-        ]
+        events: list[dict[str, Any]] = self.sfn.get_execution_history(
+            executionArn=execution_arn, maxResults=1000
+        )["events"]
         return events
 
 

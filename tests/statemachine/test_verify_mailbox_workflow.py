@@ -65,7 +65,9 @@ def test_a_settings_request_nobody_answers_times_out_as_failed(workflow: Workflo
 def test_a_wrong_password_fails_with_its_diagnosis(workflow: Workflow) -> None:
     scenario = S["wrong_password"]
     agent_id = workflow.add_invited_agent(scenario.email)
-    execution = workflow.connect(agent_id, scenario.password, username=scenario.username, server=scenario.server)
+    execution = workflow.connect(
+        agent_id, scenario.password, username=scenario.username, server=scenario.server
+    )
     workflow.wait_for_end(execution)
     item = workflow.repo.get_item("demo", agent_id) or {}
     assert (item["status"], item["statusReason"]) == ("failed", "auth_failed")
@@ -108,3 +110,30 @@ def test_the_password_never_leaves_the_credential_store(workflow: Workflow, caps
     }.items():
         assert scenario.password not in text, f"the password appears in {where}"
     assert len(history) > 5
+
+
+def test_removing_an_agent_that_waits_for_settings_stops_the_workflow_and_deletes_the_password(
+    workflow: Workflow,
+) -> None:
+    from onboarding import agents, aws
+
+    scenario = S["manual_domain_user"]
+    agent_id = workflow.add_invited_agent(scenario.email)
+    execution = workflow.connect(agent_id, scenario.password)
+    waiting = workflow.wait_for_status(agent_id, {AgentStatus.NEEDS_SETTINGS})
+    stops: list[str] = []
+    aws.client("stepfunctions").meta.events.register(
+        "provide-client-params.sfn.StopExecution", lambda params, **_: stops.append(params["executionArn"])
+    )
+    assert agents.remove_agent(
+        workflow.repo, "demo", agent_id, agents.Cleanup(workflow.credentials, workflow.arn)
+    )
+    assert stops == [execution]
+    assert workflow.repo.get_item("demo", agent_id) is None
+    names = [s["Name"] for s in boto3.client("secretsmanager").list_secrets()["SecretList"]]
+    assert not [name for name in names if agent_id in name]
+    # AWS aborts the waiting execution at once; moto 5.2.5 only notices the stop when the waiting task
+    # returns, so wake it: the execution then ends ABORTED and writes nothing.
+    workflow.sfn.send_task_success(taskToken=waiting["taskToken"], output="{}")
+    assert workflow.wait_for_end(execution)["status"] == "ABORTED"
+    assert workflow.repo.get_item("demo", agent_id) is None

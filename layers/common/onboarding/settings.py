@@ -19,6 +19,8 @@ class AgentsApiSettings(BaseSettings):
     agents_table_name: str = Field(min_length=3, description="DynamoDB table holding agents")
     tenant_claim: str = Field(default="custom:tenant_id", description="JWT claim naming the tenant")
     default_page_size: int = Field(default=25, ge=1, le=100)
+    credentials_prefix: str = Field(min_length=1, description="Secrets Manager name prefix of passwords")
+    state_machine_arn: str = Field(pattern=r"^arn:aws[a-z-]*:states:", description="Verification workflow")
 
 
 @functools.cache
