@@ -44,7 +44,8 @@ class Lifecycle(RuleBasedStateMachine):
         try:
             moved = self.repo.transition("demo", self.agent_id, wanted)
         except IllegalTransitionError:
-            assert self.status is not None and not legal
+            assert self.status is not None
+            assert not legal
             return
         except AgentNotFoundError:
             assert self.status is None
