@@ -212,7 +212,8 @@ class _GuardedConnectionMixin:
         try:
             infos = _resolve(host, self.port, timeout)
         except socket.gaierror as e:
-            ctx.observation.transport.append("unreachable")
+            # EAI_AGAIN: the DNS server did not answer in time (as opposed to "no such name").
+            ctx.observation.transport.append("timeout" if e.errno == socket.EAI_AGAIN else "unreachable")
             raise NameResolutionError(self.host, self, e) from e  # type: ignore[arg-type]
         except TimeoutError as e:
             ctx.observation.transport.append("timeout")
