@@ -2,12 +2,14 @@
 
     PYTHONPATH=layers/common:. python bench/exchange_verdicts.py [--quick] [--cap 150] [--only NAME ...]
 
-Two steps per scenario: "auto" (ours: ``discover()`` then ``verify()`` with the recorded settings) and, where the
-scenario has a manual server, "manual" (ours: ``verify()`` with that server). Ours uses default budgets (``ExchangeConfig()``), loopback allowed, the simulator's CA trusted.
-Default: ``Account(..., autodiscover=True)`` / ``Configuration(server=...)`` with exchangelib's own timeouts and
-retry policy; the simulator's CA is trusted through REQUESTS_CA_BUNDLE; same in-process routing (which also
-refuses any non-loopback connect, so nothing real is ever contacted). Each default run is capped (``--cap``) and
-reported as ">N s (gave up)". ``--quick`` skips the default runs of the slow scenarios.
+Two steps per scenario: "auto" (ours: ``discover()`` then ``verify()`` with the recorded
+settings) and, where the scenario has a manual server, "manual" (ours: ``verify()`` with that
+server). Ours uses the default budgets (``ExchangeConfig()``), loopback allowed, the simulator's CA.
+Default: ``Account(..., autodiscover=True)`` / ``Configuration(server=...)`` with exchangelib's own
+timeouts and retry policy; the simulator's CA trusted through REQUESTS_CA_BUNDLE; same in-process
+routing (which also refuses any non-loopback connect, so nothing real is ever contacted). Each
+default run is capped (``--cap``) and reported as ">N s (gave up)". ``--quick`` skips the default
+runs of the slow scenarios.
 """
 
 from __future__ import annotations
@@ -42,8 +44,14 @@ def ours(s: Scenario, config: ExchangeConfig, step: str) -> str:
             result = verify(s.email, s.password, s.login, s.server, config=config)
         else:
             found = discover(s.email, s.password, s.username, config=config)
-            result = verify(s.email, s.password, found.username, ews_url=found.ews_url,
-                            auth_type=found.auth_type, config=config)
+            result = verify(
+                s.email,
+                s.password,
+                found.username,
+                ews_url=found.ews_url,
+                auth_type=found.auth_type,
+                config=config,
+            )
     except ExchangeFailure as failure:
         return failure.code.value
     return f"ok ({result.inbox_item_count})"
@@ -60,7 +68,7 @@ def default(s: Scenario, step: str) -> str:
         else:
             account = Account(s.email, credentials=credentials, autodiscover=True)
         return f"ok ({account.inbox.total_count})"
-    except Exception as e:  # noqa: BLE001 - the verdict is the exception type
+    except Exception as e:
         return type(e).__name__
 
 
@@ -95,13 +103,17 @@ def _row(s: Scenario, step: str, config: ExchangeConfig, quick: bool, cap: float
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="skip plain exchangelib on the slow scenarios")
     parser.add_argument("--cap", type=float, default=150.0, help="give up on a default run after this (s)")
     parser.add_argument("--only", nargs="*", default=None, help="scenario names")
     args = parser.parse_args(argv)
 
-    rows = [("scenario", "step", "expected", "ours verdict", "ours s", "default verdict", "default s", "ratio")]
+    rows: list[tuple[str, ...]] = [
+        ("scenario", "step", "expected", "ours verdict", "ours s", "default verdict", "default s", "ratio")
+    ]
     with ExchangeSimulator() as sim:
         os.environ["REQUESTS_CA_BUNDLE"] = sim.ca_bundle
         config = ExchangeConfig(allow_networks=("127.0.0.0/8",), ca_bundle=sim.ca_bundle)
@@ -115,8 +127,10 @@ def main(argv: list[str] | None = None) -> int:
     lines = [" | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
     lines.insert(1, "-+-".join("-" * w for w in widths))
     print("\n".join(lines))
-    print("\nauto = discover() then verify() vs Account(autodiscover=True); manual = verify(server) vs "
-          "Configuration(server=...); ratio = default s / ours s")
+    print(
+        "\nauto = discover() then verify() vs Account(autodiscover=True); manual = verify(server) vs "
+        "Configuration(server=...); ratio = default s / ours s"
+    )
     return 0
 
 

@@ -1,4 +1,4 @@
-"""Fixtures for the Exchange core and simulator tests (imported by tests/layer and tests/devstack conftests)."""
+"""Fixtures for the Exchange core and simulator tests (used by tests/layer, tests/devstack)."""
 
 from __future__ import annotations
 

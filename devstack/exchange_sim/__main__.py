@@ -7,6 +7,7 @@ only helps code in *this* process; other processes can use the printed DNS port 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import threading
 
 from .simulator import ExchangeSimulator
@@ -33,10 +34,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"HTTP port:   127.0.0.1:{sim.http_port} (autodiscover redirects)")
         print(f"DNS server:  127.0.0.1:{sim.dns_port} (UDP; authoritative for .test)")
         print("Ctrl-C to stop.")
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             threading.Event().wait()
-        except KeyboardInterrupt:
-            pass
     return 0
 
 

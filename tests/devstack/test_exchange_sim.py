@@ -1,4 +1,4 @@
-"""The simulator itself: unmodified exchangelib works against it; DNS, routing, TLS, NTLM behave as documented."""
+"""The simulator itself: unmodified exchangelib works against it; DNS, routing, TLS, NTLM behave."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import dns.resolver
@@ -28,7 +29,7 @@ def trust_sim_ca(exchange_sim: ExchangeSimulator, monkeypatch: pytest.MonkeyPatc
 
 
 @pytest.fixture(autouse=True)
-def _clean_exchangelib_caches() -> None:
+def _clean_exchangelib_caches() -> Iterator[None]:
     from exchangelib.autodiscover import clear_cache
     from exchangelib.protocol import close_connections
 
@@ -46,15 +47,17 @@ def test_starts_fast_and_stops_without_leaving_threads() -> None:
         assert Path(sim.ca_bundle).is_file()
     leftovers = [t for t in threading.enumerate() if t.ident not in before and t.is_alive() and not t.daemon]
     assert leftovers == []
-    assert socket.getaddrinfo is original_getaddrinfo and socket.socket.connect is original_connect
+    assert socket.getaddrinfo is original_getaddrinfo
+    assert socket.socket.connect is original_connect
 
 
 def test_plain_exchangelib_autodiscovers_and_reads_the_inbox(trust_sim_ca: None) -> None:
     from exchangelib import Account, Credentials
 
     # Given unmodified exchangelib with autodiscover (NTLM, autodiscover on the domain)
-    account = Account("alice@contoso.test", credentials=Credentials("CONTOSO\\alice", "Alice-Pass-1"),
-                      autodiscover=True)
+    account = Account(
+        "alice@contoso.test", credentials=Credentials("CONTOSO\\alice", "Alice-Pass-1"), autodiscover=True
+    )
     # Then it reads the inbox count and the Exchange 2019 build
     assert account.inbox.total_count == 42
     assert str(account.version.build) == SIM_BUILD
@@ -72,18 +75,27 @@ def test_plain_exchangelib_with_manual_server(trust_sim_ca: None, login: str) ->
 def test_plain_exchangelib_follows_the_http_redirect_and_srv(trust_sim_ca: None) -> None:
     from exchangelib import Account, Credentials
 
-    carl = Account("carl@tailspin.test", credentials=Credentials("carl@tailspin.test", "Carl-Pass-5"),
-                   autodiscover=True)
-    dora = Account("dora@northwind.test", credentials=Credentials("dora@northwind.test", "Dora-Pass-6"),
-                   autodiscover=True)
-    assert carl.inbox.total_count == 11 and dora.inbox.total_count == 0
+    carl = Account(
+        "carl@tailspin.test", credentials=Credentials("carl@tailspin.test", "Carl-Pass-5"), autodiscover=True
+    )
+    dora = Account(
+        "dora@northwind.test",
+        credentials=Credentials("dora@northwind.test", "Dora-Pass-6"),
+        autodiscover=True,
+    )
+    assert carl.inbox.total_count == 11
+    assert dora.inbox.total_count == 0
 
 
 def test_ntlm_counts_a_wrong_password(exchange_sim: ExchangeSimulator, trust_sim_ca: None) -> None:
     from requests_ntlm import HttpNtlmAuth
 
-    response = requests.post("https://mail.contoso.test/EWS/Exchange.asmx", data=b"<x/>",
-                             auth=HttpNtlmAuth("CONTOSO\\alice", "wrong"), timeout=5)
+    response = requests.post(
+        "https://mail.contoso.test/EWS/Exchange.asmx",
+        data=b"<x/>",
+        auth=HttpNtlmAuth("CONTOSO\\alice", "wrong"),
+        timeout=5,
+    )
     assert response.status_code == 401
     assert [(a.login, a.ok) for a in exchange_sim.auth_attempts] == [("CONTOSO\\alice", False)]
 
@@ -111,8 +123,8 @@ def test_dns_answers_a_srv_nxdomain_and_stays_silent(exchange_sim: ExchangeSimul
 
 
 def test_routing_maps_simulated_names_and_refuses_everything_else(exchange_sim: ExchangeSimulator) -> None:
-    (_, _, _, _, (address, port)), = socket.getaddrinfo("mail.contoso.test", 443)
-    assert (address, port) == ("127.0.0.1", exchange_sim.https_port)
+    (info,) = socket.getaddrinfo("mail.contoso.test", 443)
+    assert info[4][:2] == ("127.0.0.1", exchange_sim.https_port)
     with pytest.raises(socket.gaierror):
         socket.getaddrinfo("example.com", 443)  # never real DNS while installed
     # and a private peer is never really contacted, whoever asks
@@ -127,14 +139,22 @@ def test_hung_server_accepts_but_never_answers(trust_sim_ca: None) -> None:
 
 
 def test_http_redirect_endpoint(exchange_sim: ExchangeSimulator) -> None:
-    response = requests.get("http://autodiscover.tailspin.test/autodiscover/autodiscover.svc",
-                            allow_redirects=False, timeout=5)
+    response = requests.get(
+        "http://autodiscover.tailspin.test/autodiscover/autodiscover.svc", allow_redirects=False, timeout=5
+    )
     assert response.status_code == 302
     assert response.headers["Location"] == "https://mail.tailspin.test/autodiscover/autodiscover.svc"
 
 
 def test_standalone_runner_lists_scenarios() -> None:
     env = {**os.environ, "PYTHONPATH": f"{REPO / 'layers' / 'common'}{os.pathsep}{REPO}"}
-    out = subprocess.run([sys.executable, "-m", "devstack.exchange_sim", "--list"], env=env, check=True,
-                         capture_output=True, text=True, timeout=30).stdout
-    assert "autodiscover_domain" in out and "wrong_password" in out
+    out = subprocess.run(
+        [sys.executable, "-m", "devstack.exchange_sim", "--list"],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    ).stdout
+    assert "autodiscover_domain" in out
+    assert "wrong_password" in out

@@ -9,6 +9,7 @@ import os
 import socket
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -30,7 +31,7 @@ from tests.exchange_fixtures import SIM_BUILD
 REPO = Path(__file__).resolve().parents[2]
 
 
-def outcome(call) -> tuple[str, object]:  # type: ignore[no-untyped-def]
+def outcome(call: Callable[[], object]) -> tuple[str, object]:
     """("ok", result) or (code, failure)."""
     try:
         return "ok", call()
@@ -71,7 +72,8 @@ def test_discover_gives_the_expected_verdict(scenario: Scenario, exchange_config
     assert code == scenario.expect_discover, result
     if code == "ok":
         assert isinstance(result, ExchangeSettings)
-        assert result.ews_url.startswith("https://") and result.ews_url.endswith("/EWS/Exchange.asmx")
+        assert result.ews_url.startswith("https://")
+        assert result.ews_url.endswith("/EWS/Exchange.asmx")
         assert result.auth_type in ("NTLM", "basic")
         assert result.username == scenario.login
 
@@ -89,14 +91,22 @@ def test_verify_gives_the_expected_verdict(scenario: Scenario, exchange_config: 
         assert result.server_build == SIM_BUILD
 
 
-def test_recorded_settings_skip_the_probes(exchange_sim: ExchangeSimulator, exchange_config: ExchangeConfig) -> None:
+def test_recorded_settings_skip_the_probes(
+    exchange_sim: ExchangeSimulator, exchange_config: ExchangeConfig
+) -> None:
     # Given settings recorded by discovery
     s = SCENARIOS_BY_NAME["autodiscover_domain"]
     settings = discover(s.email, s.password, s.username, config=exchange_config)
     exchange_sim.reset_observations()
     # When we verify with them
-    verify(s.email, s.password, settings.username, ews_url=settings.ews_url, auth_type=settings.auth_type,
-           config=exchange_config)
+    verify(
+        s.email,
+        s.password,
+        settings.username,
+        ews_url=settings.ews_url,
+        auth_type=settings.auth_type,
+        config=exchange_config,
+    )
     # Then no auth-type probe (an empty SOAP body) was sent: every request was a real EWS operation
     assert exchange_sim.requests_seen
     assert all(r.operation is not None for r in exchange_sim.requests_seen)
@@ -104,8 +114,17 @@ def test_recorded_settings_skip_the_probes(exchange_sim: ExchangeSimulator, exch
 
 # ---------------------------------------------------------------- the password stays secret
 
-LEAKY = ["wrong_password", "locked_account", "unknown_mailbox", "access_denied", "autodiscover_subdomain",
-         "bearer_only", "wrong_certificate", "server_never_answers", "autodiscover_srv"]
+LEAKY = [
+    "wrong_password",
+    "locked_account",
+    "unknown_mailbox",
+    "access_denied",
+    "autodiscover_subdomain",
+    "bearer_only",
+    "wrong_certificate",
+    "server_never_answers",
+    "autodiscover_srv",
+]
 
 
 @pytest.mark.parametrize("name", LEAKY)
@@ -118,9 +137,11 @@ def test_password_never_appears_in_failures_or_logs(
     basic = base64.b64encode(f"{s.login}:{s.password}".encode()).decode()
     # When discovery and verification run (succeeding or failing)
     texts: list[str] = []
-    for call in (lambda: discover(s.email, s.password, s.username, config=exchange_config),
-                 lambda: run_verify(s, exchange_config)):
-        code, result = outcome(call)
+    for call in (
+        lambda: discover(s.email, s.password, s.username, config=exchange_config),
+        lambda: run_verify(s, exchange_config),
+    ):
+        _, result = outcome(call)
         if isinstance(result, ExchangeFailure):
             texts += [str(result), repr(result), result.detail, str(result.args)]
     # Then neither the password nor the Basic header built from it appears anywhere
@@ -136,7 +157,7 @@ def test_exchangelib_debug_logging_is_muted(exchange_config: ExchangeConfig) -> 
     # Given a call has configured exchangelib
     s = SCENARIOS_BY_NAME["autodiscover_subdomain"]
     discover(s.email, s.password, config=exchange_config)
-    # Then exchangelib (which logs Authorization headers at DEBUG) and the NTLM libraries log WARNING and up only
+    # Then exchangelib (it logs Authorization headers at DEBUG) and the NTLM libraries log WARNING+
     for name in ("exchangelib", "requests_ntlm", "spnego"):
         assert logging.getLogger(name).getEffectiveLevel() >= logging.WARNING
 
@@ -182,9 +203,16 @@ def test_exchangelib_caches_are_cleared_after_each_call(exchange_config: Exchang
     # Given a successful discovery and verification
     s = SCENARIOS_BY_NAME["autodiscover_domain"]
     settings = discover(s.email, s.password, s.username, config=exchange_config)
-    assert not CachingProtocol._protocol_cache and not autodiscover_cache._protocols
-    verify(s.email, s.password, settings.username, ews_url=settings.ews_url, auth_type=settings.auth_type,
-           config=exchange_config)
+    assert not CachingProtocol._protocol_cache
+    assert not autodiscover_cache._protocols
+    verify(
+        s.email,
+        s.password,
+        settings.username,
+        ews_url=settings.ews_url,
+        auth_type=settings.auth_type,
+        config=exchange_config,
+    )
     # Then no protocol (which holds credentials) and no autodiscover result stays cached
     assert not CachingProtocol._protocol_cache
     assert not autodiscover_cache._protocols
@@ -196,8 +224,15 @@ def test_exchangelib_caches_are_cleared_after_each_call(exchange_config: Exchang
 # ---------------------------------------------------------------- Microsoft 365
 
 
-@pytest.mark.parametrize("server", ["outlook.office365.com", "OUTLOOK.OFFICE.COM", "eur.outlook.com",
-                                    "https://outlook.office365.com/EWS/Exchange.asmx"])
+@pytest.mark.parametrize(
+    "server",
+    [
+        "outlook.office365.com",
+        "OUTLOOK.OFFICE.COM",
+        "eur.outlook.com",
+        "https://outlook.office365.com/EWS/Exchange.asmx",
+    ],
+)
 def test_exchange_online_is_recognised_without_contacting_it(
     server: str, exchange_sim: ExchangeSimulator, exchange_config: ExchangeConfig
 ) -> None:
@@ -213,8 +248,18 @@ def test_outlook_com_address_needs_modern_auth(exchange_config: ExchangeConfig) 
 
 # ---------------------------------------------------------------- SSRF guard
 
-LOOPBACK_SPELLINGS = ["127.0.0.1", "127.1", "2130706433", "0x7f.0.0.1", "[::ffff:127.0.0.1]", "[::1]",
-                      "169.254.169.254", "0.0.0.0", "mail.intranet.test", "mail.contoso.test"]
+LOOPBACK_SPELLINGS = [
+    "127.0.0.1",
+    "127.1",
+    "2130706433",
+    "0x7f.0.0.1",
+    "[::ffff:127.0.0.1]",
+    "[::1]",
+    "169.254.169.254",
+    "0.0.0.0",  # noqa: S104 - a spelling to refuse, nothing binds
+    "mail.intranet.test",
+    "mail.contoso.test",
+]
 
 
 @pytest.mark.parametrize("server", LOOPBACK_SPELLINGS)
@@ -237,11 +282,13 @@ def test_discovery_with_allow_list_off_connects_nowhere(
     code, _ = outcome(lambda: discover("alice@contoso.test", "Alice-Pass-1", config=strict_config))
     # Then discovery refuses it, having connected nowhere
     assert code == Diagnosis.BLOCKED_ADDRESS
-    assert exchange_sim.connects == [] and exchange_sim.requests_seen == []
+    assert exchange_sim.connects == []
+    assert exchange_sim.requests_seen == []
 
 
-@pytest.mark.parametrize("name, private", [("ews_url_private", "10.0.0.5"),
-                                           ("redirect_to_metadata", "169.254.169.254")])
+@pytest.mark.parametrize(
+    ("name", "private"), [("ews_url_private", "10.0.0.5"), ("redirect_to_metadata", "169.254.169.254")]
+)
 def test_autodiscover_answers_pointing_at_private_addresses_are_refused(
     name: str, private: str, exchange_sim: ExchangeSimulator, exchange_config: ExchangeConfig
 ) -> None:
@@ -262,7 +309,9 @@ def test_the_connected_peer_is_checked_too(
     # Given DNS says a public address, but the connection lands on loopback (DNS rebinding / NAT trick)
     public = "8.8.8.8"
     monkeypatch.setattr(
-        guard, "_resolve", lambda host, port, timeout: [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (public, 443))]
+        guard,
+        "_resolve",
+        lambda host, port, timeout: [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (public, 443))],
     )
     real_connect = socket.socket.connect
 
@@ -282,21 +331,47 @@ def test_the_connected_peer_is_checked_too(
 def test_credentials_never_go_over_plain_http(
     exchange_sim: ExchangeSimulator, exchange_config: ExchangeConfig
 ) -> None:
-    code, _ = outcome(lambda: verify("alice@contoso.test", "Alice-Pass-1", "CONTOSO\\alice",
-                                     ews_url="http://mail.contoso.test/EWS/Exchange.asmx", auth_type="NTLM",
-                                     config=exchange_config))
+    code, _ = outcome(
+        lambda: verify(
+            "alice@contoso.test",
+            "Alice-Pass-1",
+            "CONTOSO\\alice",
+            ews_url="http://mail.contoso.test/EWS/Exchange.asmx",
+            auth_type="NTLM",
+            config=exchange_config,
+        )
+    )
     assert code == Diagnosis.BLOCKED_ADDRESS
     assert exchange_sim.requests_seen == []
 
 
-@pytest.mark.parametrize("address, public", [
-    ("8.8.8.8", True), ("2001:4860:4860::8888", True),
-    ("127.0.0.1", False), ("10.1.2.3", False), ("172.16.0.1", False), ("192.168.1.1", False),
-    ("169.254.169.254", False), ("100.64.0.1", False), ("0.1.2.3", False), ("224.0.0.1", False),
-    ("240.0.0.1", False), ("255.255.255.255", False), ("::1", False), ("fc00::1", False), ("fd12::1", False),
-    ("fe80::1", False), ("::ffff:10.0.0.1", False), ("::ffff:127.0.0.1", False), ("64:ff9b::a00:1", False),
-    ("2002:a00:1::", False), ("ff02::1", False), ("::", False),
-])
+@pytest.mark.parametrize(
+    ("address", "public"),
+    [
+        ("8.8.8.8", True),
+        ("2001:4860:4860::8888", True),
+        ("127.0.0.1", False),
+        ("10.1.2.3", False),
+        ("172.16.0.1", False),
+        ("192.168.1.1", False),
+        ("169.254.169.254", False),
+        ("100.64.0.1", False),
+        ("0.1.2.3", False),
+        ("224.0.0.1", False),
+        ("240.0.0.1", False),
+        ("255.255.255.255", False),
+        ("::1", False),
+        ("fc00::1", False),
+        ("fd12::1", False),
+        ("fe80::1", False),
+        ("::ffff:10.0.0.1", False),
+        ("::ffff:127.0.0.1", False),
+        ("64:ff9b::a00:1", False),
+        ("2002:a00:1::", False),
+        ("ff02::1", False),
+        ("::", False),
+    ],
+)
 def test_public_address_policy(address: str, public: bool) -> None:
     assert is_public(ipaddress.ip_address(address)) is public
     assert GuardPolicy().allows(address) is public
@@ -304,13 +379,18 @@ def test_public_address_policy(address: str, public: bool) -> None:
 
 def test_allow_list_admits_only_its_networks() -> None:
     policy = GuardPolicy.build(("127.0.0.0/8", "::1/128"))
-    assert policy.allows("127.0.0.1") and policy.allows("::1") and policy.allows("::ffff:127.0.0.1")
-    assert not policy.allows("10.0.0.5") and not policy.allows("169.254.169.254")
+    assert policy.allows("127.0.0.1")
+    assert policy.allows("::1")
+    assert policy.allows("::ffff:127.0.0.1")
+    assert not policy.allows("10.0.0.5")
+    assert not policy.allows("169.254.169.254")
 
 
 def test_microsoft_online_names() -> None:
-    assert is_microsoft_online("outlook.office365.com") and is_microsoft_online("x.outlook.com")
-    assert not is_microsoft_online("outlook.contoso.test") and not is_microsoft_online("notoutlook.com")
+    assert is_microsoft_online("outlook.office365.com")
+    assert is_microsoft_online("x.outlook.com")
+    assert not is_microsoft_online("outlook.contoso.test")
+    assert not is_microsoft_online("notoutlook.com")
 
 
 # ---------------------------------------------------------------- API surface
@@ -327,20 +407,31 @@ def test_messages_are_plain_and_actionable() -> None:
 def test_failure_repr_and_str_carry_code_and_detail() -> None:
     failure = ExchangeFailure(Diagnosis.TIMEOUT, "verify: no answer")
     assert str(failure) == "timeout: verify: no answer"
-    assert "timeout" in repr(failure) and failure.code is Diagnosis.TIMEOUT
+    assert "timeout" in repr(failure)
+    assert failure.code is Diagnosis.TIMEOUT
 
 
 def test_config_from_env() -> None:
-    config = ExchangeConfig.from_env({
-        "EXCHANGE_DISCOVERY_TIMEOUT": "4.5", "EXCHANGE_VERIFY_TIMEOUT": "6",
-        "EXCHANGE_ALLOW_NETWORKS": "127.0.0.0/8, ::1/128", "EXCHANGE_CA_BUNDLE": "/tmp/ca.pem",
-    })
-    assert config == ExchangeConfig(discovery_timeout=4.5, verify_timeout=6,
-                                    allow_networks=("127.0.0.0/8", "::1/128"), ca_bundle="/tmp/ca.pem")
+    config = ExchangeConfig.from_env(
+        {
+            "EXCHANGE_DISCOVERY_TIMEOUT": "4.5",
+            "EXCHANGE_VERIFY_TIMEOUT": "6",
+            "EXCHANGE_ALLOW_NETWORKS": "127.0.0.0/8, ::1/128",
+            "EXCHANGE_CA_BUNDLE": "/tmp/ca.pem",
+        }
+    )
+    assert config == ExchangeConfig(
+        discovery_timeout=4.5,
+        verify_timeout=6,
+        allow_networks=("127.0.0.0/8", "::1/128"),
+        ca_bundle="/tmp/ca.pem",
+    )
     assert ExchangeConfig.from_env({}) == ExchangeConfig()
 
 
 def test_importing_the_module_does_not_import_exchangelib() -> None:
     env = {**os.environ, "PYTHONPATH": f"{REPO / 'layers' / 'common'}{os.pathsep}{REPO}"}
-    code = "import sys, onboarding.exchange; sys.exit('exchangelib' in sys.modules or 'requests' in sys.modules)"
+    code = (
+        "import sys, onboarding.exchange; sys.exit('exchangelib' in sys.modules or 'requests' in sys.modules)"
+    )
     assert subprocess.run([sys.executable, "-c", code], env=env, check=False).returncode == 0
