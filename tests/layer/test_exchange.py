@@ -153,6 +153,15 @@ def test_password_never_appears_in_failures_or_logs(
         assert basic not in text
 
 
+def test_a_password_typed_as_the_server_is_masked(exchange_config: ExchangeConfig) -> None:
+    # Given a user who typed their password into the server field too
+    password = "Secret-Server-9"
+    code, failure = outcome(lambda: verify("a@nowhere.test", password, "a", password, config=exchange_config))
+    # Then the failure's detail does not repeat it, in any letter case
+    assert code == Diagnosis.UNREACHABLE
+    assert password.lower() not in repr(failure).lower()
+
+
 def test_exchangelib_debug_logging_is_muted(exchange_config: ExchangeConfig) -> None:
     # Given a call has configured exchangelib
     s = SCENARIOS_BY_NAME["autodiscover_subdomain"]

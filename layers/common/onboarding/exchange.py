@@ -22,6 +22,7 @@ import contextvars
 import logging
 import os
 import queue
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -258,7 +259,16 @@ def _policy(config: ExchangeConfig) -> GuardPolicy:
     return GuardPolicy.build(config.allow_networks, config.ca_bundle)
 
 
-def _run_with_deadline(fn: Callable[[], T], deadline: float, what: str) -> T:
+def _without_secret(failure: ExchangeFailure, secret: str) -> ExchangeFailure:
+    """Defence in depth: a password typed into another field (say, the server) must not reach ``detail``."""
+    if secret and secret.lower() in failure.detail.lower():
+        return ExchangeFailure(
+            failure.code, re.sub(re.escape(secret), "***", failure.detail, flags=re.IGNORECASE)
+        )
+    return failure
+
+
+def _run_with_deadline(fn: Callable[[], T], deadline: float, what: str, secret: str) -> T:
     """Run ``fn`` in a daemon thread (carrying our context); TIMEOUT if it is not done by ``deadline``."""
     box: queue.Queue[tuple[bool, Any]] = queue.Queue(maxsize=1)
     ctx = contextvars.copy_context()
@@ -276,11 +286,13 @@ def _run_with_deadline(fn: Callable[[], T], deadline: float, what: str) -> T:
         raise ExchangeFailure(Diagnosis.TIMEOUT, f"{what}: no verdict within the time budget") from None
     if ok:
         return value
+    if isinstance(value, ExchangeFailure):
+        raise _without_secret(value, secret) from None
     raise value
 
 
 def _scheme_to_auth_type(schemes: tuple[str, ...]) -> str | None:
-    if "ntlm" in schemes or ("negotiate" in schemes and "ntlm" in schemes):
+    if "ntlm" in schemes:
         return NTLM
     if "basic" in schemes:
         return BASIC
@@ -548,7 +560,10 @@ def discover(
     login = (username or email).strip()
     try:
         return _run_with_deadline(
-            lambda: _discover(email.strip(), password, login, domain, config, deadline), deadline, "discover"
+            lambda: _discover(email.strip(), password, login, domain, config, deadline),
+            deadline,
+            "discover",
+            password,
         )
     finally:
         clear_exchangelib_caches()
@@ -666,6 +681,7 @@ def verify(
             lambda: _verify(email.strip(), password, login, endpoint, auth_type, config, deadline),
             deadline,
             "verify",
+            password,
         )
     finally:
         clear_exchangelib_caches()
