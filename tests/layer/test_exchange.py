@@ -13,6 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from devstack.exchange_sim import SCENARIOS, SCENARIOS_BY_NAME, ExchangeSimulator, Scenario
 from onboarding.exchange import (
@@ -384,6 +386,32 @@ def test_credentials_never_go_over_plain_http(
 def test_public_address_policy(address: str, public: bool) -> None:
     assert is_public(ipaddress.ip_address(address)) is public
     assert GuardPolicy().allows(address) is public
+
+
+_NON_PUBLIC = [
+    ipaddress.ip_network(n)
+    for n in (
+        "0.0.0.0/8",
+        "10.0.0.0/8",
+        "100.64.0.0/10",
+        "127.0.0.0/8",
+        "169.254.0.0/16",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "224.0.0.0/4",
+        "240.0.0.0/4",
+    )
+]
+
+
+@given(network=st.sampled_from(_NON_PUBLIC), offset=st.integers(min_value=0), mapped=st.booleans())
+def test_no_address_in_a_non_public_range_is_ever_allowed(
+    network: ipaddress.IPv4Network, offset: int, mapped: bool
+) -> None:
+    address = network[offset % network.num_addresses]
+    spelled = f"::ffff:{address}" if mapped else str(address)
+    assert not GuardPolicy().allows(spelled)
+    assert not GuardPolicy.build(("127.0.0.0/8",)).allows(spelled) or address in _NON_PUBLIC[3]
 
 
 def test_allow_list_admits_only_its_networks() -> None:
