@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
-import spnego  # type: ignore[import-untyped]
-from spnego.exceptions import SpnegoError  # type: ignore[import-untyped]
+import spnego
+from spnego.exceptions import SpnegoError
 
 from . import soap
 from .scenarios import EXCHANGE_BUILD, Host, Mailbox
@@ -29,7 +29,8 @@ if TYPE_CHECKING:
 AUTODISCOVER_PATH = "/autodiscover/autodiscover.svc"
 EWS_PATH = "/ews/exchange.asmx"
 BEARER_CHALLENGE = (
-    'Bearer client_id="00000002-0000-0ff1-ce00-000000000000", trusted_issuers="00000001-0000-0000-c000-000000000000@*", '
+    'Bearer client_id="00000002-0000-0ff1-ce00-000000000000", '
+    'trusted_issuers="00000001-0000-0000-c000-000000000000@*", '
     'token_types="app_asserted_user_v1 service_asserted_app_v1", '
     'authorization_uri="https://login.microsoftonline.com/common/oauth2/authorize"'
 )
@@ -99,7 +100,7 @@ class _Handler(BaseHTTPRequestHandler):
     _ntlm_ctx: Any = None
     _identity: str | None = None
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         return  # quiet: the simulator runs inside test processes
 
     @property
@@ -299,10 +300,14 @@ class _ExchangeHandler(_Handler):
                 "GetFolder", "ErrorNonExistentMailbox", f"No mailbox with such guid or SMTP address: {target}"
             )
         if target != (own_mailbox or ""):
-            return soap.error_message("GetFolder", "ErrorAccessDenied", "Access is denied. Check credentials.")
+            return soap.error_message(
+                "GetFolder", "ErrorAccessDenied", "Access is denied. Check credentials."
+            )
         name = req.folder if req.distinguished else _folder_name(target, req.folder)
         total = box.inbox_count if name == "inbox" else 0
-        return soap.success_message("GetFolder", f"<m:Folders>{soap.folder_xml(target, name, total)}</m:Folders>")
+        return soap.success_message(
+            "GetFolder", f"<m:Folders>{soap.folder_xml(target, name, total)}</m:Folders>"
+        )
 
 
 def _folder_name(email: str, fid: str) -> str:
@@ -315,7 +320,7 @@ def _folder_name(email: str, fid: str) -> str:
 def _user_settings(email: str, box: Mailbox, wanted: list[str]) -> dict[str, str]:
     available = {
         "AutoDiscoverSMTPAddress": email,
-        "UserDisplayName": box.display_name or email.split("@")[0].capitalize(),
+        "UserDisplayName": box.display_name or email.split("@", maxsplit=1)[0].capitalize(),
         "ExternalEwsUrl": box.ews_url,
         "InternalEwsUrl": box.ews_url,
         "EwsSupportedSchemas": "Exchange2007, Exchange2007_SP1, Exchange2010, Exchange2010_SP1, "
@@ -348,7 +353,7 @@ class _SimHTTPServer(ThreadingHTTPServer):
         self.tls = tls
 
     def finish_request(self, request: Any, client_address: Any) -> None:
-        # The TLS handshake happens here, in the connection's own thread, so a slow client never blocks accept().
+        # TLS handshake here, in the connection's own thread: a slow client never blocks accept().
         if self.tls is not None:
             request.settimeout(10)
             try:

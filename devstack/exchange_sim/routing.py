@@ -121,7 +121,7 @@ class Routing:
     # ------------------------------------------------------------ install / uninstall
 
     def install(self) -> None:
-        from exchangelib.autodiscover import Autodiscovery  # noqa: PLC0415 - devstack only
+        from exchangelib.autodiscover import Autodiscovery
 
         with self._install_lock:
             if self.installed:
@@ -133,7 +133,7 @@ class Routing:
                 "attrs": Autodiscovery.DNS_RESOLVER_ATTRS,
                 "default_resolver": dns.resolver.default_resolver,
             }
-            socket.getaddrinfo = self.getaddrinfo  # type: ignore[assignment]
+            socket.getaddrinfo = self.getaddrinfo
             socket.socket.connect = self._make_connect()  # type: ignore[method-assign]
             Autodiscovery.DNS_RESOLVER_KWARGS = {"configure": False}
             Autodiscovery.DNS_RESOLVER_ATTRS = {
@@ -145,7 +145,7 @@ class Routing:
             self.installed = True
 
     def uninstall(self) -> None:
-        from exchangelib.autodiscover import Autodiscovery  # noqa: PLC0415
+        from exchangelib.autodiscover import Autodiscovery
 
         with self._install_lock:
             if not self.installed:

@@ -10,6 +10,7 @@ Shared by the tests, the local stack and the benches. Everything lives under the
   from ``discover()`` and ``verify()`` ("ok" or a ``Diagnosis`` value).
 """
 
+# ruff: noqa: S106 - the simulated mailboxes' passwords are test data, not secrets
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -139,7 +140,10 @@ MAILBOXES: dict[str, Mailbox] = {
         locked=True,
     ),
     "bea@fabrikam.test": Mailbox(
-        password="Bea-Pass-4", logins=("bea@fabrikam.test",), inbox_count=3, ews_url=_ews("mail.fabrikam.test")
+        password="Bea-Pass-4",
+        logins=("bea@fabrikam.test",),
+        inbox_count=3,
+        ews_url=_ews("mail.fabrikam.test"),
     ),
     "carl@tailspin.test": Mailbox(
         password="Carl-Pass-5",
@@ -148,7 +152,10 @@ MAILBOXES: dict[str, Mailbox] = {
         ews_url=_ews("mail.tailspin.test"),
     ),
     "dora@northwind.test": Mailbox(
-        password="Dora-Pass-6", logins=("dora@northwind.test",), inbox_count=0, ews_url=_ews("exch.northwind.test")
+        password="Dora-Pass-6",
+        logins=("dora@northwind.test",),
+        inbox_count=0,
+        ews_url=_ews("exch.northwind.test"),
     ),
     "dave@adatum.test": Mailbox(
         password="Dave-Pass-7", logins=("ADATUM\\dave", "dave@adatum.test"), inbox_count=5
@@ -157,7 +164,9 @@ MAILBOXES: dict[str, Mailbox] = {
         password="Erin-Pass-8", logins=("ADATUM\\erin", "erin@adatum.test"), inbox_count=9
     ),
     "mia@m365.test": Mailbox(
-        password="Mia-Pass-9", logins=("mia@m365.test",), ews_url="https://outlook.office365.com/EWS/Exchange.asmx"
+        password="Mia-Pass-9",
+        logins=("mia@m365.test",),
+        ews_url="https://outlook.office365.com/EWS/Exchange.asmx",
     ),
     "hank@hybrid.test": Mailbox(
         password="Hank-Pass-10",
@@ -192,7 +201,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     ),
     Scenario(
         "autodiscover_http_redirect",
-        "http://autodiscover.<domain>/ redirects to the real autodiscover endpoint (step 3); NTLM with user@domain.",
+        "http://autodiscover.<domain>/ redirects to the real endpoint (step 3); NTLM with user@domain.",
         "carl@tailspin.test",
         "Carl-Pass-5",
         inbox_count=11,
@@ -255,7 +264,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     ),
     Scenario(
         "exchange_online_url",
-        "Autodiscover hands out outlook.office365.com (Exchange Online); recognised by name, never contacted.",
+        "Autodiscover hands out outlook.office365.com (Exchange Online): recognised, never contacted.",
         "hank@hybrid.test",
         "Hank-Pass-10",
         username="HYBRID\\hank",
@@ -332,7 +341,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     ),
     Scenario(
         "ews_url_private",
-        "Autodiscover answers an EWS URL on a private address (10.0.0.5); manual server resolving to 10.0.0.5.",
+        "Autodiscover answers an EWS URL on 10.0.0.5; the manual server resolves to 10.0.0.5.",
         "eve@evil.test",
         "Eve-Pass-12",
         server="mail.intranet.test",

@@ -12,9 +12,27 @@ from types import TracebackType
 
 from .certs import ThrowAwayCA
 from .dns_server import DNSServer, Zone
-from .http_server import AuthAttempt, BlackHole, ClosedPort, SeenRequest, World, make_http_server, make_https_server
+from .http_server import (
+    AuthAttempt,
+    BlackHole,
+    ClosedPort,
+    SeenRequest,
+    World,
+    make_http_server,
+    make_https_server,
+)
 from .routing import ConnectRecord, Routing
-from .scenarios import EXCHANGE_BUILD, HOSTS, MAILBOXES, SCENARIOS, SILENT_ZONES, SRV_RECORDS, Host, Mailbox, Scenario
+from .scenarios import (
+    EXCHANGE_BUILD,
+    HOSTS,
+    MAILBOXES,
+    SCENARIOS,
+    SILENT_ZONES,
+    SRV_RECORDS,
+    Host,
+    Mailbox,
+    Scenario,
+)
 
 WRONG_CERT_NAME = "www.unrelated-site.test"
 
@@ -73,7 +91,10 @@ class ExchangeSimulator:
         self._dns = DNSServer(zone, on_query=lambda name, qtype: self.dns_queries.append((name, qtype)))
         for server, label in ((self._https, "https"), (self._http, "http")):
             thread = threading.Thread(
-                target=server.serve_forever, kwargs={"poll_interval": 0.05}, name=f"exchange-sim-{label}", daemon=True
+                target=server.serve_forever,
+                kwargs={"poll_interval": 0.05},
+                name=f"exchange-sim-{label}",
+                daemon=True,
             )
             thread.start()
             self._threads.append(thread)
@@ -135,7 +156,7 @@ class ExchangeSimulator:
             if server_name and server_name.lower() in wrong_names:
                 sslobj.context = wrong_ctx
 
-        base.sni_callback = pick  # type: ignore[assignment]
+        base.sni_callback = pick
         return base
 
     def _write_ntlm_user_file(self) -> None:

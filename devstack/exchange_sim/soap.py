@@ -7,7 +7,7 @@ carries a ``ServerVersionInfo`` header with the simulated build.
 from __future__ import annotations
 
 import hashlib
-import xml.etree.ElementTree as ET  # noqa: S405 - parses requests from the local test client only
+import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from xml.sax.saxutils import escape
 
@@ -93,7 +93,8 @@ def user_settings_response(build: str, users: list[tuple[str, dict[str, str] | N
             )
             continue
         values = "".join(
-            f'<UserSetting i:type="StringSetting"><Name>{escape(k)}</Name><Value>{escape(v)}</Value></UserSetting>'
+            f'<UserSetting i:type="StringSetting"><Name>{escape(k)}</Name>'
+            f"<Value>{escape(v)}</Value></UserSetting>"
             for k, v in settings.items()
         )
         parts.append(
@@ -142,7 +143,10 @@ def folder_requests(req: SoapRequest) -> list[FolderRequest]:
     return out
 
 
-_FOLDER_NAMES = {"root": ("Top of Information Store", "IPF.Note"), "msgfolderroot": ("Top of Information Store", "")}
+_FOLDER_NAMES = {
+    "root": ("Top of Information Store", "IPF.Note"),
+    "msgfolderroot": ("Top of Information Store", ""),
+}
 
 
 def folder_xml(email: str, name: str, total: int) -> str:

@@ -3,9 +3,10 @@
 Pure domain logic (no AWS). exchangelib and the HTTP guard are imported lazily, inside the functions, so that
 ``import onboarding.exchange`` stays cheap for every Lambda that only needs the codes and messages.
 
-* ``discover()`` finds the EWS URL and auth type: the four autodiscover candidates (``https://<domain>``,
-  ``https://autodiscover.<domain>``, the HTTP redirect on ``autodiscover.<domain>:80``, the SRV record) are probed
-  concurrently *without* credentials; the best live one (in exchangelib's order) then gets the single
+* ``discover()`` finds the EWS URL and auth type: the four autodiscover candidates
+  (``https://<domain>``, ``https://autodiscover.<domain>``, the HTTP redirect on
+  ``autodiscover.<domain>:80``, the SRV record) are probed concurrently *without* credentials; the
+  best live one (in exchangelib's order) then gets the single
   authenticated SOAP GetUserSettings request. A wrong password is therefore sent once, never retried.
 * ``verify()`` proves access: the inbox's item count and the server build, through exchangelib's ``Account``.
 
@@ -16,10 +17,12 @@ in an exception, a ``detail`` or a log record.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import logging
 import os
 import queue
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -83,12 +86,14 @@ _MESSAGES: dict[Diagnosis, str] = {
         "password here. Connect it with the Microsoft 365 sign-in option instead."
     ),
     Diagnosis.UNREACHABLE: (
-        "We could not reach your email server. Check the server name. If you normally need a VPN to reach "
-        "your email, ask the person who runs your company's email to make the server reachable from the internet."
+        "We could not reach your email server. Check the server name. If you normally need a VPN to "
+        "reach your email, ask the person who runs your company's email to make the server reachable "
+        "from the internet."
     ),
     Diagnosis.TLS_ERROR: (
-        "Your email server's security certificate is not valid for this server name, so we did not send your "
-        "password. Check the server name, or ask the person who runs your company's email to fix the certificate."
+        "Your email server's security certificate is not valid for this server name, so we did not send "
+        "your password. Check the server name, or ask the person who runs your company's email to fix "
+        "the certificate."
     ),
     Diagnosis.TIMEOUT: (
         "Your email server took too long to answer. Try again in a few minutes; if it keeps happening, check "
@@ -158,7 +163,8 @@ class ExchangeConfig(BaseModel):
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> ExchangeConfig:
-        """EXCHANGE_DISCOVERY_TIMEOUT, EXCHANGE_VERIFY_TIMEOUT, EXCHANGE_ALLOW_NETWORKS, EXCHANGE_CA_BUNDLE."""
+        """Read EXCHANGE_DISCOVERY_TIMEOUT, EXCHANGE_VERIFY_TIMEOUT, EXCHANGE_ALLOW_NETWORKS,
+        EXCHANGE_CA_BUNDLE (unset or empty: the default)."""
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {}
         for key, name in (
@@ -192,13 +198,13 @@ def configure_exchangelib() -> None:
     with _CONFIGURE_LOCK:
         if _configured:
             return
-        # Python 3.13 on Lambda: getpass.getuser() (used for the cache file name) fails without a passwd entry.
+        # Python 3.13 on Lambda: getpass.getuser() (cache file name) fails without a passwd entry.
         os.environ.setdefault("USER", "lambda")
         _quiet_loggers()
-        import tempfile  # noqa: PLC0415
-        from pathlib import Path  # noqa: PLC0415
+        import tempfile
+        from pathlib import Path
 
-        import exchangelib.autodiscover.cache as ad_cache  # noqa: PLC0415
+        import exchangelib.autodiscover.cache as ad_cache
 
         # Keep exchangelib's persistent autodiscover cache in the writable temp dir (/tmp on Lambda).
         ad_cache.AUTODISCOVER_PERSISTENT_STORAGE = Path(tempfile.gettempdir(), ad_cache.shelve_filename())
@@ -207,8 +213,8 @@ def configure_exchangelib() -> None:
 
 def clear_exchangelib_caches() -> None:
     """Forget autodiscover results and cached protocols (they hold credentials); close their connections."""
-    from exchangelib.autodiscover import autodiscover_cache  # noqa: PLC0415
-    from exchangelib.protocol import CachingProtocol  # noqa: PLC0415
+    from exchangelib.autodiscover import autodiscover_cache
+    from exchangelib.protocol import CachingProtocol
 
     with autodiscover_cache:
         autodiscover_cache.close()
@@ -248,12 +254,21 @@ def _host(url: str) -> str:
 
 
 def _policy(config: ExchangeConfig) -> GuardPolicy:
-    from .exchange_guard import GuardPolicy  # noqa: PLC0415
+    from .exchange_guard import GuardPolicy
 
     return GuardPolicy.build(config.allow_networks, config.ca_bundle)
 
 
-def _run_with_deadline(fn: Callable[[], T], deadline: float, what: str) -> T:
+def _without_secret(failure: ExchangeFailure, secret: str) -> ExchangeFailure:
+    """Defence in depth: a password typed into another field (say, the server) must not reach ``detail``."""
+    if secret and secret.lower() in failure.detail.lower():
+        return ExchangeFailure(
+            failure.code, re.sub(re.escape(secret), "***", failure.detail, flags=re.IGNORECASE)
+        )
+    return failure
+
+
+def _run_with_deadline(fn: Callable[[], T], deadline: float, what: str, secret: str) -> T:
     """Run ``fn`` in a daemon thread (carrying our context); TIMEOUT if it is not done by ``deadline``."""
     box: queue.Queue[tuple[bool, Any]] = queue.Queue(maxsize=1)
     ctx = contextvars.copy_context()
@@ -261,7 +276,7 @@ def _run_with_deadline(fn: Callable[[], T], deadline: float, what: str) -> T:
     def run() -> None:
         try:
             box.put((True, ctx.run(fn)))
-        except BaseException as e:  # noqa: BLE001 - re-raised in the caller
+        except BaseException as e:
             box.put((False, e))
 
     threading.Thread(target=run, name=f"exchange-{what}", daemon=True).start()
@@ -270,12 +285,14 @@ def _run_with_deadline(fn: Callable[[], T], deadline: float, what: str) -> T:
     except queue.Empty:
         raise ExchangeFailure(Diagnosis.TIMEOUT, f"{what}: no verdict within the time budget") from None
     if ok:
-        return value  # type: ignore[no-any-return]
+        return value
+    if isinstance(value, ExchangeFailure):
+        raise _without_secret(value, secret) from None
     raise value
 
 
 def _scheme_to_auth_type(schemes: tuple[str, ...]) -> str | None:
-    if "ntlm" in schemes or "negotiate" in schemes and "ntlm" in schemes:
+    if "ntlm" in schemes:
         return NTLM
     if "basic" in schemes:
         return BASIC
@@ -303,17 +320,21 @@ def _transport_code(obs: Observation) -> Diagnosis | None:
 
 def classify(exc: BaseException, obs: Observation, *, during: str) -> ExchangeFailure:
     """Map an exception (by type) plus what the adapter saw (HTTP statuses, challenges) to a verdict."""
-    from exchangelib import errors as ex  # noqa: PLC0415
+    from exchangelib import errors as ex
 
-    from .exchange_guard import BlockedAddressError, ModernAuthHostError  # noqa: PLC0415
+    from .exchange_guard import BlockedAddressError, ModernAuthHostError
 
     kind = type(exc).__name__
     if isinstance(exc, ExchangeFailure):
         return exc
     if isinstance(exc, BlockedAddressError) or obs.blocked:
-        return ExchangeFailure(Diagnosis.BLOCKED_ADDRESS, f"{during}: refused {', '.join(obs.blocked) or kind}")
+        return ExchangeFailure(
+            Diagnosis.BLOCKED_ADDRESS, f"{during}: refused {', '.join(obs.blocked) or kind}"
+        )
     if isinstance(exc, ModernAuthHostError) or obs.modern_hosts or obs.bearer_only:
-        return ExchangeFailure(Diagnosis.MODERN_AUTH_REQUIRED, f"{during}: server accepts only OAuth ({kind})")
+        return ExchangeFailure(
+            Diagnosis.MODERN_AUTH_REQUIRED, f"{during}: server accepts only OAuth ({kind})"
+        )
     if 456 in obs.statuses or isinstance(exc, ex.ErrorAccountDisabled):
         return ExchangeFailure(Diagnosis.ACCOUNT_LOCKED, f"{during}: account locked or disabled ({kind})")
     if isinstance(exc, ex.UnauthorizedError):
@@ -355,7 +376,7 @@ _PROBE_BODY = (
 
 def probe_endpoint(url: str, *, max_redirects: int = 2) -> Probe:
     """POST an empty SOAP envelope without credentials: which auth does the endpoint ask for?"""
-    from .exchange_guard import GuardError, current, guarded_session  # noqa: PLC0415
+    from .exchange_guard import GuardError, current, guarded_session
 
     obs = current().observation
     try:
@@ -363,7 +384,10 @@ def probe_endpoint(url: str, *, max_redirects: int = 2) -> Probe:
             response = session.post(
                 url,
                 data=_PROBE_BODY,
-                headers={"Content-Type": "text/xml; charset=utf-8", "X-AnchorMailbox": "probe@example.invalid"},
+                headers={
+                    "Content-Type": "text/xml; charset=utf-8",
+                    "X-AnchorMailbox": "probe@example.invalid",
+                },
                 allow_redirects=False,
                 timeout=30,
             )
@@ -379,7 +403,7 @@ def probe_endpoint(url: str, *, max_redirects: int = 2) -> Probe:
     if status == 200:
         return Probe(url, auth_type=NOAUTH)
     if status == 401:
-        from .exchange_guard import _challenge_schemes  # noqa: PLC0415
+        from .exchange_guard import _challenge_schemes
 
         schemes = _challenge_schemes(response)
         auth = _scheme_to_auth_type(schemes)
@@ -392,7 +416,7 @@ def probe_endpoint(url: str, *, max_redirects: int = 2) -> Probe:
 
 def _http_redirect_target(domain: str) -> str | None:
     """Step 3: ``GET http://autodiscover.<domain>/...`` without credentials; the https Location, if any."""
-    from .exchange_guard import GuardError, guarded_session  # noqa: PLC0415
+    from .exchange_guard import GuardError, guarded_session
 
     try:
         with guarded_session() as session:
@@ -410,11 +434,11 @@ def _http_redirect_target(domain: str) -> str | None:
 
 def _srv_target(domain: str) -> str | None:
     """Step 4: the SRV record ``_autodiscover._tcp.<domain>`` (port 443 only, like exchangelib)."""
-    import dns.exception  # noqa: PLC0415
-    import dns.resolver  # noqa: PLC0415
-    from exchangelib.autodiscover import Autodiscovery  # noqa: PLC0415
+    import dns.exception
+    import dns.resolver
+    from exchangelib.autodiscover import Autodiscovery
 
-    from .exchange_guard import current  # noqa: PLC0415
+    from .exchange_guard import current
 
     resolver = dns.resolver.Resolver(**Autodiscovery.DNS_RESOLVER_KWARGS)
     for key, value in Autodiscovery.DNS_RESOLVER_ATTRS.items():
@@ -459,13 +483,15 @@ class _Outcome:
     obs: Observation
 
 
-def _probe_candidates(domain: str, policy: GuardPolicy, deadline: float, probe_timeout: float) -> list[_Outcome]:
+def _probe_candidates(
+    domain: str, policy: GuardPolicy, deadline: float, probe_timeout: float
+) -> list[_Outcome]:
     """Run the four autodiscover candidates concurrently; return outcomes in exchangelib's order.
 
     Stops waiting as soon as the earliest candidate that can still win has an answer (a live higher-priority
     candidate wins exactly as in exchangelib's sequential walk).
     """
-    from .exchange_guard import Observation, guarded  # noqa: PLC0415
+    from .exchange_guard import Observation, guarded
 
     jobs = _candidate_jobs(domain)
     results: list[queue.Queue[_Outcome]] = [queue.Queue(maxsize=1) for _ in jobs]
@@ -475,8 +501,10 @@ def _probe_candidates(domain: str, policy: GuardPolicy, deadline: float, probe_t
         with guarded(policy, deadline=probe_deadline) as obs:
             try:
                 probe = job()
-            except Exception as e:  # noqa: BLE001 - a broken candidate is just a dead candidate
-                probe = Probe("", failure=_transport_code(obs) or Diagnosis.AUTODISCOVER_FAILED, detail=type(e).__name__)
+            except Exception as e:
+                probe = Probe(
+                    "", failure=_transport_code(obs) or Diagnosis.AUTODISCOVER_FAILED, detail=type(e).__name__
+                )
             results[index].put(_Outcome(probe, obs))
 
     for index, (name, job) in enumerate(jobs):
@@ -497,7 +525,9 @@ def _probe_candidates(domain: str, policy: GuardPolicy, deadline: float, probe_t
 def _no_candidate_verdict(outcomes: list[_Outcome]) -> ExchangeFailure:
     """Why autodiscovery found nothing: the most telling failure among the candidates."""
     probes = [o.probe for o in outcomes if o.probe is not None]
-    summary = "; ".join(f"{_host(p.url) or '?'}: {p.failure.value if p.failure else 'no'} {p.detail}" for p in probes)
+    summary = "; ".join(
+        f"{_host(p.url) or '?'}: {p.failure.value if p.failure else 'no'} {p.detail}" for p in probes
+    )
     codes = {p.failure for p in probes} | {_transport_code(o.obs) for o in outcomes}
     for code in (Diagnosis.MODERN_AUTH_REQUIRED, Diagnosis.BLOCKED_ADDRESS):
         if code in codes:
@@ -508,15 +538,19 @@ def _no_candidate_verdict(outcomes: list[_Outcome]) -> ExchangeFailure:
     for code in (Diagnosis.TLS_ERROR, Diagnosis.TIMEOUT):
         if any(p.failure == code for p in specific):
             return ExchangeFailure(code, f"autodiscover: {summary}")
-    return ExchangeFailure(Diagnosis.AUTODISCOVER_FAILED, f"autodiscover: {summary or 'no candidate answered'}")
+    return ExchangeFailure(
+        Diagnosis.AUTODISCOVER_FAILED, f"autodiscover: {summary or 'no candidate answered'}"
+    )
 
 
 # ---------------------------------------------------------------- discover
 
 
-def discover(email: str, password: str, username: str | None = None, *, config: ExchangeConfig) -> ExchangeSettings:
+def discover(
+    email: str, password: str, username: str | None = None, *, config: ExchangeConfig
+) -> ExchangeSettings:
     """Find the EWS settings for ``email`` (autodiscover, SOAP). Raises ``ExchangeFailure``."""
-    from .exchange_guard import is_microsoft_online  # noqa: PLC0415
+    from .exchange_guard import is_microsoft_online
 
     domain = _domain_of(email)
     if is_microsoft_online(domain):
@@ -526,7 +560,10 @@ def discover(email: str, password: str, username: str | None = None, *, config: 
     login = (username or email).strip()
     try:
         return _run_with_deadline(
-            lambda: _discover(email.strip(), password, login, domain, config, deadline), deadline, "discover"
+            lambda: _discover(email.strip(), password, login, domain, config, deadline),
+            deadline,
+            "discover",
+            password,
         )
     finally:
         clear_exchangelib_caches()
@@ -552,10 +589,10 @@ def _get_user_settings(
     probe: Probe, email: str, password: str, login: str, policy: GuardPolicy, deadline: float
 ) -> dict[str, str]:
     """The single authenticated autodiscover request (exchangelib's GetUserSettings)."""
-    from exchangelib import Configuration, Credentials, FailFast  # noqa: PLC0415
-    from exchangelib.autodiscover import AutodiscoverProtocol  # noqa: PLC0415
+    from exchangelib import Configuration, Credentials, FailFast
+    from exchangelib.autodiscover import AutodiscoverProtocol
 
-    from .exchange_guard import GuardedHTTPAdapter, guarded  # noqa: PLC0415
+    from .exchange_guard import GuardedHTTPAdapter, guarded
 
     protocol_cls = type(
         "GuardedAutodiscoverProtocol",
@@ -574,12 +611,14 @@ def _get_user_settings(
         try:
             response = protocol.get_user_settings(user=email)
             response.raise_errors()
-        except Exception as e:  # noqa: BLE001 - classified by type below
+        except Exception as e:
             raise classify(e, obs, during="autodiscover") from None
         finally:
             protocol.close()
     if response.redirect_address or response.redirect_url:
-        raise ExchangeFailure(Diagnosis.AUTODISCOVER_FAILED, "autodiscover redirected; enter the settings manually")
+        raise ExchangeFailure(
+            Diagnosis.AUTODISCOVER_FAILED, "autodiscover redirected; enter the settings manually"
+        )
     return dict(response.user_settings or {})
 
 
@@ -587,7 +626,7 @@ def _settings_for(
     ews_url: str, login: str, policy: GuardPolicy, deadline: float, build: str | None
 ) -> ExchangeSettings:
     """Check the EWS URL (name, guard, auth offered) without credentials and package the settings."""
-    from .exchange_guard import guarded, is_microsoft_online  # noqa: PLC0415
+    from .exchange_guard import guarded, is_microsoft_online
 
     host = _host(ews_url)
     if not ews_url.lower().startswith("https://") or not host:
@@ -623,7 +662,7 @@ def verify(
 
     Give ``ews_url`` + ``auth_type`` recorded from ``discover()`` to skip the probes, or a manual ``server``.
     """
-    from .exchange_guard import is_microsoft_online  # noqa: PLC0415
+    from .exchange_guard import is_microsoft_online
 
     if not ews_url and not server:
         raise ExchangeFailure(Diagnosis.AUTODISCOVER_FAILED, "no server and no EWS URL given")
@@ -642,6 +681,7 @@ def verify(
             lambda: _verify(email.strip(), password, login, endpoint, auth_type, config, deadline),
             deadline,
             "verify",
+            password,
         )
     finally:
         clear_exchangelib_caches()
@@ -656,10 +696,10 @@ def _verify(
     config: ExchangeConfig,
     deadline: float,
 ) -> VerificationResult:
-    from exchangelib import DELEGATE, UTC, Account, Configuration, Credentials, FailFast  # noqa: PLC0415
-    from exchangelib.protocol import CachingProtocol, Protocol  # noqa: PLC0415
+    from exchangelib import DELEGATE, UTC, Account, Configuration, Credentials, FailFast
+    from exchangelib.protocol import CachingProtocol, Protocol
 
-    from .exchange_guard import GuardedHTTPAdapter, guarded  # noqa: PLC0415
+    from .exchange_guard import GuardedHTTPAdapter, guarded
 
     policy = _policy(config)
     if auth_type is None:
@@ -694,14 +734,12 @@ def _verify(
                 raise ExchangeFailure(Diagnosis.UNREACHABLE, "internal: guarded protocol not in use")
             count = int(account.inbox.total_count or 0)
             build = account.version.build
-        except Exception as e:  # noqa: BLE001 - classified by type below
+        except Exception as e:
             raise classify(e, obs, during="verify") from None
         finally:
             protocol.close()
-            try:
+            with contextlib.suppress(KeyError):
                 del CachingProtocol._protocol_cache[CachingProtocol._cache_key(protocol_config)]
-            except KeyError:
-                pass
     settings = ExchangeSettings(
         ews_url=endpoint,
         server=_host(endpoint),

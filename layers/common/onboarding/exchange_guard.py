@@ -6,10 +6,11 @@
 * refuses Exchange Online / Microsoft 365 host names before connecting (password sign-in cannot work there);
 * allows plain ``http://`` only for an unauthenticated GET/HEAD (the autodiscover redirect probe): credentials
   only ever travel over HTTPS;
-* resolves the host itself (bounded by the call's deadline), refuses the connection if *any* resolved address is
-  not public (loopback, private, link-local incl. 169.254.169.254, CGNAT, unique-local, IPv4-mapped/NAT64/6to4
-  forms of those, 0.0.0.0/8, multicast, reserved) unless it is inside ``allow_networks``, connects to the checked
-  address and checks the connected socket's peer again (so DNS rebinding cannot slip through);
+* resolves the host itself (bounded by the call's deadline), refuses the connection if *any*
+  resolved address is not public (loopback, private, link-local incl. 169.254.169.254, CGNAT,
+  unique-local, IPv4-mapped/NAT64/6to4 forms of those, 0.0.0.0/8, multicast, reserved) unless it is
+  inside ``allow_networks``, connects to the checked address and checks the connected socket's peer
+  again (so DNS rebinding cannot slip through);
 * keeps certificate verification on (``verify=False`` is ignored), optionally trusting one extra CA bundle;
 * ignores proxy settings from the environment (a proxy would hide the real peer);
 * clamps every timeout to the call's remaining time budget;
@@ -53,7 +54,7 @@ _SIXTOFOUR = ipaddress.IPv6Network("2002::/16")
 
 
 class GuardError(Exception):
-    """Base of the guard's refusals. Deliberately not an OSError, so no layer mistakes it for a network error."""
+    """Base of the guard's refusals. Not an OSError: no layer may mistake it for a network error."""
 
 
 class BlockedAddressError(GuardError):
@@ -178,7 +179,7 @@ def _resolve(host: str, port: int, timeout: float | None) -> list[tuple[Any, ...
     def run() -> None:
         try:
             result.extend(socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM))
-        except BaseException as e:  # noqa: BLE001 - handed to the caller
+        except BaseException as e:
             error.append(e)
 
     worker = threading.Thread(target=run, name="exchange-guard-dns", daemon=True)
@@ -212,7 +213,8 @@ class _GuardedConnectionMixin:
         try:
             infos = _resolve(host, self.port, timeout)
         except socket.gaierror as e:
-            ctx.observation.transport.append("unreachable")
+            # EAI_AGAIN: the DNS server did not answer in time (as opposed to "no such name").
+            ctx.observation.transport.append("timeout" if e.errno == socket.EAI_AGAIN else "unreachable")
             raise NameResolutionError(self.host, self, e) from e  # type: ignore[arg-type]
         except TimeoutError as e:
             ctx.observation.transport.append("timeout")
@@ -312,7 +314,7 @@ class GuardedHTTPAdapter(requests.adapters.HTTPAdapter):
             "https": GuardedHTTPSConnectionPool,
         }
 
-    def send(  # type: ignore[override]
+    def send(
         self,
         request: requests.PreparedRequest,
         stream: bool = False,
@@ -340,7 +342,12 @@ class GuardedHTTPAdapter(requests.adapters.HTTPAdapter):
         timeout = self._clamp(ctx, timeout)
         try:
             response = super().send(
-                request, stream=stream, timeout=timeout, verify=self._verify(ctx, verify), cert=cert, proxies={}
+                request,
+                stream=stream,
+                timeout=timeout,
+                verify=self._verify(ctx, verify),
+                cert=cert,
+                proxies={},
             )
         except requests.exceptions.SSLError:
             ctx.observation.transport.append("tls")

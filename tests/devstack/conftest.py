@@ -1,0 +1,6 @@
+from tests.exchange_fixtures import (  # noqa: F401 - pytest fixtures
+    exchange_config,
+    exchange_sim,
+    exchange_sim_server,
+    strict_config,
+)

@@ -1,0 +1,160 @@
+"""The simulator itself: unmodified exchangelib works against it; DNS, routing, TLS, NTLM behave."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import dns.resolver
+import pytest
+import requests
+
+from devstack.exchange_sim import ExchangeSimulator
+from devstack.exchange_sim.routing import sim_resolver
+from tests.exchange_fixtures import SIM_BUILD
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def trust_sim_ca(exchange_sim: ExchangeSimulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Plain requests/exchangelib trust the simulator's throw-away CA (verification stays on)."""
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", exchange_sim.ca_bundle)
+
+
+@pytest.fixture(autouse=True)
+def _clean_exchangelib_caches() -> Iterator[None]:
+    from exchangelib.autodiscover import clear_cache
+    from exchangelib.protocol import close_connections
+
+    yield
+    close_connections()
+    clear_cache()
+
+
+def test_starts_fast_and_stops_without_leaving_threads() -> None:
+    before = {t.ident for t in threading.enumerate()}
+    original_getaddrinfo, original_connect = socket.getaddrinfo, socket.socket.connect
+    started = time.monotonic()
+    with ExchangeSimulator() as sim:
+        assert time.monotonic() - started < 2.0
+        assert Path(sim.ca_bundle).is_file()
+    leftovers = [t for t in threading.enumerate() if t.ident not in before and t.is_alive() and not t.daemon]
+    assert leftovers == []
+    assert socket.getaddrinfo is original_getaddrinfo
+    assert socket.socket.connect is original_connect
+
+
+def test_plain_exchangelib_autodiscovers_and_reads_the_inbox(trust_sim_ca: None) -> None:
+    from exchangelib import Account, Credentials
+
+    # Given unmodified exchangelib with autodiscover (NTLM, autodiscover on the domain)
+    account = Account(
+        "alice@contoso.test", credentials=Credentials("CONTOSO\\alice", "Alice-Pass-1"), autodiscover=True
+    )
+    # Then it reads the inbox count and the Exchange 2019 build
+    assert account.inbox.total_count == 42
+    assert str(account.version.build) == SIM_BUILD
+
+
+@pytest.mark.parametrize("login", ["ADATUM\\dave", "dave@adatum.test"])
+def test_plain_exchangelib_with_manual_server(trust_sim_ca: None, login: str) -> None:
+    from exchangelib import DELEGATE, Account, Configuration, Credentials
+
+    config = Configuration(server="mail.adatum.test", credentials=Credentials(login, "Dave-Pass-7"))
+    account = Account("dave@adatum.test", config=config, autodiscover=False, access_type=DELEGATE)
+    assert account.inbox.total_count == 5
+
+
+def test_plain_exchangelib_follows_the_http_redirect_and_srv(trust_sim_ca: None) -> None:
+    from exchangelib import Account, Credentials
+
+    carl = Account(
+        "carl@tailspin.test", credentials=Credentials("carl@tailspin.test", "Carl-Pass-5"), autodiscover=True
+    )
+    dora = Account(
+        "dora@northwind.test",
+        credentials=Credentials("dora@northwind.test", "Dora-Pass-6"),
+        autodiscover=True,
+    )
+    assert carl.inbox.total_count == 11
+    assert dora.inbox.total_count == 0
+
+
+def test_ntlm_counts_a_wrong_password(exchange_sim: ExchangeSimulator, trust_sim_ca: None) -> None:
+    from requests_ntlm import HttpNtlmAuth
+
+    response = requests.post(
+        "https://mail.contoso.test/EWS/Exchange.asmx",
+        data=b"<x/>",
+        auth=HttpNtlmAuth("CONTOSO\\alice", "wrong"),
+        timeout=5,
+    )
+    assert response.status_code == 401
+    assert [(a.login, a.ok) for a in exchange_sim.auth_attempts] == [("CONTOSO\\alice", False)]
+
+
+def test_bearer_only_challenge(exchange_sim: ExchangeSimulator, trust_sim_ca: None) -> None:
+    response = requests.post("https://mail.m365.test/EWS/Exchange.asmx", data=b"<x/>", timeout=5)
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"].startswith("Bearer ")
+
+
+def test_certificate_for_another_name_fails_verification(trust_sim_ca: None) -> None:
+    with pytest.raises(requests.exceptions.SSLError):
+        requests.post("https://mail.litware.test/EWS/Exchange.asmx", data=b"<x/>", timeout=5)
+
+
+def test_dns_answers_a_srv_nxdomain_and_stays_silent(exchange_sim: ExchangeSimulator) -> None:
+    resolver = sim_resolver(exchange_sim.dns_port, lifetime=1.0)
+    assert str(next(iter(resolver.resolve("mail.contoso.test.", "A")))) == "127.0.0.1"
+    srv = next(iter(resolver.resolve("_autodiscover._tcp.northwind.test.", "SRV")))
+    assert (srv.port, str(srv.target)) == (443, "exch.northwind.test.")
+    with pytest.raises(dns.resolver.NXDOMAIN):
+        resolver.resolve("nothing.nowhere.test.", "A")
+    with pytest.raises(dns.resolver.LifetimeTimeout):
+        resolver.resolve("mail.quiet.test.", "A")
+
+
+def test_routing_maps_simulated_names_and_refuses_everything_else(exchange_sim: ExchangeSimulator) -> None:
+    (info,) = socket.getaddrinfo("mail.contoso.test", 443)
+    assert info[4][:2] == ("127.0.0.1", exchange_sim.https_port)
+    with pytest.raises(socket.gaierror):
+        socket.getaddrinfo("example.com", 443)  # never real DNS while installed
+    # and a private peer is never really contacted, whoever asks
+    with socket.socket() as sock, pytest.raises(ConnectionRefusedError):
+        sock.connect(("10.0.0.5", 443))
+    assert exchange_sim.connects[-1].refused
+
+
+def test_hung_server_accepts_but_never_answers(trust_sim_ca: None) -> None:
+    with pytest.raises(requests.exceptions.ReadTimeout):
+        requests.get("https://mail.slowpoke.test/EWS/Exchange.asmx", timeout=(2, 0.5))
+
+
+def test_http_redirect_endpoint(exchange_sim: ExchangeSimulator) -> None:
+    response = requests.get(
+        "http://autodiscover.tailspin.test/autodiscover/autodiscover.svc", allow_redirects=False, timeout=5
+    )
+    assert response.status_code == 302
+    assert response.headers["Location"] == "https://mail.tailspin.test/autodiscover/autodiscover.svc"
+
+
+def test_standalone_runner_lists_scenarios() -> None:
+    env = {**os.environ, "PYTHONPATH": f"{REPO / 'layers' / 'common'}{os.pathsep}{REPO}"}
+    out = subprocess.run(
+        [sys.executable, "-m", "devstack.exchange_sim", "--list"],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    ).stdout
+    assert "autodiscover_domain" in out
+    assert "wrong_password" in out
