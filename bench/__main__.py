@@ -11,7 +11,9 @@ BENCHES = ["cold_start", "warm_latency", "exchange_verdicts", "onboarding"]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--only", choices=BENCHES, action="append", help="run only these (repeatable)")
-    parser.add_argument("--quick", action="store_true", help="smaller runs (skips the slow default-library runs)")
+    parser.add_argument(
+        "--quick", action="store_true", help="smaller runs (skips the slow default-library runs)"
+    )
     args = parser.parse_args()
     for name in args.only or BENCHES:
         print(f"\n===== bench/{name}.py =====", flush=True)
