@@ -40,3 +40,56 @@ class MissingTenantError(DomainError):
     """The verified token carries no usable tenant claim."""
 
     code = "missing_tenant"
+
+
+# -- invites -----------------------------------------------------------------------------------
+class InviteBouncedError(DomainError):
+    """A resend was asked for an agent whose address bounced (or complained): sending again won't help."""
+
+    code = "invite_bounced"
+
+
+class InviteError(DomainError):
+    """Base of the errors a visitor of an invite link can meet. None of them reveals another tenant."""
+
+
+class InviteNotFound(InviteError):
+    code = "invite_not_found"
+
+
+class InviteExpired(InviteError):
+    code = "invite_expired"
+
+
+class InviteRevoked(InviteError):
+    """A newer invite replaced this one, or the agent was removed."""
+
+    code = "invite_revoked"
+
+
+class InviteUsed(InviteError):
+    code = "invite_used"
+
+
+class InviteLocked(InviteError):
+    """Too many wrong passwords were tried with this invite; the dashboard must resend it."""
+
+    code = "invite_locked"
+
+
+class InviteDeliveryFailed(DomainError):
+    """The invite email could not be sent and will not be retried (the agent is `invite_failed`)."""
+
+    code = "invite_delivery_failed"
+
+
+class EmailRejected(DomainError):
+    """SES refused the message for good (bad address, unverified sender...): retrying will not help."""
+
+    code = "email_rejected"
+
+
+class EmailNotSent(DomainError):
+    """SES could not take the message now (throttled after backoff, quota, outage): retry later."""
+
+    code = "email_not_sent"
