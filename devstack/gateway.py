@@ -8,89 +8,36 @@ function), with a Lambda-like context object. Extra local-only routes live under
 from __future__ import annotations
 
 import base64
-import importlib
 import json
-import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from werkzeug.wrappers import Request, Response
 
 from devstack import tokens
+from devstack.runtime import FunctionRunner
 from devstack.template import Route, http_routes
 
 LocalRoute = Callable[[Request], Response]
 
 
-@dataclass
-class LambdaContext:
-    """The attributes of the Lambda context object that Powertools and our handlers read."""
-
-    function_name: str
-    timeout_seconds: float = 30.0
-    memory_limit_in_mb: int = 512
-    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    started: float = field(default_factory=time.monotonic)
-
-    @property
-    def invoked_function_arn(self) -> str:
-        return f"arn:aws:lambda:us-east-1:123456789012:function:{self.function_name}"
-
-    @property
-    def function_version(self) -> str:
-        return "$LATEST"
-
-    @property
-    def log_group_name(self) -> str:
-        return f"/aws/lambda/{self.function_name}"
-
-    @property
-    def log_stream_name(self) -> str:
-        return "local"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self.timeout_seconds - (time.monotonic() - self.started)) * 1000))
-
-
-class FunctionRunner:
-    """Imports a handler once and invokes it serially, like one warm Lambda instance."""
-
-    def __init__(self, name: str, module: str, handler: str) -> None:
-        self.name = name
-        self.module = module
-        self.handler_name = handler
-        self._lock = threading.Lock()
-        self._handler: Callable[[dict[str, Any], Any], Any] | None = None
-        self.invocations = 0
-
-    def invoke(self, event: dict[str, Any]) -> Any:
-        with self._lock:
-            if self._handler is None:
-                self._handler = getattr(importlib.import_module(self.module), self.handler_name)
-            self.invocations += 1
-            return self._handler(event, LambdaContext(function_name=self.name))
-
-
 class Gateway:
-    def __init__(self, routes: list[Route] | None = None, *, tenant_claim: str = "custom:tenant_id") -> None:
+    def __init__(self, runners: dict[str, FunctionRunner], routes: list[Route] | None = None) -> None:
+        """`runners`: one per function logical id, shared with whatever else invokes the functions."""
         self.routes = routes if routes is not None else http_routes()
-        self.tenant_claim = tenant_claim
-        self.runners: dict[str, FunctionRunner] = {}
+        self.runners = runners
         self.local_routes: dict[tuple[str, str], LocalRoute] = {}
-        for route in self.routes:
-            self.runners.setdefault(
-                route.function, FunctionRunner(route.function, route.module, route.handler)
-            )
 
     def add_local_route(self, method: str, path: str, view: LocalRoute) -> None:
         self.local_routes[(method, path)] = view
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         request = Request(environ)
-        return self.dispatch(request)(environ, start_response)
+        response = self.dispatch(request)
+        print(f"{request.method} {request.path} -> {response.status_code}", flush=True)  # access log
+        return response(environ, start_response)
 
     def dispatch(self, request: Request) -> Response:
         local = self.local_routes.get((request.method, request.path))

@@ -7,20 +7,38 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
+import secrets
 import socket
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import boto3
+import requests
 from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
 
 from devstack import template as tpl
+from devstack import tokens
+from devstack.exchange_sim.simulator import ExchangeSimulator
 from devstack.gateway import Gateway
+from devstack.lambdas import handlers_installed
+from devstack.runtime import FunctionRunner, runners_from_template
 
 REGION = "us-east-1"
+DEMO_TENANT = "demo"
+DASHBOARD = Path(__file__).parent / "dashboard"
+
+
+def _static(path: Path, content_type: str) -> Callable[[Request], Response]:
+    def view(_: Request) -> Response:
+        return Response(path.read_bytes(), content_type=f"{content_type}; charset=utf-8")
+
+    return view
 
 
 def free_port() -> int:
@@ -39,6 +57,12 @@ class LocalStack:
     _servers: list[Any] = field(default_factory=list)
     _threads: list[threading.Thread] = field(default_factory=list)
     gateway: Gateway | None = None
+    runners: dict[str, FunctionRunner] = field(default_factory=dict)
+    _lambdas: Any = None
+    _gateway_server: BaseWSGIServer | None = None
+    secret_arns: dict[str, str] = field(default_factory=dict)
+    with_exchange: bool = True
+    exchange: ExchangeSimulator | None = None
 
     @property
     def base_url(self) -> str:
@@ -49,13 +73,22 @@ class LocalStack:
         return f"http://127.0.0.1:{self.moto_port}"
 
     def start(self) -> LocalStack:
+        self._start_exchange_simulator()
         self._start_moto()
-        self._configure_environment()
+        self._point_aws_at_moto()
+        self._bind_gateway()  # first, so the public base URL (its port) is known to the handlers
         self._create_resources()
-        self._start_gateway()
+        self._configure_environment()
+        self.runners = runners_from_template(prefix=self.stage)
+        self._lambdas = handlers_installed(self.runners)
+        self._lambdas.__enter__()
+        self._serve_gateway()
         return self
 
     def stop(self) -> None:
+        if self.exchange is not None:
+            self.exchange.stop()
+            self.exchange = None
         for server in reversed(self._servers):
             with contextlib.suppress(Exception):
                 server.shutdown()
@@ -63,6 +96,9 @@ class LocalStack:
             thread.join(timeout=5)
         self._servers.clear()
         self._threads.clear()
+        if self._lambdas is not None:
+            self._lambdas.__exit__(None, None, None)
+            self._lambdas = None
 
     def __enter__(self) -> LocalStack:
         return self.start()
@@ -71,24 +107,62 @@ class LocalStack:
         self.stop()
 
     # -- pieces ------------------------------------------------------------------------------
+    def _start_exchange_simulator(self) -> None:
+        """Customers' Exchange servers, simulated on 127.0.0.1 (routing installed in this process)."""
+        if not self.with_exchange:
+            return
+        self.exchange = ExchangeSimulator().start()
+        os.environ.update(
+            {
+                # Local only: the simulator lives on loopback, which the SSRF guard refuses elsewhere.
+                "EXCHANGE_ALLOW_NETWORKS": "127.0.0.0/8",
+                "EXCHANGE_CA_BUNDLE": self.exchange.ca_bundle,
+            }
+        )
+
     def _start_moto(self) -> None:
         from moto.server import ThreadedMotoServer
 
         server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.moto_port, verbose=False)
         server.start()
         self._servers.append(server)
+        # Lambda without Docker (our handlers run through devstack.lambdas), Step Functions that really
+        # execute the ASL.
+        config = {"lambda": {"use_docker": False}, "stepfunctions": {"execute_state_machine": True}}
+        requests.post(f"{self.moto_url}/moto-api/config", json=config, timeout=10).raise_for_status()
 
     def refs(self) -> dict[str, str]:
         template = tpl.load_template()
-        refs = {**tpl.parameter_defaults(template), "Stage": self.stage, "TenantClaim": "custom:tenant_id"}
+        refs = {
+            **tpl.parameter_defaults(template),
+            "Stage": self.stage,
+            "PublicBaseUrl": self.base_url,
+            "DashboardUrl": f"{self.base_url}/",
+            **self.secret_arns,
+        }
         refs.update({"AWS::Region": REGION, "AWS::AccountId": "123456789012", "AWS::StackName": "local"})
         for logical_id in tpl.resources(template, "AWS::DynamoDB::Table"):
             self.physical_names.setdefault(logical_id, f"{self.stage}-{logical_id}")
         refs.update(self.physical_names)
+        for logical_id in tpl.resources(template, "AWS::Serverless::Function"):
+            refs[logical_id] = f"{self.stage}-{logical_id}"
+            refs[f"{logical_id}.Arn"] = tpl.function_arn(refs[logical_id])
+        for logical_id in tpl.resources(template, "AWS::Serverless::StateMachine"):
+            refs[logical_id] = tpl.state_machine_arn(f"{self.stage}-{logical_id}")
         return refs
 
     def _configure_environment(self) -> None:
-        """Point every AWS client in this process at moto and give handlers their template env."""
+        """Give the handlers (all in this process) the environment the template gives them on AWS."""
+        refs = self.refs()
+        template = tpl.load_template()
+        # All handlers share this process, so they share one environment: the union of theirs.
+        for logical_id in tpl.resources(template, "AWS::Serverless::Function"):
+            os.environ.update(tpl.function_environment(logical_id, refs, template))
+        from onboarding import aws
+
+        aws.reset_clients()
+
+    def _point_aws_at_moto(self) -> None:
         os.environ.update(
             {
                 "AWS_ENDPOINT_URL": self.moto_url,
@@ -101,28 +175,52 @@ class LocalStack:
                 "POWERTOOLS_METRICS_DISABLED": "true",
             }
         )
-        refs = self.refs()
-        template = tpl.load_template()
-        # All handlers share this process, so they share one environment: the union of theirs.
-        for logical_id in tpl.resources(template, "AWS::Serverless::Function"):
-            os.environ.update(tpl.function_environment(logical_id, refs, template))
-        from onboarding import aws
-
-        aws.reset_clients()
 
     def _create_resources(self) -> None:
+        self.refs()  # fixes the physical names
         ddb = boto3.client("dynamodb", endpoint_url=self.moto_url, region_name=REGION)
         tpl.create_tables(ddb, self.physical_names)
+        secrets_client = boto3.client("secretsmanager", endpoint_url=self.moto_url, region_name=REGION)
+        for logical_id in tpl.resources(tpl.load_template(), "AWS::SecretsManager::Secret"):
+            created = secrets_client.create_secret(
+                Name=f"{self.stage}/{logical_id}", SecretString=secrets.token_urlsafe(48)
+            )
+            self.secret_arns[logical_id] = created["ARN"]
+        sfn = boto3.client("stepfunctions", endpoint_url=self.moto_url, region_name=REGION)
+        refs = self.refs()
+        for logical_id in tpl.resources(tpl.load_template(), "AWS::Serverless::StateMachine"):
+            sfn.create_state_machine(
+                name=f"{self.stage}-{logical_id}",
+                definition=tpl.state_machine_definition(logical_id, refs),
+                roleArn="arn:aws:iam::123456789012:role/local-state-machine",
+                type="STANDARD",
+            )
 
-    def _start_gateway(self) -> None:
-        self.gateway = Gateway()
+    def _bind_gateway(self) -> None:
+        # werkzeug logs every request of moto and the gateway alike; keep the console for what matters.
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
+        self.gateway = Gateway(self.runners)
         self.gateway.add_local_route("GET", "/_local/health", self._health)
-        server: BaseWSGIServer = make_server("127.0.0.1", self.gateway_port, self.gateway, threaded=True)
-        self.gateway_port = server.server_port
-        thread = threading.Thread(target=server.serve_forever, name="gateway", daemon=True)
+        self.gateway.add_local_route("GET", "/", self._dashboard)
+        for name, content_type in (("dashboard.js", "text/javascript"), ("dashboard.css", "text/css")):
+            self.gateway.add_local_route("GET", f"/_local/{name}", _static(DASHBOARD / name, content_type))
+        self._gateway_server = make_server("127.0.0.1", self.gateway_port, self.gateway, threaded=True)
+        self.gateway_port = self._gateway_server.server_port
+
+    def _serve_gateway(self) -> None:
+        assert self.gateway is not None
+        assert self._gateway_server is not None
+        self.gateway.runners.update(self.runners)
+        thread = threading.Thread(target=self._gateway_server.serve_forever, name="gateway", daemon=True)
         thread.start()
-        self._servers.append(server)
+        self._servers.append(self._gateway_server)
         self._threads.append(thread)
+
+    def _dashboard(self, _: Request) -> Response:
+        """The dev dashboard, signed in as tenant `demo` (a local token embedded in the page)."""
+        html = (DASHBOARD / "index.html").read_text(encoding="utf-8")
+        html = html.replace("{{TOKEN}}", tokens.mint(DEMO_TENANT)).replace("{{TENANT}}", DEMO_TENANT)
+        return Response(html, content_type="text/html; charset=utf-8", headers={"Cache-Control": "no-store"})
 
     def _health(self, _: Request) -> Response:
         return Response(json.dumps({"status": "ok", "moto": self.moto_url}), content_type="application/json")

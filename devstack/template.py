@@ -177,3 +177,23 @@ def parameter_defaults(template: dict[str, Any] | None = None) -> dict[str, str]
         for name, body in template.get("Parameters", {}).items()
         if "Default" in body
     }
+
+
+def state_machine_definition(
+    logical_id: str, refs: dict[str, str], template: dict[str, Any] | None = None
+) -> str:
+    """The ASL file named by `DefinitionUri`, with its `DefinitionSubstitutions` applied, as deployed."""
+    template = template or load_template()
+    props = template["Resources"][logical_id]["Properties"]
+    text = (ROOT / props["DefinitionUri"]).read_text(encoding="utf-8")
+    for name, value in props.get("DefinitionSubstitutions", {}).items():
+        text = text.replace("${" + name + "}", str(resolve(value, refs)))
+    return text
+
+
+def function_arn(name: str, region: str = "us-east-1", account: str = "123456789012") -> str:
+    return f"arn:aws:lambda:{region}:{account}:function:{name}"
+
+
+def state_machine_arn(name: str, region: str = "us-east-1", account: str = "123456789012") -> str:
+    return f"arn:aws:states:{region}:{account}:stateMachine:{name}"

@@ -4,19 +4,36 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import subprocess
+import sys
+import time
 import urllib.parse
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+# Powertools reads these when Logger/Metrics are created (at first import of the handlers), as on
+# Lambda, where the template's Globals set them before any code runs.
+os.environ.update(
+    {
+        "POWERTOOLS_SERVICE_NAME": "mailbox-onboarding",
+        "POWERTOOLS_METRICS_NAMESPACE": "MailboxOnboarding-test",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+    }
+)
+
 import boto3
 import pytest
+import requests
 from moto import mock_aws
 
 from devstack import template as tpl
 from onboarding import aws, settings
 from onboarding.store import DynamoAgentRepository
 
+ROOT = Path(__file__).resolve().parent.parent
 EVENTS = Path(__file__).parent / "events"
 TABLE_NAME = "test-agents"
 
@@ -37,9 +54,8 @@ def aws_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_REGION": "us-east-1",
         "AGENTS_TABLE_NAME": TABLE_NAME,
-        "POWERTOOLS_SERVICE_NAME": "mailbox-onboarding",
-        "POWERTOOLS_METRICS_NAMESPACE": "MailboxOnboarding-test",
-        "POWERTOOLS_TRACE_DISABLED": "true",
+        "CREDENTIALS_PREFIX": "mailbox-onboarding/test",
+        "STATE_MACHINE_ARN": "arn:aws:states:us-east-1:123456789012:stateMachine:verify-mailbox",
     }.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
@@ -78,7 +94,11 @@ def api_event(
     event = copy.deepcopy(load_event("http_api_event.json"))
     route_key = f"{method} {route or path}"
     event["routeKey"] = event["requestContext"]["routeKey"] = route_key
-    event["rawPath"] = event["requestContext"]["http"]["path"] = path
+    # With a named stage, API Gateway puts the stage in front of the path (Powertools strips it).
+    stage = event["requestContext"]["stage"]
+    event["rawPath"] = event["requestContext"]["http"]["path"] = (
+        path if stage == "$default" else f"/{stage}{path}"
+    )
     event["requestContext"]["http"]["method"] = method
     claims = event["requestContext"]["authorizer"]["jwt"]["claims"]
     if tenant is None:
@@ -111,3 +131,52 @@ class LambdaContext:
 @pytest.fixture
 def lambda_context() -> LambdaContext:
     return LambdaContext()
+
+
+@dataclass
+class RunningStack:
+    base_url: str
+    moto_url: str
+    process: subprocess.Popen[str]
+
+    def token(self, tenant: str) -> str:
+        from devstack import tokens
+
+        return tokens.mint(tenant)
+
+
+@pytest.fixture(scope="session")
+def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
+    """The local stack as a user runs it (`python -m devstack run`), in its own process, on free ports."""
+    from devstack.stack import free_port
+
+    port, moto_port = free_port(), free_port()
+    log = tmp_path_factory.mktemp("devstack") / "devstack.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "POWERTOOLS_"))}
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "devstack", "run", "--port", str(port), "--moto-port", str(moto_port)],
+            cwd=ROOT,
+            env={**env, "PYTHONPATH": f"{ROOT / 'layers' / 'common'}{os.pathsep}{ROOT}"},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+    stack = RunningStack(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{moto_port}", process)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if requests.get(f"{stack.base_url}/_local/health", timeout=1).ok:
+                break
+        except requests.RequestException:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError(f"the local stack did not start:\n{log.read_text()}")
+        time.sleep(0.1)
+    yield stack
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()

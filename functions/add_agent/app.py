@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from http import HTTPStatus
 from typing import Annotated, Any
 
@@ -12,19 +13,22 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from onboarding import agents
 from onboarding.api import current_tenant, register_error_handlers
-from onboarding.models import Agent, AgentPage, AgentStatus, NewAgent
-from onboarding.observability import logger, metrics, tracer
+from onboarding.credentials import credential_store
+from onboarding.models import Agent, AgentPage, AgentStatus, ErrorResponse, NewAgent
+from onboarding.observability import logger, metrics
 from onboarding.settings import agents_api_settings
 from onboarding.store import agent_repository
 
 app = APIGatewayHttpResolver(enable_validation=True)
 register_error_handlers(app)
 
+_ERROR_BODY = {"application/json": {"model": ErrorResponse}}
 _ERRORS: dict[int, Any] = {
-    401: {"description": "Missing or invalid bearer token"},
-    404: {"description": "No such agent in this account"},
-    409: {"description": "Conflict (duplicate mailbox, or the agent changed)"},
-    422: {"description": "Invalid input; `error.details` names each field"},
+    403: {"description": "The token carries no valid tenant claim", "content": _ERROR_BODY},
+    404: {"description": "No such agent in this account", "content": _ERROR_BODY},
+    409: {"description": "Conflict (duplicate mailbox, or the agent changed)", "content": _ERROR_BODY},
+    422: {"description": "Invalid input; `error.details` names each field", "content": _ERROR_BODY},
+    500: {"description": "Unexpected error", "content": _ERROR_BODY},
 }
 
 
@@ -36,8 +40,18 @@ def _repo() -> Any:
     return agent_repository(agents_api_settings().agents_table_name)
 
 
-@app.post("/agents", summary="Add an agent", responses={201: {"description": "Created"}, **_ERRORS})
-def add_agent(new: NewAgent) -> Response[Agent]:
+@functools.cache
+def _cleanup() -> agents.Cleanup:
+    settings = agents_api_settings()
+    return agents.Cleanup(credential_store(settings.credentials_prefix), settings.state_machine_arn)
+
+
+@app.post(
+    "/agents",
+    summary="Add an agent",
+    responses={201: {"description": "Created", "content": {"application/json": {"model": Agent}}}, **_ERRORS},
+)
+def add_agent(new: NewAgent) -> Response[dict[str, object]]:
     agent = agents.add_agent(_repo(), _tenant(), new)
     return Response(
         status_code=HTTPStatus.CREATED.value,
@@ -47,7 +61,14 @@ def add_agent(new: NewAgent) -> Response[Agent]:
     )
 
 
-@app.get("/agents", summary="List agents", responses=_ERRORS)
+@app.get(
+    "/agents",
+    summary="List agents",
+    responses={
+        200: {"description": "A page of agents", "content": {"application/json": {"model": AgentPage}}},
+        **_ERRORS,
+    },
+)
 def list_agents(
     status: Annotated[AgentStatus | None, Query(description="Only agents in this status")] = None,
     limit: Annotated[int | None, Query(ge=1, le=100, description="Page size (at most 100)")] = None,
@@ -62,14 +83,25 @@ def list_agents(
     )
 
 
-@app.get("/agents/<agentId>", summary="Read an agent", responses=_ERRORS)
+@app.get(
+    "/agents/<agentId>",
+    summary="Read an agent",
+    responses={
+        200: {"description": "The agent", "content": {"application/json": {"model": Agent}}},
+        **_ERRORS,
+    },
+)
 def get_agent(agentId: Annotated[str, Path(max_length=64)]) -> Agent:
     return agents.get_agent(_repo(), _tenant(), agentId)
 
 
-@app.delete("/agents/<agentId>", summary="Remove an agent", responses={204: {"description": "Removed"}})
+@app.delete(
+    "/agents/<agentId>",
+    summary="Remove an agent",
+    responses={204: {"description": "Removed", "content": {}}, **_ERRORS},
+)
 def remove_agent(agentId: Annotated[str, Path(max_length=64)]) -> Response[None]:
-    agents.remove_agent(_repo(), _tenant(), agentId)
+    agents.remove_agent(_repo(), _tenant(), agentId, _cleanup())
     return Response(status_code=HTTPStatus.NO_CONTENT.value, body=None)
 
 
@@ -83,7 +115,6 @@ def openapi() -> Response[str]:
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)
-@tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return app.resolve(event, context)

@@ -2,24 +2,31 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from botocore.exceptions import ClientError
+
+from onboarding import aws
+from onboarding.credentials import CredentialStore
 from onboarding.errors import AgentNotFoundError
+from onboarding.executions import execution_arn
 from onboarding.ids import new_id
 from onboarding.models import Agent, AgentPage, AgentStatus, NewAgent, utcnow
 from onboarding.observability import logger, metrics
-from onboarding.store import AgentRepository
+from onboarding.store import AgentRepository, DynamoAgentRepository
 
 
 def add_agent(repo: AgentRepository, tenant_id: str, new: NewAgent) -> Agent:
     now = utcnow()
     agent = Agent(
-        agentId=new_id(),
-        tenantId=tenant_id,
+        agent_id=new_id(),
+        tenant_id=tenant_id,
         name=new.name,
         email=new.email,
         type=new.type,
         status=AgentStatus.INVITE_PENDING,
-        createdAt=now,
-        updatedAt=now,
+        created_at=now,
+        updated_at=now,
         version=1,
     )
     repo.create(agent)
@@ -46,10 +53,39 @@ def get_agent(repo: AgentRepository, tenant_id: str, agent_id: str) -> Agent:
     return agent
 
 
-def remove_agent(repo: AgentRepository, tenant_id: str, agent_id: str) -> Agent | None:
+@dataclass(frozen=True)
+class Cleanup:
+    """What else holds something of an agent: its stored password and a workflow that may be running."""
+
+    credentials: CredentialStore
+    state_machine_arn: str
+
+
+def remove_agent(
+    repo: DynamoAgentRepository, tenant_id: str, agent_id: str, cleanup: Cleanup | None = None
+) -> Agent | None:
     """Delete the agent and everything kept for it. Idempotent: removing twice is not an error."""
+    item = repo.get_item(tenant_id, agent_id)
     removed = repo.delete(tenant_id, agent_id)
-    if removed is not None:
-        logger.info("Agent removed", extra={"agent_id": agent_id})
-        metrics.add_metric(name="AgentRemoved", unit="Count", value=1)
+    if removed is None:
+        return None
+    if cleanup is not None:
+        cleanup.credentials.delete(tenant_id, agent_id)
+        attempt = int((item or {}).get("connectAttempt", 0))
+        if attempt and removed.status in (AgentStatus.CONNECTING, AgentStatus.NEEDS_SETTINGS):
+            _stop_execution(cleanup, agent_id, attempt)
+    logger.info("Agent removed", extra={"agent_id": agent_id})
+    metrics.add_metric(name="AgentRemoved", unit="Count", value=1)
     return removed
+
+
+def _stop_execution(cleanup: Cleanup, agent_id: str, attempt: int) -> None:
+    arn = execution_arn(cleanup.state_machine_arn, agent_id, attempt)
+    try:
+        aws.client("stepfunctions").stop_execution(executionArn=arn, cause="The agent was removed")
+    except ClientError as error:
+        # Already finished or never started: nothing waits any more. (Its steps also stop by themselves
+        # once the agent is gone.)
+        logger.info(
+            "No execution to stop", extra={"agent_id": agent_id, "error": error.response["Error"]["Code"]}
+        )

@@ -22,7 +22,7 @@ _CONFIG = Config(
 @functools.cache
 def client(service: str) -> Any:
     """One client per service per process (clients are thread-safe and reuse connections)."""
-    return boto3.session.Session().client(service, config=_CONFIG)  # type: ignore[call-overload]
+    return boto3.session.Session().client(service, config=_CONFIG)
 
 
 def reset_clients() -> None:

@@ -58,7 +58,8 @@ TRANSITIONS: dict[AgentStatus, frozenset[AgentStatus]] = {
     S.INVITE_FAILED: frozenset({S.REMOVED}),
     S.INVITE_BOUNCED: frozenset({S.REMOVED}),
     S.CONNECTING: frozenset({S.NEEDS_SETTINGS, S.VERIFIED, S.FAILED, S.REMOVED}),
-    S.NEEDS_SETTINGS: frozenset({S.CONNECTING, S.REMOVED}),
+    # needs_settings -> failed: the owner never sent the settings and the wait timed out.
+    S.NEEDS_SETTINGS: frozenset({S.CONNECTING, S.FAILED, S.REMOVED}),
     S.VERIFIED: frozenset({S.REMOVED}),
     S.FAILED: frozenset({S.CONNECTING, S.REMOVED}),
     S.REMOVED: frozenset(),
@@ -91,7 +92,8 @@ class Agent(_ApiModel):
     agent_id: AgentId = Field(alias="agentId")
     tenant_id: TenantId = Field(alias="tenantId")
     name: AgentName
-    email: EmailStr
+    # Validated as an address on the way in (NewAgent); stored values are not parsed again on every read.
+    email: str = Field(max_length=320)
     type: AgentType
     status: AgentStatus
     status_reason: str | None = Field(default=None, alias="statusReason")

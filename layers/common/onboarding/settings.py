@@ -19,8 +19,50 @@ class AgentsApiSettings(BaseSettings):
     agents_table_name: str = Field(min_length=3, description="DynamoDB table holding agents")
     tenant_claim: str = Field(default="custom:tenant_id", description="JWT claim naming the tenant")
     default_page_size: int = Field(default=25, ge=1, le=100)
+    credentials_prefix: str = Field(min_length=1, description="Secrets Manager name prefix of passwords")
+    state_machine_arn: str = Field(pattern=r"^arn:aws[a-z-]*:states:", description="Verification workflow")
 
 
 @functools.cache
 def agents_api_settings() -> AgentsApiSettings:
-    return AgentsApiSettings()  # type: ignore[call-arg]  # values come from the environment
+    return AgentsApiSettings()
+
+
+class VerifyMailboxSettings(BaseSettings):
+    """Settings of the workflow's task function (`functions/verify_mailbox`)."""
+
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore")
+
+    agents_table_name: str = Field(min_length=3)
+    credentials_prefix: str = Field(min_length=1, description="Secrets Manager name prefix of passwords")
+    credentials_kms_key_id: str | None = Field(default=None, description="KMS key encrypting the secrets")
+    max_settings_rounds: int = Field(default=3, ge=1, le=10)
+
+
+@functools.cache
+def verify_mailbox_settings() -> VerifyMailboxSettings:
+    return VerifyMailboxSettings()
+
+
+class AuthCallbackSettings(BaseSettings):
+    """Settings of the hosted connect page (`functions/auth_callback`)."""
+
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore")
+
+    agents_table_name: str = Field(min_length=3)
+    credentials_prefix: str = Field(min_length=1)
+    credentials_kms_key_id: str | None = None
+    state_machine_arn: str = Field(pattern=r"^arn:aws[a-z-]*:states:")
+    public_base_url: str = Field(
+        default="",
+        pattern=r"^(https?://.*)?$",
+        description="Base URL of the connect pages; empty: as requested",
+    )
+    dashboard_url: str = Field(pattern=r"^https?://", description="Where the owner goes after success")
+    csrf_key_secret_arn: str = Field(min_length=1, description="Secret holding the form-nonce signing key")
+    settings_timeout_seconds: int = Field(default=86400, ge=60)
+
+
+@functools.cache
+def auth_callback_settings() -> AuthCallbackSettings:
+    return AuthCallbackSettings()

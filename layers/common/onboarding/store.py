@@ -175,7 +175,7 @@ class DynamoAgentRepository(AgentRepository):
         items = [_agent_from_item(item) for item in response.get("Items", [])]
         last = response.get("LastEvaluatedKey")
         token = _encode_page_token(from_item(last)["sk"]) if last else None
-        return AgentPage(items=items, nextToken=token)
+        return AgentPage(items=items, next_token=token)
 
     # -- writes ------------------------------------------------------------------------------
     def create(self, agent: Agent, *, attributes: Mapping[str, Any] | None = None) -> Agent:
@@ -305,6 +305,44 @@ class DynamoAgentRepository(AgentRepository):
             ReturnValues="ALL_NEW",
         )
         return _agent_from_item(response["Attributes"])
+
+    def update_attributes(
+        self,
+        tenant_id: str,
+        agent_id: str,
+        values: Mapping[str, Any],
+        *,
+        expected_status: AgentStatus,
+        remove_attributes: tuple[str, ...] = (),
+    ) -> None:
+        """Set service-private attributes (never status or version) while the agent is in a status."""
+        names = {f"#a{i}": name for i, name in enumerate(values)}
+        placeholders = {f":a{i}": value for i, value in enumerate(values.values())}
+        sets = [f"#a{i} = :a{i}" for i in range(len(values))]
+        removes = []
+        for index, name in enumerate(remove_attributes):
+            names[f"#r{index}"] = name
+            removes.append(f"#r{index}")
+        names["#status"] = "status"
+        placeholders[":status"] = expected_status.value
+        expression = ("SET " + ", ".join(sets) if sets else "") + (
+            " REMOVE " + ", ".join(removes) if removes else ""
+        )
+        try:
+            self.ddb.update_item(
+                TableName=self.table_name,
+                Key=to_item({"pk": tenant_pk(tenant_id), "sk": agent_sk(agent_id)}),
+                UpdateExpression=expression.strip(),
+                ConditionExpression="attribute_exists(pk) AND #status = :status",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=to_item(placeholders),
+            )
+        except ClientError as error:
+            if _error_code(error) == "ConditionalCheckFailedException":
+                raise ConcurrentModificationError(
+                    f"Agent {agent_id} is no longer {expected_status.value}"
+                ) from error
+            raise
 
     def delete(self, tenant_id: str, agent_id: str) -> Agent | None:
         """Remove the agent and its email guard together. Idempotent: a missing agent returns None."""

@@ -1,0 +1,414 @@
+"""The simulator's HTTP(S) listeners: autodiscover + EWS over TLS, the port-80 redirect, a black hole.
+
+One HTTPS listener serves every simulated name (the Host header and SNI pick the behaviour). HTTP/1.1
+keep-alive is on, because NTLM authenticates a *connection* (its three legs span requests on one socket);
+pyspnego is the NTLM acceptor, reading passwords from the file named by ``NTLM_USER_FILE``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import select
+import socket
+import ssl
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING, Any
+
+import spnego  # type: ignore[import-untyped]
+from spnego.exceptions import SpnegoError  # type: ignore[import-untyped]
+
+from . import soap
+from .scenarios import EXCHANGE_BUILD, Host, Mailbox
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+AUTODISCOVER_PATH = "/autodiscover/autodiscover.svc"
+EWS_PATH = "/ews/exchange.asmx"
+BEARER_CHALLENGE = (
+    'Bearer client_id="00000002-0000-0ff1-ce00-000000000000", trusted_issuers="00000001-0000-0000-c000-000000000000@*", '
+    'token_types="app_asserted_user_v1 service_asserted_app_v1", '
+    'authorization_uri="https://login.microsoftonline.com/common/oauth2/authorize"'
+)
+
+
+@dataclass
+class SeenRequest:
+    """One request the simulator received (for assertions: who talked to whom)."""
+
+    host: str
+    port_kind: str  # "https" | "http"
+    method: str
+    path: str
+    operation: str | None = None
+    auth_scheme: str | None = None
+    status: int = 0
+
+
+@dataclass
+class AuthAttempt:
+    """One credential check: an NTLM AUTHENTICATE message or a Basic header."""
+
+    login: str
+    mailbox: str | None  # mailbox the login belongs to, if known
+    scheme: str
+    ok: bool
+
+
+@dataclass
+class World:
+    """Everything the handlers need; shared by all connections."""
+
+    hosts: dict[str, Host]
+    mailboxes: dict[str, Mailbox]
+    build: str = EXCHANGE_BUILD
+    requests_seen: list[SeenRequest] = field(default_factory=list)
+    auth_attempts: list[AuthAttempt] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def mailbox_for_login(self, login: str) -> str | None:
+        wanted = login.lower()
+        for email, box in self.mailboxes.items():
+            if any(wanted == name.lower() for name in box.logins):
+                return email
+        return None
+
+    def record_attempt(self, login: str, scheme: str, ok: bool) -> None:
+        with self.lock:
+            self.auth_attempts.append(AuthAttempt(login, self.mailbox_for_login(login), scheme, ok))
+
+
+def _host_of(header: str | None) -> str:
+    host = (header or "").strip().lower()
+    if host.startswith("["):
+        return host.split("]", 1)[0] + "]"
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "Microsoft-IIS/10.0"
+    sys_version = ""
+    timeout = 30  # idle keep-alive connections are dropped after this
+    server: _SimHTTPServer
+
+    # per-connection NTLM state
+    _ntlm_ctx: Any = None
+    _identity: str | None = None
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        return  # quiet: the simulator runs inside test processes
+
+    @property
+    def world(self) -> World:
+        return self.server.world
+
+    def _read_body(self) -> bytes:
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
+
+    def _send(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        if body:
+            self.send_header("Content-Type", "text/xml; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if body and self.command != "HEAD":
+            self.wfile.write(body)
+        self._seen.status = status
+
+    def _begin(self, port_kind: str) -> None:
+        auth = self.headers.get("Authorization") or ""
+        self._seen = SeenRequest(
+            host=_host_of(self.headers.get("Host")),
+            port_kind=port_kind,
+            method=self.command,
+            path=self.path,
+            auth_scheme=auth.split(" ", 1)[0] if auth else None,
+        )
+        with self.world.lock:
+            self.world.requests_seen.append(self._seen)
+
+
+class _RedirectHandler(_Handler):
+    """Port 80: the autodiscover redirect (step 3), nothing else."""
+
+    def _any(self) -> None:
+        self._begin("http")
+        self._read_body()
+        spec = self.world.hosts.get(self._seen.host)
+        if spec and spec.http_redirect and self.path.lower().startswith(AUTODISCOVER_PATH):
+            self._send(302, headers={"Location": spec.http_redirect})
+        else:
+            self._send(404)
+
+    do_GET = do_HEAD = do_POST = _any
+
+
+class _ExchangeHandler(_Handler):
+    """Port 443: SOAP autodiscover and EWS behind NTLM/Basic (or Bearer-only) authentication."""
+
+    def _any(self) -> None:
+        self._begin("https")
+        body = self._read_body()
+        spec = self.world.hosts.get(self._seen.host)
+        path = self.path.split("?", 1)[0].lower()
+        serves = spec is not None and (
+            (path == AUTODISCOVER_PATH and spec.autodiscover) or (path == EWS_PATH and spec.ews)
+        )
+        if spec is None or not serves:
+            self._send(404)
+            return
+        request = soap.parse_request(body) if body else None
+        self._seen.operation = request.operation if request else None
+        login = self._authenticate(spec)
+        if login is None:
+            return  # a 401 went out
+        mailbox = self.world.mailbox_for_login(login)
+        if mailbox and self.world.mailboxes[mailbox].locked:
+            self._send(456)  # Exchange: account locked out / password expired
+            return
+        if self.command != "POST" or request is None:
+            self._send(200)
+            return
+        if path == AUTODISCOVER_PATH:
+            self._autodiscover(request)
+        else:
+            self._ews(request, login, mailbox)
+
+    do_GET = do_HEAD = do_POST = _any
+
+    # ------------------------------------------------------------ authentication
+
+    def _challenge(self, spec: Host, ntlm_token: str | None = None) -> None:
+        values = []
+        for scheme in spec.auth:
+            if scheme == "NTLM":
+                values += ["Negotiate", "NTLM"]
+            elif scheme == "Basic":
+                values.append(f'Basic realm="{self._seen.host}"')
+            else:
+                values.append(BEARER_CHALLENGE)
+        if ntlm_token:
+            values = [f"NTLM {ntlm_token}"]
+        self.send_response(401)
+        for value in dict.fromkeys(values):
+            self.send_header("WWW-Authenticate", value)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+        self._seen.status = 401
+
+    def _authenticate(self, spec: Host) -> str | None:
+        """The authenticated login, or None after answering 401."""
+        header = self.headers.get("Authorization") or ""
+        scheme, _, token = header.partition(" ")
+        scheme = scheme.lower()
+        if scheme == "ntlm" and "NTLM" in spec.auth:
+            return self._ntlm(spec, token.strip())
+        if scheme == "basic" and "Basic" in spec.auth:
+            return self._basic(spec, token.strip())
+        if not header and self._identity:
+            return self._identity  # connection already authenticated by NTLM
+        self._challenge(spec)
+        return None
+
+    def _basic(self, spec: Host, token: str) -> str | None:
+        try:
+            login, _, password = base64.b64decode(token).decode("utf-8").partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            self._challenge(spec)
+            return None
+        email = self.world.mailbox_for_login(login)
+        ok = email is not None and self.world.mailboxes[email].password == password
+        self.world.record_attempt(login, "Basic", ok)
+        if not ok:
+            self._challenge(spec)
+            return None
+        return login
+
+    def _ntlm(self, spec: Host, token: str) -> str | None:
+        try:
+            raw = base64.b64decode(token)
+        except binascii.Error:
+            self._challenge(spec)
+            return None
+        message_type = int.from_bytes(raw[8:12], "little") if len(raw) >= 12 else 0
+        if message_type == 1:
+            self._identity = None
+            self._ntlm_ctx = spnego.server(protocol="ntlm")
+            out = self._ntlm_ctx.step(raw)
+            self._challenge(spec, base64.b64encode(out).decode())
+            return None
+        if message_type == 3 and self._ntlm_ctx is not None:
+            ctx, self._ntlm_ctx = self._ntlm_ctx, None
+            login = _ntlm_login(raw)
+            try:
+                ctx.step(raw)
+            except SpnegoError:
+                self.world.record_attempt(login, "NTLM", ok=False)
+                self._challenge(spec)
+                return None
+            self.world.record_attempt(login, "NTLM", ok=True)
+            self._identity = login
+            return login
+        self._challenge(spec)
+        return None
+
+    # ------------------------------------------------------------ SOAP
+
+    def _autodiscover(self, request: soap.SoapRequest) -> None:
+        if request.operation != "GetUserSettings":
+            self._send(400)
+            return
+        users: list[tuple[str, dict[str, str] | None]] = []
+        for email in soap.requested_mailboxes(request):
+            box = self.world.mailboxes.get(email.lower())
+            if box is None:
+                users.append((email, None))
+                continue
+            users.append((email, _user_settings(email, box, soap.requested_settings(request))))
+        self._send(200, soap.user_settings_response(self.world.build, users))
+
+    def _ews(self, request: soap.SoapRequest, login: str, own_mailbox: str | None) -> None:
+        op = request.operation
+        build = self.world.build
+        if op == "GetFolder":
+            messages = [self._get_folder(f, own_mailbox) for f in soap.folder_requests(request)]
+            self._send(200, soap.response_messages(op, build, messages))
+        elif op == "ConvertId":
+            # exchangelib's version probe sends a dummy id; a real server says it is malformed.
+            message = soap.error_message(op, "ErrorInvalidIdMalformed", "Id is malformed.")
+            self._send(200, soap.response_messages(op, build, [message]))
+        elif op == "ResolveNames":
+            message = soap.error_message(op, "ErrorNameResolutionNoResults", "No results were found.")
+            self._send(200, soap.response_messages(op, build, [message]))
+        else:
+            message = soap.error_message(op, "ErrorInvalidOperation", f"{op} is not simulated.")
+            self._send(200, soap.response_messages(op, build, [message]))
+
+    def _get_folder(self, req: soap.FolderRequest, own_mailbox: str | None) -> str:
+        target = (req.mailbox or own_mailbox or "").lower()
+        box = self.world.mailboxes.get(target)
+        if box is None:
+            return soap.error_message(
+                "GetFolder", "ErrorNonExistentMailbox", f"No mailbox with such guid or SMTP address: {target}"
+            )
+        if target != (own_mailbox or ""):
+            return soap.error_message("GetFolder", "ErrorAccessDenied", "Access is denied. Check credentials.")
+        name = req.folder if req.distinguished else _folder_name(target, req.folder)
+        total = box.inbox_count if name == "inbox" else 0
+        return soap.success_message("GetFolder", f"<m:Folders>{soap.folder_xml(target, name, total)}</m:Folders>")
+
+
+def _folder_name(email: str, fid: str) -> str:
+    for name in ("root", "msgfolderroot", "inbox"):
+        if soap.folder_id(email, name) == fid:
+            return name
+    return "unknown"
+
+
+def _user_settings(email: str, box: Mailbox, wanted: list[str]) -> dict[str, str]:
+    available = {
+        "AutoDiscoverSMTPAddress": email,
+        "UserDisplayName": box.display_name or email.split("@")[0].capitalize(),
+        "ExternalEwsUrl": box.ews_url,
+        "InternalEwsUrl": box.ews_url,
+        "EwsSupportedSchemas": "Exchange2007, Exchange2007_SP1, Exchange2010, Exchange2010_SP1, "
+        "Exchange2010_SP2, Exchange2013, Exchange2013_SP1, Exchange2016",
+        "CasVersion": EXCHANGE_BUILD,
+    }
+    return {k: v for k, v in available.items() if k in wanted and v}
+
+
+def _ntlm_login(raw: bytes) -> str:
+    """'DOMAIN\\user' (or the bare user name) from an NTLM AUTHENTICATE message."""
+
+    def field_at(offset: int) -> str:
+        length = int.from_bytes(raw[offset : offset + 2], "little")
+        start = int.from_bytes(raw[offset + 4 : offset + 8], "little")
+        return raw[start : start + length].decode("utf-16-le", errors="replace")
+
+    domain, user = field_at(28), field_at(36)
+    return f"{domain}\\{user}" if domain else user
+
+
+class _SimHTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    block_on_close = False
+
+    def __init__(self, handler: type[_Handler], world: World, tls: ssl.SSLContext | None) -> None:
+        super().__init__(("127.0.0.1", 0), handler)
+        self.world = world
+        self.tls = tls
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        # The TLS handshake happens here, in the connection's own thread, so a slow client never blocks accept().
+        if self.tls is not None:
+            request.settimeout(10)
+            try:
+                request = self.tls.wrap_socket(request, server_side=True)
+            except (ssl.SSLError, OSError):
+                return
+        super().finish_request(request, client_address)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        return  # clients hang up mid-handshake all the time (TLS errors are a scenario)
+
+
+def make_https_server(world: World, tls: ssl.SSLContext) -> _SimHTTPServer:
+    return _SimHTTPServer(_ExchangeHandler, world, tls)
+
+
+def make_http_server(world: World) -> _SimHTTPServer:
+    return _SimHTTPServer(_RedirectHandler, world, None)
+
+
+class BlackHole:
+    """Accepts TCP connections and never answers (nor closes them) until stopped."""
+
+    def __init__(self, on_accept: Callable[[], None] | None = None) -> None:
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen(64)
+        self.port: int = self._sock.getsockname()[1]
+        self._held: list[socket.socket] = []
+        self._stop = threading.Event()
+        self._on_accept = on_accept
+        self._thread = threading.Thread(target=self._serve, name="exchange-sim-blackhole", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            ready, _, _ = select.select([self._sock], [], [], 0.1)
+            if ready:
+                conn, _ = self._sock.accept()
+                self._held.append(conn)
+                if self._on_accept:
+                    self._on_accept()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
+        for conn in self._held:
+            conn.close()
+        self._sock.close()
+
+
+class ClosedPort:
+    """A bound TCP port nobody listens on: connecting is refused, and no one else can take the port."""
+
+    def __init__(self) -> None:
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.bind(("127.0.0.1", 0))
+        self.port: int = self._sock.getsockname()[1]
+
+    def stop(self) -> None:
+        self._sock.close()

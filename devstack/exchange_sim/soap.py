@@ -1,0 +1,181 @@
+"""SOAP request parsing and response building for the simulated autodiscover and EWS endpoints.
+
+Responses follow the shapes documented for Exchange 2019 (and parsed by exchangelib 5.6): every answer
+carries a ``ServerVersionInfo`` header with the simulated build.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import xml.etree.ElementTree as ET  # noqa: S405 - parses requests from the local test client only
+from dataclasses import dataclass
+from xml.sax.saxutils import escape
+
+SOAPNS = "http://schemas.xmlsoap.org/soap/envelope/"
+MNS = "http://schemas.microsoft.com/exchange/services/2006/messages"
+TNS = "http://schemas.microsoft.com/exchange/services/2006/types"
+ANS = "http://schemas.microsoft.com/exchange/2010/Autodiscover"
+WSA = "http://www.w3.org/2005/08/addressing"
+XSI = "http://www.w3.org/2001/XMLSchema-instance"
+
+
+@dataclass(frozen=True)
+class SoapRequest:
+    operation: str  # local name of the first element in the Body, e.g. "GetFolder"
+    body: ET.Element  # that element
+
+
+def parse_request(data: bytes) -> SoapRequest | None:
+    """The operation and its element, or None when the body is not a SOAP envelope."""
+    try:
+        root = ET.fromstring(data)  # noqa: S314
+    except ET.ParseError:
+        return None
+    body = root.find(f"{{{SOAPNS}}}Body")
+    if body is None or len(body) == 0:
+        return None
+    op = body[0]
+    name = op.tag.rsplit("}", 1)[-1]
+    if name.endswith("RequestMessage"):  # autodiscover: GetUserSettingsRequestMessage
+        name = name[: -len("RequestMessage")]
+    return SoapRequest(operation=name, body=op)
+
+
+def _build_parts(build: str) -> tuple[str, str, str, str]:
+    major, minor, major_build, minor_build = build.split(".")
+    return major, minor, major_build, minor_build
+
+
+def _envelope(header: str, body: str) -> bytes:
+    return (
+        '<?xml version="1.0" encoding="utf-8"?>'
+        f'<s:Envelope xmlns:s="{SOAPNS}"><s:Header>{header}</s:Header><s:Body>{body}</s:Body></s:Envelope>'
+    ).encode()
+
+
+def ews_header(build: str) -> str:
+    major, minor, mb, nb = _build_parts(build)
+    return (
+        f'<h:ServerVersionInfo MajorVersion="{major}" MinorVersion="{minor}" MajorBuildNumber="{mb}" '
+        f'MinorBuildNumber="{nb}" Version="V2017_07_11" xmlns:h="{TNS}" xmlns="{TNS}" '
+        f'xmlns:xsd="http://www.w3.org/2001/XMLSchema" xmlns:xsi="{XSI}"/>'
+    )
+
+
+# ---------------------------------------------------------------- autodiscover (GetUserSettings)
+
+
+def requested_mailboxes(req: SoapRequest) -> list[str]:
+    return [(m.text or "").strip() for m in req.body.iter(f"{{{ANS}}}Mailbox")]
+
+
+def requested_settings(req: SoapRequest) -> list[str]:
+    return [(s.text or "").strip() for s in req.body.iter(f"{{{ANS}}}Setting")]
+
+
+def user_settings_response(build: str, users: list[tuple[str, dict[str, str] | None]]) -> bytes:
+    """GetUserSettings answer; ``users`` is [(email, settings or None for an unknown user)]."""
+    major, minor, mb, nb = _build_parts(build)
+    header = (
+        f'<a:Action s:mustUnderstand="1" xmlns:a="{WSA}">'
+        "http://schemas.microsoft.com/exchange/2010/Autodiscover/Autodiscover/GetUserSettingsResponse</a:Action>"
+        f'<h:ServerVersionInfo xmlns:h="{ANS}" xmlns:i="{XSI}"><h:MajorVersion>{major}</h:MajorVersion>'
+        f"<h:MinorVersion>{minor}</h:MinorVersion><h:MajorBuildNumber>{mb}</h:MajorBuildNumber>"
+        f"<h:MinorBuildNumber>{nb}</h:MinorBuildNumber><h:Version>Exchange2015</h:Version></h:ServerVersionInfo>"
+    )
+    parts = []
+    for email, settings in users:
+        if settings is None:
+            parts.append(
+                "<UserResponse><ErrorCode>InvalidUser</ErrorCode>"
+                f"<ErrorMessage>Invalid user: '{escape(email)}'</ErrorMessage>"
+                '<RedirectTarget i:nil="true"/><UserSettingErrors/><UserSettings/></UserResponse>'
+            )
+            continue
+        values = "".join(
+            f'<UserSetting i:type="StringSetting"><Name>{escape(k)}</Name><Value>{escape(v)}</Value></UserSetting>'
+            for k, v in settings.items()
+        )
+        parts.append(
+            "<UserResponse><ErrorCode>NoError</ErrorCode><ErrorMessage>No error.</ErrorMessage>"
+            f'<RedirectTarget i:nil="true"/><UserSettingErrors/><UserSettings>{values}</UserSettings>'
+            "</UserResponse>"
+        )
+    body = (
+        f'<GetUserSettingsResponseMessage xmlns="{ANS}" xmlns:i="{XSI}"><Response>'
+        "<ErrorCode>NoError</ErrorCode><ErrorMessage/>"
+        f"<UserResponses>{''.join(parts)}</UserResponses></Response></GetUserSettingsResponseMessage>"
+    )
+    return _envelope(header, body)
+
+
+# ---------------------------------------------------------------- EWS
+
+
+def folder_id(email: str, name: str) -> str:
+    """A stable opaque folder id."""
+    return "AAMk" + hashlib.sha256(f"{email}/{name}".encode()).hexdigest()[:40]
+
+
+@dataclass(frozen=True)
+class FolderRequest:
+    folder: str  # distinguished id ("root", "inbox", ...) or an opaque FolderId
+    mailbox: str | None  # <t:Mailbox><t:EmailAddress>, if given
+    distinguished: bool
+
+
+def folder_requests(req: SoapRequest) -> list[FolderRequest]:
+    out: list[FolderRequest] = []
+    ids = req.body.find(f"{{{MNS}}}FolderIds")
+    if ids is None:
+        return out
+    for elem in ids:
+        local = elem.tag.rsplit("}", 1)[-1]
+        mailbox = elem.find(f"{{{TNS}}}Mailbox/{{{TNS}}}EmailAddress")
+        out.append(
+            FolderRequest(
+                folder=elem.get("Id", ""),
+                mailbox=(mailbox.text or "").strip() if mailbox is not None else None,
+                distinguished=local == "DistinguishedFolderId",
+            )
+        )
+    return out
+
+
+_FOLDER_NAMES = {"root": ("Top of Information Store", "IPF.Note"), "msgfolderroot": ("Top of Information Store", "")}
+
+
+def folder_xml(email: str, name: str, total: int) -> str:
+    display, folder_class = _FOLDER_NAMES.get(name, (name.capitalize(), "IPF.Note"))
+    fid = folder_id(email, name)
+    parent = folder_id(email, "root")
+    cls = f"<t:FolderClass>{folder_class}</t:FolderClass>" if folder_class else ""
+    return (
+        f'<t:Folder><t:FolderId Id="{fid}" ChangeKey="AQAAABYAAA"/>'
+        f'<t:ParentFolderId Id="{parent}" ChangeKey="AQAAAA=="/>{cls}'
+        f"<t:DisplayName>{escape(display)}</t:DisplayName><t:TotalCount>{total}</t:TotalCount>"
+        "<t:ChildFolderCount>0</t:ChildFolderCount><t:UnreadCount>0</t:UnreadCount></t:Folder>"
+    )
+
+
+def response_messages(operation: str, build: str, messages: list[str]) -> bytes:
+    body = (
+        f'<m:{operation}Response xmlns:m="{MNS}" xmlns:t="{TNS}"><m:ResponseMessages>'
+        f"{''.join(messages)}</m:ResponseMessages></m:{operation}Response>"
+    )
+    return _envelope(ews_header(build), body)
+
+
+def success_message(operation: str, inner: str) -> str:
+    return (
+        f'<m:{operation}ResponseMessage ResponseClass="Success"><m:ResponseCode>NoError</m:ResponseCode>'
+        f"{inner}</m:{operation}ResponseMessage>"
+    )
+
+
+def error_message(operation: str, code: str, text: str) -> str:
+    return (
+        f'<m:{operation}ResponseMessage ResponseClass="Error"><m:MessageText>{escape(text)}</m:MessageText>'
+        f"<m:ResponseCode>{code}</m:ResponseCode><m:DescriptiveLinkKey>0</m:DescriptiveLinkKey>"
+        f"</m:{operation}ResponseMessage>"
+    )

@@ -1,0 +1,74 @@
+"""How the local stack runs a Lambda handler: imported once, invoked one event at a time."""
+
+from __future__ import annotations
+
+import importlib
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class LambdaContext:
+    """The attributes of the Lambda context object that Powertools and our handlers read."""
+
+    function_name: str
+    timeout_seconds: float = 30.0
+    memory_limit_in_mb: int = 512
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def invoked_function_arn(self) -> str:
+        return f"arn:aws:lambda:us-east-1:123456789012:function:{self.function_name}"
+
+    @property
+    def function_version(self) -> str:
+        return "$LATEST"
+
+    @property
+    def log_group_name(self) -> str:
+        return f"/aws/lambda/{self.function_name}"
+
+    @property
+    def log_stream_name(self) -> str:
+        return "local"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self.timeout_seconds - (time.monotonic() - self.started)) * 1000))
+
+
+class FunctionRunner:
+    """Imports a handler once and invokes it serially, like one warm Lambda instance."""
+
+    def __init__(self, name: str, module: str, handler: str) -> None:
+        self.name = name
+        self.module = module
+        self.handler_name = handler
+        self._lock = threading.Lock()
+        self._handler: Callable[[dict[str, Any], Any], Any] | None = None
+        self.invocations = 0
+
+    def invoke(self, event: dict[str, Any]) -> Any:
+        with self._lock:
+            if self._handler is None:
+                self._handler = getattr(importlib.import_module(self.module), self.handler_name)
+            self.invocations += 1
+            return self._handler(event, LambdaContext(function_name=self.name))
+
+
+def runners_from_template(
+    template: dict[str, Any] | None = None, *, prefix: str = "local"
+) -> dict[str, FunctionRunner]:
+    """One runner per AWS::Serverless::Function, keyed by logical id; the name is `<prefix>-<logical id>`."""
+    from devstack import template as tpl
+
+    template = template or tpl.load_template()
+    runners = {}
+    for logical_id, body in tpl.resources(template, "AWS::Serverless::Function").items():
+        module, handler = tpl.function_module(body)
+        runners[logical_id] = FunctionRunner(f"{prefix}-{logical_id}", module, handler)
+    return runners

@@ -1,0 +1,390 @@
+"""SSRF guard and observer for every HTTP connection the Exchange code makes.
+
+``GuardedHTTPAdapter`` (a requests ``HTTPAdapter``) is what exchangelib's protocols use
+(``HTTP_ADAPTER_CLS``) and what our own probes mount. For each request it:
+
+* refuses Exchange Online / Microsoft 365 host names before connecting (password sign-in cannot work there);
+* allows plain ``http://`` only for an unauthenticated GET/HEAD (the autodiscover redirect probe): credentials
+  only ever travel over HTTPS;
+* resolves the host itself (bounded by the call's deadline), refuses the connection if *any* resolved address is
+  not public (loopback, private, link-local incl. 169.254.169.254, CGNAT, unique-local, IPv4-mapped/NAT64/6to4
+  forms of those, 0.0.0.0/8, multicast, reserved) unless it is inside ``allow_networks``, connects to the checked
+  address and checks the connected socket's peer again (so DNS rebinding cannot slip through);
+* keeps certificate verification on (``verify=False`` is ignored), optionally trusting one extra CA bundle;
+* ignores proxy settings from the environment (a proxy would hide the real peer);
+* clamps every timeout to the call's remaining time budget;
+* records what it saw (HTTP statuses, 401 challenge schemes, blocked hosts, transport failure kinds) in the
+  current ``Observation``, so failures can be classified by type/status even where exchangelib wraps them.
+
+Policy, deadline and observation travel in a ``ContextVar`` (copy the context into worker threads).
+Outside a guarded call the strictest policy applies.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import hashlib
+import ipaddress
+import os
+import socket
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+import requests.adapters
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+MICROSOFT_ONLINE_SUFFIXES = ("outlook.office365.com", "outlook.office.com", "outlook.com", "office365.com")
+_CGNAT = ipaddress.IPv4Network("100.64.0.0/10")
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+_SIXTOFOUR = ipaddress.IPv6Network("2002::/16")
+
+
+class GuardError(Exception):
+    """Base of the guard's refusals. Deliberately not an OSError, so no layer mistakes it for a network error."""
+
+
+class BlockedAddressError(GuardError):
+    """The peer is not a public address (or credentials would travel in clear text)."""
+
+
+class ModernAuthHostError(GuardError):
+    """The host is Exchange Online / Microsoft 365, which accepts only OAuth."""
+
+
+def is_microsoft_online(host: str) -> bool:
+    """True for Exchange Online host names (recognised by name, never contacted)."""
+    name = host.strip().strip("[]").lower().rstrip(".")
+    return any(name == s or name.endswith("." + s) for s in MICROSOFT_ONLINE_SUFFIXES)
+
+
+def _embedded_ipv4(ip: IPAddress) -> ipaddress.IPv4Address | None:
+    if not isinstance(ip, ipaddress.IPv6Address):
+        return None
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    if ip in _NAT64:
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    if ip.sixtofour is not None:
+        return ip.sixtofour
+    return None
+
+
+def is_public(ip: IPAddress) -> bool:
+    """A globally routable unicast address (and, for IPv6 wrappers, the IPv4 inside is too)."""
+    inner = _embedded_ipv4(ip)
+    if inner is not None and not is_public(inner):
+        return False
+    if isinstance(ip, ipaddress.IPv4Address) and (ip in _CGNAT or ip.packed[0] == 0):
+        return False
+    return bool(
+        ip.is_global
+        and not ip.is_multicast
+        and not ip.is_reserved
+        and not ip.is_loopback
+        and not ip.is_link_local
+        and not ip.is_unspecified
+    )
+
+
+@dataclass(frozen=True)
+class GuardPolicy:
+    allow_networks: tuple[IPNetwork, ...] = ()
+    ca_bundle: str | None = None
+
+    @classmethod
+    def build(cls, allow_networks: tuple[str, ...] = (), ca_bundle: str | None = None) -> GuardPolicy:
+        return cls(tuple(ipaddress.ip_network(n, strict=False) for n in allow_networks), ca_bundle)
+
+    def allows(self, address: str) -> bool:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+        candidates = [ip]
+        inner = _embedded_ipv4(ip)
+        if inner is not None:
+            candidates.append(inner)
+        for net in self.allow_networks:
+            if any(c.version == net.version and c in net for c in candidates):
+                return True
+        return is_public(ip)
+
+
+@dataclass
+class Observation:
+    """What the adapter saw during one probe or call."""
+
+    statuses: list[int] = field(default_factory=list)
+    challenges: list[tuple[str, ...]] = field(default_factory=list)  # schemes offered per 401, lower-case
+    blocked: list[str] = field(default_factory=list)  # "host (reason)"
+    modern_hosts: list[str] = field(default_factory=list)
+    transport: list[str] = field(default_factory=list)  # "tls" | "timeout" | "unreachable"
+
+    @property
+    def bearer_only(self) -> bool:
+        return any(c and all(s == "bearer" for s in c) for c in self.challenges)
+
+
+@dataclass
+class GuardContext:
+    policy: GuardPolicy
+    observation: Observation
+    deadline: float | None = None  # time.monotonic() value
+    request_timeout: float | None = None
+
+    def remaining(self) -> float | None:
+        return None if self.deadline is None else self.deadline - time.monotonic()
+
+
+_CURRENT: contextvars.ContextVar[GuardContext | None] = contextvars.ContextVar("exchange_guard", default=None)
+
+
+def current() -> GuardContext:
+    ctx = _CURRENT.get()
+    return ctx if ctx is not None else GuardContext(GuardPolicy(), Observation())
+
+
+@contextmanager
+def guarded(
+    policy: GuardPolicy, deadline: float | None = None, request_timeout: float | None = None
+) -> Iterator[Observation]:
+    """Run a block under ``policy``; yields the block's fresh ``Observation``."""
+    ctx = GuardContext(policy, Observation(), deadline, request_timeout)
+    token = _CURRENT.set(ctx)
+    try:
+        yield ctx.observation
+    finally:
+        _CURRENT.reset(token)
+
+
+# ---------------------------------------------------------------- connections
+
+
+def _resolve(host: str, port: int, timeout: float | None) -> list[tuple[Any, ...]]:
+    """getaddrinfo bounded by ``timeout`` (a silent DNS server must not outlive the call's budget)."""
+    result: list[Any] = []
+    error: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            result.extend(socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM))
+        except BaseException as e:  # noqa: BLE001 - handed to the caller
+            error.append(e)
+
+    worker = threading.Thread(target=run, name="exchange-guard-dns", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if worker.is_alive():
+        raise TimeoutError(f"resolving {host} took longer than {timeout} s")
+    if error:
+        raise error[0]
+    return result
+
+
+def _numeric_timeout(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) else None
+
+
+class _GuardedConnectionMixin:
+    host: str
+    port: int
+    timeout: Any
+    source_address: Any
+    socket_options: Any
+
+    def _new_conn(self) -> socket.socket:
+        ctx = current()
+        host = self.host.strip("[]")
+        timeout = _numeric_timeout(self.timeout)
+        remaining = ctx.remaining()
+        if remaining is not None:
+            timeout = max(0.01, min(timeout if timeout is not None else remaining, remaining))
+        try:
+            infos = _resolve(host, self.port, timeout)
+        except socket.gaierror as e:
+            ctx.observation.transport.append("unreachable")
+            raise NameResolutionError(self.host, self, e) from e  # type: ignore[arg-type]
+        except TimeoutError as e:
+            ctx.observation.transport.append("timeout")
+            raise ConnectTimeoutError(self, f"DNS lookup of {host} timed out") from e
+        if not infos:
+            ctx.observation.transport.append("unreachable")
+            raise NewConnectionError(self, f"{host} has no address")  # type: ignore[arg-type]
+        for info in infos:
+            address = str(info[4][0])
+            if not ctx.policy.allows(address):
+                ctx.observation.blocked.append(f"{host} ({address})")
+                raise BlockedAddressError(f"{host} resolves to a non-public address")
+        family, socktype, proto, _, sockaddr = infos[0]
+        sock = socket.socket(family, socktype, proto)
+        try:
+            for opt in self.socket_options or ():
+                sock.setsockopt(*opt)
+            sock.settimeout(timeout)
+            sock.connect(sockaddr)
+            peer = str(sock.getpeername()[0])
+        except TimeoutError as e:
+            sock.close()
+            ctx.observation.transport.append("timeout")
+            raise ConnectTimeoutError(self, f"Connection to {host} timed out") from e
+        except OSError as e:
+            sock.close()
+            ctx.observation.transport.append("unreachable")
+            raise NewConnectionError(self, f"Failed to establish a new connection: {e}") from e  # type: ignore[arg-type]
+        if not ctx.policy.allows(peer):
+            sock.close()
+            ctx.observation.blocked.append(f"{host} (peer {peer})")
+            raise BlockedAddressError(f"{host}: connected peer is not a public address")
+        return sock
+
+
+class GuardedHTTPConnection(_GuardedConnectionMixin, HTTPConnection):
+    pass
+
+
+class GuardedHTTPSConnection(_GuardedConnectionMixin, HTTPSConnection):
+    pass
+
+
+class GuardedHTTPConnectionPool(HTTPConnectionPool):
+    ConnectionCls = GuardedHTTPConnection
+
+
+class GuardedHTTPSConnectionPool(HTTPSConnectionPool):
+    ConnectionCls = GuardedHTTPSConnection
+
+
+# ---------------------------------------------------------------- CA bundle
+
+_BUNDLE_LOCK = threading.Lock()
+
+
+def combined_ca_bundle(base: str, extra: str) -> str:
+    """A PEM file holding ``base`` + ``extra`` (written once per content into the temp dir, e.g. /tmp)."""
+    data = Path(base).read_bytes() + b"\n" + Path(extra).read_bytes()
+    digest = hashlib.sha256(data).hexdigest()[:16]
+    path = Path(tempfile.gettempdir()) / f"exchange-ca-{digest}.pem"
+    with _BUNDLE_LOCK:
+        if not path.exists():
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_bytes(data)
+            tmp.replace(path)
+    return str(path)
+
+
+def _default_ca_bundle() -> str:
+    return requests.utils.DEFAULT_CA_BUNDLE_PATH
+
+
+# ---------------------------------------------------------------- adapter
+
+
+def _challenge_schemes(response: requests.Response) -> tuple[str, ...]:
+    raw = response.raw.headers.getlist("WWW-Authenticate") if response.raw is not None else []
+    if not raw:
+        raw = [response.headers.get("WWW-Authenticate", "")]
+    schemes: list[str] = []
+    for value in raw:
+        for part in value.split(","):
+            token = part.strip().split(" ", 1)[0].lower()
+            if token and "=" not in token:
+                schemes.append(token)
+    return tuple(dict.fromkeys(schemes))
+
+
+class GuardedHTTPAdapter(requests.adapters.HTTPAdapter):
+    """See the module docstring."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {
+            "http": GuardedHTTPConnectionPool,
+            "https": GuardedHTTPSConnectionPool,
+        }
+
+    def send(  # type: ignore[override]
+        self,
+        request: requests.PreparedRequest,
+        stream: bool = False,
+        timeout: Any = None,
+        verify: bool | str = True,
+        cert: Any = None,
+        proxies: Any = None,
+    ) -> requests.Response:
+        ctx = current()
+        url = urlsplit(request.url or "")
+        host = url.hostname or ""
+        if is_microsoft_online(host):
+            ctx.observation.modern_hosts.append(host)
+            raise ModernAuthHostError(f"{host} is Exchange Online")
+        if url.scheme != "https":
+            clear_text_ok = (
+                url.scheme == "http"
+                and request.method in ("GET", "HEAD")
+                and "Authorization" not in request.headers
+                and not request.body
+            )
+            if not clear_text_ok:
+                ctx.observation.blocked.append(f"{host} (clear-text {url.scheme})")
+                raise BlockedAddressError("credentials and SOAP requests only travel over HTTPS")
+        timeout = self._clamp(ctx, timeout)
+        try:
+            response = super().send(
+                request, stream=stream, timeout=timeout, verify=self._verify(ctx, verify), cert=cert, proxies={}
+            )
+        except requests.exceptions.SSLError:
+            ctx.observation.transport.append("tls")
+            raise
+        except requests.exceptions.Timeout:
+            ctx.observation.transport.append("timeout")
+            raise
+        except requests.exceptions.ConnectionError:
+            if not ctx.observation.transport:
+                ctx.observation.transport.append("unreachable")
+            raise
+        ctx.observation.statuses.append(response.status_code)
+        if response.status_code == 401:
+            ctx.observation.challenges.append(_challenge_schemes(response))
+        return response
+
+    @staticmethod
+    def _clamp(ctx: GuardContext, timeout: Any) -> Any:
+        limits = [t for t in (ctx.request_timeout, ctx.remaining()) if t is not None]
+        if not limits:
+            return timeout
+        limit = max(0.01, min(limits))
+        if limit <= 0.01:
+            ctx.observation.transport.append("timeout")
+            raise requests.exceptions.ConnectTimeout("the call's time budget is spent")
+        if isinstance(timeout, tuple):
+            return tuple(limit if t is None else min(float(t), limit) for t in timeout)
+        if isinstance(timeout, int | float):
+            return min(float(timeout), limit)
+        return limit
+
+    @staticmethod
+    def _verify(ctx: GuardContext, verify: bool | str) -> str | bool:
+        base = verify if isinstance(verify, str) else _default_ca_bundle()
+        if ctx.policy.ca_bundle:
+            return combined_ca_bundle(base, ctx.policy.ca_bundle)
+        return base if isinstance(verify, str) else True
+
+
+def guarded_session() -> requests.Session:
+    """A plain requests session whose every connection goes through the guard."""
+    session = requests.Session()
+    session.trust_env = False
+    adapter = GuardedHTTPAdapter(max_retries=0)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    return session

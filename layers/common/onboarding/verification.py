@@ -1,0 +1,212 @@
+"""The verification workflow's steps (run by `functions/verify_mailbox`, one Step Functions task each).
+
+Step Functions passes references only (tenant id, agent id, attempt); the password is read from the
+credential store here and never returned. What a step learns (the settings that worked) is written to
+the agent item; the task output says only where the workflow goes next.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from onboarding.credentials import CredentialStore
+from onboarding.errors import AgentNotFoundError, ConcurrentModificationError, IllegalTransitionError
+from onboarding.exchange import Diagnosis, ExchangeConfig, ExchangeFailure, ExchangeSettings, discover, verify
+from onboarding.models import AgentStatus
+from onboarding.observability import logger, metrics
+from onboarding.store import DynamoAgentRepository
+
+# Failures the owner can fix by entering other settings (or another password) in the settings form.
+OWNER_FIXABLE = frozenset(
+    {
+        Diagnosis.AUTH_FAILED,
+        Diagnosis.AUTODISCOVER_FAILED,
+        Diagnosis.UNREACHABLE,
+        Diagnosis.TLS_ERROR,
+        Diagnosis.TIMEOUT,
+        Diagnosis.MAILBOX_NOT_FOUND,
+        Diagnosis.ACCESS_DENIED,
+        Diagnosis.BLOCKED_ADDRESS,
+    }
+)
+SETTINGS_TIMEOUT = "settings_timeout"
+INTERNAL_ERROR = "internal_error"
+
+
+class Outcome(StrEnum):
+    FOUND = "found"  # autodiscovery found the server: verify it
+    MANUAL = "manual"  # the owner gave the server already: verify it
+    NEEDS_SETTINGS = "needs_settings"  # ask the owner for advanced settings
+    VERIFIED = "verified"
+    FAILED = "failed"
+    STALE = "stale"  # the agent moved on (removed, or a newer attempt runs): stop quietly
+    RECORDED = "recorded"
+
+
+class TaskInput(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    action: Literal["autodiscover", "verify", "request_settings", "record_verified", "record_failure"]
+    tenant_id: str = Field(alias="tenantId", min_length=1)
+    agent_id: str = Field(alias="agentId", min_length=1)
+    attempt: int = Field(ge=1)
+    task_token: str | None = Field(default=None, alias="taskToken")
+    code: str | None = None
+    failure: dict[str, Any] | None = (
+        None  # record_failure: {code} from a verdict, or {Error, Cause} from a Catch
+    )
+
+
+class TaskOutput(BaseModel):
+    outcome: Outcome
+    code: str | None = None
+
+
+class Attr:
+    """Service-private attributes of the agent item used by the connection."""
+
+    ATTEMPT = "connectAttempt"
+    USERNAME = "connUsername"  # advanced settings typed by the owner
+    SERVER = "connServer"
+    TASK_TOKEN = "taskToken"  # noqa: S105  (an attribute name, not a secret)
+    ROUNDS = "settingsRounds"
+    EWS_URL = "ewsUrl"
+    AUTH_TYPE = "authType"
+    SERVER_BUILD = "serverBuild"
+    EXCHANGE_USERNAME = "exchangeUsername"
+    INBOX_COUNT = "inboxItemCount"
+
+
+class VerificationSteps:
+    def __init__(
+        self,
+        repo: DynamoAgentRepository,
+        credentials: CredentialStore,
+        exchange: ExchangeConfig,
+        *,
+        max_settings_rounds: int = 3,
+    ) -> None:
+        self.repo = repo
+        self.credentials = credentials
+        self.exchange = exchange
+        self.max_settings_rounds = max_settings_rounds
+
+    def run(self, task: TaskInput) -> TaskOutput:
+        item = self.repo.get_item(task.tenant_id, task.agent_id)
+        if item is None or int(item.get(Attr.ATTEMPT, 0)) != task.attempt:
+            logger.info("Stale verification step", extra={"agent_id": task.agent_id, "action": task.action})
+            return TaskOutput(outcome=Outcome.STALE)
+        step = getattr(self, task.action)
+        try:
+            result: TaskOutput = step(task, item)
+        except (AgentNotFoundError, IllegalTransitionError, ConcurrentModificationError):
+            # Removed or moved on meanwhile (e.g. the dashboard deleted the agent): nothing to record.
+            logger.info("Agent moved on during the step", extra={"agent_id": task.agent_id})
+            return TaskOutput(outcome=Outcome.STALE)
+        return result
+
+    # -- steps -------------------------------------------------------------------------------
+    def autodiscover(self, task: TaskInput, item: dict[str, Any]) -> TaskOutput:
+        if item.get(Attr.SERVER):
+            return TaskOutput(outcome=Outcome.MANUAL)
+        password = self.credentials.get(task.tenant_id, task.agent_id)
+        try:
+            settings = discover(
+                item["email"], password.get_secret_value(), item.get(Attr.USERNAME), config=self.exchange
+            )
+        except ExchangeFailure as failure:
+            logger.info("Autodiscovery failed", extra={"agent_id": task.agent_id, "code": failure.code.value})
+            if failure.code is Diagnosis.AUTODISCOVER_FAILED:
+                return TaskOutput(outcome=Outcome.NEEDS_SETTINGS, code=failure.code.value)
+            return TaskOutput(outcome=Outcome.FAILED, code=failure.code.value)
+        self.repo.update_attributes(
+            task.tenant_id,
+            task.agent_id,
+            _settings_attributes(settings),
+            expected_status=AgentStatus.CONNECTING,
+        )
+        return TaskOutput(outcome=Outcome.FOUND)
+
+    def verify(self, task: TaskInput, item: dict[str, Any]) -> TaskOutput:
+        password = self.credentials.get(task.tenant_id, task.agent_id).get_secret_value()
+        manual = bool(item.get(Attr.SERVER))
+        try:
+            if manual:
+                result = verify(
+                    item["email"],
+                    password,
+                    item.get(Attr.USERNAME) or item["email"],
+                    item[Attr.SERVER],
+                    config=self.exchange,
+                )
+            else:
+                result = verify(
+                    item["email"],
+                    password,
+                    item.get(Attr.EXCHANGE_USERNAME) or item["email"],
+                    ews_url=item.get(Attr.EWS_URL),
+                    auth_type=item.get(Attr.AUTH_TYPE),
+                    config=self.exchange,
+                )
+        except ExchangeFailure as failure:
+            logger.info("Verification failed", extra={"agent_id": task.agent_id, "code": failure.code.value})
+            # Settings sent from the settings form (rounds >= 1) that do not work: ask again, a few times.
+            # Settings typed on the first form fail like any first attempt: the page offers the form again.
+            rounds = int(item.get(Attr.ROUNDS, 0))
+            if manual and failure.code in OWNER_FIXABLE and 1 <= rounds < self.max_settings_rounds:
+                return TaskOutput(outcome=Outcome.NEEDS_SETTINGS, code=failure.code.value)
+            return TaskOutput(outcome=Outcome.FAILED, code=failure.code.value)
+        values = {**_settings_attributes(result.settings), Attr.INBOX_COUNT: result.inbox_item_count}
+        self.repo.update_attributes(
+            task.tenant_id, task.agent_id, values, expected_status=AgentStatus.CONNECTING
+        )
+        return TaskOutput(outcome=Outcome.VERIFIED)
+
+    def request_settings(self, task: TaskInput, item: dict[str, Any]) -> TaskOutput:
+        """Wait for the owner: keep the task token on the agent; the connect page resumes the workflow."""
+        self.repo.transition(
+            task.tenant_id,
+            task.agent_id,
+            AgentStatus.NEEDS_SETTINGS,
+            reason=task.code or Diagnosis.AUTODISCOVER_FAILED.value,
+            set_attributes={Attr.TASK_TOKEN: task.task_token, Attr.ROUNDS: int(item.get(Attr.ROUNDS, 0)) + 1},
+        )
+        return TaskOutput(outcome=Outcome.NEEDS_SETTINGS)
+
+    def record_verified(self, task: TaskInput, item: dict[str, Any]) -> TaskOutput:
+        self.repo.transition(
+            task.tenant_id, task.agent_id, AgentStatus.VERIFIED, remove_attributes=(Attr.TASK_TOKEN,)
+        )
+        metrics.add_metric(name="MailboxVerified", unit="Count", value=1)
+        return TaskOutput(outcome=Outcome.RECORDED)
+
+    def record_failure(self, task: TaskInput, item: dict[str, Any]) -> TaskOutput:
+        failure = task.failure or {}
+        code = str(failure.get("code") or _code_from_error(failure))
+        self.repo.transition(
+            task.tenant_id,
+            task.agent_id,
+            AgentStatus.FAILED,
+            reason=code,
+            remove_attributes=(Attr.TASK_TOKEN,),
+        )
+        metrics.add_metric(name="MailboxVerificationFailed", unit="Count", value=1)
+        return TaskOutput(outcome=Outcome.RECORDED, code=code)
+
+
+def _settings_attributes(settings: ExchangeSettings) -> dict[str, Any]:
+    return {
+        Attr.EWS_URL: settings.ews_url,
+        Attr.AUTH_TYPE: settings.auth_type,
+        Attr.SERVER_BUILD: settings.server_build,
+        Attr.EXCHANGE_USERNAME: settings.username,
+    }
+
+
+def _code_from_error(error: dict[str, Any]) -> str:
+    """A Catch in the state machine hands over {Error, Cause}; Cause may hold a stack: keep only the type."""
+    name = str(error.get("Error", ""))
+    return SETTINGS_TIMEOUT if name in {"States.Timeout", "States.HeartbeatTimeout"} else INTERNAL_ERROR

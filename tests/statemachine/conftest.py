@@ -1,0 +1,172 @@
+"""The verification workflow as deployed: the ASL file from template.yaml executed by moto, its Lambda tasks
+run by the real verify_mailbox handler, talking to the Exchange simulator."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+from pydantic import SecretStr
+
+from devstack import template as tpl
+from devstack.exchange_sim.simulator import ExchangeSimulator
+from devstack.lambdas import handlers_installed
+from devstack.runtime import runners_from_template
+from onboarding import agents, aws, settings
+from onboarding.credentials import SecretsManagerCredentialStore
+from onboarding.models import AgentStatus, NewAgent
+from onboarding.store import DynamoAgentRepository
+from onboarding.verification import Attr
+from tests.conftest import TABLE_NAME
+
+PREFIX = "mailbox-onboarding/test"
+STAGE = "test"
+
+
+@pytest.fixture(scope="session")
+def exchange_sim() -> Iterator[ExchangeSimulator]:
+    with ExchangeSimulator() as sim:
+        yield sim
+
+
+@dataclass
+class Workflow:
+    sfn: Any
+    repo: DynamoAgentRepository
+    credentials: SecretsManagerCredentialStore
+    arn: str
+
+    def add_invited_agent(self, email: str, tenant: str = "demo") -> str:
+        agent = agents.add_agent(self.repo, tenant, NewAgent(name="Owner", email=email, type="ms_exchange"))
+        self.repo.transition(tenant, agent.agent_id, AgentStatus.INVITED)
+        return agent.agent_id
+
+    def connect(
+        self,
+        agent_id: str,
+        password: str | None,
+        *,
+        username: str | None = None,
+        server: str | None = None,
+        settings_timeout: int = 600,
+        tenant: str = "demo",
+    ) -> str:
+        """What the connect page does on POST: move to connecting, store the password, start the workflow."""
+        item = self.repo.get_item(tenant, agent_id) or {}
+        attempt = int(item.get(Attr.ATTEMPT, 0)) + 1
+        extra = {k: v for k, v in {Attr.USERNAME: username, Attr.SERVER: server}.items() if v}
+        self.repo.transition(
+            tenant,
+            agent_id,
+            AgentStatus.CONNECTING,
+            set_attributes={Attr.ATTEMPT: attempt, Attr.ROUNDS: 0, **extra},
+        )
+        if password is not None:
+            self.credentials.put(tenant, agent_id, SecretStr(password))
+        execution = self.sfn.start_execution(
+            stateMachineArn=self.arn,
+            name=f"{agent_id}-{attempt}",
+            input=json.dumps(
+                {
+                    "tenantId": tenant,
+                    "agentId": agent_id,
+                    "attempt": attempt,
+                    "settingsTimeoutSeconds": settings_timeout,
+                }
+            ),
+        )
+        return str(execution["executionArn"])
+
+    def send_settings(
+        self, agent_id: str, *, server: str, username: str | None, tenant: str = "demo"
+    ) -> None:
+        """What the connect page does on POST settings: resume the waiting task with the token on the agent."""
+        item = self.repo.get_item(tenant, agent_id) or {}
+        values = {Attr.SERVER: server, **({Attr.USERNAME: username} if username else {})}
+        self.repo.transition(
+            tenant,
+            agent_id,
+            AgentStatus.CONNECTING,
+            set_attributes=values,
+            remove_attributes=(Attr.TASK_TOKEN,),
+        )
+        self.sfn.send_task_success(taskToken=item[Attr.TASK_TOKEN], output="{}")
+
+    def wait_for_status(
+        self, agent_id: str, statuses: set[AgentStatus], tenant: str = "demo", timeout: float = 60
+    ) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            item = self.repo.get_item(tenant, agent_id) or {}
+            if AgentStatus(item.get("status", "removed")) in statuses:
+                return item
+            time.sleep(0.05)
+        raise AssertionError(f"agent stayed {item.get('status')}, expected one of {statuses}")
+
+    def wait_for_end(self, execution_arn: str, timeout: float = 60) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            described: dict[str, Any] = self.sfn.describe_execution(executionArn=execution_arn)
+            if described["status"] != "RUNNING":
+                return described
+            time.sleep(0.05)
+        raise AssertionError("the execution did not end")
+
+    def history(self, execution_arn: str) -> list[dict[str, Any]]:
+        events: list[dict[str, Any]] = self.sfn.get_execution_history(
+            executionArn=execution_arn, maxResults=1000
+        )["events"]
+        return events
+
+
+@pytest.fixture
+def workflow(
+    exchange_sim: ExchangeSimulator, monkeypatch: pytest.MonkeyPatch, moto_aws_sfn: None
+) -> Iterator[Workflow]:
+    monkeypatch.setenv("CREDENTIALS_PREFIX", PREFIX)
+    monkeypatch.setenv("EXCHANGE_ALLOW_NETWORKS", "127.0.0.0/8")
+    monkeypatch.setenv("EXCHANGE_CA_BUNDLE", exchange_sim.ca_bundle)
+    monkeypatch.setenv("EXCHANGE_DISCOVERY_TIMEOUT", "4")
+    monkeypatch.setenv("EXCHANGE_VERIFY_TIMEOUT", "4")
+    settings.verify_mailbox_settings.cache_clear()
+    from functions.verify_mailbox import app as verify_app
+
+    verify_app._steps.cache_clear()
+    runners = runners_from_template(prefix=STAGE)
+    refs = {name: f"{STAGE}-{name}" for name in runners} | {
+        f"{name}.Arn": tpl.function_arn(f"{STAGE}-{name}") for name in runners
+    }
+    sfn = boto3.client("stepfunctions")
+    created = sfn.create_state_machine(
+        name="verify-mailbox",
+        definition=tpl.state_machine_definition("VerifyMailboxStateMachine", refs),
+        roleArn="arn:aws:iam::123456789012:role/test",
+        type="STANDARD",
+    )
+    with handlers_installed(runners):
+        yield Workflow(
+            sfn=sfn,
+            repo=DynamoAgentRepository(TABLE_NAME),
+            credentials=SecretsManagerCredentialStore(PREFIX),
+            arn=created["stateMachineArn"],
+        )
+    verify_app._steps.cache_clear()
+    settings.verify_mailbox_settings.cache_clear()
+
+
+@pytest.fixture
+def moto_aws_sfn(aws_environment: None) -> Iterator[None]:
+    """moto with Step Functions executing state machines and Lambda without Docker."""
+    config = {"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
+    with mock_aws(config=config):  # type: ignore[arg-type]
+        aws.reset_clients()
+        settings.agents_api_settings.cache_clear()
+        tpl.create_tables(boto3.client("dynamodb"), {"AgentsTable": TABLE_NAME})
+        yield
+        aws.reset_clients()
