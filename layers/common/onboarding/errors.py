@@ -53,43 +53,51 @@ class InviteError(DomainError):
     """Base of the errors a visitor of an invite link can meet. None of them reveals another tenant."""
 
 
-class InviteNotFound(InviteError):
+class InviteNotFoundError(InviteError):
     code = "invite_not_found"
 
 
-class InviteExpired(InviteError):
+class InviteExpiredError(InviteError):
     code = "invite_expired"
 
 
-class InviteRevoked(InviteError):
+class InviteRevokedError(InviteError):
     """A newer invite replaced this one, or the agent was removed."""
 
     code = "invite_revoked"
 
 
-class InviteUsed(InviteError):
+class InviteUsedError(InviteError):
     code = "invite_used"
 
 
-class InviteLocked(InviteError):
+class InviteLockedError(InviteError):
     """Too many wrong passwords were tried with this invite; the dashboard must resend it."""
 
     code = "invite_locked"
 
 
-class InviteDeliveryFailed(DomainError):
+class InviteDeliveryFailedError(DomainError):
     """The invite email could not be sent and will not be retried (the agent is `invite_failed`)."""
 
     code = "invite_delivery_failed"
 
 
-class EmailRejected(DomainError):
+class EmailRejectedError(DomainError):
     """SES refused the message for good (bad address, unverified sender...): retrying will not help."""
 
     code = "email_rejected"
 
 
-class EmailNotSent(DomainError):
+class EmailNotSentError(DomainError):
     """SES could not take the message now (throttled after backoff, quota, outage): retry later."""
 
     code = "email_not_sent"
+
+
+# The names the invites issue uses; the `...Error` classes above follow the house naming.
+InviteNotFound = InviteNotFoundError
+InviteExpired = InviteExpiredError
+InviteRevoked = InviteRevokedError
+InviteUsed = InviteUsedError
+InviteLocked = InviteLockedError

@@ -22,7 +22,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from onboarding import aws
-from onboarding.errors import InviteLocked, InviteNotFound, InviteRevoked, InviteUsed
+from onboarding.errors import InviteLockedError, InviteNotFoundError, InviteRevokedError, InviteUsedError
 from onboarding.invite_models import Invite
 from onboarding.models import AgentStatus
 from onboarding.store import agent_sk, from_item, tenant_pk, to_item
@@ -143,7 +143,7 @@ class DynamoInviteRepository(InviteRepository):
                 raise
             codes = _cancel_codes(error)
             if len(codes) > 1 and codes[1] == "ConditionalCheckFailed":
-                raise InviteRevoked("This invite was replaced by a newer one") from error
+                raise InviteRevokedError("This invite was replaced by a newer one") from error
             raise self._why_unusable(invite.token_hash, max_failed_attempts) from error
         return invite.model_copy(update={"used_at": at})
 
@@ -170,12 +170,12 @@ class DynamoInviteRepository(InviteRepository):
     def _why_unusable(self, token_hash: str, max_failed_attempts: int) -> Exception:
         current = self.get(token_hash)
         if current is None:
-            return InviteNotFound("No such invite")
+            return InviteNotFoundError("No such invite")
         if current.used_at is not None:
-            return InviteUsed("This invite was already used")
+            return InviteUsedError("This invite was already used")
         if current.failed_attempts >= max_failed_attempts:
-            return InviteLocked("Too many failed attempts with this invite; ask for a new one")
-        return InviteRevoked("This invite is no longer valid")
+            return InviteLockedError("Too many failed attempts with this invite; ask for a new one")
+        return InviteRevokedError("This invite is no longer valid")
 
     def count_send_failure(self, tenant_id: str, agent_id: str, invite_version: int) -> int | None:
         """Count a failed send of the agent's current invite; None if the agent moved on meanwhile.

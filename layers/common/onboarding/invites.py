@@ -10,19 +10,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from onboarding.errors import (
+from onboarding.errors import (  # noqa: F401  (the Invite*Error names are re-exported for the connect page)
     AgentNotFoundError,
     ConcurrentModificationError,
-    EmailNotSent,
-    EmailRejected,
+    EmailNotSentError,
+    EmailRejectedError,
     IllegalTransitionError,
     InviteBouncedError,
-    InviteDeliveryFailed,
-    InviteExpired,
-    InviteLocked,
-    InviteNotFound,
-    InviteRevoked,
-    InviteUsed,
+    InviteDeliveryFailedError,
+    InviteError,
+    InviteExpiredError,
+    InviteLockedError,
+    InviteNotFoundError,
+    InviteRevokedError,
+    InviteUsedError,
 )
 from onboarding.invite_models import (
     AgentInviteState,
@@ -31,12 +32,12 @@ from onboarding.invite_models import (
     InviteRequested,
     SesNotification,
 )
-from onboarding.invite_store import InviteRepository
+from onboarding.invite_store import DynamoInviteRepository, InviteRepository
 from onboarding.invite_tokens import invite_link, looks_like_token, new_token, token_hash
 from onboarding.mailer import InviteEmailContent, Mailer, render_invite, tag_value, untag_value
 from onboarding.models import Agent, AgentStatus, utcnow
 from onboarding.observability import logger, metrics
-from onboarding.store import AgentRepository, agent_from_values
+from onboarding.store import AgentRepository, DynamoAgentRepository, agent_from_values
 
 S = AgentStatus
 # Statuses in which the person may still use the link to connect (and retry after a failure).
@@ -87,6 +88,10 @@ def request_invite(repo: AgentRepository, tenant_id: str, agent_id: str) -> Agen
         raise IllegalTransitionError("The mailbox is already connected; it needs no invite")
     if agent.status is S.CONNECTING:
         raise IllegalTransitionError("The mailbox is being connected right now; try again in a minute")
+    if agent.status is S.NEEDS_SETTINGS:
+        raise IllegalTransitionError(
+            "The mailbox owner is asked for the server settings; the current link stays valid"
+        )
     updated = repo.transition(
         tenant_id,
         agent_id,
@@ -115,8 +120,8 @@ def deliver_invite(
     """Issue a token and email the link for one invite request, at most once per invite version.
 
     A replayed or superseded record is SKIPPED (the agent is no longer `invite_pending` at that
-    version). Raises InviteDeliveryFailed once the agent is `invite_failed` (a refusal, or too many
-    failed attempts), EmailNotSent for a failure worth retrying: both make the record fail.
+    version). Raises InviteDeliveryFailedError once the agent is `invite_failed` (a refusal, or too many
+    failed attempts), EmailNotSentError for a failure worth retrying: both make the record fail.
     """
     log = {"agent_id": request.agent_id, "invite_version": request.invite_version}
     loaded = _load(repo, request.tenant_id, request.agent_id)
@@ -129,7 +134,7 @@ def deliver_invite(
         return DeliveryOutcome.SKIPPED
     if agent.status is S.INVITE_FAILED:
         # This very version failed for good: keep failing, so the record reaches the DLQ.
-        raise InviteDeliveryFailed(f"The invite could not be sent: {agent.status_reason}")
+        raise InviteDeliveryFailedError(f"The invite could not be sent: {agent.status_reason}")
     if agent.status is not S.INVITE_PENDING:
         logger.info("Invite skipped: already handled", extra={**log, "status": agent.status.value})
         return DeliveryOutcome.SKIPPED
@@ -137,12 +142,12 @@ def deliver_invite(
     now = now or datetime.now(UTC)
     token = new_token()
     invite = Invite(
-        tokenHash=token_hash(token),
-        tenantId=agent.tenant_id,
-        agentId=agent.agent_id,
-        inviteVersion=request.invite_version,
-        createdAt=now,
-        expiresAt=now + config.valid_for,
+        token_hash=token_hash(token),
+        tenant_id=agent.tenant_id,
+        agent_id=agent.agent_id,
+        invite_version=request.invite_version,
+        created_at=now,
+        expires_at=now + config.valid_for,
     )
     invites.put(invite)
     email = render_invite(
@@ -162,10 +167,10 @@ def deliver_invite(
     }
     try:
         message_id = mailer.send(email, tags=tags)
-    except EmailRejected as error:
+    except EmailRejectedError as error:
         _mark_failed(repo, agent, error.message, log)
-        raise InviteDeliveryFailed(error.message) from error
-    except EmailNotSent as error:
+        raise InviteDeliveryFailedError(error.message) from error
+    except EmailNotSentError as error:
         attempts = invites.count_send_failure(agent.tenant_id, agent.agent_id, request.invite_version)
         logger.warning(
             "Invite not sent; will retry", extra={**log, "attempts": attempts, "error": error.message}
@@ -173,7 +178,7 @@ def deliver_invite(
         if attempts is not None and attempts >= config.max_send_attempts:
             reason = f"{error.message}; gave up after {attempts} attempts"
             _mark_failed(repo, agent, reason, log)
-            raise InviteDeliveryFailed(reason) from error
+            raise InviteDeliveryFailedError(reason) from error
         raise
 
     try:
@@ -250,48 +255,67 @@ def record_delivery_problem(repo: AgentRepository, notification: SesNotification
 
 
 # -- the link (for the connect page) -----------------------------------------------------------
+def _invite_repository(repo: AgentRepository, invites: InviteRepository | None) -> InviteRepository:
+    if invites is not None:
+        return invites
+    if isinstance(repo, DynamoAgentRepository):  # invites live in the agents table
+        return DynamoInviteRepository(repo.table_name, repo._ddb)
+    raise TypeError("pass the invite repository")
+
+
 def resolve_invite(
+    repo: AgentRepository,
     token: str,
     *,
-    repo: AgentRepository,
-    invites: InviteRepository,
+    invites: InviteRepository | None = None,
     now: datetime | None = None,
+    allow_used: bool = False,
     max_failed_attempts: int = MAX_FAILED_ATTEMPTS,
 ) -> tuple[Invite, Agent]:
-    """The invite and agent behind a link, or a typed InviteError. Read-only: safe for any GET."""
+    """The invite and agent behind a link, or a typed InviteError. Read-only: safe for any GET.
+
+    `allow_used=True` still resolves an invite that was used (or whose mailbox is verified): for a
+    status page shown after the connection, never for anything that acts on the invite."""
     if not looks_like_token(token):
-        raise InviteNotFound("No such invite")
-    invite = invites.get(token_hash(token))
+        raise InviteNotFoundError("No such invite")
+    invite = _invite_repository(repo, invites).get(token_hash(token))
     if invite is None:
-        raise InviteNotFound("No such invite")
+        raise InviteNotFoundError("No such invite")
     loaded = _load(repo, invite.tenant_id, invite.agent_id)
     if loaded is None:
-        raise InviteRevoked("This invite was withdrawn")
+        raise InviteRevokedError("This invite was withdrawn")
     agent, state = loaded
-    if invite.used_at is not None or agent.status is S.VERIFIED:
-        raise InviteUsed("This invite was already used")
-    if invite.invite_version != state.invite_version or agent.status not in CONNECTABLE:
-        raise InviteRevoked("This invite was replaced by a newer one or withdrawn")
+    if invite.invite_version != state.invite_version:
+        raise InviteRevokedError("This invite was replaced by a newer one")
+    used = invite.used_at is not None or agent.status is S.VERIFIED
+    if used:
+        if allow_used:
+            return invite, agent
+        raise InviteUsedError("This invite was already used")
+    if agent.status not in CONNECTABLE:
+        raise InviteRevokedError("This invite is no longer valid")
     if (now or datetime.now(UTC)) >= invite.expires_at:
-        raise InviteExpired("This invite has expired; ask for a new one")
+        raise InviteExpiredError("This invite has expired; ask for a new one")
     if invite.failed_attempts >= max_failed_attempts:
-        raise InviteLocked("Too many failed attempts with this invite; ask for a new one")
+        raise InviteLockedError("Too many failed attempts with this invite; ask for a new one")
     return invite, agent
 
 
 def record_failed_password(
+    repo: AgentRepository,
     token: str,
     *,
-    repo: AgentRepository,
-    invites: InviteRepository,
+    invites: InviteRepository | None = None,
     now: datetime | None = None,
     max_failed_attempts: int = MAX_FAILED_ATTEMPTS,
 ) -> int:
-    """Count a wrong password against the invite; returns the attempts left (0 = now locked)."""
+    """Count a wrong password against the invite; returns the attempts left (0: now locked, and
+    `resolve_invite` answers InviteLockedError until the dashboard resends)."""
+    store = _invite_repository(repo, invites)
     invite, agent = resolve_invite(
-        token, repo=repo, invites=invites, now=now, max_failed_attempts=max_failed_attempts
+        repo, token, invites=store, now=now, max_failed_attempts=max_failed_attempts
     )
-    attempts = invites.add_failed_attempt(invite, max_failed_attempts=max_failed_attempts)
+    attempts = store.add_failed_attempt(invite, max_failed_attempts=max_failed_attempts)
     left = max(0, max_failed_attempts - attempts)
     log = {"agent_id": agent.agent_id, "invite_version": invite.invite_version, "attempts_left": left}
     logger.warning("Wrong password for an invite", extra=log)
@@ -301,20 +325,21 @@ def record_failed_password(
 
 
 def consume_invite(
+    repo: AgentRepository,
     token: str,
     *,
-    repo: AgentRepository,
-    invites: InviteRepository,
+    invites: InviteRepository | None = None,
     now: datetime | None = None,
     max_failed_attempts: int = MAX_FAILED_ATTEMPTS,
 ) -> tuple[Invite, Agent]:
     """Use the invite up, once the mailbox connected. Atomic: of racing callers exactly one returns,
-    the others get InviteUsed. The agent's own status change stays with the caller."""
+    the others get InviteUsedError. The agent's own status change stays with the caller."""
+    store = _invite_repository(repo, invites)
     at = now or datetime.now(UTC)
     invite, agent = resolve_invite(
-        token, repo=repo, invites=invites, now=at, max_failed_attempts=max_failed_attempts
+        repo, token, invites=store, now=at, max_failed_attempts=max_failed_attempts
     )
-    used = invites.consume(invite, at=at, max_failed_attempts=max_failed_attempts)
+    used = store.consume(invite, at=at, max_failed_attempts=max_failed_attempts)
     logger.info("Invite used", extra={"agent_id": agent.agent_id, "invite_version": invite.invite_version})
     metrics.add_metric(name="InviteUsed", unit="Count", value=1)
     return used, agent

@@ -6,7 +6,7 @@ plain text, and the subject goes through `email`'s header encoding (names never 
 Sending is one raw SES v2 `SendEmail` with the configuration set (so bounces and complaints are
 published) and message tags naming the agent and invite version (so those events find the agent).
 SES throttling is retried here with exponential backoff and jitter, on top of botocore's own quick
-retries; a refusal for good is `EmailRejected`, anything else that failed is `EmailNotSent`.
+retries; a refusal for good is `EmailRejectedError`, anything else that failed is `EmailNotSentError`.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from onboarding import aws
-from onboarding.errors import EmailNotSent, EmailRejected
+from onboarding.errors import EmailNotSentError, EmailRejectedError
 from onboarding.observability import logger
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -136,7 +136,7 @@ class Mailer:
         return self._ses or aws.client("sesv2")
 
     def send(self, email: RenderedEmail, *, tags: Mapping[str, str]) -> str:
-        """Send; returns the SES message id. Raises EmailRejected or EmailNotSent."""
+        """Send; returns the SES message id. Raises EmailRejectedError or EmailNotSentError."""
         request: dict[str, Any] = {
             "FromEmailAddress": parseaddr(self.sender)[1],
             "Destination": {"ToAddresses": [email.to]},
@@ -153,11 +153,11 @@ class Mailer:
             except ClientError as error:
                 code = str(error.response.get("Error", {}).get("Code", ""))
                 if code in REJECTION_CODES:
-                    raise EmailRejected(
+                    raise EmailRejectedError(
                         f"SES refused the email ({code})", details=[{"code": code}]
                     ) from error
                 if code not in THROTTLING_CODES or attempt >= self.max_throttle_retries:
-                    raise EmailNotSent(
+                    raise EmailNotSentError(
                         f"SES did not send the email ({code})", details=[{"code": code}]
                     ) from error
                 attempt += 1
@@ -167,7 +167,7 @@ class Mailer:
                 )
                 self.sleep(delay)
             except BotoCoreError as error:
-                raise EmailNotSent(f"SES could not be reached ({type(error).__name__})") from error
+                raise EmailNotSentError(f"SES could not be reached ({type(error).__name__})") from error
 
 
 def tag_value(value: str) -> str:
