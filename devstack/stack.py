@@ -228,7 +228,7 @@ class LocalStack:
     def _start_stream_pollers(self) -> None:
         """Stream records reach their functions as the template's event source mappings say."""
         clients = {
-            name: boto3.client(name, endpoint_url=self.moto_url, region_name=REGION)  # type: ignore[call-overload]
+            name: boto3.client(name, endpoint_url=self.moto_url, region_name=REGION)
             for name in ("dynamodb", "dynamodbstreams", "sqs")
         }
         for mapping in stream_mappings():

@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from aws_lambda_powertools.utilities.parser import envelopes, parse
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -19,8 +19,8 @@ from onboarding.store import agent_repository
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, int]:
-    notifications: list[SesNotification] = parse(
-        event=event, model=SesNotification, envelope=envelopes.SnsEnvelope
+    notifications = cast(
+        list[SesNotification], parse(event=event, model=SesNotification, envelope=envelopes.SnsEnvelope)
     )
     repo = agent_repository(invite_events_settings().agents_table_name)
     changed = sum(invites.record_delivery_problem(repo, n) is not None for n in notifications)
