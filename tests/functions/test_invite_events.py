@@ -75,7 +75,8 @@ def test_a_permanent_bounce_or_complaint_ends_in_invite_bounced(
     assert result == {"notifications": 1, "agentsChanged": 1}
     bounced = repo.get("demo", agent.agent_id)
     assert bounced.status is S.INVITE_BOUNCED
-    assert bounced.status_reason is not None and kind in bounced.status_reason
+    assert bounced.status_reason is not None
+    assert kind in bounced.status_reason
 
 
 def test_a_transient_bounce_changes_nothing(repo: DynamoAgentRepository) -> None:
@@ -101,7 +102,8 @@ def test_resend_of_a_bounced_agent_is_refused_with_a_clear_message(repo: DynamoA
     response = _resend(agent.agent_id)
     assert response["statusCode"] == 409
     error = json.loads(response["body"])["error"]
-    assert error["code"] == "invite_bounced" and "bounced" in error["message"]
+    assert error["code"] == "invite_bounced"
+    assert "bounced" in error["message"]
 
 
 def test_resend_answers_202_and_asks_for_a_new_invite_version(repo: DynamoAgentRepository) -> None:
@@ -110,7 +112,8 @@ def test_resend_answers_202_and_asks_for_a_new_invite_version(repo: DynamoAgentR
     assert response["statusCode"] == 202
     assert json.loads(response["body"])["status"] == "invite_pending"
     item = repo.get_item("demo", agent.agent_id)
-    assert item is not None and item["inviteVersion"] == 2
+    assert item is not None
+    assert item["inviteVersion"] == 2
 
 
 def test_resend_of_a_verified_agent_is_409_and_of_an_unknown_or_foreign_one_404(
@@ -132,5 +135,6 @@ def test_the_tenant_name_claim_is_stored_with_a_new_agent(repo: DynamoAgentRepos
     response = api.lambda_handler(event, LambdaContext())  # type: ignore[arg-type]
     assert response["statusCode"] == 201, response["body"]
     item = repo.get_item("demo", json.loads(response["body"])["agentId"])
-    assert item is not None and (item["tenantName"], item["inviteVersion"]) == ("Contoso Ltd", 1)
+    assert item is not None
+    assert (item["tenantName"], item["inviteVersion"]) == ("Contoso Ltd", 1)
     assert "tenantName" not in json.loads(response["body"])

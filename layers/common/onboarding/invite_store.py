@@ -49,6 +49,10 @@ def _cancel_codes(error: ClientError) -> list[str]:
     return [str(r.get("Code") or "None") for r in error.response.get("CancellationReasons") or []]
 
 
+class _TransactionConflict(Exception):
+    pass
+
+
 class InviteRepository(ABC):
     @abstractmethod
     def put(self, invite: Invite) -> None: ...
@@ -104,7 +108,15 @@ class DynamoInviteRepository(InviteRepository):
 
     def consume(self, invite: Invite, *, at: datetime, max_failed_attempts: int) -> Invite:
         """Mark the invite used, in one transaction with a check that it is still the agent's current
-        invite. Of two racing consumers exactly one wins; the other gets InviteUsed."""
+        invite. Of two racing consumers exactly one wins; the other gets InviteUsedError."""
+        for _ in range(3):
+            try:
+                return self._consume_once(invite, at=at, max_failed_attempts=max_failed_attempts)
+            except _TransactionConflict:
+                continue  # a concurrent transaction on the same items: judge again once it is done
+        raise self._why_unusable(invite.token_hash, max_failed_attempts)
+
+    def _consume_once(self, invite: Invite, *, at: datetime, max_failed_attempts: int) -> Invite:
         try:
             self.ddb.transact_write_items(
                 TransactItems=[
@@ -142,6 +154,8 @@ class DynamoInviteRepository(InviteRepository):
             if _code(error) != "TransactionCanceledException":
                 raise
             codes = _cancel_codes(error)
+            if "TransactionConflict" in codes:
+                raise _TransactionConflict from error
             if len(codes) > 1 and codes[1] == "ConditionalCheckFailed":
                 raise InviteRevokedError("This invite was replaced by a newer one") from error
             raise self._why_unusable(invite.token_hash, max_failed_attempts) from error
