@@ -27,11 +27,14 @@ from devstack import tokens
 from devstack.exchange_sim.simulator import ExchangeSimulator
 from devstack.gateway import Gateway
 from devstack.lambdas import handlers_installed
+from devstack.mailbox import sent_emails, summary
 from devstack.runtime import FunctionRunner, runners_from_template
+from devstack.streams import StreamPoller, stream_mappings
 
 REGION = "us-east-1"
 DEMO_TENANT = "demo"
 DASHBOARD = Path(__file__).parent / "dashboard"
+LOCAL_SENDER = "Mailbox Onboarding <invites@example.com>"
 
 
 def _static(path: Path, content_type: str) -> Callable[[Request], Response]:
@@ -63,6 +66,9 @@ class LocalStack:
     secret_arns: dict[str, str] = field(default_factory=dict)
     with_exchange: bool = True
     exchange: ExchangeSimulator | None = None
+    pollers: list[StreamPoller] = field(default_factory=list)
+    queue_urls: dict[str, str] = field(default_factory=dict)
+    _emails_printed: int = 0
 
     @property
     def base_url(self) -> str:
@@ -83,9 +89,13 @@ class LocalStack:
         self._lambdas = handlers_installed(self.runners)
         self._lambdas.__enter__()
         self._serve_gateway()
+        self._start_stream_pollers()
         return self
 
     def stop(self) -> None:
+        for poller in self.pollers:
+            poller.stop()
+        self.pollers.clear()
         if self.exchange is not None:
             self.exchange.stop()
             self.exchange = None
@@ -138,6 +148,8 @@ class LocalStack:
             "Stage": self.stage,
             "PublicBaseUrl": self.base_url,
             "DashboardUrl": f"{self.base_url}/",
+            "InviteSender": LOCAL_SENDER,
+            "HttpApi": "local",
             **self.secret_arns,
         }
         refs.update({"AWS::Region": REGION, "AWS::AccountId": "123456789012", "AWS::StackName": "local"})
@@ -149,6 +161,8 @@ class LocalStack:
             refs[f"{logical_id}.Arn"] = tpl.function_arn(refs[logical_id])
         for logical_id in tpl.resources(template, "AWS::Serverless::StateMachine"):
             refs[logical_id] = tpl.state_machine_arn(f"{self.stage}-{logical_id}")
+        for logical_id, body in tpl.resources(template, "AWS::SES::ConfigurationSet").items():
+            refs[logical_id] = str(tpl.resolve(body["Properties"]["Name"], refs))
         return refs
 
     def _configure_environment(self) -> None:
@@ -186,6 +200,7 @@ class LocalStack:
                 Name=f"{self.stage}/{logical_id}", SecretString=secrets.token_urlsafe(48)
             )
             self.secret_arns[logical_id] = created["ARN"]
+        self._create_email_resources()
         sfn = boto3.client("stepfunctions", endpoint_url=self.moto_url, region_name=REGION)
         refs = self.refs()
         for logical_id in tpl.resources(tpl.load_template(), "AWS::Serverless::StateMachine"):
@@ -196,11 +211,57 @@ class LocalStack:
                 type="STANDARD",
             )
 
+    def _create_email_resources(self) -> None:
+        """SES needs the sender verified; the configuration sets and queues exist as on AWS."""
+        from email.utils import parseaddr
+
+        refs = self.refs()
+        template = tpl.load_template()
+        ses = boto3.client("sesv2", endpoint_url=self.moto_url, region_name=REGION)
+        ses.create_email_identity(EmailIdentity=parseaddr(LOCAL_SENDER)[1])
+        for logical_id in tpl.resources(template, "AWS::SES::ConfigurationSet"):
+            ses.create_configuration_set(ConfigurationSetName=refs[logical_id])
+        sqs = boto3.client("sqs", endpoint_url=self.moto_url, region_name=REGION)
+        for logical_id in tpl.resources(template, "AWS::SQS::Queue"):
+            self.queue_urls[logical_id] = sqs.create_queue(QueueName=f"{self.stage}-{logical_id}")["QueueUrl"]
+
+    def _start_stream_pollers(self) -> None:
+        """Stream records reach their functions as the template's event source mappings say."""
+        clients = {
+            name: boto3.client(name, endpoint_url=self.moto_url, region_name=REGION)
+            for name in ("dynamodb", "dynamodbstreams", "sqs")
+        }
+        for mapping in stream_mappings():
+            poller = StreamPoller(
+                mapping=mapping,
+                runner=self.runners[mapping.function],
+                ddb=clients["dynamodb"],
+                streams=clients["dynamodbstreams"],
+                table_name=self.physical_names[mapping.table],
+                sqs=clients["sqs"],
+                queue_url=self.queue_urls.get(mapping.on_failure_queue or ""),
+                after_batch=self._print_new_emails,
+            )
+            self.pollers.append(poller.start())
+
+    def _print_new_emails(self) -> None:
+        emails = sent_emails()
+        for sent in emails[self._emails_printed :]:
+            print(summary(sent), flush=True)
+        self._emails_printed = len(emails)
+
+    def _emails(self, _: Request) -> Response:
+        """Every email sent so far (newest last): what a local user reads instead of an inbox."""
+        return Response(
+            json.dumps(sent_emails()), content_type="application/json", headers={"Cache-Control": "no-store"}
+        )
+
     def _bind_gateway(self) -> None:
         # werkzeug logs every request of moto and the gateway alike; keep the console for what matters.
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
         self.gateway = Gateway(self.runners)
         self.gateway.add_local_route("GET", "/_local/health", self._health)
+        self.gateway.add_local_route("GET", "/_local/emails", self._emails)
         self.gateway.add_local_route("GET", "/", self._dashboard)
         for name, content_type in (("dashboard.js", "text/javascript"), ("dashboard.css", "text/css")):
             self.gateway.add_local_route("GET", f"/_local/{name}", _static(DASHBOARD / name, content_type))

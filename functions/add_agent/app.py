@@ -11,8 +11,8 @@ from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from onboarding import agents
-from onboarding.api import current_tenant, register_error_handlers
+from onboarding import agents, invites
+from onboarding.api import current_tenant, current_tenant_name, register_error_handlers
 from onboarding.credentials import credential_store
 from onboarding.models import Agent, AgentPage, AgentStatus, ErrorResponse, NewAgent
 from onboarding.observability import logger, metrics
@@ -52,7 +52,8 @@ def _cleanup() -> agents.Cleanup:
     responses={201: {"description": "Created", "content": {"application/json": {"model": Agent}}}, **_ERRORS},
 )
 def add_agent(new: NewAgent) -> Response[dict[str, object]]:
-    agent = agents.add_agent(_repo(), _tenant(), new)
+    tenant_name = current_tenant_name(app, agents_api_settings().tenant_name_claim)
+    agent = agents.add_agent(_repo(), _tenant(), new, tenant_name=tenant_name)
     return Response(
         status_code=HTTPStatus.CREATED.value,
         content_type=content_types.APPLICATION_JSON,
@@ -103,6 +104,24 @@ def get_agent(agentId: Annotated[str, Path(max_length=64)]) -> Agent:
 def remove_agent(agentId: Annotated[str, Path(max_length=64)]) -> Response[None]:
     agents.remove_agent(_repo(), _tenant(), agentId, _cleanup())
     return Response(status_code=HTTPStatus.NO_CONTENT.value, body=None)
+
+
+@app.post(
+    "/agents/<agentId>/invite",
+    summary="Send the invite again",
+    description="A new link replaces the previous one. 409 once the mailbox is verified or the last invite bounced.",
+    responses={
+        202: {"description": "Invite requested", "content": {"application/json": {"model": Agent}}},
+        **_ERRORS,
+    },
+)
+def resend_invite(agentId: Annotated[str, Path(max_length=64)]) -> Response[dict[str, object]]:
+    agent = invites.request_invite(_repo(), _tenant(), agentId)
+    return Response(
+        status_code=HTTPStatus.ACCEPTED.value,
+        content_type=content_types.APPLICATION_JSON,
+        body=agent.api_dict(),
+    )
 
 
 @app.get("/openapi.json", include_in_schema=False)

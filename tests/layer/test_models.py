@@ -23,6 +23,10 @@ LEGAL = {
     (S.INVITE_PENDING, S.INVITE_BOUNCED),
     (S.INVITED, S.INVITE_FAILED),
     (S.INVITED, S.INVITE_BOUNCED),
+    # resend
+    (S.INVITED, S.INVITE_PENDING),
+    (S.INVITE_FAILED, S.INVITE_PENDING),
+    (S.FAILED, S.INVITE_PENDING),
     *((status, S.REMOVED) for status in S if status is not S.REMOVED),
 }
 

@@ -11,12 +11,16 @@ from onboarding.credentials import CredentialStore
 from onboarding.errors import AgentNotFoundError
 from onboarding.executions import execution_arn
 from onboarding.ids import new_id
+from onboarding.invites import first_invite_attributes
 from onboarding.models import Agent, AgentPage, AgentStatus, NewAgent, utcnow
 from onboarding.observability import logger, metrics
 from onboarding.store import AgentRepository, DynamoAgentRepository
 
 
-def add_agent(repo: AgentRepository, tenant_id: str, new: NewAgent) -> Agent:
+def add_agent(
+    repo: AgentRepository, tenant_id: str, new: NewAgent, *, tenant_name: str | None = None
+) -> Agent:
+    """Store the agent `invite_pending`: its stream record asks `send_invite` for invite version 1."""
     now = utcnow()
     agent = Agent(
         agent_id=new_id(),
@@ -29,7 +33,7 @@ def add_agent(repo: AgentRepository, tenant_id: str, new: NewAgent) -> Agent:
         updated_at=now,
         version=1,
     )
-    repo.create(agent)
+    repo.create(agent, attributes=first_invite_attributes(tenant_name))
     logger.info("Agent added", extra={"agent_id": agent.agent_id})
     metrics.add_metric(name="AgentAdded", unit="Count", value=1)
     return agent

@@ -21,8 +21,15 @@ from onboarding.errors import (
     DuplicateAgentError,
     IllegalTransitionError,
     InvalidPageTokenError,
+    InviteBouncedError,
+    InviteExpiredError,
+    InviteLockedError,
+    InviteNotFoundError,
+    InviteRevokedError,
+    InviteUsedError,
     MissingTenantError,
 )
+from onboarding.invite_models import clean_tenant_name
 from onboarding.models import TenantId
 from onboarding.observability import logger
 
@@ -33,6 +40,12 @@ STATUS_BY_ERROR: dict[type[DomainError], HTTPStatus] = {
     ConcurrentModificationError: HTTPStatus.CONFLICT,
     InvalidPageTokenError: HTTPStatus.UNPROCESSABLE_ENTITY,
     MissingTenantError: HTTPStatus.FORBIDDEN,
+    InviteBouncedError: HTTPStatus.CONFLICT,
+    InviteNotFoundError: HTTPStatus.NOT_FOUND,
+    InviteExpiredError: HTTPStatus.GONE,
+    InviteRevokedError: HTTPStatus.GONE,
+    InviteUsedError: HTTPStatus.GONE,
+    InviteLockedError: HTTPStatus.GONE,
 }
 
 _TENANT: TypeAdapter[str] = TypeAdapter(TenantId)
@@ -72,6 +85,13 @@ def current_tenant(app: APIGatewayHttpResolver, claim: str) -> str:
         return str(_TENANT.validate_python(value))
     except ValueError as error:
         raise MissingTenantError(f"The access token carries no valid '{claim}' claim") from error
+
+
+def current_tenant_name(app: APIGatewayHttpResolver, claim: str) -> str | None:
+    """The tenant's display name from a verified JWT claim (for invite emails), if usable."""
+    authorizer = app.current_event.request_context.authorizer
+    claims = (authorizer.jwt_claim if authorizer else None) or {}
+    return clean_tenant_name(claims.get(claim))
 
 
 def register_error_handlers(app: APIGatewayHttpResolver) -> None:

@@ -40,3 +40,64 @@ class MissingTenantError(DomainError):
     """The verified token carries no usable tenant claim."""
 
     code = "missing_tenant"
+
+
+# -- invites -----------------------------------------------------------------------------------
+class InviteBouncedError(DomainError):
+    """A resend was asked for an agent whose address bounced (or complained): sending again won't help."""
+
+    code = "invite_bounced"
+
+
+class InviteError(DomainError):
+    """Base of the errors a visitor of an invite link can meet. None of them reveals another tenant."""
+
+
+class InviteNotFoundError(InviteError):
+    code = "invite_not_found"
+
+
+class InviteExpiredError(InviteError):
+    code = "invite_expired"
+
+
+class InviteRevokedError(InviteError):
+    """A newer invite replaced this one, or the agent was removed."""
+
+    code = "invite_revoked"
+
+
+class InviteUsedError(InviteError):
+    code = "invite_used"
+
+
+class InviteLockedError(InviteError):
+    """Too many wrong passwords were tried with this invite; the dashboard must resend it."""
+
+    code = "invite_locked"
+
+
+class InviteDeliveryFailedError(DomainError):
+    """The invite email could not be sent and will not be retried (the agent is `invite_failed`)."""
+
+    code = "invite_delivery_failed"
+
+
+class EmailRejectedError(DomainError):
+    """SES refused the message for good (bad address, unverified sender...): retrying will not help."""
+
+    code = "email_rejected"
+
+
+class EmailNotSentError(DomainError):
+    """SES could not take the message now (throttled after backoff, quota, outage): retry later."""
+
+    code = "email_not_sent"
+
+
+# The names the invites issue uses; the `...Error` classes above follow the house naming.
+InviteNotFound = InviteNotFoundError
+InviteExpired = InviteExpiredError
+InviteRevoked = InviteRevokedError
+InviteUsed = InviteUsedError
+InviteLocked = InviteLockedError

@@ -54,14 +54,16 @@ S = AgentStatus
 # The whole lifecycle. Anything not listed here is an illegal transition (a typed error, never a write).
 TRANSITIONS: dict[AgentStatus, frozenset[AgentStatus]] = {
     S.INVITE_PENDING: frozenset({S.INVITED, S.INVITE_FAILED, S.INVITE_BOUNCED, S.REMOVED}),
-    S.INVITED: frozenset({S.CONNECTING, S.INVITE_FAILED, S.INVITE_BOUNCED, S.REMOVED}),
-    S.INVITE_FAILED: frozenset({S.REMOVED}),
+    # -> invite_pending: the dashboard resends the invite (a new link; see onboarding.invites). Not from
+    # invite_bounced: that address refused mail, and the agent has to be added again with another one.
+    S.INVITED: frozenset({S.CONNECTING, S.INVITE_FAILED, S.INVITE_BOUNCED, S.INVITE_PENDING, S.REMOVED}),
+    S.INVITE_FAILED: frozenset({S.INVITE_PENDING, S.REMOVED}),
     S.INVITE_BOUNCED: frozenset({S.REMOVED}),
     S.CONNECTING: frozenset({S.NEEDS_SETTINGS, S.VERIFIED, S.FAILED, S.REMOVED}),
     # needs_settings -> failed: the owner never sent the settings and the wait timed out.
     S.NEEDS_SETTINGS: frozenset({S.CONNECTING, S.FAILED, S.REMOVED}),
     S.VERIFIED: frozenset({S.REMOVED}),
-    S.FAILED: frozenset({S.CONNECTING, S.REMOVED}),
+    S.FAILED: frozenset({S.CONNECTING, S.INVITE_PENDING, S.REMOVED}),
     S.REMOVED: frozenset(),
 }
 

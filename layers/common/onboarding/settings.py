@@ -19,6 +19,9 @@ class AgentsApiSettings(BaseSettings):
     agents_table_name: str = Field(min_length=3, description="DynamoDB table holding agents")
     tenant_claim: str = Field(default="custom:tenant_id", description="JWT claim naming the tenant")
     default_page_size: int = Field(default=25, ge=1, le=100)
+    tenant_name_claim: str = Field(
+        default="custom:tenant_name", description="JWT claim with the tenant's display name (invites)"
+    )
     credentials_prefix: str = Field(min_length=1, description="Secrets Manager name prefix of passwords")
     state_machine_arn: str = Field(pattern=r"^arn:aws[a-z-]*:states:", description="Verification workflow")
 
@@ -66,3 +69,49 @@ class AuthCallbackSettings(BaseSettings):
 @functools.cache
 def auth_callback_settings() -> AuthCallbackSettings:
     return AuthCallbackSettings()
+
+
+class SendInviteSettings(BaseSettings):
+    """Settings of the invite sender (`functions/send_invite/app.py`, DynamoDB stream consumer)."""
+
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore")
+
+    agents_table_name: str = Field(min_length=3)
+    invite_sender: str = Field(
+        pattern=r"^([^<>]*<)?[^@\s<>]+@[^@\s<>]+(>)?$",
+        description="Verified SES identity the invites come from (`Name <address>` or an address)",
+    )
+    public_base_url: str = Field(
+        default="", pattern=r"^(https?://.*)?$", description="Base URL of the connect pages; empty: the API's"
+    )
+    api_base_url: str = Field(default="", pattern=r"^(https?://.*)?$", description="The HTTP API's own URL")
+    invite_valid_days: int = Field(default=7, ge=1, le=30, description="How long an invite link works")
+    ses_configuration_set: str | None = Field(default=None, description="Publishes bounces and complaints")
+    invite_max_send_attempts: int = Field(default=4, ge=1, le=20, description="Sends before invite_failed")
+
+    @property
+    def link_base_url(self) -> str:
+        base = self.public_base_url or self.api_base_url
+        if not base:
+            raise ValueError("Set PUBLIC_BASE_URL or API_BASE_URL: invite links need a base URL")
+        return base
+
+
+@functools.cache
+def send_invite_settings() -> SendInviteSettings:
+    settings = SendInviteSettings()
+    _ = settings.link_base_url  # fail at cold start, not on the first record
+    return settings
+
+
+class InviteEventsSettings(BaseSettings):
+    """Settings of the bounce and complaint handler (`functions/send_invite/bounces.py`)."""
+
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore")
+
+    agents_table_name: str = Field(min_length=3)
+
+
+@functools.cache
+def invite_events_settings() -> InviteEventsSettings:
+    return InviteEventsSettings()

@@ -67,9 +67,13 @@ def from_item(item: Mapping[str, Any]) -> dict[str, Any]:
     return {k: _deserializer.deserialize(v) for k, v in item.items()}
 
 
-def _agent_from_item(item: Mapping[str, Any]) -> Agent:
-    values = from_item(item)
+def agent_from_values(values: Mapping[str, Any]) -> Agent:
+    """The agent of a deserialized item, leaving the service-private attributes out."""
     return Agent.model_validate({k: v for k, v in values.items() if k in _AGENT_FIELDS})
+
+
+def _agent_from_item(item: Mapping[str, Any]) -> Agent:
+    return agent_from_values(from_item(item))
 
 
 def _error_code(error: ClientError) -> str:
@@ -80,10 +84,13 @@ class AgentRepository(ABC):
     """What the logic needs from storage, whatever the storage is."""
 
     @abstractmethod
-    def create(self, agent: Agent) -> Agent: ...
+    def create(self, agent: Agent, *, attributes: Mapping[str, Any] | None = None) -> Agent: ...
 
     @abstractmethod
     def get(self, tenant_id: str, agent_id: str) -> Agent: ...
+
+    @abstractmethod
+    def get_item(self, tenant_id: str, agent_id: str) -> dict[str, Any] | None: ...
 
     @abstractmethod
     def list(
@@ -171,9 +178,11 @@ class DynamoAgentRepository(AgentRepository):
         return AgentPage(items=items, next_token=token)
 
     # -- writes ------------------------------------------------------------------------------
-    def create(self, agent: Agent) -> Agent:
+    def create(self, agent: Agent, *, attributes: Mapping[str, Any] | None = None) -> Agent:
+        """Store a new agent; `attributes` are service-private extras kept on the item (not returned)."""
         values = agent.model_dump(mode="json", by_alias=True)
         item = {
+            **(attributes or {}),
             **values,
             "pk": tenant_pk(agent.tenant_id),
             "sk": agent_sk(agent.agent_id),

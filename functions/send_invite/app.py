@@ -1,0 +1,61 @@
+"""Sends invite emails: consumes the agents table's stream, filtered (FilterCriteria in template.yaml)
+to the records that ask for an invite. A thin adapter over `onboarding.invites.deliver_invite`.
+
+Each record succeeds or fails on its own (ReportBatchItemFailures): a failed record is retried by
+Lambda and, once its retries are spent, lands in the on-failure destination (SQS).
+"""
+
+from __future__ import annotations
+
+import functools
+from datetime import timedelta
+from typing import Any
+
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.parser.models import DynamoDBStreamRecordModel
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from onboarding import invites
+from onboarding.invite_models import InviteRequested
+from onboarding.invite_store import invite_repository
+from onboarding.mailer import Mailer
+from onboarding.observability import logger, metrics
+from onboarding.settings import send_invite_settings
+from onboarding.store import agent_repository
+
+processor = BatchProcessor(
+    event_type=EventType.DynamoDBStreams,
+    model=DynamoDBStreamRecordModel,
+    raise_on_entire_batch_failure=False,  # always answer with batchItemFailures, never a bare error
+)
+
+
+@functools.cache
+def _dependencies() -> dict[str, Any]:
+    settings = send_invite_settings()
+    return {
+        "repo": agent_repository(settings.agents_table_name),
+        "invites": invite_repository(settings.agents_table_name),
+        "mailer": Mailer(settings.invite_sender, configuration_set=settings.ses_configuration_set),
+        "config": invites.InviteConfig(
+            public_base_url=settings.link_base_url,
+            valid_for=timedelta(days=settings.invite_valid_days),
+            max_send_attempts=settings.invite_max_send_attempts,
+        ),
+    }
+
+
+def record_handler(record: DynamoDBStreamRecordModel) -> str:
+    request = InviteRequested.model_validate(record.dynamodb.NewImage)
+    logger.append_keys(agent_id=request.agent_id, invite_version=request.invite_version)
+    return invites.deliver_invite(request, **_dependencies()).value
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return dict(
+        process_partial_response(
+            event=event, record_handler=record_handler, processor=processor, context=context
+        )
+    )

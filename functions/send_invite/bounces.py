@@ -1,0 +1,27 @@
+"""Bounces and complaints of invite emails (SES configuration set -> SNS -> here): the agent becomes
+`invite_bounced`, and the dashboard can no longer resend to that address. A thin adapter over
+`onboarding.invites.record_delivery_problem`."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from aws_lambda_powertools.utilities.parser import envelopes, parse
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from onboarding import invites
+from onboarding.invite_models import SesNotification
+from onboarding.observability import logger, metrics
+from onboarding.settings import invite_events_settings
+from onboarding.store import agent_repository
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, int]:
+    notifications = cast(
+        list[SesNotification], parse(event=event, model=SesNotification, envelope=envelopes.SnsEnvelope)
+    )
+    repo = agent_repository(invite_events_settings().agents_table_name)
+    changed = sum(invites.record_delivery_problem(repo, n) is not None for n in notifications)
+    return {"notifications": len(notifications), "agentsChanged": changed}

@@ -1,0 +1,219 @@
+"""Invite persistence, in the agents table.
+
+    invite   pk=INVITE#<sha256(token) hex>  sk=INVITE   entity=invite
+             tenantId, agentId, inviteVersion, createdAt, expiresAt, ttl, failedAttempts?, usedAt?
+
+Unlike agent items the key does not start with the tenant: a visitor of a link knows only the token,
+so the item is found by the token's hash and names its tenant and agent. `ttl` (epoch seconds) lets
+DynamoDB delete the item some time after it expired; expiry itself is checked in code, since TTL
+deletes late (and a little grace keeps "expired" distinguishable from "never existed").
+
+A token is valid only while its `inviteVersion` equals the agent's: a resend bumps the agent's version
+and so revokes every earlier link without touching them.
+"""
+
+from __future__ import annotations
+
+import functools
+from abc import ABC, abstractmethod
+from datetime import datetime, timedelta
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from onboarding import aws
+from onboarding.errors import InviteLockedError, InviteNotFoundError, InviteRevokedError, InviteUsedError
+from onboarding.invite_models import Invite
+from onboarding.models import AgentStatus
+from onboarding.store import agent_sk, from_item, tenant_pk, to_item
+
+TTL_GRACE = timedelta(days=30)
+
+
+def invite_pk(token_hash: str) -> str:
+    return f"INVITE#{token_hash}"
+
+
+INVITE_SK = "INVITE"
+
+
+def _iso(value: datetime) -> str:
+    return value.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _code(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Code", ""))
+
+
+def _cancel_codes(error: ClientError) -> list[str]:
+    return [str(r.get("Code") or "None") for r in error.response.get("CancellationReasons") or []]
+
+
+class _TransactionConflict(Exception):
+    pass
+
+
+class InviteRepository(ABC):
+    @abstractmethod
+    def put(self, invite: Invite) -> None: ...
+
+    @abstractmethod
+    def get(self, token_hash: str) -> Invite | None: ...
+
+    @abstractmethod
+    def consume(self, invite: Invite, *, at: datetime, max_failed_attempts: int) -> Invite: ...
+
+    @abstractmethod
+    def add_failed_attempt(self, invite: Invite, *, max_failed_attempts: int) -> int: ...
+
+    @abstractmethod
+    def count_send_failure(self, tenant_id: str, agent_id: str, invite_version: int) -> int | None: ...
+
+
+class DynamoInviteRepository(InviteRepository):
+    def __init__(self, table_name: str, ddb: Any | None = None) -> None:
+        self.table_name = table_name
+        self._ddb = ddb
+
+    @property
+    def ddb(self) -> Any:
+        return self._ddb or aws.client("dynamodb")
+
+    def _key(self, token_hash: str) -> dict[str, Any]:
+        return to_item({"pk": invite_pk(token_hash), "sk": INVITE_SK})
+
+    def put(self, invite: Invite) -> None:
+        values = invite.model_dump(mode="json", by_alias=True, exclude_none=True)
+        item = {
+            **values,
+            "pk": invite_pk(invite.token_hash),
+            "sk": INVITE_SK,
+            "entity": "invite",
+            "createdAt": _iso(invite.created_at),
+            "expiresAt": _iso(invite.expires_at),
+            "ttl": int((invite.expires_at + TTL_GRACE).timestamp()),
+        }
+        self.ddb.put_item(
+            TableName=self.table_name,
+            Item=to_item(item),
+            ConditionExpression="attribute_not_exists(pk)",  # 256 random bits never collide; be sure
+        )
+
+    def get(self, token_hash: str) -> Invite | None:
+        response = self.ddb.get_item(
+            TableName=self.table_name, Key=self._key(token_hash), ConsistentRead=True
+        )
+        item = response.get("Item")
+        return Invite.model_validate(from_item(item)) if item else None
+
+    def consume(self, invite: Invite, *, at: datetime, max_failed_attempts: int) -> Invite:
+        """Mark the invite used, in one transaction with a check that it is still the agent's current
+        invite. Of two racing consumers exactly one wins; the other gets InviteUsedError."""
+        for _ in range(3):
+            try:
+                return self._consume_once(invite, at=at, max_failed_attempts=max_failed_attempts)
+            except _TransactionConflict:
+                continue  # a concurrent transaction on the same items: judge again once it is done
+        raise self._why_unusable(invite.token_hash, max_failed_attempts)
+
+    def _consume_once(self, invite: Invite, *, at: datetime, max_failed_attempts: int) -> Invite:
+        try:
+            self.ddb.transact_write_items(
+                TransactItems=[
+                    {
+                        "Update": {
+                            "TableName": self.table_name,
+                            "Key": self._key(invite.token_hash),
+                            "UpdateExpression": "SET usedAt = :at",
+                            "ConditionExpression": (
+                                "attribute_exists(pk) AND attribute_not_exists(usedAt)"
+                                " AND inviteVersion = :v"
+                                " AND (attribute_not_exists(failedAttempts) OR failedAttempts < :max)"
+                            ),
+                            "ExpressionAttributeValues": to_item(
+                                {":at": _iso(at), ":v": invite.invite_version, ":max": max_failed_attempts}
+                            ),
+                        }
+                    },
+                    {
+                        "ConditionCheck": {
+                            "TableName": self.table_name,
+                            "Key": to_item(
+                                {"pk": tenant_pk(invite.tenant_id), "sk": agent_sk(invite.agent_id)}
+                            ),
+                            "ConditionExpression": "inviteVersion = :v AND #status <> :removed",
+                            "ExpressionAttributeNames": {"#status": "status"},
+                            "ExpressionAttributeValues": to_item(
+                                {":v": invite.invite_version, ":removed": AgentStatus.REMOVED.value}
+                            ),
+                        }
+                    },
+                ]
+            )
+        except ClientError as error:
+            if _code(error) != "TransactionCanceledException":
+                raise
+            codes = _cancel_codes(error)
+            if "TransactionConflict" in codes:
+                raise _TransactionConflict from error
+            if len(codes) > 1 and codes[1] == "ConditionalCheckFailed":
+                raise InviteRevokedError("This invite was replaced by a newer one") from error
+            raise self._why_unusable(invite.token_hash, max_failed_attempts) from error
+        return invite.model_copy(update={"used_at": at})
+
+    def add_failed_attempt(self, invite: Invite, *, max_failed_attempts: int) -> int:
+        """Count one wrong password; returns the attempts so far. Refused once used or locked."""
+        try:
+            response = self.ddb.update_item(
+                TableName=self.table_name,
+                Key=self._key(invite.token_hash),
+                UpdateExpression="ADD failedAttempts :one",
+                ConditionExpression=(
+                    "attribute_exists(pk) AND attribute_not_exists(usedAt)"
+                    " AND (attribute_not_exists(failedAttempts) OR failedAttempts < :max)"
+                ),
+                ExpressionAttributeValues=to_item({":one": 1, ":max": max_failed_attempts}),
+                ReturnValues="UPDATED_NEW",
+            )
+        except ClientError as error:
+            if _code(error) != "ConditionalCheckFailedException":
+                raise
+            raise self._why_unusable(invite.token_hash, max_failed_attempts) from error
+        return int(from_item(response["Attributes"])["failedAttempts"])
+
+    def _why_unusable(self, token_hash: str, max_failed_attempts: int) -> Exception:
+        current = self.get(token_hash)
+        if current is None:
+            return InviteNotFoundError("No such invite")
+        if current.used_at is not None:
+            return InviteUsedError("This invite was already used")
+        if current.failed_attempts >= max_failed_attempts:
+            return InviteLockedError("Too many failed attempts with this invite; ask for a new one")
+        return InviteRevokedError("This invite is no longer valid")
+
+    def count_send_failure(self, tenant_id: str, agent_id: str, invite_version: int) -> int | None:
+        """Count a failed send of the agent's current invite; None if the agent moved on meanwhile.
+
+        The write keeps the agent `invite_pending`, so the stream filter ignores the record it makes."""
+        try:
+            response = self.ddb.update_item(
+                TableName=self.table_name,
+                Key=to_item({"pk": tenant_pk(tenant_id), "sk": agent_sk(agent_id)}),
+                UpdateExpression="ADD inviteAttempts :one",
+                ConditionExpression="inviteVersion = :v AND #status = :pending",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues=to_item(
+                    {":one": 1, ":v": invite_version, ":pending": AgentStatus.INVITE_PENDING.value}
+                ),
+                ReturnValues="UPDATED_NEW",
+            )
+        except ClientError as error:
+            if _code(error) == "ConditionalCheckFailedException":
+                return None
+            raise
+        return int(from_item(response["Attributes"])["inviteAttempts"])
+
+
+@functools.cache
+def invite_repository(table_name: str) -> DynamoInviteRepository:
+    return DynamoInviteRepository(table_name)

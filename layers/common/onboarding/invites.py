@@ -1,0 +1,345 @@
+"""Invite use cases: request (add / resend), deliver (stream -> email), bounces, and the link itself.
+
+The connect page (a later issue) calls `resolve_invite` on every view (read-only: mail scanners GET
+links before people click), `record_failed_password` after a wrong password, and `consume_invite` once
+the mailbox connected. The token never appears in a log line: the agent id and invite version do.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from onboarding.errors import (  # noqa: F401  (the Invite*Error names are re-exported for the connect page)
+    AgentNotFoundError,
+    ConcurrentModificationError,
+    EmailNotSentError,
+    EmailRejectedError,
+    IllegalTransitionError,
+    InviteBouncedError,
+    InviteDeliveryFailedError,
+    InviteError,
+    InviteExpiredError,
+    InviteLockedError,
+    InviteNotFoundError,
+    InviteRevokedError,
+    InviteUsedError,
+)
+from onboarding.invite_models import (
+    AgentInviteState,
+    DeliveryOutcome,
+    Invite,
+    InviteRequested,
+    SesNotification,
+)
+from onboarding.invite_store import DynamoInviteRepository, InviteRepository
+from onboarding.invite_tokens import invite_link, looks_like_token, new_token, token_hash
+from onboarding.mailer import InviteEmailContent, Mailer, render_invite, tag_value, untag_value
+from onboarding.models import Agent, AgentStatus, utcnow
+from onboarding.observability import logger, metrics
+from onboarding.store import AgentRepository, DynamoAgentRepository, agent_from_values
+
+S = AgentStatus
+# Statuses in which the person may still use the link to connect (and retry after a failure).
+CONNECTABLE = frozenset({S.INVITED, S.CONNECTING, S.NEEDS_SETTINGS, S.FAILED})
+# Attributes of the previous invite that a new request clears.
+_PER_INVITE_ATTRIBUTES = ("inviteAttempts", "inviteSentAt", "inviteExpiresAt")
+MAX_FAILED_ATTEMPTS = 10
+
+
+@dataclass(frozen=True)
+class InviteConfig:
+    public_base_url: str
+    valid_for: timedelta = timedelta(days=7)
+    max_send_attempts: int = 4
+
+
+def _iso(value: datetime) -> str:
+    return value.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _load(repo: AgentRepository, tenant_id: str, agent_id: str) -> tuple[Agent, AgentInviteState] | None:
+    item = repo.get_item(tenant_id, agent_id)
+    if item is None:
+        return None
+    return agent_from_values(item), AgentInviteState.model_validate(item)
+
+
+# -- requesting --------------------------------------------------------------------------------
+def first_invite_attributes(tenant_name: str | None) -> dict[str, object]:
+    """What `add_agent` stores with a new agent so the stream asks for invite version 1."""
+    return {"tenantName": tenant_name, "inviteVersion": 1, "inviteRequestedAt": utcnow()}
+
+
+def request_invite(repo: AgentRepository, tenant_id: str, agent_id: str) -> Agent:
+    """Resend: a new invite version (so a new link; every earlier link stops working)."""
+    loaded = _load(repo, tenant_id, agent_id)
+    if loaded is None:
+        raise AgentNotFoundError(f"No agent {agent_id} in this account")
+    agent, state = loaded
+    if agent.status is S.INVITE_PENDING:
+        return agent  # an invite is already on its way
+    if agent.status is S.INVITE_BOUNCED:
+        raise InviteBouncedError(
+            f"The invite to {agent.email} bounced or was reported as spam, so it is not sent again. "
+            "Remove this agent and add the mailbox with a working address."
+        )
+    if agent.status is S.VERIFIED:
+        raise IllegalTransitionError("The mailbox is already connected; it needs no invite")
+    if agent.status is S.CONNECTING:
+        raise IllegalTransitionError("The mailbox is being connected right now; try again in a minute")
+    if agent.status is S.NEEDS_SETTINGS:
+        raise IllegalTransitionError(
+            "The mailbox owner is asked for the server settings; the current link stays valid"
+        )
+    updated = repo.transition(
+        tenant_id,
+        agent_id,
+        S.INVITE_PENDING,
+        expected_version=agent.version,
+        set_attributes={"inviteVersion": state.invite_version + 1, "inviteRequestedAt": utcnow()},
+        remove_attributes=_PER_INVITE_ATTRIBUTES,
+    )
+    logger.info(
+        "Invite resend requested", extra={"agent_id": agent_id, "invite_version": state.invite_version + 1}
+    )
+    metrics.add_metric(name="InviteResendRequested", unit="Count", value=1)
+    return updated
+
+
+# -- delivering --------------------------------------------------------------------------------
+def deliver_invite(
+    request: InviteRequested,
+    *,
+    repo: AgentRepository,
+    invites: InviteRepository,
+    mailer: Mailer,
+    config: InviteConfig,
+    now: datetime | None = None,
+) -> DeliveryOutcome:
+    """Issue a token and email the link for one invite request, at most once per invite version.
+
+    A replayed or superseded record is SKIPPED (the agent is no longer `invite_pending` at that
+    version). Raises InviteDeliveryFailedError once the agent is `invite_failed` (a refusal, or too many
+    failed attempts), EmailNotSentError for a failure worth retrying: both make the record fail.
+    """
+    log = {"agent_id": request.agent_id, "invite_version": request.invite_version}
+    loaded = _load(repo, request.tenant_id, request.agent_id)
+    if loaded is None:
+        logger.info("Invite skipped: the agent was removed", extra=log)
+        return DeliveryOutcome.SKIPPED
+    agent, state = loaded
+    if state.invite_version != request.invite_version:
+        logger.info("Invite skipped: a newer invite was requested", extra=log)
+        return DeliveryOutcome.SKIPPED
+    if agent.status is S.INVITE_FAILED:
+        # This very version failed for good: keep failing, so the record reaches the DLQ.
+        raise InviteDeliveryFailedError(f"The invite could not be sent: {agent.status_reason}")
+    if agent.status is not S.INVITE_PENDING:
+        logger.info("Invite skipped: already handled", extra={**log, "status": agent.status.value})
+        return DeliveryOutcome.SKIPPED
+
+    now = now or datetime.now(UTC)
+    token = new_token()
+    invite = Invite(
+        token_hash=token_hash(token),
+        tenant_id=agent.tenant_id,
+        agent_id=agent.agent_id,
+        invite_version=request.invite_version,
+        created_at=now,
+        expires_at=now + config.valid_for,
+    )
+    invites.put(invite)
+    email = render_invite(
+        InviteEmailContent(
+            to=agent.email,
+            agent_name=agent.name,
+            tenant_name=state.tenant_name or agent.tenant_id,
+            link=invite_link(config.public_base_url, token),
+            expires_at=invite.expires_at,
+            valid_days=config.valid_for.days,
+        )
+    )
+    tags = {
+        "agent_id": agent.agent_id,
+        "invite_version": str(request.invite_version),
+        "tenant": tag_value(agent.tenant_id),
+    }
+    try:
+        message_id = mailer.send(email, tags=tags)
+    except EmailRejectedError as error:
+        _mark_failed(repo, agent, error.message, log)
+        raise InviteDeliveryFailedError(error.message) from error
+    except EmailNotSentError as error:
+        attempts = invites.count_send_failure(agent.tenant_id, agent.agent_id, request.invite_version)
+        logger.warning(
+            "Invite not sent; will retry", extra={**log, "attempts": attempts, "error": error.message}
+        )
+        if attempts is not None and attempts >= config.max_send_attempts:
+            reason = f"{error.message}; gave up after {attempts} attempts"
+            _mark_failed(repo, agent, reason, log)
+            raise InviteDeliveryFailedError(reason) from error
+        raise
+
+    try:
+        repo.transition(
+            agent.tenant_id,
+            agent.agent_id,
+            S.INVITED,
+            expected_version=agent.version,
+            set_attributes={"inviteSentAt": _iso(now), "inviteExpiresAt": _iso(invite.expires_at)},
+            remove_attributes=("inviteAttempts",),
+        )
+    except (AgentNotFoundError, ConcurrentModificationError, IllegalTransitionError):
+        # Removed, bounced or re-requested while the email was on its way: that change stands.
+        logger.info("Agent changed while its invite was sent", extra=log)
+    logger.info("Invite sent", extra={**log, "ses_message_id": message_id})
+    metrics.add_metric(name="InviteSent", unit="Count", value=1)
+    return DeliveryOutcome.SENT
+
+
+def _mark_failed(repo: AgentRepository, agent: Agent, reason: str, log: dict[str, object]) -> None:
+    try:
+        repo.transition(
+            agent.tenant_id, agent.agent_id, S.INVITE_FAILED, reason=reason, expected_version=agent.version
+        )
+    except (AgentNotFoundError, ConcurrentModificationError, IllegalTransitionError):
+        logger.info("Agent changed before its failed invite was recorded", extra=log)
+        return
+    logger.error("Invite failed", extra={**log, "reason": reason})
+    metrics.add_metric(name="InviteFailed", unit="Count", value=1)
+
+
+# -- bounces and complaints --------------------------------------------------------------------
+def record_delivery_problem(repo: AgentRepository, notification: SesNotification) -> Agent | None:
+    """A permanent bounce or a complaint about an invite: the agent becomes `invite_bounced` (no more
+    resends to that address). Returns the updated agent, or None when there is nothing to change."""
+    agent_id, tenant_tag = notification.tag("agent_id"), notification.tag("tenant")
+    log = {
+        "agent_id": agent_id,
+        "event_type": notification.event_type,
+        "ses_message_id": notification.mail.message_id,
+    }
+    if not agent_id or not tenant_tag:
+        logger.info("SES event is not about an invite", extra=log)
+        return None
+    if not notification.stops_sending:
+        logger.info("Transient bounce ignored", extra=log)
+        return None
+    try:
+        tenant_id = untag_value(tenant_tag)
+        agent = repo.get(tenant_id, agent_id)
+    except (AgentNotFoundError, ValueError):
+        logger.info("SES event for an agent that no longer exists", extra=log)
+        return None
+    recipients = {address.lower() for address in notification.affected_recipients()}
+    if agent.email.lower() not in recipients:
+        logger.info("SES event for an address the agent no longer has", extra=log)
+        return None
+    if agent.status not in (S.INVITE_PENDING, S.INVITED):
+        logger.info("SES event after the invite stage ignored", extra={**log, "status": agent.status.value})
+        return None
+    detail = notification.event_type
+    if notification.bounce is not None:
+        detail += f" ({notification.bounce.bounce_type}/{notification.bounce.bounce_sub_type or '-'})"
+    try:
+        updated = repo.transition(
+            tenant_id, agent_id, S.INVITE_BOUNCED, reason=f"The invite email was refused: {detail}"
+        )
+    except IllegalTransitionError:
+        logger.info("Agent moved on before the SES event arrived", extra=log)
+        return None
+    logger.warning("Invite bounced", extra=log)
+    metrics.add_metric(name="InviteBounced", unit="Count", value=1)
+    return updated
+
+
+# -- the link (for the connect page) -----------------------------------------------------------
+def _invite_repository(repo: AgentRepository, invites: InviteRepository | None) -> InviteRepository:
+    if invites is not None:
+        return invites
+    if isinstance(repo, DynamoAgentRepository):  # invites live in the agents table
+        return DynamoInviteRepository(repo.table_name, repo._ddb)
+    raise TypeError("pass the invite repository")
+
+
+def resolve_invite(
+    repo: AgentRepository,
+    token: str,
+    *,
+    invites: InviteRepository | None = None,
+    now: datetime | None = None,
+    allow_used: bool = False,
+    max_failed_attempts: int = MAX_FAILED_ATTEMPTS,
+) -> tuple[Invite, Agent]:
+    """The invite and agent behind a link, or a typed InviteError. Read-only: safe for any GET.
+
+    `allow_used=True` still resolves an invite that was used (or whose mailbox is verified): for a
+    status page shown after the connection, never for anything that acts on the invite."""
+    if not looks_like_token(token):
+        raise InviteNotFoundError("No such invite")
+    invite = _invite_repository(repo, invites).get(token_hash(token))
+    if invite is None:
+        raise InviteNotFoundError("No such invite")
+    loaded = _load(repo, invite.tenant_id, invite.agent_id)
+    if loaded is None:
+        raise InviteRevokedError("This invite was withdrawn")
+    agent, state = loaded
+    if invite.invite_version != state.invite_version:
+        raise InviteRevokedError("This invite was replaced by a newer one")
+    used = invite.used_at is not None or agent.status is S.VERIFIED
+    if used:
+        if allow_used:
+            return invite, agent
+        raise InviteUsedError("This invite was already used")
+    if agent.status not in CONNECTABLE:
+        raise InviteRevokedError("This invite is no longer valid")
+    if (now or datetime.now(UTC)) >= invite.expires_at:
+        raise InviteExpiredError("This invite has expired; ask for a new one")
+    if invite.failed_attempts >= max_failed_attempts:
+        raise InviteLockedError("Too many failed attempts with this invite; ask for a new one")
+    return invite, agent
+
+
+def record_failed_password(
+    repo: AgentRepository,
+    token: str,
+    *,
+    invites: InviteRepository | None = None,
+    now: datetime | None = None,
+    max_failed_attempts: int = MAX_FAILED_ATTEMPTS,
+) -> int:
+    """Count a wrong password against the invite; returns the attempts left (0: now locked, and
+    `resolve_invite` answers InviteLockedError until the dashboard resends)."""
+    store = _invite_repository(repo, invites)
+    invite, agent = resolve_invite(
+        repo, token, invites=store, now=now, max_failed_attempts=max_failed_attempts
+    )
+    attempts = store.add_failed_attempt(invite, max_failed_attempts=max_failed_attempts)
+    left = max(0, max_failed_attempts - attempts)
+    log = {"agent_id": agent.agent_id, "invite_version": invite.invite_version, "attempts_left": left}
+    logger.warning("Wrong password for an invite", extra=log)
+    if left == 0:
+        metrics.add_metric(name="InviteLocked", unit="Count", value=1)
+    return left
+
+
+def consume_invite(
+    repo: AgentRepository,
+    token: str,
+    *,
+    invites: InviteRepository | None = None,
+    now: datetime | None = None,
+    max_failed_attempts: int = MAX_FAILED_ATTEMPTS,
+) -> tuple[Invite, Agent]:
+    """Use the invite up, once the mailbox connected. Atomic: of racing callers exactly one returns,
+    the others get InviteUsedError. The agent's own status change stays with the caller."""
+    store = _invite_repository(repo, invites)
+    at = now or datetime.now(UTC)
+    invite, agent = resolve_invite(
+        repo, token, invites=store, now=at, max_failed_attempts=max_failed_attempts
+    )
+    used = store.consume(invite, at=at, max_failed_attempts=max_failed_attempts)
+    logger.info("Invite used", extra={"agent_id": agent.agent_id, "invite_version": invite.invite_version})
+    metrics.add_metric(name="InviteUsed", unit="Count", value=1)
+    return used, agent

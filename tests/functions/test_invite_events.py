@@ -1,0 +1,140 @@
+"""Bounces and complaints (SES configuration set -> SNS) and the dashboard's resend route."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from functions.add_agent import app as api
+from functions.send_invite import bounces
+from onboarding import agents, settings
+from onboarding.mailer import tag_value
+from onboarding.models import Agent, AgentStatus, NewAgent
+from onboarding.store import DynamoAgentRepository
+from tests.conftest import LambdaContext, api_event
+
+S = AgentStatus
+
+
+@pytest.fixture(autouse=True)
+def _fresh_settings() -> None:
+    settings.invite_events_settings.cache_clear()
+
+
+def _add(repo: DynamoAgentRepository) -> Agent:
+    agent = agents.add_agent(repo, "demo", NewAgent(name="Ann", email="ann@contoso.com", type="ms_exchange"))
+    return repo.transition("demo", agent.agent_id, S.INVITED)
+
+
+def sns_event(agent: Agent, event_type: str = "Bounce", bounce_type: str = "Permanent") -> dict[str, Any]:
+    ses: dict[str, Any] = {
+        "eventType": event_type,
+        "mail": {
+            "messageId": "0100018c-abc",
+            "destination": [agent.email],
+            "tags": {"agent_id": [agent.agent_id], "invite_version": ["1"], "tenant": [tag_value("demo")]},
+        },
+    }
+    if event_type == "Bounce":
+        ses["bounce"] = {
+            "bounceType": bounce_type,
+            "bounceSubType": "General",
+            "bouncedRecipients": [{"emailAddress": agent.email.upper()}],
+        }
+    else:
+        ses["complaint"] = {"complainedRecipients": [{"emailAddress": agent.email}]}
+    record = {
+        "EventSource": "aws:sns",
+        "EventVersion": "1.0",
+        "EventSubscriptionArn": "arn:aws:sns:us-east-1:123456789012:invite-events:1",
+        "Sns": {
+            "Type": "Notification",
+            "MessageId": "95df01b4-ee98-5cb9-9903-4c221d41eb5e",
+            "TopicArn": "arn:aws:sns:us-east-1:123456789012:invite-events",
+            "Subject": None,
+            "Message": json.dumps(ses),
+            "Timestamp": "2026-11-27T01:00:00.000Z",
+            "SignatureVersion": "1",
+            "Signature": "EXAMPLE",
+            "SigningCertUrl": "https://sns.us-east-1.amazonaws.com/cert.pem",
+            "UnsubscribeUrl": "https://sns.us-east-1.amazonaws.com/unsubscribe",
+            "MessageAttributes": {},
+        },
+    }
+    return {"Records": [record]}
+
+
+@pytest.mark.parametrize("kind", ["Bounce", "Complaint"])
+def test_a_permanent_bounce_or_complaint_ends_in_invite_bounced(
+    repo: DynamoAgentRepository, kind: str
+) -> None:
+    agent = _add(repo)
+    result = bounces.lambda_handler(sns_event(agent, kind), LambdaContext())  # type: ignore[arg-type]
+    assert result == {"notifications": 1, "agentsChanged": 1}
+    bounced = repo.get("demo", agent.agent_id)
+    assert bounced.status is S.INVITE_BOUNCED
+    assert bounced.status_reason is not None
+    assert kind in bounced.status_reason
+
+
+def test_a_transient_bounce_changes_nothing(repo: DynamoAgentRepository) -> None:
+    agent = _add(repo)
+    bounces.lambda_handler(sns_event(agent, bounce_type="Transient"), LambdaContext())  # type: ignore[arg-type]
+    assert repo.get("demo", agent.agent_id).status is S.INVITED
+
+
+def _resend(agent_id: str, tenant: str = "demo") -> dict[str, Any]:
+    event = api_event(
+        "POST",
+        f"/agents/{agent_id}/invite",
+        tenant=tenant,
+        route="/agents/{agentId}/invite",
+        path_params={"agentId": agent_id},
+    )
+    return api.lambda_handler(event, LambdaContext())  # type: ignore[arg-type]
+
+
+def test_resend_of_a_bounced_agent_is_refused_with_a_clear_message(repo: DynamoAgentRepository) -> None:
+    agent = _add(repo)
+    bounces.lambda_handler(sns_event(agent), LambdaContext())  # type: ignore[arg-type]
+    response = _resend(agent.agent_id)
+    assert response["statusCode"] == 409
+    error = json.loads(response["body"])["error"]
+    assert error["code"] == "invite_bounced"
+    assert "bounced" in error["message"]
+
+
+def test_resend_answers_202_and_asks_for_a_new_invite_version(repo: DynamoAgentRepository) -> None:
+    agent = _add(repo)
+    response = _resend(agent.agent_id)
+    assert response["statusCode"] == 202
+    assert json.loads(response["body"])["status"] == "invite_pending"
+    item = repo.get_item("demo", agent.agent_id)
+    assert item is not None
+    assert item["inviteVersion"] == 2
+
+
+def test_resend_of_a_verified_agent_is_409_and_of_an_unknown_or_foreign_one_404(
+    repo: DynamoAgentRepository,
+) -> None:
+    agent = _add(repo)
+    assert _resend(agent.agent_id, tenant="acme")["statusCode"] == 404
+    assert _resend("01J0000000000000000000000Z")["statusCode"] == 404
+    for step in (S.CONNECTING, S.VERIFIED):
+        repo.transition("demo", agent.agent_id, step)
+    assert _resend(agent.agent_id)["statusCode"] == 409
+
+
+def test_the_tenant_name_claim_is_stored_with_a_new_agent(repo: DynamoAgentRepository) -> None:
+    event = api_event(
+        "POST", "/agents", body={"name": "Ann", "email": "ann@contoso.com", "type": "ms_exchange"}
+    )
+    event["requestContext"]["authorizer"]["jwt"]["claims"]["custom:tenant_name"] = "Contoso Ltd"
+    response = api.lambda_handler(event, LambdaContext())  # type: ignore[arg-type]
+    assert response["statusCode"] == 201, response["body"]
+    item = repo.get_item("demo", json.loads(response["body"])["agentId"])
+    assert item is not None
+    assert (item["tenantName"], item["inviteVersion"]) == ("Contoso Ltd", 1)
+    assert "tenantName" not in json.loads(response["body"])
