@@ -111,19 +111,30 @@ def _json_default(value: Any) -> Any:
     raise TypeError(type(value).__name__)
 
 
-def read_new_records(streams: Any, stream_arn: str, iterators: dict[str, str]) -> list[dict[str, Any]]:
-    """Records added since the last call (`iterators` keeps the position per shard)."""
+def read_new_records(streams: Any, stream_arn: str, positions: dict[str, str]) -> list[dict[str, Any]]:
+    """Records added since the last call. `positions` keeps the last sequence number read per shard.
+
+    A fresh iterator is asked for on every call instead of following NextShardIterator: moto restores a
+    table from a deep copy when a transaction is cancelled (e.g. a duplicate agent, 409), which replaces
+    the table's stream shard, and an iterator taken before then would read the orphaned copy forever.
+    """
     records: list[dict[str, Any]] = []
     shards = streams.describe_stream(StreamArn=stream_arn)["StreamDescription"]["Shards"]
     for shard in shards:
         shard_id = shard["ShardId"]
-        if shard_id not in iterators:
-            iterators[shard_id] = streams.get_shard_iterator(
-                StreamArn=stream_arn, ShardId=shard_id, ShardIteratorType="TRIM_HORIZON"
-            )["ShardIterator"]
-        response = streams.get_records(ShardIterator=iterators[shard_id])
-        iterators[shard_id] = response.get("NextShardIterator") or iterators[shard_id]
-        records += [lambda_record(r, stream_arn) for r in response.get("Records", [])]
+        after = positions.get(shard_id)
+        where = (
+            {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "SequenceNumber": after}
+            if after
+            else {"ShardIteratorType": "TRIM_HORIZON"}
+        )
+        iterator = streams.get_shard_iterator(StreamArn=stream_arn, ShardId=shard_id, **where)[
+            "ShardIterator"
+        ]
+        found = streams.get_records(ShardIterator=iterator).get("Records", [])
+        if found:
+            positions[shard_id] = found[-1]["dynamodb"]["SequenceNumber"]
+        records += [lambda_record(r, stream_arn) for r in found]
     return records
 
 
@@ -154,10 +165,10 @@ class StreamPoller:
 
     def _run(self) -> None:
         stream_arn = self.ddb.describe_table(TableName=self.table_name)["Table"]["LatestStreamArn"]
-        iterators: dict[str, str] = {}
+        positions: dict[str, str] = {}
         while not self._stop.is_set():
             try:
-                records = read_new_records(self.streams, stream_arn, iterators)
+                records = read_new_records(self.streams, stream_arn, positions)
             except Exception as error:  # moto shutting down, or a transient error: try again
                 if self._stop.is_set():
                     return

@@ -7,14 +7,23 @@ the agent item; the task output says only where the workflow goes next.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from onboarding.credentials import CredentialStore
-from onboarding.errors import AgentNotFoundError, ConcurrentModificationError, IllegalTransitionError
+from onboarding.errors import (
+    AgentNotFoundError,
+    ConcurrentModificationError,
+    IllegalTransitionError,
+    InviteError,
+)
 from onboarding.exchange import Diagnosis, ExchangeConfig, ExchangeFailure, ExchangeSettings, discover, verify
+from onboarding.invite_models import Invite
+from onboarding.invite_store import DynamoInviteRepository, InviteRepository
+from onboarding.invites import MAX_FAILED_ATTEMPTS
 from onboarding.models import AgentStatus
 from onboarding.observability import logger, metrics
 from onboarding.store import DynamoAgentRepository
@@ -78,6 +87,7 @@ class Attr:
     SERVER_BUILD = "serverBuild"
     EXCHANGE_USERNAME = "exchangeUsername"
     INBOX_COUNT = "inboxItemCount"
+    INVITE_HASH = "connectInviteHash"  # the invite used to connect (its SHA-256 key, not the token)
 
 
 class VerificationSteps:
@@ -87,12 +97,16 @@ class VerificationSteps:
         credentials: CredentialStore,
         exchange: ExchangeConfig,
         *,
+        invites: InviteRepository | None = None,
         max_settings_rounds: int = 3,
+        max_failed_passwords: int = MAX_FAILED_ATTEMPTS,
     ) -> None:
         self.repo = repo
         self.credentials = credentials
         self.exchange = exchange
+        self.invites = invites or DynamoInviteRepository(repo.table_name)
         self.max_settings_rounds = max_settings_rounds
+        self.max_failed_passwords = max_failed_passwords
 
     def run(self, task: TaskInput) -> TaskOutput:
         item = self.repo.get_item(task.tenant_id, task.agent_id)
@@ -157,6 +171,8 @@ class VerificationSteps:
             # Settings typed on the first form fail like any first attempt: the page offers the form again.
             rounds = int(item.get(Attr.ROUNDS, 0))
             if manual and failure.code in OWNER_FIXABLE and 1 <= rounds < self.max_settings_rounds:
+                if failure.code is Diagnosis.AUTH_FAILED:
+                    self._count_wrong_password(item)
                 return TaskOutput(outcome=Outcome.NEEDS_SETTINGS, code=failure.code.value)
             return TaskOutput(outcome=Outcome.FAILED, code=failure.code.value)
         values = {**_settings_attributes(result.settings), Attr.INBOX_COUNT: result.inbox_item_count}
@@ -177,6 +193,7 @@ class VerificationSteps:
         return TaskOutput(outcome=Outcome.NEEDS_SETTINGS)
 
     def record_verified(self, task: TaskInput, item: dict[str, Any]) -> TaskOutput:
+        self._consume_invite(item)
         self.repo.transition(
             task.tenant_id, task.agent_id, AgentStatus.VERIFIED, remove_attributes=(Attr.TASK_TOKEN,)
         )
@@ -186,6 +203,8 @@ class VerificationSteps:
     def record_failure(self, task: TaskInput, item: dict[str, Any]) -> TaskOutput:
         failure = task.failure or {}
         code = str(failure.get("code") or _code_from_error(failure))
+        if code == Diagnosis.AUTH_FAILED.value:
+            self._count_wrong_password(item)
         self.repo.transition(
             task.tenant_id,
             task.agent_id,
@@ -195,6 +214,35 @@ class VerificationSteps:
         )
         metrics.add_metric(name="MailboxVerificationFailed", unit="Count", value=1)
         return TaskOutput(outcome=Outcome.RECORDED, code=code)
+
+    # -- the invite the owner connected with ------------------------------------------------------
+    def _invite(self, item: dict[str, Any]) -> Invite | None:
+        token_hash = item.get(Attr.INVITE_HASH)
+        return self.invites.get(str(token_hash)) if token_hash else None
+
+    def _consume_invite(self, item: dict[str, Any]) -> None:
+        """The link has done its job: used up now, so it cannot connect the mailbox again."""
+        invite = self._invite(item)
+        if invite is None:
+            return
+        try:
+            self.invites.consume(invite, at=datetime.now(UTC), max_failed_attempts=self.max_failed_passwords)
+        except InviteError as error:  # already used or replaced: the verification stands all the same
+            logger.info("Invite not consumed", extra={"agent_id": item["agentId"], "reason": error.code})
+
+    def _count_wrong_password(self, item: dict[str, Any]) -> None:
+        """Wrong passwords count against the invite; after N the link locks (protects the account)."""
+        invite = self._invite(item)
+        if invite is None:
+            return
+        try:
+            attempts = self.invites.add_failed_attempt(invite, max_failed_attempts=self.max_failed_passwords)
+        except InviteError as error:
+            logger.info(
+                "Wrong password not counted", extra={"agent_id": item["agentId"], "reason": error.code}
+            )
+            return
+        logger.warning("Wrong password", extra={"agent_id": item["agentId"], "failed_attempts": attempts})
 
 
 def _settings_attributes(settings: ExchangeSettings) -> dict[str, Any]:

@@ -1,0 +1,284 @@
+"""The hosted connect page: the invite link lands here. HTML in, HTML out; a thin adapter over
+`onboarding.connect` (logic) and `onboarding.pages` (rendering, security headers, CSRF)."""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from http import HTTPStatus
+from typing import Any
+from urllib.parse import parse_qs
+
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities import parameters
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import ValidationError
+
+from onboarding import aws, invites, pages
+from onboarding.connect import (
+    ConnectService,
+    ConnectView,
+    CredentialsForm,
+    FormError,
+    NotNowError,
+    SettingsForm,
+)
+from onboarding.credentials import credential_store
+from onboarding.models import AgentStatus
+from onboarding.observability import logger, metrics
+from onboarding.settings import auth_callback_settings
+from onboarding.store import agent_repository
+
+app = APIGatewayHttpResolver()
+_TOKEN = re.compile(r"^[A-Za-z0-9_-]{20,100}$")
+
+LINK_PROBLEMS: dict[type[Exception], tuple[HTTPStatus, str, str]] = {
+    invites.InviteNotFoundError: (
+        HTTPStatus.NOT_FOUND,
+        "This link is not valid",
+        "We could not find an invite for this link. Check that you opened the whole link from the email.",
+    ),
+    invites.InviteExpiredError: (
+        HTTPStatus.GONE,
+        "This link has expired",
+        "Invite links work for a limited time.",
+    ),
+    invites.InviteUsedError: (
+        HTTPStatus.GONE,
+        "This link was already used",
+        "The mailbox was already connected.",
+    ),
+    invites.InviteRevokedError: (
+        HTTPStatus.GONE,
+        "This link is no longer valid",
+        "A newer invite replaced it, or the invite was withdrawn. Use the link in the newest email.",
+    ),
+    invites.InviteLockedError: (
+        HTTPStatus.GONE,
+        "This link is locked",
+        "There were too many wrong passwords with this link, so we locked it to protect your account.",
+    ),
+}
+
+
+@functools.cache
+def _service() -> ConnectService:
+    settings = auth_callback_settings()
+    return ConnectService(
+        agent_repository(settings.agents_table_name),
+        credential_store(settings.credentials_prefix, settings.credentials_kms_key_id),
+        aws.client("stepfunctions"),
+        state_machine_arn=settings.state_machine_arn,
+        settings_timeout_seconds=settings.settings_timeout_seconds,
+    )
+
+
+@functools.cache
+def _csrf_key() -> bytes:
+    return str(parameters.get_secret(auth_callback_settings().csrf_key_secret_arn, max_age=3600)).encode()
+
+
+def _html(body: str, status: HTTPStatus = HTTPStatus.OK, **headers: str) -> Response[str]:
+    return Response(
+        status_code=status.value,
+        content_type="text/html; charset=utf-8",
+        body=body,
+        headers={**pages.SECURITY_HEADERS, **headers},
+    )
+
+
+def _redirect(location: str) -> Response[str]:
+    return Response(
+        status_code=HTTPStatus.SEE_OTHER.value,
+        body="",
+        headers={**pages.SECURITY_HEADERS, "Location": location},
+    )
+
+
+def _base_url() -> str:
+    """PUBLIC_BASE_URL, or the address this request came to (API Gateway's domain and stage)."""
+    configured = auth_callback_settings().public_base_url.rstrip("/")
+    if configured:
+        return configured
+    context = app.current_event.request_context
+    stage = "" if context.stage == "$default" else f"/{context.stage}"
+    return f"https://{context.domain_name}{stage}"
+
+
+def _context(view: ConnectView, **extra: Any) -> dict[str, Any]:
+    return {
+        "base_url": _base_url(),
+        "token": view.token,
+        "inviter": view.tenant_name,
+        "email": view.email,
+        "nonce": pages.csrf_nonce(_csrf_key(), view.token),
+        "username": view.agent.get("connUsername"),
+        "server": view.agent.get("connServer"),
+        **extra,
+    }
+
+
+def _form() -> dict[str, str]:
+    body = app.current_event.decoded_body or ""
+    return {key: values[0] for key, values in parse_qs(body, keep_blank_values=True).items()}
+
+
+def _check_post(token: str, form: dict[str, str]) -> None:
+    headers = app.current_event.headers
+    pages.check_origin(_base_url(), headers.get("origin"), headers.get("sec-fetch-site"))
+    pages.check_csrf_nonce(_csrf_key(), token, form.get("nonce"))
+
+
+def _problems(error: ValidationError) -> str:
+    names = {"email": "Email address", "password": "Password", "username": "Username", "server": "Server"}
+    parts = []
+    for item in error.errors():
+        field = str(item["loc"][0]) if item["loc"] else "form"
+        message = str(item["msg"]).removeprefix("Value error, ")
+        parts.append(f"{names.get(field, field)}: {message}")
+    return "; ".join(parts)
+
+
+def _status_url(token: str) -> str:
+    return f"{_base_url()}/connect/{token}/status"
+
+
+def _wants_json() -> bool:
+    return "application/json" in (app.current_event.headers.get("accept") or "")
+
+
+def _valid_token(token: str) -> str:
+    if not _TOKEN.match(token):
+        raise invites.InviteNotFoundError("malformed token")
+    return token
+
+
+@app.get("/connect/<token>")
+def show(token: str) -> Response[str]:
+    view = _service().view(_valid_token(token))
+    if view.status is not AgentStatus.INVITED and view.status is not AgentStatus.FAILED:
+        return _redirect(_status_url(token))
+    return _html(pages.render("connect/connect.html", **_context(view)))
+
+
+@app.post("/connect/<token>")
+def submit(token: str) -> Response[str]:
+    form = _form()
+    _check_post(_valid_token(token), form)
+    try:
+        parsed = CredentialsForm.model_validate(form)
+        _service().submit_credentials(token, parsed)
+    except ValidationError as error:
+        return _form_again(token, _problems(error))
+    except NotNowError:
+        pass
+    return _redirect(_status_url(token))
+
+
+@app.post("/connect/<token>/settings")
+def submit_settings(token: str) -> Response[str]:
+    form = _form()
+    _check_post(_valid_token(token), form)
+    try:
+        _service().submit_settings(token, SettingsForm.model_validate(form))
+    except ValidationError as error:
+        return _form_again(token, _problems(error))
+    except NotNowError:
+        pass
+    return _redirect(_status_url(token))
+
+
+@app.get("/connect/<token>/status")
+def status(token: str) -> Response[str]:
+    view = _service().view(_valid_token(token), for_status=True)
+    settings = auth_callback_settings()
+    if _wants_json():
+        body = {"status": view.status.value, "reason": view.reason, "message": view.message}
+        return Response(
+            200, content_types.APPLICATION_JSON, json.dumps(body), headers=dict(pages.SECURITY_HEADERS)
+        )
+    titles = {
+        AgentStatus.VERIFIED: "Mailbox connected",
+        AgentStatus.NEEDS_SETTINGS: "More details needed",
+        AgentStatus.FAILED: "Could not connect",
+    }
+    page = pages.render(
+        "connect/status.html",
+        **_context(
+            view,
+            status=view.status.value,
+            title=titles.get(view.status, "Checking your mailbox"),
+            message=view.message,
+            refresh=view.status is AgentStatus.CONNECTING,
+            dashboard_url=settings.dashboard_url,
+            can_retry=view.status is AgentStatus.FAILED,
+            open_advanced=bool(view.agent.get("connServer")),
+        ),
+    )
+    return _html(page)
+
+
+@app.get("/connect-static/<name>")
+def static(name: str) -> Response[str]:
+    found = pages.static_file(name)
+    if found is None:
+        return _html("Not found", HTTPStatus.NOT_FOUND)
+    data, content_type = found
+    headers = {**pages.SECURITY_HEADERS, "Cache-Control": "public, max-age=300"}
+    return Response(200, content_type, data.decode(), headers=headers)
+
+
+def _form_again(token: str, problem: str) -> Response[str]:
+    view = _service().view(token, for_status=True)
+    template = "connect/status.html" if view.status is AgentStatus.NEEDS_SETTINGS else "connect/connect.html"
+    context = _context(
+        view, problem=problem, status=view.status.value, message=problem, title="Check your details"
+    )
+    return _html(pages.render(template, **context), HTTPStatus.BAD_REQUEST)
+
+
+@app.exception_handler(list(LINK_PROBLEMS))
+def _link_problem(error: Exception) -> Response[str]:
+    status_code, heading, message = LINK_PROBLEMS[type(error)]
+    if _wants_json():
+        body = {"status": "link_invalid", "reason": type(error).__name__, "message": heading}
+        return Response(
+            status_code.value,
+            content_types.APPLICATION_JSON,
+            json.dumps(body),
+            headers=dict(pages.SECURITY_HEADERS),
+        )
+    base_url = _base_url()
+    return _html(
+        pages.render("connect/link_problem.html", heading=heading, message=message, base_url=base_url),
+        status_code,
+    )
+
+
+@app.exception_handler(pages.CsrfError)
+def _csrf(error: pages.CsrfError) -> Response[str]:
+    logger.warning("Refused a form post", extra={"reason": str(error)})
+    base_url = _base_url()
+    page = pages.render(
+        "connect/link_problem.html",
+        heading="Please try again",
+        message="This form was open for too long or came from another page. Open the link from the email again.",
+        base_url=base_url,
+    )
+    return _html(page, HTTPStatus.FORBIDDEN)
+
+
+@app.exception_handler(FormError)
+def _form_error(error: FormError) -> Response[str]:
+    token = app.current_event.path_parameters.get("token", "")
+    return _form_again(token, error.message)
+
+
+@logger.inject_lambda_context(
+    correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True, log_event=False
+)
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

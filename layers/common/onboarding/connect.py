@@ -1,0 +1,259 @@
+"""Use cases of the hosted connect page: show the invite, take the credentials, resume the workflow.
+
+A GET never changes anything (mail scanners open links before people do). A POST moves the agent with a
+conditional write first, so of two racing submissions exactly one starts a workflow; then the password
+goes to the credential store and the workflow starts with references only.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+from botocore.exceptions import ClientError
+from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, SecretStr, StringConstraints
+
+from onboarding import invites
+from onboarding.credentials import CredentialStore
+from onboarding.errors import ConcurrentModificationError, DomainError, IllegalTransitionError
+from onboarding.exchange import Diagnosis, message_for
+from onboarding.executions import execution_name
+from onboarding.models import AgentStatus
+from onboarding.observability import logger, metrics
+from onboarding.store import DynamoAgentRepository
+from onboarding.verification import INTERNAL_ERROR, SETTINGS_TIMEOUT, Attr
+
+_USERNAME = re.compile(r"^(?:[^\s@\\]+@[^\s@\\]+|[^\s@\\]+\\[^\s@\\]+)$")
+_HOST = re.compile(r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?)$")
+
+
+def _username(value: str | None) -> str | None:
+    if not value:
+        return None
+    if not _USERNAME.match(value):
+        raise ValueError(r"enter it as user@domain.com or DOMAIN\user")
+    return value
+
+
+def _server(value: str | None) -> str | None:
+    """Accept what people paste (`https://mail.example.com/owa/`) and keep the host name."""
+    if not value:
+        return None
+    text = value.strip()
+    host = urlsplit(text if "://" in text else f"https://{text}").hostname or ""
+    if text.startswith("[") or (":" in host and not host.startswith("[")):
+        host = f"[{host}]" if ":" in host else host
+    if not _HOST.match(host):
+        raise ValueError("enter the server's name, e.g. mail.example.com")
+    return host.lower()
+
+
+Username = Annotated[
+    str | None, StringConstraints(strip_whitespace=True, max_length=256), AfterValidator(_username)
+]
+Server = Annotated[
+    str | None, StringConstraints(strip_whitespace=True, max_length=300), AfterValidator(_server)
+]
+Password = Annotated[SecretStr, Field(min_length=1, max_length=1024)]
+
+
+class _Form(BaseModel):
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=False)
+
+    nonce: str = Field(default="", max_length=200)
+
+
+class CredentialsForm(_Form):
+    email: EmailStr
+    password: Password
+    username: Username = None
+    server: Server = None
+
+
+class SettingsForm(_Form):
+    username: Username = None
+    server: Annotated[
+        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300), AfterValidator(_server)
+    ]
+    password: Annotated[SecretStr | None, Field(max_length=1024)] = None
+
+
+class FormError(DomainError):
+    """The owner typed something we cannot use: the page shows the message beside the form."""
+
+    code = "invalid_form"
+
+
+class WrongMailboxError(FormError):
+    code = "wrong_mailbox"
+
+
+class NotNowError(DomainError):
+    """The agent is not in a state where this form applies (e.g. already checking): show the status."""
+
+    code = "not_now"
+
+
+EXTRA_MESSAGES = {
+    SETTINGS_TIMEOUT: "We waited too long for the advanced settings. Enter your details again to retry.",
+    INTERNAL_ERROR: "Something went wrong on our side while checking your mailbox. Please try again.",
+}
+
+
+def reason_message(code: str | None) -> str:
+    if not code:
+        return ""
+    if code in EXTRA_MESSAGES:
+        return EXTRA_MESSAGES[code]
+    try:
+        return message_for(Diagnosis(code))
+    except ValueError:
+        return EXTRA_MESSAGES[INTERNAL_ERROR]
+
+
+@dataclass(frozen=True)
+class ConnectView:
+    token: str
+    token_hash: str  # the invite's key (SHA-256 of the token): kept on the agent for the workflow
+    tenant_name: str
+    agent: dict[str, Any]  # the agent item (service attributes included; never the password)
+
+    @property
+    def status(self) -> AgentStatus:
+        return AgentStatus(self.agent["status"])
+
+    @property
+    def email(self) -> str:
+        return str(self.agent["email"])
+
+    @property
+    def reason(self) -> str | None:
+        reason = self.agent.get("statusReason")
+        return str(reason) if reason else None
+
+    @property
+    def message(self) -> str:
+        return reason_message(self.reason)
+
+
+class ConnectService:
+    def __init__(
+        self,
+        repo: DynamoAgentRepository,
+        credentials: CredentialStore,
+        sfn: Any,
+        *,
+        state_machine_arn: str,
+        settings_timeout_seconds: int,
+    ) -> None:
+        self.repo = repo
+        self.credentials = credentials
+        self.sfn = sfn
+        self.state_machine_arn = state_machine_arn
+        self.settings_timeout_seconds = settings_timeout_seconds
+
+    # -- reads (GET) -------------------------------------------------------------------------
+    def view(self, token: str, *, for_status: bool = False) -> ConnectView:
+        """The invite and its agent. Raises the invite errors (-> friendly 404/410 pages). No writes."""
+        invite, _ = invites.resolve_invite(self.repo, token, allow_used=for_status)
+        item = self.repo.get_item(invite.tenant_id, invite.agent_id)
+        if item is None:
+            raise invites.InviteRevokedError("The agent was removed")
+        return ConnectView(
+            token=token,
+            token_hash=invite.token_hash,
+            tenant_name=str(item.get("tenantName") or invite.tenant_id),
+            agent=item,
+        )
+
+    # -- writes (POST) -----------------------------------------------------------------------
+    def submit_credentials(self, token: str, form: CredentialsForm) -> ConnectView:
+        view = self.view(token)
+        if form.email.lower() != view.email.lower():
+            raise WrongMailboxError(f"This invite is for {view.email}. Sign in with that mailbox.")
+        if view.status not in (AgentStatus.INVITED, AgentStatus.FAILED):
+            raise NotNowError(f"The mailbox is {view.status.value}")
+        attempt = int(view.agent.get(Attr.ATTEMPT, 0)) + 1
+        manual = {Attr.USERNAME: form.username, Attr.SERVER: form.server}
+        try:
+            self.repo.transition(
+                view.agent["tenantId"],
+                view.agent["agentId"],
+                AgentStatus.CONNECTING,
+                expected_version=int(view.agent["version"]),
+                set_attributes={
+                    Attr.ATTEMPT: attempt,
+                    Attr.ROUNDS: 0,
+                    Attr.INVITE_HASH: view.token_hash,
+                    **{k: v for k, v in manual.items() if v},
+                },
+                remove_attributes=(Attr.TASK_TOKEN, *(k for k, v in manual.items() if not v)),
+            )
+        except (ConcurrentModificationError, IllegalTransitionError) as error:
+            raise NotNowError("Another sign-in for this mailbox is already being checked") from error
+        self._start(view, attempt, form.password)
+        return self.view(token)
+
+    def submit_settings(self, token: str, form: SettingsForm) -> ConnectView:
+        view = self.view(token)
+        if view.status is not AgentStatus.NEEDS_SETTINGS:
+            raise NotNowError(f"The mailbox is {view.status.value}")
+        task_token = view.agent.get(Attr.TASK_TOKEN)
+        tenant_id, agent_id = view.agent["tenantId"], view.agent["agentId"]
+        try:
+            self.repo.transition(
+                tenant_id,
+                agent_id,
+                AgentStatus.CONNECTING,
+                expected_version=int(view.agent["version"]),
+                set_attributes={
+                    Attr.SERVER: form.server,
+                    **({Attr.USERNAME: form.username} if form.username else {}),
+                },
+                remove_attributes=(Attr.TASK_TOKEN, *(() if form.username else (Attr.USERNAME,))),
+            )
+        except (ConcurrentModificationError, IllegalTransitionError) as error:
+            raise NotNowError("These settings were already sent") from error
+        if form.password is not None and form.password.get_secret_value():
+            self.credentials.put(tenant_id, agent_id, form.password)
+        try:
+            self.sfn.send_task_success(taskToken=task_token, output=json.dumps({"settings": "received"}))
+        except ClientError as error:
+            # The wait timed out or the execution ended meanwhile: say so instead of spinning forever.
+            logger.warning(
+                "Could not resume the workflow", extra={"agent_id": agent_id, "error": _code(error)}
+            )
+            self.repo.transition(tenant_id, agent_id, AgentStatus.FAILED, reason=SETTINGS_TIMEOUT)
+        return self.view(token)
+
+    def _start(self, view: ConnectView, attempt: int, password: SecretStr) -> None:
+        tenant_id, agent_id = view.agent["tenantId"], view.agent["agentId"]
+        try:
+            self.credentials.put(tenant_id, agent_id, password)
+            self.sfn.start_execution(
+                stateMachineArn=self.state_machine_arn,
+                name=execution_name(agent_id, attempt),
+                input=json.dumps(
+                    {
+                        "tenantId": tenant_id,
+                        "agentId": agent_id,
+                        "attempt": attempt,
+                        "settingsTimeoutSeconds": self.settings_timeout_seconds,
+                    }
+                ),
+            )
+        except ClientError as error:
+            logger.exception(
+                "Could not start the verification", extra={"agent_id": agent_id, "error": _code(error)}
+            )
+            self.repo.transition(tenant_id, agent_id, AgentStatus.FAILED, reason=INTERNAL_ERROR)
+            return
+        metrics.add_metric(name="ConnectionStarted", unit="Count", value=1)
+        logger.info("Verification started", extra={"agent_id": agent_id, "attempt": attempt})
+
+
+def _code(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Code", ""))

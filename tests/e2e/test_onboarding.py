@@ -1,0 +1,122 @@
+"""Onboarding end to end, as the people involved do it: the admin in the dashboard, the mailbox owner in
+the email and on the connect page, against the local stack and its simulated Exchange servers."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+import requests
+
+from devstack.exchange_sim.scenarios import SCENARIOS_BY_NAME as S
+from tests.conftest import RunningStack
+
+pytestmark = pytest.mark.browser
+
+
+def add_agent_in_dashboard(page: Any, stack: RunningStack, name: str, email: str) -> None:
+    page.goto(stack.base_url + "/")
+    page.fill("input[name=name]", name)
+    page.fill("input[name=email]", email)
+    page.click("button[type=submit]")
+    page.locator("tr", has_text=email).wait_for()
+
+
+def invite_links(stack: RunningStack, email: str) -> list[str]:
+    emails = requests.get(f"{stack.base_url}/_local/emails", timeout=10).json()
+    return [e["link"] for e in emails if e["to"] == email]
+
+
+def wait_for_invite(stack: RunningStack, email: str, count: int = 1) -> str:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        links = invite_links(stack, email)
+        if len(links) >= count:
+            return links[-1]
+        time.sleep(0.2)
+    raise AssertionError(f"no invite email to {email}")
+
+
+def sign_in(page: Any, link: str, password: str, *, username: str = "", server: str = "") -> None:
+    page.goto(link)
+    assert page.locator("input[name=provider][value=ms_exchange]").is_checked()
+    page.fill("input[name=password]", password)
+    if username or server:
+        page.click("summary")
+        page.fill("form input[name=username]", username)
+        page.fill("form input[name=server]", server)
+    page.click("button[type=submit]")
+
+
+def wait_for_heading(page: Any, text: str, timeout: float = 60_000) -> None:
+    page.locator("h1", has_text=text).wait_for(timeout=timeout)
+
+
+def tick_shown(page: Any, stack: RunningStack, email: str) -> bool:
+    page.goto(stack.base_url + "/")
+    row = page.locator("tr", has_text=email)
+    row.wait_for()
+    page.wait_for_function(
+        "email => [...document.querySelectorAll('tr')].some(r => r.textContent.includes(email) && r.dataset.status)",
+        arg=email,
+    )
+    return str(row.locator("td.tick").inner_text()).strip() == "✔"
+
+
+def test_a_mailbox_that_autodiscovers_gets_its_tick(page: Any, local_stack: RunningStack) -> None:
+    scenario = S["autodiscover_subdomain"]
+    add_agent_in_dashboard(page, local_stack, "Bea <Support>", scenario.email)
+    link = wait_for_invite(local_stack, scenario.email)
+    sign_in(page, link, scenario.password)
+    wait_for_heading(page, "Your mailbox is connected")
+    dashboard = page.locator("a", has_text="Go to the dashboard")
+    assert dashboard.get_attribute("href").startswith(local_stack.base_url)
+    assert tick_shown(page, local_stack, scenario.email)
+    # The link did its job: opening it again says so, kindly.
+    page.goto(link)
+    wait_for_heading(page, "already used")
+
+
+def test_without_autodiscover_the_owner_enters_advanced_settings(
+    page: Any, local_stack: RunningStack
+) -> None:
+    scenario = S["manual_domain_user"]
+    add_agent_in_dashboard(page, local_stack, "Dave", scenario.email)
+    sign_in(page, wait_for_invite(local_stack, scenario.email), scenario.password)
+    wait_for_heading(page, "We need a few more details")
+    assert "Outlook on the web" in page.content()
+    page.fill("input[name=username]", str(scenario.username))
+    page.fill("input[name=server]", str(scenario.server))
+    page.click("button[type=submit]")
+    wait_for_heading(page, "Your mailbox is connected")
+    assert tick_shown(page, local_stack, scenario.email)
+
+
+def test_a_wrong_password_is_explained_and_the_right_one_works(page: Any, local_stack: RunningStack) -> None:
+    scenario = S["autodiscover_http_redirect"]
+    add_agent_in_dashboard(page, local_stack, "Carl", scenario.email)
+    link = wait_for_invite(local_stack, scenario.email)
+    sign_in(page, link, "Not-My-Password-1")
+    wait_for_heading(page, "We could not connect your mailbox")
+    message = page.locator("[role=alert]").inner_text()
+    assert "password" in message.lower()
+    page.fill("input[name=password]", scenario.password)
+    page.click("button[type=submit]")
+    wait_for_heading(page, "Your mailbox is connected")
+    assert tick_shown(page, local_stack, scenario.email)
+
+
+def test_a_link_replaced_by_a_resend_shows_a_friendly_page(page: Any, local_stack: RunningStack) -> None:
+    scenario = S["autodiscover_srv"]
+    add_agent_in_dashboard(page, local_stack, "Dora", scenario.email)
+    first = wait_for_invite(local_stack, scenario.email)
+    page.locator("tr", has_text=scenario.email).get_by_role("button", name="Resend invite").click()
+    second = wait_for_invite(local_stack, scenario.email, count=2)
+    assert second != first
+    response = page.goto(first)
+    assert response.status == 410
+    wait_for_heading(page, "no longer valid")
+    assert "new invite" in page.content()
+    response = page.goto(second)
+    assert response.status == 200
