@@ -4,6 +4,8 @@
   var token = document.querySelector('meta[name="api-token"]').content;
   var headers = { Authorization: "Bearer " + token, "Content-Type": "application/json" };
   var tbody = document.querySelector("#agents tbody");
+  // The statuses the API accepts a resend in (409 otherwise).
+  var RESENDABLE = ["invite_pending", "invited", "invite_failed", "failed"];
 
   function api(method, path, body) {
     return fetch(path, { method: method, headers: headers, body: body ? JSON.stringify(body) : undefined })
@@ -34,7 +36,9 @@
       tr.appendChild(status);
       tr.appendChild(cell(agent.status === "verified" ? "✔" : "", "tick"));
       var actions = document.createElement("td");
-      actions.appendChild(button("Resend invite", function () { api("POST", "/agents/" + agent.agentId + "/invite").then(load, alertError); }));
+      if (RESENDABLE.indexOf(agent.status) >= 0) {
+        actions.appendChild(button("Resend invite", function () { api("POST", "/agents/" + agent.agentId + "/invite").then(load, alertError); }));
+      }
       actions.appendChild(button("Remove", function () { api("DELETE", "/agents/" + agent.agentId).then(load, alertError); }));
       tr.appendChild(actions);
       tbody.appendChild(tr);
