@@ -1,0 +1,69 @@
+"""Faults injected mid-flow: every agent still ends in a defined state, nothing is lost."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from botocore.awsrequest import AWSResponse
+
+from devstack.exchange_sim.scenarios import SCENARIOS_BY_NAME as S
+from onboarding import aws
+from onboarding.models import AgentStatus
+from tests.statemachine.conftest import Workflow
+
+
+class _Raw:
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+
+    def stream(self, **_: Any) -> Any:
+        yield self.body
+
+
+def _throttle(request: Any) -> AWSResponse:
+    body = json.dumps(
+        {"__type": "com.amazonaws.dynamodb.v20120810#ThrottlingException", "message": "Rate exceeded"}
+    ).encode()
+    return AWSResponse(request.url, 400, {"x-amzn-ErrorType": "ThrottlingException"}, _Raw(body))
+
+
+def _inject(when: Callable[[Any], bool], times: int | None) -> list[int]:
+    """Make the service's DynamoDB client answer ThrottlingException to matching requests (`times` of
+    them, or all when None), at the HTTP layer, so botocore's own retries see it as they would on AWS."""
+    seen = [0]
+
+    def hook(request: Any, **_: Any) -> AWSResponse | None:
+        if not when(request) or (times is not None and seen[0] >= times):
+            return None
+        seen[0] += 1
+        return _throttle(request)
+
+    aws.client("dynamodb").meta.events.register_first("before-send.dynamodb.UpdateItem", hook)
+    return seen
+
+
+def _verify_step_write(request: Any) -> bool:
+    return b"inboxItemCount" in (request.body or b"")
+
+
+def test_a_throttled_write_is_retried_and_the_mailbox_still_verifies(workflow: Workflow) -> None:
+    scenario = S["autodiscover_subdomain"]
+    agent_id = workflow.add_invited_agent(scenario.email)
+    throttled = _inject(_verify_step_write, times=1)
+    execution = workflow.connect(agent_id, scenario.password)
+    assert workflow.wait_for_end(execution)["status"] == "SUCCEEDED"
+    assert throttled[0] == 1
+    assert (workflow.repo.get_item("demo", agent_id) or {})["status"] == AgentStatus.VERIFIED
+
+
+def test_a_step_whose_writes_keep_failing_ends_failed_not_stuck_connecting(workflow: Workflow) -> None:
+    scenario = S["autodiscover_subdomain"]
+    agent_id = workflow.add_invited_agent(scenario.email)
+    throttled = _inject(_verify_step_write, times=None)
+    execution = workflow.connect(agent_id, scenario.password)
+    workflow.wait_for_end(execution)
+    item = workflow.repo.get_item("demo", agent_id) or {}
+    assert throttled[0] >= 2  # botocore retried before the task gave up
+    assert (item["status"], item["statusReason"]) == ("failed", "internal_error")
