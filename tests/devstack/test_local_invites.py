@@ -31,7 +31,13 @@ def test_adding_an_agent_emails_a_working_invite_link(local_stack: RunningStack)
     assert sent["link"] in sent["text"]
     assert sent["link"] in sent["html"]
     assert "Invitee" in sent["text"]
-    shown = requests.get(f"{base}/agents/{agent['agentId']}", headers=headers, timeout=10).json()
+    # The email goes out first, then the agent moves to `invited`: give that write a moment.
+    deadline = time.monotonic() + 5
+    while True:
+        shown = requests.get(f"{base}/agents/{agent['agentId']}", headers=headers, timeout=10).json()
+        if shown["status"] != "invite_pending" or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
     assert shown["status"] == "invited"
 
     resent = requests.post(f"{base}/agents/{agent['agentId']}/invite", headers=headers, timeout=10)
