@@ -95,6 +95,24 @@ _current = threading.local()
 
 
 def _size(value: Any) -> int:
+    """Bytes of a DynamoDB item (low-level format) as DynamoDB bills them, roughly: names plus values."""
+    if isinstance(value, dict) and all(isinstance(v, dict) and len(v) == 1 for v in value.values()):
+        return sum(len(str(name).encode()) + _value_size(v) for name, v in value.items())
+    return len(json.dumps(value, default=str))
+
+
+def _value_size(typed: dict[str, Any]) -> int:
+    ((kind, value),) = typed.items()
+    if kind == "S":
+        return len(str(value).encode())
+    if kind == "N":
+        return len(str(value)) // 2 + 2
+    if kind in ("BOOL", "NULL"):
+        return 1
+    if kind == "M":
+        return 3 + sum(len(str(k).encode()) + 1 + _value_size(v) for k, v in value.items())
+    if kind == "L":
+        return 3 + sum(1 + _value_size(v) for v in value)
     return len(json.dumps(value, default=str))
 
 
@@ -372,6 +390,7 @@ class Result:
     transitions: int
     executions: Counter[str]
     secrets_left: Counter[str]  # secrets kept at the end, by the agent's final status
+    item_sizes: list[int]  # bytes of each agent item at the end
     memory_mb: dict[str, int]
     problems: list[str]
 
@@ -410,6 +429,15 @@ def state_transitions(moto_url: str) -> tuple[int, Counter[str]]:
                         break
                     kwargs["nextToken"] = history["nextToken"]
     return entered, statuses
+
+
+def agent_item_sizes(moto_url: str, table: str) -> list[int]:
+    """Sizes of the agent items at the end: a write costs 1 WRU per KB of the larger of old and new item."""
+    import boto3
+
+    ddb = boto3.client("dynamodb", endpoint_url=moto_url, region_name="us-east-1")
+    pages = ddb.get_paginator("scan").paginate(TableName=table)
+    return [_size(item) for page in pages for item in page["Items"] if _is_agent(item)]
 
 
 def secrets_kept(moto_url: str, prefix: str, jobs: list[Onboarding]) -> Counter[str]:
@@ -494,13 +522,16 @@ def run(
             problems = check(jobs, inbox, emails) + dashboard_problems(stack.base_url, jobs)
             transitions, executions = state_transitions(stack.moto_url)
             secrets_left = secrets_kept(stack.moto_url, os.environ["CREDENTIALS_PREFIX"], jobs)
+            item_sizes = agent_item_sizes(stack.moto_url, os.environ["AGENTS_TABLE_NAME"])
     finally:
         with contextlib.redirect_stdout(quiet_out) if quiet else contextlib.nullcontext():
             stack.stop()
     for status, count in executions.items():
         if status == "RUNNING":
             problems.append(f"{count} Step Functions executions still RUNNING at the end")
-    return Result(jobs, wall, meter, emails, transitions, executions, secrets_left, memory_sizes(), problems)
+    return Result(
+        jobs, wall, meter, emails, transitions, executions, secrets_left, item_sizes, memory_sizes(), problems
+    )
 
 
 # ---- Reporting ---------------------------------------------------------------------------------------
@@ -641,6 +672,11 @@ def print_cost(result: Result) -> None:
     by_function: dict[str, list[str]] = defaultdict(list)
     for (label, svc, op), count in sorted(result.meter.calls.items()):
         by_function[label].append(f"{svc}.{op} {count / n:.2f}")
+    sizes = result.item_sizes or [0]
+    print(
+        f"Agent items at the end: {statistics.mean(sizes):.0f} bytes on average, {max(sizes)} at most "
+        f"({'under' if max(sizes) <= 1024 else 'OVER'} the 1 KB that 1 WRU writes)"
+    )
     print("AWS API calls by our handlers, per onboarding:")
     for label, calls in sorted(by_function.items()):
         print(f"  {label}: {', '.join(calls)}")
