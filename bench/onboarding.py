@@ -566,7 +566,7 @@ def print_throughput(result: Result, concurrency: int) -> None:
         busy = sum(durations) / result.wall * 100
         p50, top = _pct(durations, 0.5) * 1000, max(durations) * 1000
         print(f"{label:44} {len(durations):11d} {p50:8.0f} {top:8.0f} {busy:7.0f}")
-    print(f"\n{'scenario':28} {'n':>3} {'verdict (expected)':44} {'median s':>9}")
+    print(f"\n{'scenario':28} {'n':>3} {'verdict (expected)':62} {'median s':>9}")
     by_scenario: dict[str, list[Onboarding]] = defaultdict(list)
     for job in jobs:
         by_scenario[job.scenario.name].append(job)
@@ -577,7 +577,7 @@ def print_throughput(result: Result, concurrency: int) -> None:
         totals = [j.total for j in group if j.total is not None]
         median = statistics.median(totals) if totals else float("nan")
         mark = "" if all(j.ok and not j.error for j in group) else "  <-- MISMATCH"
-        print(f"{name:28} {len(group):3d} {shown + ' (' + want + ')':44} {median:9.2f}{mark}")
+        print(f"{name:28} {len(group):3d} {shown + ' (' + want + ')':62} {median:9.2f}{mark}")
 
 
 def print_check(result: Result) -> None:
@@ -597,15 +597,20 @@ def print_check(result: Result) -> None:
     print(f"  CHECK {'PASSED' if result.passed else 'FAILED'}")
     for problem in result.problems:
         print(f"    - {problem}")
-    glitches = [(job, glitch) for job in jobs for glitch in job.glitches]
-    if glitches:
-        print(f"  Unexpected answers on the way (polled again; not verdicts): {len(glitches)}")
-        print(
-            "    (HTML for a JSON status poll: local stack only -- its functions share one process, and "
-            "Powertools keeps the current event on a class attribute, BaseRouter.current_event)"
-        )
-        for job, glitch in glitches:
-            print(f"    - #{job.index} {job.scenario.name}: {glitch[:160]}")
+    kinds: dict[str, list[int]] = defaultdict(list)
+    for job in jobs:
+        for glitch in job.glitches:
+            html = "HTTP 200: '<!doctype html>" in glitch
+            kinds["JSON status poll answered with the HTML page" if html else glitch[:160]].append(job.index)
+    if kinds:
+        print("  Unexpected answers on the way (polled again; not verdicts):")
+    for kind, indexes in kinds.items():
+        print(f"    - {kind}: {len(indexes)}x, onboardings {sorted(set(indexes))}")
+        if kind.startswith("JSON status poll"):
+            print(
+                "      (local stack only: its functions share one process, and Powertools keeps the current "
+                "event on a class attribute, BaseRouter.current_event, which AddAgent's requests overwrite)"
+            )
 
 
 POLLS = "status polls"
