@@ -44,11 +44,11 @@ class LambdaContext:
 class FunctionRunner:
     """Imports a handler once and invokes it serially, like one warm Lambda instance."""
 
-    def __init__(self, name: str, module: str, handler: str) -> None:
+    def __init__(self, name: str, module: str, handler: str, lock: threading.Lock | None = None) -> None:
         self.name = name
         self.module = module
         self.handler_name = handler
-        self._lock = threading.Lock()
+        self._lock = lock or threading.Lock()
         self._handler: Callable[[dict[str, Any], Any], Any] | None = None
         self.invocations = 0
 
@@ -67,8 +67,14 @@ def runners_from_template(
     from devstack import template as tpl
 
     template = template or tpl.load_template()
+    # Powertools keeps the resolver's current request in a class attribute (BaseRouter.current_event), so
+    # two HTTP functions running at once in one process would read each other's request. On AWS each
+    # function has its own process; here the functions behind the gateway take turns on one lock.
+    http_lock = threading.Lock()
     runners = {}
     for logical_id, body in tpl.resources(template, "AWS::Serverless::Function").items():
         module, handler = tpl.function_module(body)
-        runners[logical_id] = FunctionRunner(f"{prefix}-{logical_id}", module, handler)
+        events = body["Properties"].get("Events", {}).values()
+        shared = http_lock if any(event.get("Type") == "HttpApi" for event in events) else None
+        runners[logical_id] = FunctionRunner(f"{prefix}-{logical_id}", module, handler, shared)
     return runners

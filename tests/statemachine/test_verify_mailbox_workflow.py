@@ -71,6 +71,9 @@ def test_a_wrong_password_fails_with_its_diagnosis(workflow: Workflow) -> None:
     workflow.wait_for_end(execution)
     item = workflow.repo.get_item("demo", agent_id) or {}
     assert (item["status"], item["statusReason"]) == ("failed", "auth_failed")
+    # A password that did not connect is not kept.
+    names = [s["Name"] for s in boto3.client("secretsmanager").list_secrets()["SecretList"]]
+    assert not [name for name in names if agent_id in name]
 
 
 def test_a_failing_lambda_task_ends_failed_not_stuck_connecting(workflow: Workflow) -> None:
@@ -91,6 +94,8 @@ def test_a_failed_agent_can_retry_and_succeed(workflow: Workflow) -> None:
     second = workflow.connect(agent_id, scenario.password)
     assert workflow.wait_for_end(second)["status"] == "SUCCEEDED"
     assert (workflow.repo.get_item("demo", agent_id) or {})["status"] == "verified"
+    # The password that worked is kept: monitoring the mailbox needs it.
+    assert workflow.credentials.get("demo", agent_id).get_secret_value() == scenario.password
 
 
 def test_the_password_never_leaves_the_credential_store(workflow: Workflow, capsys: object) -> None:

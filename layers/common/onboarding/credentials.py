@@ -46,14 +46,11 @@ class SecretsManagerCredentialStore(CredentialStore):
         return f"{self.prefix}/{tenant_id}/{agent_id}"
 
     def put(self, tenant_id: str, agent_id: str, password: SecretStr) -> None:
+        """Create the agent's secret (the usual case: one call), or give an existing one a new value."""
         value = json.dumps({"password": password.get_secret_value()})
         name = self.name(tenant_id, agent_id)
+        extra = {"KmsKeyId": self.kms_key_id} if self.kms_key_id else {}
         try:
-            self.client.put_secret_value(SecretId=name, SecretString=value)
-        except ClientError as error:
-            if error.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
-                raise
-            extra = {"KmsKeyId": self.kms_key_id} if self.kms_key_id else {}
             self.client.create_secret(
                 Name=name,
                 SecretString=value,
@@ -61,6 +58,15 @@ class SecretsManagerCredentialStore(CredentialStore):
                 Tags=[{"Key": "tenantId", "Value": tenant_id}, {"Key": "agentId", "Value": agent_id}],
                 **extra,
             )
+            return
+        except ClientError as error:
+            code = error.response.get("Error", {}).get("Code")
+            if code == "InvalidRequestException":
+                # Deleted a moment ago (a failed attempt) and not gone yet: bring it back, then overwrite.
+                self.client.restore_secret(SecretId=name)
+            elif code != "ResourceExistsException":
+                raise
+        self.client.put_secret_value(SecretId=name, SecretString=value)
 
     def get(self, tenant_id: str, agent_id: str) -> SecretStr:
         try:

@@ -212,6 +212,8 @@ class VerificationSteps:
             reason=code,
             remove_attributes=(Attr.TASK_TOKEN,),
         )
+        # A password that did not connect is of no use and must not linger (a retry asks for it again).
+        self.credentials.delete(task.tenant_id, task.agent_id)
         metrics.add_metric(name="MailboxVerificationFailed", unit="Count", value=1)
         return TaskOutput(outcome=Outcome.RECORDED, code=code)
 
