@@ -232,6 +232,7 @@ def _forged(nonce: str) -> str:
         pytest.param(lambda token, other: None, id="missing"),
         pytest.param(lambda token, other: "", id="empty"),
         pytest.param(lambda token, other: "garbage", id="malformed"),
+        pytest.param(lambda token, other: "1.salt.é", id="non-ascii"),
         pytest.param(lambda token, other: _forged(page_nonce(token)), id="forged"),
         pytest.param(lambda token, other: pages.csrf_nonce(b"another key", token), id="other-key"),
         pytest.param(lambda token, other: page_nonce(other), id="other-token"),
