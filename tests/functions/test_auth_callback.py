@@ -472,6 +472,18 @@ def test_settings_for_a_wait_that_is_over_mark_the_agent_failed(
     assert "enter your details again" in str(status_json(invited.token)["message"]).lower()
 
 
+def test_settings_when_no_task_token_is_stored_mark_the_agent_failed(
+    env: ConnectEnv, invited: Invited
+) -> None:
+    """Given an agent in needs_settings without a task token (nothing to resume), when settings arrive,
+    then the agent fails with settings_timeout rather than staying `connecting` with no workflow."""
+    to_status(env, invited, S.NEEDS_SETTINGS, reason="autodiscover_failed")
+    answer = post(f"/connect/{invited.token}/settings", settings_form(invited.token))
+    assert answer.status == 303
+    item = env.item(invited.agent_id)
+    assert (item["status"], item.get("statusReason")) == ("failed", "settings_timeout")
+
+
 def test_settings_with_a_new_password_replace_the_stored_one(env: ConnectEnv, invited: Invited) -> None:
     submit(invited.token)
     env.repo.transition("demo", invited.agent_id, S.NEEDS_SETTINGS, reason="autodiscover_failed")
