@@ -14,6 +14,7 @@ import boto3
 import pytest
 from moto.core.config import default_user_config
 
+from functions.auth_callback import app
 from onboarding import invites, pages
 from onboarding.invite_tokens import token_hash
 from onboarding.models import AgentStatus
@@ -364,6 +365,29 @@ def test_of_two_submissions_only_the_first_starts_a_workflow(env: ConnectEnv, in
     second = post(f"/connect/{invited.token}", credentials(second_nonce, password="another"))
     assert (first.status, second.status) == (303, 303)
     assert second.headers["location"] == first.headers["location"]
+    assert len(env.executions()) == 1
+    assert env.item(invited.agent_id)[Attr.ATTEMPT] == 1
+    secret = boto3.client("secretsmanager").get_secret_value(
+        SecretId=f"mailbox-onboarding/test/demo/{invited.agent_id}"
+    )
+    assert json.loads(secret["SecretString"])["password"] == PASSWORD
+
+
+def test_of_two_truly_racing_submissions_the_conditional_write_lets_one_through(
+    env: ConnectEnv, invited: Invited, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Given a second submission that read the agent (invited) before the first one wrote, when it
+    writes, then the conditional write refuses it: no second workflow, its password is not stored."""
+    service = app._service()
+    stale = service.view(invited.token)
+    second_nonce = page_nonce(invited.token)
+    assert submit(invited.token).status == 303
+    real_view = service.view
+    views = iter([stale])
+    monkeypatch.setattr(service, "view", lambda token, **kw: next(views, None) or real_view(token, **kw))
+    answer = post(f"/connect/{invited.token}", credentials(second_nonce, password="another"))
+    assert answer.status == 303
+    assert answer.headers["location"].endswith("/status")
     assert len(env.executions()) == 1
     assert env.item(invited.agent_id)[Attr.ATTEMPT] == 1
     secret = boto3.client("secretsmanager").get_secret_value(
