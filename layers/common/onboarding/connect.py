@@ -219,15 +219,24 @@ class ConnectService:
             raise NotNowError("These settings were already sent") from error
         if form.password is not None and form.password.get_secret_value():
             self.credentials.put(tenant_id, agent_id, form.password)
+        if not self._resume(task_token, agent_id):
+            # The wait timed out or the execution ended meanwhile: say so instead of spinning forever.
+            self.repo.transition(tenant_id, agent_id, AgentStatus.FAILED, reason=SETTINGS_TIMEOUT)
+        return self.view(token)
+
+    def _resume(self, task_token: str | None, agent_id: str) -> bool:
+        """Hand the settings to the waiting workflow; False when none waits for them."""
+        if not task_token:
+            logger.warning("No workflow waits for these settings", extra={"agent_id": agent_id})
+            return False
         try:
             self.sfn.send_task_success(taskToken=task_token, output=json.dumps({"settings": "received"}))
         except ClientError as error:
-            # The wait timed out or the execution ended meanwhile: say so instead of spinning forever.
             logger.warning(
                 "Could not resume the workflow", extra={"agent_id": agent_id, "error": _code(error)}
             )
-            self.repo.transition(tenant_id, agent_id, AgentStatus.FAILED, reason=SETTINGS_TIMEOUT)
-        return self.view(token)
+            return False
+        return True
 
     def _start(self, view: ConnectView, attempt: int, password: SecretStr) -> None:
         tenant_id, agent_id = view.agent["tenantId"], view.agent["agentId"]

@@ -76,7 +76,8 @@ def check_csrf_nonce(key: bytes, scope: str, nonce: str | None, *, max_age: int 
     except ValueError:
         raise CsrfError("missing or malformed form nonce") from None
     expected = hmac.new(key, f"{scope}|{issued}|{salt}".encode(), hashlib.sha256).hexdigest()
-    if not hmac.compare_digest(mac, expected):
+    # compare_digest refuses non-ASCII str (TypeError): a pasted or forged nonce is simply wrong.
+    if not (mac.isascii() and hmac.compare_digest(mac, expected)):
         raise CsrfError("form nonce does not match")
     if not 0 <= time.time() - issued <= max_age:
         raise CsrfError("form nonce expired")

@@ -1,0 +1,580 @@
+"""The hosted connect page (functions/auth_callback), invoked as API Gateway invokes it, against moto:
+the table from template.yaml, the invite link issued by the real invite sender, the real ASL state
+machine (not executed here: the workflow's own tests are in tests/statemachine)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+
+import boto3
+import pytest
+from moto.core.config import default_user_config
+
+from functions.auth_callback import app
+from onboarding import invites, pages
+from onboarding.invite_tokens import token_hash
+from onboarding.models import AgentStatus
+from onboarding.verification import Attr
+from tests.conftest import TABLE_NAME
+from tests.connect_helpers import (
+    CSRF_KEY,
+    DASHBOARD_URL,
+    EMAIL,
+    PASSWORD,
+    Answer,
+    ConnectEnv,
+    Invited,
+    connect_environment,
+    credentials,
+    get,
+    nonce_of,
+    post,
+    scan,
+)
+from tests.invite_helpers import BASE_URL
+
+S = AgentStatus
+UNKNOWN_TOKEN = "A" * 43
+
+
+@pytest.fixture
+def env(moto_aws: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[ConnectEnv]:
+    with connect_environment(monkeypatch) as connect_env:
+        yield connect_env
+
+
+@pytest.fixture
+def invited(env: ConnectEnv) -> Invited:
+    return env.invite()
+
+
+def page_nonce(token: str) -> str:
+    return nonce_of(get(f"/connect/{token}").body)
+
+
+def submit(token: str, **fields: str) -> Answer:
+    return post(f"/connect/{token}", credentials(page_nonce(token), **fields))
+
+
+def to_status(env: ConnectEnv, invited: Invited, status: AgentStatus, reason: str | None = None) -> None:
+    """Walk the agent along the lifecycle to `status` (as the workflow would)."""
+    path = {
+        S.CONNECTING: [S.CONNECTING],
+        S.NEEDS_SETTINGS: [S.CONNECTING, S.NEEDS_SETTINGS],
+        S.FAILED: [S.CONNECTING, S.FAILED],
+        S.VERIFIED: [S.CONNECTING, S.VERIFIED],
+    }[status]
+    for step in path:
+        env.repo.transition("demo", invited.agent_id, step, reason=reason if step is status else None)
+
+
+# -- 1. the page -----------------------------------------------------------------------------------
+def assert_security_headers(answer: Answer) -> None:
+    csp = answer.headers["content-security-policy"]
+    assert "default-src 'none'" in csp
+    assert "frame-ancestors 'none'" in csp
+    assert answer.headers["strict-transport-security"].startswith("max-age=")
+    assert answer.headers["x-content-type-options"] == "nosniff"
+    assert answer.headers["cache-control"] == "no-store"
+    assert answer.headers["referrer-policy"] == "no-referrer"
+
+
+def test_the_link_shows_the_inviter_the_mailbox_and_the_exchange_form(invited: Invited) -> None:
+    answer = get(f"/connect/{invited.token}")
+    assert answer.status == 200
+    assert answer.headers["content-type"].startswith("text/html")
+    assert_security_headers(answer)
+    assert "Contoso Ltd" in answer.body
+    assert EMAIL in answer.body
+    assert 'value="ms_exchange" checked' in answer.body
+    assert "Microsoft Exchange" in answer.body
+    assert f'name="email" value="{EMAIL}"' in answer.body
+    assert f'action="{BASE_URL}/connect/{invited.token}"' in answer.body
+    assert nonce_of(answer.body)
+
+
+def test_opening_the_link_changes_nothing(env: ConnectEnv, invited: Invited) -> None:
+    before = scan()
+    for _ in range(3):
+        assert get(f"/connect/{invited.token}").status == 200
+        assert get(f"/connect/{invited.token}/status").status == 200
+    assert scan() == before
+    assert env.executions() == []
+
+
+# -- 2. links that do not work ---------------------------------------------------------------------
+def assert_link_problem(answer: Answer, status: int, text: str) -> None:
+    assert answer.status == status
+    assert answer.headers["content-type"].startswith("text/html")
+    assert_security_headers(answer)
+    assert text in answer.body
+    assert "send a new invite" in answer.body
+
+
+@pytest.mark.usefixtures("env")
+@pytest.mark.parametrize("token", [UNKNOWN_TOKEN, "short", "not*a*token" * 3, "x" * 101])
+def test_an_unknown_or_malformed_link_is_a_404_page(token: str) -> None:
+    assert_link_problem(get(f"/connect/{token}"), 404, "This link is not valid")
+
+
+def test_an_unknown_link_answers_json_when_asked(env: ConnectEnv) -> None:
+    answer = get(f"/connect/{UNKNOWN_TOKEN}/status", accept="application/json")
+    assert answer.status == 404
+    assert answer.json()["status"] == "link_invalid"
+
+
+def test_an_expired_link_is_a_410_page(env: ConnectEnv, invited: Invited) -> None:
+    past = (datetime.now(UTC) - timedelta(minutes=1)).isoformat(timespec="milliseconds")
+    boto3.client("dynamodb").update_item(
+        TableName=TABLE_NAME,
+        Key={"pk": {"S": f"INVITE#{token_hash(invited.token)}"}, "sk": {"S": "INVITE"}},
+        UpdateExpression="SET expiresAt = :past",
+        ExpressionAttributeValues={":past": {"S": past.replace("+00:00", "Z")}},
+    )
+    assert_link_problem(get(f"/connect/{invited.token}"), 410, "This link has expired")
+
+
+def test_a_link_replaced_by_a_resend_is_a_410_page(env: ConnectEnv, invited: Invited) -> None:
+    invites.request_invite(env.repo, "demo", invited.agent_id)
+    env.deliver()
+    assert_link_problem(get(f"/connect/{invited.token}"), 410, "This link is no longer valid")
+
+
+def test_a_used_link_is_a_410_page(env: ConnectEnv, invited: Invited) -> None:
+    invites.consume_invite(env.repo, invited.token)
+    assert_link_problem(get(f"/connect/{invited.token}"), 410, "This link was already used")
+
+
+def test_a_locked_link_is_a_410_page(env: ConnectEnv, invited: Invited) -> None:
+    while invites.record_failed_password(env.repo, invited.token):
+        pass
+    assert_link_problem(get(f"/connect/{invited.token}"), 410, "This link is locked")
+
+
+def test_posting_to_a_dead_link_is_the_same_page(env: ConnectEnv, invited: Invited) -> None:
+    nonce = page_nonce(invited.token)
+    invites.request_invite(env.repo, "demo", invited.agent_id)
+    env.deliver()
+    before = scan()
+    answer = post(f"/connect/{invited.token}", credentials(nonce))
+    assert_link_problem(answer, 410, "This link is no longer valid")
+    assert scan() == before
+
+
+# -- 3. the credentials ----------------------------------------------------------------------------
+def test_a_valid_post_stores_the_password_and_starts_the_workflow(
+    env: ConnectEnv, invited: Invited, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)  # botocore DEBUG logs request bodies; Lambda runs at INFO
+    answer = submit(invited.token)
+
+    assert answer.status == 303
+    assert answer.headers["location"] == f"{BASE_URL}/connect/{invited.token}/status"
+    assert_security_headers(answer)
+    item = env.item(invited.agent_id)
+    assert item["status"] == "connecting"
+    assert item[Attr.ATTEMPT] == 1
+    assert item[Attr.INVITE_HASH] == token_hash(invited.token)
+    secret = boto3.client("secretsmanager").get_secret_value(
+        SecretId=f"mailbox-onboarding/test/demo/{invited.agent_id}"
+    )
+    assert json.loads(secret["SecretString"]) == {"password": PASSWORD}
+    (execution,) = env.executions()
+    described = env.sfn.describe_execution(executionArn=execution["executionArn"])
+    assert json.loads(described["input"]) == {
+        "tenantId": "demo",
+        "agentId": invited.agent_id,
+        "attempt": 1,
+        "settingsTimeoutSeconds": 600,
+    }
+    captured = capsys.readouterr()
+    for place in (
+        str(scan()),
+        answer.body,
+        str(answer.headers),
+        described["input"],
+        captured.out,
+        captured.err,
+    ):
+        assert PASSWORD not in place
+    assert PASSWORD not in caplog.text
+
+
+def test_the_status_page_after_the_post_says_it_is_checking(env: ConnectEnv, invited: Invited) -> None:
+    submit(invited.token)
+    answer = get(f"/connect/{invited.token}/status")
+    assert answer.status == 200
+    assert 'data-status="connecting"' in answer.body
+    assert '<meta http-equiv="refresh"' in answer.body
+    assert get(f"/connect/{invited.token}").headers["location"].endswith("/status")
+
+
+# -- 4. CSRF ---------------------------------------------------------------------------------------
+def assert_refused(env: ConnectEnv, invited: Invited, answer: Answer, before: object) -> None:
+    assert answer.status == 403
+    assert_security_headers(answer)
+    assert "Please try again" in answer.body
+    assert scan() == before
+    assert env.executions() == []
+
+
+def _forged(nonce: str) -> str:
+    issued, salt, mac = nonce.split(".")
+    return f"{issued}.{salt}.{'0' * len(mac)}"
+
+
+@pytest.mark.parametrize(
+    "make_nonce",
+    [
+        pytest.param(lambda token, other: None, id="missing"),
+        pytest.param(lambda token, other: "", id="empty"),
+        pytest.param(lambda token, other: "garbage", id="malformed"),
+        pytest.param(lambda token, other: "1.salt.é", id="non-ascii"),
+        pytest.param(lambda token, other: _forged(page_nonce(token)), id="forged"),
+        pytest.param(lambda token, other: pages.csrf_nonce(b"another key", token), id="other-key"),
+        pytest.param(lambda token, other: page_nonce(other), id="other-token"),
+        pytest.param(
+            lambda token, other: pages.csrf_nonce(CSRF_KEY, token, now=time.time() - 3601), id="expired"
+        ),
+        pytest.param(
+            lambda token, other: pages.csrf_nonce(CSRF_KEY, token, now=time.time() + 600), id="future"
+        ),
+    ],
+)
+def test_a_post_without_a_good_nonce_is_refused(
+    env: ConnectEnv, invited: Invited, make_nonce: Callable[[str, str], str | None]
+) -> None:
+    other = env.invite(email="bob@contoso.com")  # another agent's link
+    nonce = make_nonce(invited.token, other.token)
+    form = credentials("")
+    if nonce is None:
+        del form["nonce"]
+    else:
+        form["nonce"] = nonce
+    before = scan()
+    assert_refused(env, invited, post(f"/connect/{invited.token}", form), before)
+
+
+def test_a_nonce_made_with_the_real_key_now_is_accepted(env: ConnectEnv, invited: Invited) -> None:
+    """The key of the test secret signs nonces like the page does (so the refusals above are real)."""
+    nonce = pages.csrf_nonce(CSRF_KEY, invited.token)
+    assert post(f"/connect/{invited.token}", credentials(nonce)).status == 303
+
+
+@pytest.mark.parametrize(
+    ("origin", "headers"),
+    [
+        ("https://evil.example.net", {}),
+        ("http://connect.example.com", {}),
+        ("https://connect.example.com.evil.net", {}),
+        (BASE_URL, {"sec-fetch-site": "cross-site"}),
+        (None, {"sec-fetch-site": "same-site"}),
+    ],
+)
+def test_a_post_from_another_site_is_refused(
+    env: ConnectEnv, invited: Invited, origin: str | None, headers: dict[str, str]
+) -> None:
+    form = credentials(page_nonce(invited.token))
+    before = scan()
+    assert_refused(env, invited, post(f"/connect/{invited.token}", form, origin=origin, **headers), before)
+
+
+@pytest.mark.parametrize("origin", ["null", None])
+def test_a_null_or_absent_origin_with_a_valid_nonce_is_accepted(
+    env: ConnectEnv, invited: Invited, origin: str | None
+) -> None:
+    form = credentials(page_nonce(invited.token))
+    answer = post(f"/connect/{invited.token}", form, origin=origin, **{"sec-fetch-site": "same-origin"})
+    assert answer.status == 303
+    assert len(env.executions()) == 1
+
+
+# -- 5. validation ---------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("fields", "named"),
+    [
+        ({"email": "not an email"}, "Email address"),
+        ({"email": ""}, "Email address"),
+        ({"password": ""}, "Password"),
+        ({"password": "x" * 1025}, "Password"),
+        ({"username": "just a name"}, "Username"),
+        ({"username": "user@"}, "Username"),
+        ({"username": "a\\b\\c"}, "Username"),
+        ({"server": "not a server!"}, "Server"),
+        ({"server": "https://"}, "Server"),
+        ({"server": "-mail.example.com"}, "Server"),
+        ({"server": "x" * 301}, "Server"),
+    ],
+)
+def test_bad_input_is_a_400_page_naming_the_field(
+    env: ConnectEnv, invited: Invited, fields: dict[str, str], named: str
+) -> None:
+    nonce = page_nonce(invited.token)
+    before = scan()
+    answer = post(f"/connect/{invited.token}", credentials(nonce, **fields))
+    assert answer.status == 400
+    assert_security_headers(answer)
+    assert 'role="alert"' in answer.body
+    assert f"{named}:" in answer.body
+    assert nonce_of(answer.body)  # the form again, ready to resubmit
+    assert scan() == before
+    assert env.executions() == []
+
+
+@pytest.mark.parametrize(
+    ("pasted", "stored"),
+    [
+        ("https://Mail.Example.com/owa/", "mail.example.com"),
+        ("  mail.example.com  ", "mail.example.com"),
+        ("mail.example.com:443", "mail.example.com"),
+        ("[2001:db8::1]", "[2001:db8::1]"),
+    ],
+)
+def test_a_pasted_server_address_is_stored_as_the_host_name(
+    env: ConnectEnv, invited: Invited, pasted: str, stored: str
+) -> None:
+    assert submit(invited.token, server=pasted, username="CONTOSO\\ann").status == 303
+    item = env.item(invited.agent_id)
+    assert item[Attr.SERVER] == stored
+    assert item[Attr.USERNAME] == "CONTOSO\\ann"
+
+
+def test_another_mailbox_is_a_400_naming_the_invited_one(env: ConnectEnv, invited: Invited) -> None:
+    nonce = page_nonce(invited.token)
+    before = scan()
+    answer = post(f"/connect/{invited.token}", credentials(nonce, email="bob@contoso.com"))
+    assert answer.status == 400
+    assert f"This invite is for {EMAIL}" in answer.body
+    assert scan() == before
+
+
+def test_the_invited_mailbox_in_other_letter_case_is_accepted(env: ConnectEnv, invited: Invited) -> None:
+    assert submit(invited.token, email=EMAIL.upper()).status == 303
+
+
+# -- 6. racing submissions -------------------------------------------------------------------------
+def test_of_two_submissions_only_the_first_starts_a_workflow(env: ConnectEnv, invited: Invited) -> None:
+    """Given two tabs that both loaded the form while the agent was invited, when both post, then one
+    workflow starts and the second lands on the status page."""
+    first_nonce, second_nonce = page_nonce(invited.token), page_nonce(invited.token)
+    first = post(f"/connect/{invited.token}", credentials(first_nonce))
+    second = post(f"/connect/{invited.token}", credentials(second_nonce, password="another"))
+    assert (first.status, second.status) == (303, 303)
+    assert second.headers["location"] == first.headers["location"]
+    assert len(env.executions()) == 1
+    assert env.item(invited.agent_id)[Attr.ATTEMPT] == 1
+    secret = boto3.client("secretsmanager").get_secret_value(
+        SecretId=f"mailbox-onboarding/test/demo/{invited.agent_id}"
+    )
+    assert json.loads(secret["SecretString"])["password"] == PASSWORD
+
+
+def test_of_two_truly_racing_submissions_the_conditional_write_lets_one_through(
+    env: ConnectEnv, invited: Invited, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Given a second submission that read the agent (invited) before the first one wrote, when it
+    writes, then the conditional write refuses it: no second workflow, its password is not stored."""
+    service = app._service()
+    stale = service.view(invited.token)
+    second_nonce = page_nonce(invited.token)
+    assert submit(invited.token).status == 303
+    real_view = service.view
+    views = iter([stale])
+    monkeypatch.setattr(service, "view", lambda token, **kw: next(views, None) or real_view(token, **kw))
+    answer = post(f"/connect/{invited.token}", credentials(second_nonce, password="another"))
+    assert answer.status == 303
+    assert answer.headers["location"].endswith("/status")
+    assert len(env.executions()) == 1
+    assert env.item(invited.agent_id)[Attr.ATTEMPT] == 1
+    secret = boto3.client("secretsmanager").get_secret_value(
+        SecretId=f"mailbox-onboarding/test/demo/{invited.agent_id}"
+    )
+    assert json.loads(secret["SecretString"])["password"] == PASSWORD
+
+
+def test_a_retry_after_a_failure_starts_attempt_two(env: ConnectEnv, invited: Invited) -> None:
+    submit(invited.token)
+    env.repo.transition("demo", invited.agent_id, S.FAILED, reason="auth_failed")
+    page = get(f"/connect/{invited.token}")
+    assert page.status == 200
+    answer = post(f"/connect/{invited.token}", credentials(nonce_of(page.body)))
+    assert answer.status == 303
+    assert env.item(invited.agent_id)[Attr.ATTEMPT] == 2
+    assert len(env.executions()) == 2
+
+
+# -- 7. status -------------------------------------------------------------------------------------
+def status_json(token: str) -> dict[str, object]:
+    answer = get(f"/connect/{token}/status", accept="application/json")
+    assert answer.status == 200
+    assert answer.headers["content-type"].startswith("application/json")
+    assert_security_headers(answer)
+    body: dict[str, object] = answer.json()
+    assert set(body) == {"status", "reason", "message"}
+    return body
+
+
+def test_status_json_while_connecting(env: ConnectEnv, invited: Invited) -> None:
+    submit(invited.token)
+    assert status_json(invited.token) == {"status": "connecting", "reason": None, "message": ""}
+
+
+def test_status_json_when_settings_are_needed(env: ConnectEnv, invited: Invited) -> None:
+    to_status(env, invited, S.NEEDS_SETTINGS, reason="autodiscover_failed")
+    body = status_json(invited.token)
+    assert (body["status"], body["reason"]) == ("needs_settings", "autodiscover_failed")
+    message = str(body["message"])
+    assert message.endswith(".")
+    assert message[0].isupper()
+    assert "_" not in message
+
+
+def test_status_json_after_a_wrong_password(env: ConnectEnv, invited: Invited) -> None:
+    to_status(env, invited, S.FAILED, reason="auth_failed")
+    body = status_json(invited.token)
+    assert (body["status"], body["reason"]) == ("failed", "auth_failed")
+    assert "password" in str(body["message"]).lower()
+
+
+def test_the_status_page_shows_the_settings_form_when_needed(env: ConnectEnv, invited: Invited) -> None:
+    to_status(env, invited, S.NEEDS_SETTINGS, reason="autodiscover_failed")
+    answer = get(f"/connect/{invited.token}/status")
+    assert answer.status == 200
+    assert f'action="{BASE_URL}/connect/{invited.token}/settings"' in answer.body
+    assert 'name="server"' in answer.body
+    assert nonce_of(answer.body)
+    assert 'http-equiv="refresh"' not in answer.body
+
+
+def test_the_status_page_after_success_links_to_the_dashboard(env: ConnectEnv, invited: Invited) -> None:
+    to_status(env, invited, S.VERIFIED)
+    answer = get(f"/connect/{invited.token}/status")
+    assert answer.status == 200
+    assert "Your mailbox is connected" in answer.body
+    assert f'href="{DASHBOARD_URL}"' in answer.body
+    assert 'http-equiv="refresh"' not in answer.body
+    assert get(f"/connect/{invited.token}").status == 410  # the form itself is gone
+
+
+def test_the_status_page_after_a_failure_offers_the_form_again(env: ConnectEnv, invited: Invited) -> None:
+    to_status(env, invited, S.FAILED, reason="auth_failed")
+    answer = get(f"/connect/{invited.token}/status")
+    assert "We could not connect your mailbox" in answer.body
+    assert f'action="{BASE_URL}/connect/{invited.token}"' in answer.body
+    assert 'http-equiv="refresh"' not in answer.body
+
+
+# -- 8. the settings form --------------------------------------------------------------------------
+def settings_form(token: str, **fields: str) -> dict[str, str]:
+    nonce = pages.csrf_nonce(CSRF_KEY, token)  # as the settings form carries it
+    return {"nonce": nonce, "server": "mail.contoso.com", "username": "", "password": "", **fields}
+
+
+def test_settings_for_a_wait_that_is_over_mark_the_agent_failed(
+    env: ConnectEnv, invited: Invited, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Given an agent waiting for settings whose task token Step Functions no longer knows (the wait
+    timed out), when the owner sends settings, then the agent is failed with settings_timeout instead of
+    spinning. (moto's non-executing backend accepts any token; its executing one answers InvalidToken,
+    as AWS does.)"""
+    monkeypatch.setitem(default_user_config, "stepfunctions", {"execute_state_machine": True})
+    to_status(env, invited, S.NEEDS_SETTINGS, reason="autodiscover_failed")
+    env.repo.update_attributes(
+        "demo", invited.agent_id, {Attr.TASK_TOKEN: "no-such-task-token"}, expected_status=S.NEEDS_SETTINGS
+    )
+    answer = post(f"/connect/{invited.token}/settings", settings_form(invited.token, username="CONTOSO\\ann"))
+    assert answer.status == 303
+    assert answer.headers["location"] == f"{BASE_URL}/connect/{invited.token}/status"
+    item = env.item(invited.agent_id)
+    assert (item["status"], item.get("statusReason")) == ("failed", "settings_timeout")
+    assert (item[Attr.SERVER], item[Attr.USERNAME]) == ("mail.contoso.com", "CONTOSO\\ann")
+    assert Attr.TASK_TOKEN not in item
+    assert "enter your details again" in str(status_json(invited.token)["message"]).lower()
+
+
+def test_settings_when_no_task_token_is_stored_mark_the_agent_failed(
+    env: ConnectEnv, invited: Invited
+) -> None:
+    """Given an agent in needs_settings without a task token (nothing to resume), when settings arrive,
+    then the agent fails with settings_timeout rather than staying `connecting` with no workflow."""
+    to_status(env, invited, S.NEEDS_SETTINGS, reason="autodiscover_failed")
+    answer = post(f"/connect/{invited.token}/settings", settings_form(invited.token))
+    assert answer.status == 303
+    item = env.item(invited.agent_id)
+    assert (item["status"], item.get("statusReason")) == ("failed", "settings_timeout")
+
+
+def test_settings_with_a_new_password_replace_the_stored_one(env: ConnectEnv, invited: Invited) -> None:
+    submit(invited.token)
+    env.repo.transition("demo", invited.agent_id, S.NEEDS_SETTINGS, reason="autodiscover_failed")
+    env.repo.update_attributes(
+        "demo", invited.agent_id, {Attr.TASK_TOKEN: "no-such-task-token"}, expected_status=S.NEEDS_SETTINGS
+    )
+    post(f"/connect/{invited.token}/settings", settings_form(invited.token, password="N3w-password"))
+    secret = boto3.client("secretsmanager").get_secret_value(
+        SecretId=f"mailbox-onboarding/test/demo/{invited.agent_id}"
+    )
+    assert json.loads(secret["SecretString"]) == {"password": "N3w-password"}
+
+
+def test_bad_settings_are_a_400_with_the_settings_form(env: ConnectEnv, invited: Invited) -> None:
+    to_status(env, invited, S.NEEDS_SETTINGS, reason="autodiscover_failed")
+    form = settings_form(invited.token, server="")
+    before = scan()
+    answer = post(f"/connect/{invited.token}/settings", form)
+    assert answer.status == 400
+    assert "Server:" in answer.body
+    assert f'action="{BASE_URL}/connect/{invited.token}/settings"' in answer.body
+    assert scan() == before
+
+
+@pytest.mark.parametrize("status", [S.CONNECTING, S.FAILED])
+def test_settings_when_none_are_asked_go_to_the_status_page(
+    env: ConnectEnv, invited: Invited, status: AgentStatus
+) -> None:
+    to_status(env, invited, status, reason="auth_failed" if status is S.FAILED else None)
+    form = settings_form(invited.token)
+    before = scan()
+    answer = post(f"/connect/{invited.token}/settings", form)
+    assert answer.status == 303
+    assert answer.headers["location"] == f"{BASE_URL}/connect/{invited.token}/status"
+    assert scan() == before
+
+
+def test_settings_without_a_good_nonce_are_refused(env: ConnectEnv, invited: Invited) -> None:
+    to_status(env, invited, S.NEEDS_SETTINGS, reason="autodiscover_failed")
+    before = scan()
+    form = settings_form(invited.token, nonce="1.2.3")
+    assert_refused(env, invited, post(f"/connect/{invited.token}/settings", form), before)
+
+
+# -- 9. escaping -----------------------------------------------------------------------------------
+def test_markup_in_names_is_escaped(env: ConnectEnv) -> None:
+    invited = env.invite(name="<script>alert(1)</script>", tenant_name="<script>alert(2)</script> & Co")
+    answer = get(f"/connect/{invited.token}")
+    assert answer.status == 200
+    assert "<script>alert" not in answer.body
+    assert "&lt;script&gt;alert(2)&lt;/script&gt; &amp; Co" in answer.body
+
+
+# -- 10. static files ------------------------------------------------------------------------------
+@pytest.mark.usefixtures("env")
+@pytest.mark.parametrize(
+    ("name", "content_type"), [("connect.css", "text/css"), ("connect.js", "text/javascript")]
+)
+def test_the_stylesheet_and_script_are_served(name: str, content_type: str) -> None:
+    answer = get(f"/connect-static/{name}")
+    assert answer.status == 200
+    assert answer.headers["content-type"].startswith(content_type)
+    assert answer.headers["x-content-type-options"] == "nosniff"
+    assert answer.body
+
+
+@pytest.mark.usefixtures("env")
+@pytest.mark.parametrize("name", ["other.js", "..%2Fpages.py", "connect.html", "__init__.py"])
+def test_any_other_static_file_is_404(name: str) -> None:
+    assert get(f"/connect-static/{name}").status == 404
