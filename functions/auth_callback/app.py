@@ -48,7 +48,7 @@ LINK_PROBLEMS: dict[type[Exception], tuple[HTTPStatus, str, str]] = {
     invites.InviteUsedError: (
         HTTPStatus.GONE,
         "This link was already used",
-        "The mailbox was already connected.",
+        "Your mailbox is already connected; there is nothing more to do here.",
     ),
     invites.InviteRevokedError: (
         HTTPStatus.GONE,
@@ -252,7 +252,14 @@ def _link_problem(error: Exception) -> Response[str]:
         )
     base_url = _base_url()
     return _html(
-        pages.render("connect/link_problem.html", heading=heading, message=message, base_url=base_url),
+        pages.render(
+            "connect/link_problem.html",
+            heading=heading,
+            message=message,
+            base_url=base_url,
+            # A used link means the mailbox is connected: nothing to ask for.
+            ask_for_new_invite=not isinstance(error, invites.InviteUsedError),
+        ),
         status_code,
     )
 

@@ -107,12 +107,12 @@ def test_opening_the_link_changes_nothing(env: ConnectEnv, invited: Invited) -> 
 
 
 # -- 2. links that do not work ---------------------------------------------------------------------
-def assert_link_problem(answer: Answer, status: int, text: str) -> None:
+def assert_link_problem(answer: Answer, status: int, text: str, *, new_invite_needed: bool = True) -> None:
     assert answer.status == status
     assert answer.headers["content-type"].startswith("text/html")
     assert_security_headers(answer)
     assert text in answer.body
-    assert "send a new invite" in answer.body
+    assert ("send a new invite" in answer.body) is new_invite_needed
 
 
 @pytest.mark.usefixtures("env")
@@ -146,7 +146,10 @@ def test_a_link_replaced_by_a_resend_is_a_410_page(env: ConnectEnv, invited: Inv
 
 def test_a_used_link_is_a_410_page(env: ConnectEnv, invited: Invited) -> None:
     invites.consume_invite(env.repo, invited.token)
-    assert_link_problem(get(f"/connect/{invited.token}"), 410, "This link was already used")
+    answer = get(f"/connect/{invited.token}")
+    # The mailbox is connected: the page says so instead of sending the owner for a new invite.
+    assert_link_problem(answer, 410, "This link was already used", new_invite_needed=False)
+    assert "already connected" in answer.body
 
 
 def test_a_locked_link_is_a_410_page(env: ConnectEnv, invited: Invited) -> None:
