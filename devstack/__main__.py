@@ -31,6 +31,10 @@ def main(argv: list[str] | None = None) -> int:
         gateway_port=getattr(args, "port", 3000), moto_port=getattr(args, "moto_port", 5001)
     ).start()
     print(f"Local stack up: API {stack.base_url}  (AWS = moto at {stack.moto_url})", flush=True)
+    print(
+        f"Dev dashboard (tenant 'demo'): {stack.base_url}/   Sent emails: {stack.base_url}/_local/emails",
+        flush=True,
+    )
     print("Bearer token for tenant 'demo' (valid 12 h):", flush=True)
     print(f"  export TOKEN={tokens.mint('demo')}", flush=True)
     print(f'  curl -s -H "Authorization: Bearer $TOKEN" {stack.base_url}/agents', flush=True)

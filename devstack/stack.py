@@ -79,6 +79,8 @@ class LocalStack:
         return f"http://127.0.0.1:{self.moto_port}"
 
     def start(self) -> LocalStack:
+        # werkzeug logs every request of moto and the gateway alike; keep the console for what matters.
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
         self._start_exchange_simulator()
         self._start_moto()
         self._point_aws_at_moto()
