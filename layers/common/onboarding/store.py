@@ -276,25 +276,13 @@ class DynamoAgentRepository(AgentRepository):
         }
         if target is AgentStatus.VERIFIED:
             values["verifiedAt"] = now
-        names: dict[str, str] = {}
-        placeholders: dict[str, Any] = {}
-        sets = []
-        for index, (name, value) in enumerate(values.items()):
-            names[f"#a{index}"] = name
-            placeholders[f":a{index}"] = value
-            sets.append(f"#a{index} = :a{index}")
-        removes = []
-        to_remove = (*remove_attributes, *(() if reason is not None else ("statusReason",)))
-        for index, name in enumerate(to_remove):
-            names[f"#r{index}"] = name
-            removes.append(f"#r{index}")
         if reason is not None:
-            names["#reason"] = "statusReason"
-            placeholders[":reason"] = reason
-            sets.append("#reason = :reason")
+            values["statusReason"] = reason
+        else:
+            remove_attributes = (*remove_attributes, "statusReason")
+        expression, names, placeholders = _update_expression(values, remove_attributes)
         names.update({"#status": "status", "#version": "version"})
         placeholders.update({":from": current.status.value, ":version": current.version})
-        expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
         response = self.ddb.update_item(
             TableName=self.table_name,
             Key=to_item({"pk": tenant_pk(current.tenant_id), "sk": agent_sk(current.agent_id)}),
@@ -316,23 +304,14 @@ class DynamoAgentRepository(AgentRepository):
         remove_attributes: tuple[str, ...] = (),
     ) -> None:
         """Set service-private attributes (never status or version) while the agent is in a status."""
-        names = {f"#a{i}": name for i, name in enumerate(values)}
-        placeholders = {f":a{i}": value for i, value in enumerate(values.values())}
-        sets = [f"#a{i} = :a{i}" for i in range(len(values))]
-        removes = []
-        for index, name in enumerate(remove_attributes):
-            names[f"#r{index}"] = name
-            removes.append(f"#r{index}")
+        expression, names, placeholders = _update_expression(values, remove_attributes)
         names["#status"] = "status"
         placeholders[":status"] = expected_status.value
-        expression = ("SET " + ", ".join(sets) if sets else "") + (
-            " REMOVE " + ", ".join(removes) if removes else ""
-        )
         try:
             self.ddb.update_item(
                 TableName=self.table_name,
                 Key=to_item({"pk": tenant_pk(tenant_id), "sk": agent_sk(agent_id)}),
-                UpdateExpression=expression.strip(),
+                UpdateExpression=expression,
                 ConditionExpression="attribute_exists(pk) AND #status = :status",
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=to_item(placeholders),
@@ -377,6 +356,21 @@ class DynamoAgentRepository(AgentRepository):
                 raise
             return current
         raise ConcurrentModificationError(f"Agent {agent_id} keeps changing; try again")
+
+
+def _update_expression(
+    values: Mapping[str, Any], remove: tuple[str, ...]
+) -> tuple[str, dict[str, str], dict[str, Any]]:
+    """`SET #a0 = :a0, ... REMOVE #r0, ...` with its name and value placeholders (any attribute name)."""
+    names = {f"#a{i}": name for i, name in enumerate(values)}
+    names.update({f"#r{i}": name for i, name in enumerate(remove)})
+    placeholders = {f":a{i}": value for i, value in enumerate(values.values())}
+    clauses = []
+    if values:
+        clauses.append("SET " + ", ".join(f"#a{i} = :a{i}" for i in range(len(values))))
+    if remove:
+        clauses.append("REMOVE " + ", ".join(f"#r{i}" for i in range(len(remove))))
+    return " ".join(clauses), names, placeholders
 
 
 def _cancelled_by_condition(error: ClientError, index: int) -> bool:
