@@ -11,12 +11,17 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
-class AgentsApiSettings(BaseSettings):
-    """Settings of the dashboard API function (`functions/add_agent`)."""
+class _FunctionSettings(BaseSettings):
+    """What every function's settings share: read from the environment, names case-insensitive."""
 
     model_config = SettingsConfigDict(case_sensitive=False, extra="ignore")
 
-    agents_table_name: str = Field(min_length=3, description="DynamoDB table holding agents")
+    agents_table_name: str = Field(min_length=3, description="DynamoDB table holding agents and invites")
+
+
+class AgentsApiSettings(_FunctionSettings):
+    """Settings of the dashboard API function (`functions/add_agent`)."""
+
     tenant_claim: str = Field(default="custom:tenant_id", description="JWT claim naming the tenant")
     default_page_size: int = Field(default=25, ge=1, le=100)
     tenant_name_claim: str = Field(
@@ -31,12 +36,9 @@ def agents_api_settings() -> AgentsApiSettings:
     return AgentsApiSettings()
 
 
-class VerifyMailboxSettings(BaseSettings):
+class VerifyMailboxSettings(_FunctionSettings):
     """Settings of the workflow's task function (`functions/verify_mailbox`)."""
 
-    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore")
-
-    agents_table_name: str = Field(min_length=3)
     credentials_prefix: str = Field(min_length=1, description="Secrets Manager name prefix of passwords")
     credentials_kms_key_id: str | None = Field(default=None, description="KMS key encrypting the secrets")
     max_settings_rounds: int = Field(default=3, ge=1, le=10)
@@ -47,12 +49,9 @@ def verify_mailbox_settings() -> VerifyMailboxSettings:
     return VerifyMailboxSettings()
 
 
-class AuthCallbackSettings(BaseSettings):
+class AuthCallbackSettings(_FunctionSettings):
     """Settings of the hosted connect page (`functions/auth_callback`)."""
 
-    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore")
-
-    agents_table_name: str = Field(min_length=3)
     credentials_prefix: str = Field(min_length=1)
     credentials_kms_key_id: str | None = None
     state_machine_arn: str = Field(pattern=r"^arn:aws[a-z-]*:states:")
@@ -71,12 +70,9 @@ def auth_callback_settings() -> AuthCallbackSettings:
     return AuthCallbackSettings()
 
 
-class SendInviteSettings(BaseSettings):
+class SendInviteSettings(_FunctionSettings):
     """Settings of the invite sender (`functions/send_invite/app.py`, DynamoDB stream consumer)."""
 
-    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore")
-
-    agents_table_name: str = Field(min_length=3)
     invite_sender: str = Field(
         pattern=r"^([^<>]*<)?[^@\s<>]+@[^@\s<>]+(>)?$",
         description="Verified SES identity the invites come from (`Name <address>` or an address)",
@@ -104,12 +100,8 @@ def send_invite_settings() -> SendInviteSettings:
     return settings
 
 
-class InviteEventsSettings(BaseSettings):
+class InviteEventsSettings(_FunctionSettings):
     """Settings of the bounce and complaint handler (`functions/send_invite/bounces.py`)."""
-
-    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore")
-
-    agents_table_name: str = Field(min_length=3)
 
 
 @functools.cache
