@@ -23,10 +23,10 @@ class CredentialNotFoundError(Exception):
 
 class CredentialStore(ABC):
     @abstractmethod
-    def put(self, tenant_id: str, agent_id: str, password: SecretStr) -> None: ...
+    def put(self, tenant_id: str, agent_id: str, secret: SecretStr, *, purpose: str = "password") -> None: ...
 
     @abstractmethod
-    def get(self, tenant_id: str, agent_id: str) -> SecretStr: ...
+    def get(self, tenant_id: str, agent_id: str, *, purpose: str = "password") -> SecretStr: ...
 
     @abstractmethod
     def delete(self, tenant_id: str, agent_id: str) -> None: ...
@@ -42,19 +42,20 @@ class SecretsManagerCredentialStore(CredentialStore):
     def client(self) -> Any:
         return self._client or aws.client("secretsmanager")
 
-    def name(self, tenant_id: str, agent_id: str) -> str:
-        return f"{self.prefix}/{tenant_id}/{agent_id}"
+    def name(self, tenant_id: str, agent_id: str, purpose: str = "password") -> str:
+        base = f"{self.prefix}/{tenant_id}/{agent_id}"
+        return base if purpose == "password" else f"{base}/{purpose}"
 
-    def put(self, tenant_id: str, agent_id: str, password: SecretStr) -> None:
+    def put(self, tenant_id: str, agent_id: str, secret: SecretStr, *, purpose: str = "password") -> None:
         """Create the agent's secret (the usual case: one call), or give an existing one a new value."""
-        value = json.dumps({"password": password.get_secret_value()})
-        name = self.name(tenant_id, agent_id)
+        value = json.dumps({purpose: secret.get_secret_value()})
+        name = self.name(tenant_id, agent_id, purpose)
         extra = {"KmsKeyId": self.kms_key_id} if self.kms_key_id else {}
         try:
             self.client.create_secret(
                 Name=name,
                 SecretString=value,
-                Description="Exchange mailbox password of one onboarded agent",
+                Description=f"Mailbox {purpose.replace('_', ' ')} of one onboarded agent",
                 Tags=[{"Key": "tenantId", "Value": tenant_id}, {"Key": "agentId", "Value": agent_id}],
                 **extra,
             )
@@ -68,23 +69,25 @@ class SecretsManagerCredentialStore(CredentialStore):
                 raise
         self.client.put_secret_value(SecretId=name, SecretString=value)
 
-    def get(self, tenant_id: str, agent_id: str) -> SecretStr:
+    def get(self, tenant_id: str, agent_id: str, *, purpose: str = "password") -> SecretStr:
         try:
-            response = self.client.get_secret_value(SecretId=self.name(tenant_id, agent_id))
+            response = self.client.get_secret_value(SecretId=self.name(tenant_id, agent_id, purpose))
         except ClientError as error:
             if error.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
                 raise CredentialNotFoundError(f"No credential stored for agent {agent_id}") from None
             raise
-        return SecretStr(json.loads(response["SecretString"])["password"])
+        return SecretStr(json.loads(response["SecretString"])[purpose])
 
     def delete(self, tenant_id: str, agent_id: str) -> None:
-        try:
-            self.client.delete_secret(
-                SecretId=self.name(tenant_id, agent_id), ForceDeleteWithoutRecovery=True
-            )
-        except ClientError as error:
-            if error.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
-                raise
+        """Remove every secret of the agent (password and refresh token). Idempotent."""
+        for purpose in ("password", "refresh_token"):
+            try:
+                self.client.delete_secret(
+                    SecretId=self.name(tenant_id, agent_id, purpose), ForceDeleteWithoutRecovery=True
+                )
+            except ClientError as error:
+                if error.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
+                    raise
 
 
 @functools.cache

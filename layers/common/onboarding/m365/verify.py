@@ -1,0 +1,36 @@
+"""The workflow's verification of a Microsoft 365 mailbox (the `verify` task when `method` is graph).
+
+The refresh token the connect page stored is redeemed for an access token (Microsoft may rotate the
+refresh token: the new one replaces the old, encrypted the same way), then Graph is asked who signed in
+and how big the inbox is. Nothing here returns or logs a token.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from onboarding.credentials import CredentialStore
+from onboarding.m365.graph import GraphClient, GraphFailure, GraphMailbox
+from onboarding.m365.oauth import OAuthClient, SignInError
+
+REFRESH_TOKEN = "refresh_token"  # noqa: S105  (the credential store's purpose, not a token)
+
+
+class GraphVerifier:
+    def __init__(
+        self, credentials: CredentialStore, oauth: Callable[[], OAuthClient], graph: Callable[[], GraphClient]
+    ) -> None:
+        self.credentials = credentials
+        self._oauth = oauth
+        self._graph = graph
+
+    def verify(self, tenant_id: str, agent_id: str, email: str) -> GraphMailbox:
+        """The mailbox as Graph sees it, or GraphFailure with a reason code."""
+        refresh_token = self.credentials.get(tenant_id, agent_id, purpose=REFRESH_TOKEN)
+        try:
+            access_token, rotated = self._oauth().refresh(refresh_token)
+        except SignInError as error:
+            raise GraphFailure(error.reason) from error
+        if rotated is not None and rotated.get_secret_value() != refresh_token.get_secret_value():
+            self.credentials.put(tenant_id, agent_id, rotated, purpose=REFRESH_TOKEN)
+        return self._graph().verify_mailbox(email, access_token)
