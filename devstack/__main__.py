@@ -35,6 +35,11 @@ def main(argv: list[str] | None = None) -> int:
         f"Dev dashboard (tenant 'demo'): {stack.base_url}/   Sent emails: {stack.base_url}/_local/emails",
         flush=True,
     )
+    if stack.identity is not None:
+        print(
+            f"Microsoft sign-in simulator: {stack.identity.authority_host}  Graph: {stack.identity.graph_base_url}  (users: devstack/identity_sim/README.md)",
+            flush=True,
+        )
     print("Bearer token for tenant 'demo' (valid 12 h):", flush=True)
     print(f"  export TOKEN={tokens.mint('demo')}", flush=True)
     print(f'  curl -s -H "Authorization: Bearer $TOKEN" {stack.base_url}/agents', flush=True)

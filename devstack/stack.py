@@ -26,6 +26,7 @@ from devstack import template as tpl
 from devstack import tokens
 from devstack.exchange_sim.simulator import ExchangeSimulator
 from devstack.gateway import Gateway
+from devstack.identity_sim import IdentitySimulator
 from devstack.lambdas import handlers_installed
 from devstack.mailbox import sent_emails, summary
 from devstack.runtime import FunctionRunner, runners_from_template
@@ -35,6 +36,8 @@ REGION = "us-east-1"
 DEMO_TENANT = "demo"
 DASHBOARD = Path(__file__).parent / "dashboard"
 LOCAL_SENDER = "Mailbox Onboarding <invites@example.com>"
+# Where "Sign in with Microsoft" returns to (registered with the identity simulator as the app's redirect URI).
+M365_REDIRECT_PATH = "/connect/microsoft/callback"
 
 
 def _static(path: Path, content_type: str) -> Callable[[Request], Response]:
@@ -66,6 +69,8 @@ class LocalStack:
     secret_arns: dict[str, str] = field(default_factory=dict)
     with_exchange: bool = True
     exchange: ExchangeSimulator | None = None
+    with_identity: bool = True
+    identity: IdentitySimulator | None = None
     pollers: list[StreamPoller] = field(default_factory=list)
     queue_urls: dict[str, str] = field(default_factory=dict)
     _emails_printed: int = 0
@@ -82,11 +87,13 @@ class LocalStack:
         # werkzeug logs every request of moto and the gateway alike; keep the console for what matters.
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
         self._start_exchange_simulator()
+        self._start_identity_simulator()
         self._start_moto()
         self._point_aws_at_moto()
         self._bind_gateway()  # first, so the public base URL (its port) is known to the handlers
         self._create_resources()
         self._configure_environment()
+        self._point_m365_at_identity_simulator()
         self.runners = runners_from_template(prefix=self.stage)
         self._lambdas = handlers_installed(self.runners)
         self._lambdas.__enter__()
@@ -101,6 +108,9 @@ class LocalStack:
         if self.exchange is not None:
             self.exchange.stop()
             self.exchange = None
+        if self.identity is not None:
+            self.identity.stop()
+            self.identity = None
         for server in reversed(self._servers):
             with contextlib.suppress(Exception):
                 server.shutdown()
@@ -131,6 +141,35 @@ class LocalStack:
                 "EXCHANGE_CA_BUNDLE": self.exchange.ca_bundle,
             }
         )
+
+    def _start_identity_simulator(self) -> None:
+        """Microsoft's identity platform and Graph, simulated on 127.0.0.1 (devstack/identity_sim/)."""
+        if self.with_identity:
+            self.identity = IdentitySimulator().start()
+
+    def _point_m365_at_identity_simulator(self) -> None:
+        """After the template's environment: the M365 settings name the simulator, whose app registration
+        takes the functions' client id, the client secret stored in (moto's) Secrets Manager and our
+        callback URL."""
+        if self.identity is None:
+            return
+        client_id = os.environ.get("M365_CLIENT_ID") or self.identity.client_id
+        secret = self.identity.client_secret
+        if secret_arn := os.environ.get("M365_CLIENT_SECRET_ARN"):
+            sm = boto3.client("secretsmanager", endpoint_url=self.moto_url, region_name=REGION)
+            try:
+                secret = sm.get_secret_value(SecretId=secret_arn)["SecretString"]
+            except (
+                sm.exceptions.ResourceNotFoundException
+            ):  # not a secret the stack created from the template
+                logging.getLogger(__name__).warning(
+                    "M365_CLIENT_SECRET_ARN %s is not in the local stack", secret_arn
+                )
+        self.identity.register_app(
+            client_id=client_id, client_secret=secret, redirect_uris=[self.base_url + M365_REDIRECT_PATH]
+        )
+        os.environ.update(self.identity.environment(tenant=os.environ.get("M365_TENANT") or "organizations"))
+        os.environ["M365_CLIENT_ID"] = client_id
 
     def _start_moto(self) -> None:
         from moto.server import ThreadedMotoServer
