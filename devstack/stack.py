@@ -37,7 +37,7 @@ DEMO_TENANT = "demo"
 DASHBOARD = Path(__file__).parent / "dashboard"
 LOCAL_SENDER = "Mailbox Onboarding <invites@example.com>"
 # Where "Sign in with Microsoft" returns to (registered with the identity simulator as the app's redirect URI).
-M365_REDIRECT_PATH = "/connect/microsoft/callback"
+M365_REDIRECT_PATH = "/connect/oauth/callback"
 
 
 def _static(path: Path, content_type: str) -> Callable[[Request], Response]:

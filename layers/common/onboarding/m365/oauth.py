@@ -18,6 +18,7 @@ import hmac
 import json
 import logging
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -183,12 +184,18 @@ class OAuthClient:
         return self._app
 
     def start(self, *, login_hint: str, redirect_uri: str) -> dict[str, Any]:
-        """A new flow: its `auth_uri` is where the browser goes; the rest stays with us."""
-        return dict(
-            self.app.initiate_auth_code_flow(
+        """A new flow: its `auth_uri` is where the browser goes; the rest stays with us.
+
+        The answer comes back as a GET with the code in the query (MSAL warns that form_post would be
+        safer): a cross-site POST would not carry our SameSite=Lax cookie that binds the answer to this
+        browser, and the code alone is useless (single use, PKCE verifier and client secret on our side).
+        """
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="response_mode='form_post' is recommended")
+            flow = self.app.initiate_auth_code_flow(
                 MSAL_SCOPES, redirect_uri=redirect_uri, login_hint=login_hint, prompt="select_account"
             )
-        )
+        return dict(flow)
 
     def redeem(self, flow: dict[str, Any], auth_response: Mapping[str, str]) -> TokenGrant:
         """Exchange the code (PKCE verifier + client secret) for tokens, or raise SignInError."""

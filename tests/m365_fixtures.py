@@ -1,0 +1,101 @@
+"""Fixtures for the Microsoft 365 tests: the identity + Graph simulator, production config pointed at it,
+and a "person" who signs in on the simulator's pages with plain form posts."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from html.parser import HTMLParser
+from typing import Any
+from urllib.parse import parse_qs, urljoin, urlsplit
+
+import pytest
+import requests
+
+from devstack.identity_sim import IdentitySimulator
+from onboarding.m365.config import M365Config
+
+REDIRECT_URI = "https://127.0.0.1:3000/connect/oauth/callback"
+
+
+@pytest.fixture(scope="session")
+def identity_sim_server() -> Iterator[IdentitySimulator]:
+    with IdentitySimulator(redirect_uris=[REDIRECT_URI]) as sim:
+        yield sim
+
+
+@pytest.fixture
+def identity_sim(identity_sim_server: IdentitySimulator) -> IdentitySimulator:
+    identity_sim_server.reset_observations()
+    return identity_sim_server
+
+
+@pytest.fixture
+def m365_config(identity_sim: IdentitySimulator) -> M365Config:
+    """Production config with only the hosts and the CA pointing at the simulator; small budgets."""
+    config = M365Config.from_env(
+        {**identity_sim.environment(), "M365_CLIENT_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:1:secret:x"}
+    )
+    return replace(config, routing_budget=2.0, token_timeout=2.0, graph_timeout=2.0, graph_budget=6.0)
+
+
+class _Forms(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.forms: list[dict[str, Any]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = {k: v or "" for k, v in attrs}
+        if tag == "form":
+            self.forms.append({"action": a.get("action", ""), "id": a.get("id", ""), "fields": {}})
+        elif tag == "input" and self.forms and a.get("name"):
+            self.forms[-1]["fields"][a["name"]] = a.get("value", "")
+
+
+@dataclass
+class Page:
+    url: str
+    status: int
+    text: str
+    location: str | None
+
+    def form(self, form_id: str) -> dict[str, Any]:
+        parser = _Forms()
+        parser.feed(self.text)
+        return next(f for f in parser.forms if f["id"] == form_id)
+
+
+class Person:
+    """Someone at Microsoft's sign-in pages (the simulator's): signs in, accepts or cancels consent."""
+
+    def __init__(self, sim: IdentitySimulator) -> None:
+        self.sim = sim
+        self.http = requests.Session()
+        self.http.verify = sim.ca_bundle
+        self.http.trust_env = False
+
+    def _page(self, response: requests.Response) -> Page:
+        return Page(response.url, response.status_code, response.text, response.headers.get("Location"))
+
+    def submit(self, page: Page, form_id: str, **fields: str) -> Page:
+        form = page.form(form_id)
+        url = urljoin(page.url, form["action"])
+        data = {**form["fields"], **fields}
+        return self._page(self.http.post(url, data=data, allow_redirects=False, timeout=10))
+
+    def sign_in(self, authorize_url: str, address: str, *, consent: str = "accept") -> dict[str, str]:
+        """Sign in as `address` (its simulator password); returns what Microsoft sends to the redirect URI."""
+        page = self._page(self.http.get(authorize_url, allow_redirects=False, timeout=10))
+        assert page.status == 200, page.text
+        page = self.submit(page, "signin", login=address, passwd=self.sim.users[address].password)
+        if page.status == 200 and "consent" in [f["id"] for f in _all_forms(page)]:
+            page = self.submit(page, "consent", decision=consent)
+        assert page.status == 302, page.text
+        assert page.location is not None
+        return {k: v[0] for k, v in parse_qs(urlsplit(page.location).query).items()}
+
+
+def _all_forms(page: Page) -> list[dict[str, Any]]:
+    parser = _Forms()
+    parser.feed(page.text)
+    return parser.forms
