@@ -9,7 +9,7 @@ import pytest
 
 from functions.add_agent import app as api
 from functions.send_invite import bounces
-from onboarding import agents, settings
+from onboarding import agents, deps
 from onboarding.mailer import tag_value
 from onboarding.models import Agent, AgentStatus, NewAgent
 from onboarding.store import DynamoAgentRepository
@@ -19,8 +19,8 @@ S = AgentStatus
 
 
 @pytest.fixture(autouse=True)
-def _fresh_settings() -> None:
-    settings.invite_events_settings.cache_clear()
+def _fresh_deps() -> None:
+    deps.reset()
 
 
 def _add(repo: DynamoAgentRepository) -> Agent:

@@ -1,11 +1,13 @@
-"""The agent aggregate: its fields, its status lifecycle, and the API's input and output shapes."""
+"""The agent aggregate: its fields, its status lifecycle, the service-private state kept with it
+(`AgentRecord`), and the API's input and output shapes."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import email_validator
 from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, StringConstraints
@@ -16,11 +18,11 @@ email_validator.SPECIAL_USE_DOMAIN_NAMES = [
     d for d in email_validator.SPECIAL_USE_DOMAIN_NAMES if d != "test"
 ]
 
-_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def _no_control_chars(value: str) -> str:
-    if _CONTROL_CHARS.search(value):
+    if CONTROL_CHARS.search(value):
         raise ValueError("must not contain control characters (tabs, line breaks, ...)")
     return value
 
@@ -76,6 +78,71 @@ def utcnow() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+# Reasons (`statusReason`) the service sets itself, next to the Exchange diagnoses.
+SETTINGS_TIMEOUT = "settings_timeout"
+INTERNAL_ERROR = "internal_error"
+
+
+class Attr:
+    """Names of the service-private attributes of an agent item (the API never returns them)."""
+
+    # the invite (see onboarding.invites)
+    TENANT_NAME = "tenantName"  # who invites, from the dashboard user's token when the agent was added
+    INVITE_VERSION = "inviteVersion"  # 1 when added, +1 per resend; only the current version's link works
+    INVITE_REQUESTED_AT = "inviteRequestedAt"
+    INVITE_ATTEMPTS = "inviteAttempts"  # sends of the current version that failed and will be retried
+    INVITE_SENT_AT = "inviteSentAt"
+    INVITE_EXPIRES_AT = "inviteExpiresAt"
+    # the connection (see onboarding.connect and onboarding.verification)
+    ATTEMPT = "connectAttempt"
+    ROUNDS = "settingsRounds"
+    TASK_TOKEN = "taskToken"  # noqa: S105  (an attribute name, not a secret)
+    USERNAME = "connUsername"  # advanced settings typed by the owner
+    SERVER = "connServer"
+    INVITE_HASH = "connectInviteHash"  # the invite used to connect (its SHA-256 key, not the token)
+    EWS_URL = "ewsUrl"  # what discovery / verification found
+    AUTH_TYPE = "authType"
+    SERVER_BUILD = "serverBuild"
+    EXCHANGE_USERNAME = "exchangeUsername"
+    INBOX_COUNT = "inboxItemCount"
+
+
+class _StateModel(BaseModel):
+    model_config = ConfigDict(populate_by_name=True, extra="ignore", frozen=True)
+
+
+class InviteState(_StateModel):
+    """The invite attributes of an agent item (defaults fit items written before invites)."""
+
+    tenant_name: str | None = Field(default=None, alias=Attr.TENANT_NAME)
+    invite_version: int = Field(default=1, ge=1, alias=Attr.INVITE_VERSION)
+    invite_attempts: int = Field(default=0, ge=0, alias=Attr.INVITE_ATTEMPTS)
+    requested_at: str | None = Field(default=None, alias=Attr.INVITE_REQUESTED_AT)
+    sent_at: str | None = Field(default=None, alias=Attr.INVITE_SENT_AT)
+    expires_at: str | None = Field(default=None, alias=Attr.INVITE_EXPIRES_AT)
+
+
+class ConnectionState(_StateModel):
+    """Where the connection of the mailbox stands: the attempt, what the owner typed, what was found."""
+
+    attempt: int = Field(default=0, ge=0, alias=Attr.ATTEMPT)
+    rounds: int = Field(default=0, ge=0, alias=Attr.ROUNDS)
+    # The Step Functions task token of a workflow waiting for the owner's settings (never logged).
+    task_token: str | None = Field(default=None, alias=Attr.TASK_TOKEN, repr=False)
+    username: str | None = Field(default=None, alias=Attr.USERNAME)
+    server: str | None = Field(default=None, alias=Attr.SERVER)
+    invite_hash: str | None = Field(default=None, alias=Attr.INVITE_HASH)
+    ews_url: str | None = Field(default=None, alias=Attr.EWS_URL)
+    auth_type: str | None = Field(default=None, alias=Attr.AUTH_TYPE)
+    server_build: str | None = Field(default=None, alias=Attr.SERVER_BUILD)
+    exchange_username: str | None = Field(default=None, alias=Attr.EXCHANGE_USERNAME)
+    inbox_item_count: int | None = Field(default=None, alias=Attr.INBOX_COUNT)
+
+    @property
+    def waits_for_settings(self) -> bool:
+        return bool(self.task_token)
+
+
 class _ApiModel(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -106,6 +173,38 @@ class Agent(_ApiModel):
 
     def api_dict(self) -> dict[str, object]:
         return self.model_dump(mode="json", by_alias=True)
+
+
+# Attributes that belong to the agent model; anything else on the item is private to the service.
+AGENT_FIELDS = frozenset(f.alias or name for name, f in Agent.model_fields.items())
+
+
+class AgentRecord(BaseModel):
+    """An agent with the service-private state kept on its item: what the repository returns and takes."""
+
+    model_config = ConfigDict(frozen=True)
+
+    agent: Agent
+    invite: InviteState = Field(default_factory=InviteState)
+    connection: ConnectionState = Field(default_factory=ConnectionState)
+
+    @classmethod
+    def from_values(cls, values: Mapping[str, Any]) -> AgentRecord:
+        """The record of a deserialized item (keys and other entities' attributes are ignored)."""
+        agent_values = {k: v for k, v in values.items() if k in AGENT_FIELDS}
+        return cls(
+            agent=Agent.model_validate(agent_values),
+            invite=InviteState.model_validate(values),
+            connection=ConnectionState.model_validate(values),
+        )
+
+    def values(self) -> dict[str, Any]:
+        """The item's attributes (without keys): the agent's fields and the private state explicitly set."""
+        return {
+            **self.invite.model_dump(mode="json", by_alias=True, exclude_unset=True, exclude_none=True),
+            **self.connection.model_dump(mode="json", by_alias=True, exclude_unset=True, exclude_none=True),
+            **self.agent.model_dump(mode="json", by_alias=True),
+        }
 
 
 class AgentPage(_ApiModel):
