@@ -126,8 +126,8 @@ def _context(view: ConnectView, **extra: Any) -> dict[str, Any]:
         "inviter": view.tenant_name,
         "email": view.email,
         "nonce": pages.csrf_nonce(_csrf_key(), view.token),
-        "username": view.record.connection.username,
-        "server": view.record.connection.server,
+        "username": view.record.connection.conn_username,
+        "server": view.record.connection.conn_server,
         **extra,
     }
 
@@ -226,7 +226,7 @@ def status(token: str) -> Response[str]:
             refresh=view.status is AgentStatus.CONNECTING,
             dashboard_url=settings.dashboard_url,
             can_retry=view.status is AgentStatus.FAILED,
-            open_advanced=bool(view.record.connection.server),
+            open_advanced=bool(view.record.connection.conn_server),
         ),
     )
     return _html(page)

@@ -76,7 +76,7 @@ def remove_agent(
         return None
     if cleanup is not None:
         cleanup.credentials.delete(tenant_id, agent_id)
-        attempt = record.connection.attempt if record is not None else 0
+        attempt = record.connection.connect_attempt if record is not None else 0
         if attempt and removed.status in (AgentStatus.CONNECTING, AgentStatus.NEEDS_SETTINGS):
             _stop_execution(cleanup, agent_id, attempt)
     logger.info("Agent removed", extra={"agent_id": agent_id})

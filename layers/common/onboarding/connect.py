@@ -167,7 +167,7 @@ class ConnectService:
         if view.status not in (AgentStatus.INVITED, AgentStatus.FAILED):
             raise NotNowError(f"The mailbox is {view.status.value}")
         agent = view.record.agent
-        attempt = view.record.connection.attempt + 1
+        attempt = view.record.connection.connect_attempt + 1
         manual = {Attr.USERNAME: form.username, Attr.SERVER: form.server}
         try:
             self.repo.transition(

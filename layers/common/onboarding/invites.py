@@ -59,7 +59,7 @@ def _load(repo: AgentRepository, tenant_id: str, agent_id: str) -> tuple[Agent, 
 # -- requesting --------------------------------------------------------------------------------
 def first_invite(tenant_name: str | None) -> InviteState:
     """What `add_agent` stores with a new agent so the stream asks for invite version 1."""
-    return InviteState(tenant_name=tenant_name, invite_version=1, requested_at=utcnow())
+    return InviteState(tenant_name=tenant_name, invite_version=1, invite_requested_at=utcnow())
 
 
 def request_invite(repo: AgentRepository, tenant_id: str, agent_id: str) -> Agent:

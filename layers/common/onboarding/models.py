@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 
 import email_validator
 from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+from pydantic.alias_generators import to_camel
 
 # `.test` is reserved for testing (RFC 2606); the Exchange simulator's mailboxes live there. Allowing it
 # costs nothing in production (no real mailbox can have such an address) and keeps one code path.
@@ -83,64 +84,67 @@ SETTINGS_TIMEOUT = "settings_timeout"
 INTERNAL_ERROR = "internal_error"
 
 
-class Attr:
-    """Names of the service-private attributes of an agent item (the API never returns them)."""
-
-    # the invite (see onboarding.invites)
-    TENANT_NAME = "tenantName"  # who invites, from the dashboard user's token when the agent was added
-    INVITE_VERSION = "inviteVersion"  # 1 when added, +1 per resend; only the current version's link works
-    INVITE_REQUESTED_AT = "inviteRequestedAt"
-    INVITE_ATTEMPTS = "inviteAttempts"  # sends of the current version that failed and will be retried
-    INVITE_SENT_AT = "inviteSentAt"
-    INVITE_EXPIRES_AT = "inviteExpiresAt"
-    # the connection (see onboarding.connect and onboarding.verification)
-    ATTEMPT = "connectAttempt"
-    ROUNDS = "settingsRounds"
-    TASK_TOKEN = "taskToken"  # noqa: S105  (an attribute name, not a secret)
-    USERNAME = "connUsername"  # advanced settings typed by the owner
-    SERVER = "connServer"
-    INVITE_HASH = "connectInviteHash"  # the invite used to connect (its SHA-256 key, not the token)
-    EWS_URL = "ewsUrl"  # what discovery / verification found
-    AUTH_TYPE = "authType"
-    SERVER_BUILD = "serverBuild"
-    EXCHANGE_USERNAME = "exchangeUsername"
-    INBOX_COUNT = "inboxItemCount"
-
-
 class _StateModel(BaseModel):
-    model_config = ConfigDict(populate_by_name=True, extra="ignore", frozen=True)
+    """Service-private attributes of the agent item: stored under the camelCase of the field's name."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore", frozen=True)
 
 
 class InviteState(_StateModel):
     """The invite attributes of an agent item (defaults fit items written before invites)."""
 
-    tenant_name: str | None = Field(default=None, alias=Attr.TENANT_NAME)
-    invite_version: int = Field(default=1, ge=1, alias=Attr.INVITE_VERSION)
-    invite_attempts: int = Field(default=0, ge=0, alias=Attr.INVITE_ATTEMPTS)
-    requested_at: str | None = Field(default=None, alias=Attr.INVITE_REQUESTED_AT)
-    sent_at: str | None = Field(default=None, alias=Attr.INVITE_SENT_AT)
-    expires_at: str | None = Field(default=None, alias=Attr.INVITE_EXPIRES_AT)
+    tenant_name: str | None = None  # who invites, from the dashboard user's token when the agent was added
+    invite_version: int = Field(default=1, ge=1)  # 1 when added, +1 per resend; only its link works
+    invite_attempts: int = Field(default=0, ge=0)  # failed sends of this version that will be retried
+    invite_requested_at: str | None = None
+    invite_sent_at: str | None = None
+    invite_expires_at: str | None = None
 
 
 class ConnectionState(_StateModel):
     """Where the connection of the mailbox stands: the attempt, what the owner typed, what was found."""
 
-    attempt: int = Field(default=0, ge=0, alias=Attr.ATTEMPT)
-    rounds: int = Field(default=0, ge=0, alias=Attr.ROUNDS)
+    connect_attempt: int = Field(default=0, ge=0)  # names the workflow execution; stale steps stop
+    settings_rounds: int = Field(default=0, ge=0)  # times the owner was asked for settings
     # The Step Functions task token of a workflow waiting for the owner's settings (never logged).
-    task_token: str | None = Field(default=None, alias=Attr.TASK_TOKEN, repr=False)
-    username: str | None = Field(default=None, alias=Attr.USERNAME)
-    server: str | None = Field(default=None, alias=Attr.SERVER)
-    invite_hash: str | None = Field(default=None, alias=Attr.INVITE_HASH)
-    ews_url: str | None = Field(default=None, alias=Attr.EWS_URL)
-    auth_type: str | None = Field(default=None, alias=Attr.AUTH_TYPE)
-    server_build: str | None = Field(default=None, alias=Attr.SERVER_BUILD)
-    exchange_username: str | None = Field(default=None, alias=Attr.EXCHANGE_USERNAME)
-    inbox_item_count: int | None = Field(default=None, alias=Attr.INBOX_COUNT)
+    task_token: str | None = Field(default=None, repr=False)
+    conn_username: str | None = None  # advanced settings typed by the owner
+    conn_server: str | None = None
+    connect_invite_hash: str | None = None  # the invite used to connect (its SHA-256 key, not the token)
+    ews_url: str | None = None  # what discovery / verification found
+    auth_type: str | None = None
+    server_build: str | None = None
+    exchange_username: str | None = None
+    inbox_item_count: int | None = None
 
-    @property
-    def waits_for_settings(self) -> bool:
-        return bool(self.task_token)
+
+def _stored(model: type[BaseModel], field: str) -> str:
+    alias = model.model_fields[field].alias
+    if not alias:
+        raise TypeError(f"{model.__name__}.{field} has no stored name")
+    return alias
+
+
+class Attr:
+    """Stored names of the service-private attributes, for writes (the API never returns them)."""
+
+    TENANT_NAME = _stored(InviteState, "tenant_name")
+    INVITE_VERSION = _stored(InviteState, "invite_version")
+    INVITE_REQUESTED_AT = _stored(InviteState, "invite_requested_at")
+    INVITE_ATTEMPTS = _stored(InviteState, "invite_attempts")
+    INVITE_SENT_AT = _stored(InviteState, "invite_sent_at")
+    INVITE_EXPIRES_AT = _stored(InviteState, "invite_expires_at")
+    ATTEMPT = _stored(ConnectionState, "connect_attempt")
+    ROUNDS = _stored(ConnectionState, "settings_rounds")
+    TASK_TOKEN = _stored(ConnectionState, "task_token")
+    USERNAME = _stored(ConnectionState, "conn_username")
+    SERVER = _stored(ConnectionState, "conn_server")
+    INVITE_HASH = _stored(ConnectionState, "connect_invite_hash")
+    EWS_URL = _stored(ConnectionState, "ews_url")
+    AUTH_TYPE = _stored(ConnectionState, "auth_type")
+    SERVER_BUILD = _stored(ConnectionState, "server_build")
+    EXCHANGE_USERNAME = _stored(ConnectionState, "exchange_username")
+    INBOX_COUNT = _stored(ConnectionState, "inbox_item_count")
 
 
 class _ApiModel(BaseModel):

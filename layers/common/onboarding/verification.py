@@ -92,7 +92,7 @@ class VerificationSteps:
 
     def run(self, task: TaskInput) -> TaskOutput:
         record = self.repo.get_record(task.tenant_id, task.agent_id)
-        if record is None or record.connection.attempt != task.attempt:
+        if record is None or record.connection.connect_attempt != task.attempt:
             logger.info("Stale verification step", extra={"agent_id": task.agent_id, "action": task.action})
             return TaskOutput(outcome=Outcome.STALE)
         step = getattr(self, task.action)
@@ -107,12 +107,15 @@ class VerificationSteps:
     # -- steps -------------------------------------------------------------------------------
     def autodiscover(self, task: TaskInput, record: AgentRecord) -> TaskOutput:
         connection = record.connection
-        if connection.server:
+        if connection.conn_server:
             return TaskOutput(outcome=Outcome.MANUAL)
         password = self.credentials.get(task.tenant_id, task.agent_id)
         try:
             settings = discover(
-                record.agent.email, password.get_secret_value(), connection.username, config=self.exchange
+                record.agent.email,
+                password.get_secret_value(),
+                connection.conn_username,
+                config=self.exchange,
             )
         except ExchangeFailure as failure:
             logger.info("Autodiscovery failed", extra={"agent_id": task.agent_id, "code": failure.code.value})
@@ -130,11 +133,15 @@ class VerificationSteps:
     def verify(self, task: TaskInput, record: AgentRecord) -> TaskOutput:
         password = self.credentials.get(task.tenant_id, task.agent_id).get_secret_value()
         email, connection = record.agent.email, record.connection
-        manual = bool(connection.server)
+        manual = bool(connection.conn_server)
         try:
-            if connection.server:
+            if connection.conn_server:
                 result = verify(
-                    email, password, connection.username or email, connection.server, config=self.exchange
+                    email,
+                    password,
+                    connection.conn_username or email,
+                    connection.conn_server,
+                    config=self.exchange,
                 )
             else:
                 result = verify(
@@ -149,7 +156,7 @@ class VerificationSteps:
             logger.info("Verification failed", extra={"agent_id": task.agent_id, "code": failure.code.value})
             # Settings sent from the settings form (rounds >= 1) that do not work: ask again, a few times.
             # Settings typed on the first form fail like any first attempt: the page offers the form again.
-            rounds = connection.rounds
+            rounds = connection.settings_rounds
             if manual and failure.code in OWNER_FIXABLE and 1 <= rounds < self.max_settings_rounds:
                 if failure.code is Diagnosis.AUTH_FAILED:
                     self._count_wrong_password(record)
@@ -168,7 +175,10 @@ class VerificationSteps:
             task.agent_id,
             AgentStatus.NEEDS_SETTINGS,
             reason=task.code or Diagnosis.AUTODISCOVER_FAILED.value,
-            set_attributes={Attr.TASK_TOKEN: task.task_token, Attr.ROUNDS: record.connection.rounds + 1},
+            set_attributes={
+                Attr.TASK_TOKEN: task.task_token,
+                Attr.ROUNDS: record.connection.settings_rounds + 1,
+            },
         )
         return TaskOutput(outcome=Outcome.NEEDS_SETTINGS)
 
@@ -199,7 +209,7 @@ class VerificationSteps:
 
     # -- the invite the owner connected with ------------------------------------------------------
     def _invite(self, record: AgentRecord) -> Invite | None:
-        token_hash = record.connection.invite_hash
+        token_hash = record.connection.connect_invite_hash
         return self.invites.get(token_hash) if token_hash else None
 
     def _consume_invite(self, record: AgentRecord) -> None:
