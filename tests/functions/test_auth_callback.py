@@ -18,6 +18,7 @@ from functions.auth_callback import app
 from onboarding import invites, pages
 from onboarding.invite_tokens import token_hash
 from onboarding.models import AgentStatus, Attr
+from tests import lifecycle
 from tests.conftest import TABLE_NAME
 from tests.connect_helpers import (
     CSRF_KEY,
@@ -61,14 +62,7 @@ def submit(token: str, **fields: str) -> Answer:
 
 def to_status(env: ConnectEnv, invited: Invited, status: AgentStatus, reason: str | None = None) -> None:
     """Walk the agent along the lifecycle to `status` (as the workflow would)."""
-    path = {
-        S.CONNECTING: [S.CONNECTING],
-        S.NEEDS_SETTINGS: [S.CONNECTING, S.NEEDS_SETTINGS],
-        S.FAILED: [S.CONNECTING, S.FAILED],
-        S.VERIFIED: [S.CONNECTING, S.VERIFIED],
-    }[status]
-    for step in path:
-        env.repo.transition("demo", invited.agent_id, step, reason=reason if step is status else None)
+    lifecycle.walk(env.repo, env.repo.get("demo", invited.agent_id), status, reason=reason)
 
 
 # -- 1. the page -----------------------------------------------------------------------------------

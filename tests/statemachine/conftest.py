@@ -18,10 +18,11 @@ from devstack import template as tpl
 from devstack.exchange_sim.simulator import ExchangeSimulator
 from devstack.lambdas import handlers_installed
 from devstack.runtime import runners_from_template
-from onboarding import agents, deps
+from onboarding import deps
 from onboarding.credentials import SecretsManagerCredentialStore
-from onboarding.models import AgentStatus, Attr, NewAgent
+from onboarding.models import AgentStatus, Attr
 from onboarding.store import DynamoAgentRepository
+from tests import lifecycle
 from tests.conftest import TABLE_NAME
 
 PREFIX = "mailbox-onboarding/test"
@@ -42,9 +43,9 @@ class Workflow:
     arn: str
 
     def add_invited_agent(self, email: str, tenant: str = "demo") -> str:
-        agent = agents.add_agent(self.repo, tenant, NewAgent(name="Owner", email=email, type="ms_exchange"))
-        self.repo.transition(tenant, agent.agent_id, AgentStatus.INVITED)
-        return agent.agent_id
+        return lifecycle.add_at(
+            self.repo, AgentStatus.INVITED, email=email, tenant=tenant, name="Owner"
+        ).agent_id
 
     def connect(
         self,
