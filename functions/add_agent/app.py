@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import functools
+from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Annotated, Any
 
@@ -11,13 +11,13 @@ from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from onboarding import agents, invites
+from onboarding import agents, aws, invites
+from onboarding import deps as wiring
 from onboarding.api import current_tenant, current_tenant_name, register_error_handlers
-from onboarding.credentials import credential_store
 from onboarding.models import Agent, AgentPage, AgentStatus, ErrorResponse, NewAgent
 from onboarding.observability import logger, metrics
-from onboarding.settings import agents_api_settings
-from onboarding.store import agent_repository
+from onboarding.settings import AgentsApiSettings, agents_api_settings
+from onboarding.store import AgentRepository
 
 app = APIGatewayHttpResolver(enable_validation=True)
 register_error_handlers(app)
@@ -32,18 +32,33 @@ _ERRORS: dict[int, Any] = {
 }
 
 
-def _tenant() -> str:
-    return current_tenant(app, agents_api_settings().tenant_claim)
+@dataclass(frozen=True)
+class Deps:
+    settings: AgentsApiSettings
+    repo: AgentRepository
+    cleanup: agents.Cleanup
 
 
-def _repo() -> Any:
-    return agent_repository(agents_api_settings().agents_table_name)
-
-
-@functools.cache
-def _cleanup() -> agents.Cleanup:
+@wiring.cached
+def deps() -> Deps:
     settings = agents_api_settings()
-    return agents.Cleanup(credential_store(settings.credentials_prefix), settings.state_machine_arn)
+    return Deps(
+        settings=settings,
+        repo=wiring.agent_repository(settings.agents_table_name),
+        cleanup=agents.Cleanup(
+            wiring.credential_store(settings.credentials_prefix),
+            aws.client("stepfunctions"),
+            settings.state_machine_arn,
+        ),
+    )
+
+
+def _tenant() -> str:
+    return current_tenant(app, deps().settings.tenant_claim)
+
+
+def _repo() -> AgentRepository:
+    return deps().repo
 
 
 @app.post(
@@ -52,7 +67,7 @@ def _cleanup() -> agents.Cleanup:
     responses={201: {"description": "Created", "content": {"application/json": {"model": Agent}}}, **_ERRORS},
 )
 def add_agent(new: NewAgent) -> Response[dict[str, object]]:
-    tenant_name = current_tenant_name(app, agents_api_settings().tenant_name_claim)
+    tenant_name = current_tenant_name(app, deps().settings.tenant_name_claim)
     agent = agents.add_agent(_repo(), _tenant(), new, tenant_name=tenant_name)
     return Response(
         status_code=HTTPStatus.CREATED.value,
@@ -79,7 +94,7 @@ def list_agents(
         _repo(),
         _tenant(),
         status=status,
-        limit=limit or agents_api_settings().default_page_size,
+        limit=limit or deps().settings.default_page_size,
         next_token=next_token,
     )
 
@@ -102,7 +117,7 @@ def get_agent(agentId: Annotated[str, Path(max_length=64)]) -> Agent:
     responses={204: {"description": "Removed", "content": {}}, **_ERRORS},
 )
 def remove_agent(agentId: Annotated[str, Path(max_length=64)]) -> Response[None]:
-    agents.remove_agent(_repo(), _tenant(), agentId, _cleanup())
+    agents.remove_agent(_repo(), _tenant(), agentId, deps().cleanup)
     return Response(status_code=HTTPStatus.NO_CONTENT.value, body=None)
 
 
