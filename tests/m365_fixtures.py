@@ -34,7 +34,10 @@ def identity_sim(identity_sim_server: IdentitySimulator) -> IdentitySimulator:
 def m365_config(identity_sim: IdentitySimulator) -> M365Config:
     """Production config with only the hosts and the CA pointing at the simulator; small budgets."""
     config = M365Config.from_env(
-        {**identity_sim.environment(), "M365_CLIENT_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:1:secret:x"}
+        {
+            **identity_sim.environment(),
+            "M365_CLIENT_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:1:secret:x",
+        }
     )
     return replace(config, routing_budget=2.0, token_timeout=2.0, graph_timeout=2.0, graph_budget=6.0)
 

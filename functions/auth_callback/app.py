@@ -7,11 +7,12 @@ import functools
 import json
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Any
-from urllib.parse import parse_qs
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, urlsplit
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.shared.cookies import Cookie, SameSite
 from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
@@ -26,11 +27,18 @@ from onboarding.errors import (
     InviteNotFoundError,
     InviteUsedError,
     NotNowError,
+    UseMicrosoftSignInError,
 )
 from onboarding.invite_tokens import looks_like_token
+from onboarding.m365 import outcomes as m365_outcomes
+from onboarding.m365.config import CALLBACK_PATH, M365Config
+from onboarding.m365.routing import Router
 from onboarding.models import AgentStatus
 from onboarding.observability import logger, metrics
 from onboarding.settings import AuthCallbackSettings, auth_callback_settings
+
+if TYPE_CHECKING:  # msal and requests load only on the two routes that sign in with Microsoft
+    from onboarding.m365.signin import SignInService
 
 app = APIGatewayHttpResolver()
 
@@ -60,16 +68,28 @@ LINK_PAGES: dict[str, tuple[str, str]] = {
 class Deps:
     settings: AuthCallbackSettings
     service: ConnectService
+    m365: M365Config
 
     @functools.cached_property
     def csrf_key(self) -> bytes:
         """The form-nonce signing key, read once, when a page first needs it."""
         return str(parameters.get_secret(self.settings.csrf_key_secret_arn, max_age=3600)).encode()
 
+    @functools.cached_property
+    def signin(self) -> SignInService:
+        """ "Sign in with Microsoft", built on its first use (it brings msal and requests)."""
+        from onboarding.m365.oauth import FlowStore, OAuthClient, client_secret_reader
+        from onboarding.m365.signin import SignInService
+
+        oauth = OAuthClient(self.m365, client_secret_reader(self.m365.client_secret_arn))
+        flows = FlowStore(self.settings.agents_table_name, aws.client("dynamodb"))
+        return SignInService(self.service, flows, lambda: oauth, self.m365)
+
 
 @wiring.cached
 def deps() -> Deps:
     settings = auth_callback_settings()
+    m365 = M365Config.from_env()
     service = ConnectService(
         wiring.agent_repository(settings.agents_table_name),
         wiring.invite_repository(settings.agents_table_name),
@@ -77,8 +97,9 @@ def deps() -> Deps:
         aws.client("stepfunctions"),
         state_machine_arn=settings.state_machine_arn,
         settings_timeout_seconds=settings.settings_timeout_seconds,
+        router=Router(m365) if m365.enabled else None,
     )
-    return Deps(settings=settings, service=service)
+    return Deps(settings=settings, service=service, m365=m365)
 
 
 wiring.on_reset(parameters.clear_caches)
@@ -167,12 +188,148 @@ def _valid_token(token: str) -> str:
     return token
 
 
+def _provider(view: ConnectView) -> str:
+    """Which form the page opens with: the owner's choice, else Microsoft 365 when routing says so."""
+    if not deps().m365.enabled:
+        return "exchange"
+    chosen = app.current_event.get_query_string_value("provider") or ""
+    if chosen in {"m365", "exchange"}:
+        return chosen
+    return "m365" if _service().routes_to_microsoft_365(view.email) else "exchange"
+
+
 @app.get("/connect/<token>")
 def show(token: str) -> Response[str]:
     view = _service().view(_valid_token(token))
     if view.status is not AgentStatus.INVITED and view.status is not AgentStatus.FAILED:
         return _redirect(_status_url(token))
-    return _html(pages.render("connect/connect.html", **_context(view)))
+    context = _context(view, provider=_provider(view), m365_available=deps().m365.enabled)
+    return _html(pages.render("connect/connect.html", **context))
+
+
+# -- Sign in with Microsoft ------------------------------------------------------------------------
+def _callback_url() -> str:
+    return f"{_base_url()}{CALLBACK_PATH}"
+
+
+def _signin_cookie(value: str, *, max_age: int) -> Cookie:
+    """Binds the answer from Microsoft to this browser. Lax: sent on the top-level GET back from Microsoft."""
+    from onboarding.m365.signin import COOKIE_NAME
+
+    base = urlsplit(_base_url())
+    return Cookie(
+        COOKIE_NAME,
+        value,
+        path=f"{base.path.rstrip('/')}{CALLBACK_PATH}",
+        secure=base.scheme == "https",
+        http_only=True,
+        max_age=max_age,
+        same_site=SameSite.LAX_MODE,
+    )
+
+
+@app.post("/connect/<token>/microsoft")
+def start_microsoft_sign_in(token: str) -> Response[str]:
+    from onboarding.m365.signin import SignInFailed
+
+    form = _form()
+    _check_post(_valid_token(token), form)
+    try:
+        begun = deps().signin.begin(token, redirect_uri=_callback_url())
+    except NotNowError:
+        return _redirect(_status_url(token))
+    except SignInFailed as failed:
+        return _m365_outcome(failed.reason, failed.view)
+    return Response(
+        status_code=HTTPStatus.SEE_OTHER.value,
+        body="",
+        headers={**pages.SECURITY_HEADERS, "Location": begun.authorize_url},
+        cookies=[_signin_cookie(begun.cookie_value, max_age=deps().m365.flow_ttl_seconds)],
+    )
+
+
+@app.get(CALLBACK_PATH)
+def microsoft_callback() -> Response[str]:
+    """Where Microsoft sends the browser back: redeem the code, then the status page follows the check."""
+    from onboarding.m365.signin import COOKIE_NAME, SignInFailed, SignInService
+
+    params = {k: v for k, v in (app.current_event.query_string_parameters or {}).items() if v is not None}
+    consent = SignInService.admin_consent(params)
+    if consent is not None:
+        return _admin_consent_page(granted=consent.granted)
+    cookie = next(
+        (
+            c.partition("=")[2]
+            for c in app.current_event.cookies
+            if c.partition("=")[0].strip() == COOKIE_NAME
+        ),
+        None,
+    )
+    forget = _signin_cookie("", max_age=0)  # single use, like the state it binds
+    try:
+        view = deps().signin.finish(params, cookie)
+    except SignInFailed as failed:
+        response = _m365_outcome(failed.reason, failed.view)
+    except NotNowError:
+        token = (cookie or "").partition(".")[2]
+        response = _redirect(_status_url(token))
+    else:
+        response = _redirect(_status_url(view.token))
+    response.cookies.append(forget)
+    return response
+
+
+def _m365_outcome(
+    reason: m365_outcomes.M365Reason | str, view: ConnectView | None, *, status_code: HTTPStatus | None = None
+) -> Response[str]:
+    outcome = m365_outcomes.outcome_for(str(reason))
+    if outcome is None:
+        raise ValueError(f"not a Microsoft 365 reason: {reason}")
+    email = view.email if view else ""
+    values = {
+        "signed_in": (view.record.connection.m365_signed_in_as if view else None) or "another account",
+        "invited": email or "the invited mailbox",
+    }
+    m365 = deps().m365
+    context: dict[str, Any] = {
+        "base_url": _base_url(),
+        "reason": str(reason),
+        "title": outcome.title,
+        "message": outcome.message.format(**values),
+        "next_step": outcome.next_step.format(**values),
+        "for_it": outcome.for_it,
+        "admin_consent_url": m365.admin_consent_url(email.rpartition("@")[2], _callback_url())
+        if outcome.admin_consent_link and email
+        else None,
+        "retry": outcome.retry
+        and view is not None
+        and view.status in (AgentStatus.INVITED, AgentStatus.FAILED),
+        "offer_exchange_form": outcome.offer_exchange_form,
+        "token": view.token if view else None,
+        "email": email,
+        "nonce": pages.csrf_nonce(_csrf_key(), view.token) if view else "",
+    }
+    invalid = {m365_outcomes.M365Reason.SIGN_IN_INVALID, m365_outcomes.M365Reason.SIGN_IN_EXPIRED}
+    code = status_code or (HTTPStatus.BAD_REQUEST if reason in invalid else HTTPStatus.OK)
+    return _html(pages.render("connect/m365_outcome.html", **context), code)
+
+
+def _admin_consent_page(*, granted: bool) -> Response[str]:
+    heading = "Thank you: the app is approved" if granted else "The app was not approved"
+    message = (
+        'People in your organisation can now connect their mailbox with "Sign in with Microsoft" from '
+        "their invite link."
+        if granted
+        else "Nothing changed. The people who asked can tell you more about the app."
+    )
+    page = pages.render(
+        "connect/link_problem.html",
+        heading=heading,
+        message=message,
+        base_url=_base_url(),
+        ask_for_new_invite=False,
+    )
+    return _html(page)
 
 
 @app.post("/connect/<token>")
@@ -211,6 +368,13 @@ def status(token: str) -> Response[str]:
         return Response(
             200, content_types.APPLICATION_JSON, json.dumps(body), headers=dict(pages.SECURITY_HEADERS)
         )
+    if (
+        view.status is AgentStatus.FAILED
+        and view.is_m365
+        and m365_outcomes.is_m365_reason(view.reason)
+        and deps().m365.enabled
+    ):
+        return _m365_outcome(str(view.reason), view)
     titles = {
         AgentStatus.VERIFIED: "Mailbox connected",
         AgentStatus.NEEDS_SETTINGS: "More details needed",
@@ -227,6 +391,9 @@ def status(token: str) -> Response[str]:
             dashboard_url=settings.dashboard_url,
             can_retry=view.status is AgentStatus.FAILED,
             open_advanced=bool(view.record.connection.conn_server),
+            m365=view.is_m365 and deps().m365.enabled,
+            m365_available=deps().m365.enabled,
+            provider="m365" if view.is_m365 else "exchange",
         ),
     )
     return _html(page)
@@ -246,7 +413,13 @@ def _form_again(token: str, problem: str) -> Response[str]:
     view = _service().view(token, for_status=True)
     template = "connect/status.html" if view.status is AgentStatus.NEEDS_SETTINGS else "connect/connect.html"
     context = _context(
-        view, problem=problem, status=view.status.value, message=problem, title="Check your details"
+        view,
+        problem=problem,
+        status=view.status.value,
+        message=problem,
+        title="Check your details",
+        provider="exchange",
+        m365_available=deps().m365.enabled,
     )
     return _html(pages.render(template, **context), HTTPStatus.BAD_REQUEST)
 
@@ -288,6 +461,17 @@ def _csrf(error: CsrfError) -> Response[str]:
         base_url=base_url,
     )
     return _html(page, error.status)
+
+
+@app.exception_handler(UseMicrosoftSignInError)
+def _use_microsoft(error: UseMicrosoftSignInError) -> Response[str]:
+    """The password is dropped; the page offers "Sign in with Microsoft" with the reason beside it."""
+    token = app.current_event.path_parameters.get("token", "")
+    view = _service().view(token, for_status=True)
+    context = _context(
+        view, problem=error.message, provider="m365", m365_available=True, title="Use Sign in with Microsoft"
+    )
+    return _html(pages.render("connect/connect.html", **context), HTTPStatus.BAD_REQUEST)
 
 
 @app.exception_handler(FormError)

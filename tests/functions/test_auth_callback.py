@@ -186,6 +186,7 @@ def test_a_valid_post_stores_the_password_and_starts_the_workflow(
         "agentId": invited.agent_id,
         "attempt": 1,
         "settingsTimeoutSeconds": 600,
+        "method": "ews",
     }
     captured = capsys.readouterr()
     for place in (

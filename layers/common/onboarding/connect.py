@@ -7,6 +7,7 @@ goes to the credential store and the workflow starts with references only.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from dataclasses import dataclass
@@ -23,16 +24,20 @@ from onboarding.errors import (
     IllegalTransitionError,
     InviteRevokedError,
     NotNowError,
+    UseMicrosoftSignInError,
     WrongMailboxError,
     error_code,
 )
 from onboarding.exchange import Diagnosis, message_for
 from onboarding.executions import execution_name
 from onboarding.invite_store import InviteRepository
+from onboarding.m365 import outcomes as m365_outcomes
+from onboarding.m365.routing import Evidence, Router
 from onboarding.models import INTERNAL_ERROR, SETTINGS_TIMEOUT, AgentRecord, AgentStatus, Attr
 from onboarding.observability import logger, metrics
 from onboarding.store import AgentRepository
 
+EWS, GRAPH = "ews", "graph"  # how a mailbox is verified (Attr.VERIFY_METHOD, the workflow's `method`)
 _USERNAME = re.compile(r"^(?:[^\s@\\]+@[^\s@\\]+|[^\s@\\]+\\[^\s@\\]+)$")
 _HOST = re.compile(r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?)$")
 
@@ -128,7 +133,17 @@ class ConnectView:
         return self.record.agent.status_reason or None
 
     @property
+    def is_m365(self) -> bool:
+        """Connected (or being connected) with "Sign in with Microsoft"."""
+        return self.record.connection.verify_method == GRAPH
+
+    @property
     def message(self) -> str:
+        if m365_outcomes.is_m365_reason(self.reason):
+            text = m365_outcomes.message_for(
+                str(self.reason), signed_in=self.record.connection.m365_signed_in_as, invited=self.email
+            )
+            return text or reason_message(INTERNAL_ERROR)
         return reason_message(self.reason)
 
 
@@ -142,7 +157,9 @@ class ConnectService:
         *,
         state_machine_arn: str,
         settings_timeout_seconds: int,
+        router: Router | None = None,
     ) -> None:
+        self.router = router  # decides "Microsoft 365 or Exchange" before a password is taken
         self.repo = repo
         self.invites = invites
         self.credentials = credentials
@@ -166,6 +183,7 @@ class ConnectService:
             raise WrongMailboxError(f"This invite is for {view.email}. Sign in with that mailbox.")
         if view.status not in (AgentStatus.INVITED, AgentStatus.FAILED):
             raise NotNowError(f"The mailbox is {view.status.value}")
+        self._refuse_password_for_microsoft_365(view, form)
         agent = view.record.agent
         attempt = view.record.connection.connect_attempt + 1
         manual = {Attr.USERNAME: form.username, Attr.SERVER: form.server}
@@ -179,14 +197,65 @@ class ConnectService:
                     Attr.ATTEMPT: attempt,
                     Attr.ROUNDS: 0,
                     Attr.INVITE_HASH: view.token_hash,
+                    Attr.VERIFY_METHOD: EWS,
                     **{k: v for k, v in manual.items() if v},
                 },
-                remove_attributes=(Attr.TASK_TOKEN, *(k for k, v in manual.items() if not v)),
+                remove_attributes=(
+                    Attr.TASK_TOKEN,
+                    Attr.M365_SIGNED_IN_AS,
+                    *(k for k, v in manual.items() if not v),
+                ),
             )
         except (ConcurrentModificationError, IllegalTransitionError) as error:
             raise NotNowError("Another sign-in for this mailbox is already being checked") from error
         self._start(view, attempt, form.password)
         return self.view(token)
+
+    def routes_to_microsoft_365(self, email: str, server: str | None = None) -> bool:
+        """Should this mailbox get "Sign in with Microsoft"? Bounded, no credentials; doubt -> False."""
+        return self.router is not None and self.router.decide(email, server).is_m365
+
+    def _refuse_password_for_microsoft_365(self, view: ConnectView, form: CredentialsForm) -> None:
+        """A Microsoft 365 mailbox is never sent a password: refuse before storing or sending it.
+
+        An owner who names an on-premises server keeps the Exchange path (hybrid organisations whose
+        mailbox still lives on their own Exchange); an Exchange Online server never does."""
+        if self.router is None:
+            return
+        decision = self.router.decide(view.email, form.server)
+        if decision.is_m365 and (decision.evidence is Evidence.EXCHANGE_ONLINE_SERVER or not form.server):
+            logger.info(
+                "Password refused for a Microsoft 365 mailbox",
+                extra={"agent_id": view.record.agent.agent_id, "evidence": decision.evidence.value},
+            )
+            raise UseMicrosoftSignInError(
+                f'{view.email} is a Microsoft 365 mailbox: use "Sign in with Microsoft" below. '
+                "Your password was not stored or sent anywhere."
+            )
+
+    def connect_with_microsoft(self, view: ConnectView, refresh_token: SecretStr) -> None:
+        """After "Sign in with Microsoft": `connecting`, the refresh token stored, the workflow started."""
+        if view.status not in (AgentStatus.INVITED, AgentStatus.FAILED):
+            raise NotNowError(f"The mailbox is {view.status.value}")
+        agent = view.record.agent
+        attempt = view.record.connection.connect_attempt + 1
+        try:
+            self.repo.transition(
+                agent.tenant_id,
+                agent.agent_id,
+                AgentStatus.CONNECTING,
+                expected_version=agent.version,
+                set_attributes={
+                    Attr.ATTEMPT: attempt,
+                    Attr.ROUNDS: 0,
+                    Attr.INVITE_HASH: view.token_hash,
+                    Attr.VERIFY_METHOD: GRAPH,
+                },
+                remove_attributes=(Attr.TASK_TOKEN, Attr.USERNAME, Attr.SERVER, Attr.M365_SIGNED_IN_AS),
+            )
+        except (ConcurrentModificationError, IllegalTransitionError) as error:
+            raise NotNowError("Another sign-in for this mailbox is already being checked") from error
+        self._start(view, attempt, refresh_token, purpose="refresh_token", method=GRAPH)
 
     def submit_settings(self, token: str, form: SettingsForm) -> ConnectView:
         view = self.view(token)
@@ -230,10 +299,18 @@ class ConnectService:
             return False
         return True
 
-    def _start(self, view: ConnectView, attempt: int, password: SecretStr) -> None:
+    def _start(
+        self,
+        view: ConnectView,
+        attempt: int,
+        secret: SecretStr,
+        *,
+        purpose: str = "password",
+        method: str = EWS,
+    ) -> None:
         tenant_id, agent_id = view.record.agent.tenant_id, view.record.agent.agent_id
         try:
-            self.credentials.put(tenant_id, agent_id, password)
+            self.credentials.put(tenant_id, agent_id, secret, purpose=purpose)
             self.sfn.start_execution(
                 stateMachineArn=self.state_machine_arn,
                 name=execution_name(agent_id, attempt),
@@ -243,6 +320,7 @@ class ConnectService:
                         "agentId": agent_id,
                         "attempt": attempt,
                         "settingsTimeoutSeconds": self.settings_timeout_seconds,
+                        "method": method,
                     }
                 ),
             )
@@ -251,6 +329,8 @@ class ConnectService:
                 "Could not start the verification", extra={"agent_id": agent_id, "error": error_code(error)}
             )
             self.repo.transition(tenant_id, agent_id, AgentStatus.FAILED, reason=INTERNAL_ERROR)
+            with contextlib.suppress(ClientError):  # a secret of an attempt that never ran must not linger
+                self.credentials.delete(tenant_id, agent_id)
             return
         metrics.add_metric(name="ConnectionStarted", unit="Count", value=1)
         logger.info("Verification started", extra={"agent_id": agent_id, "attempt": attempt})

@@ -122,6 +122,13 @@ class WrongMailboxError(FormError):
     code = "wrong_mailbox"
 
 
+class UseMicrosoftSignInError(FormError):
+    """A password was posted for a Microsoft 365 mailbox: it is dropped unstored; the page offers
+    "Sign in with Microsoft" instead."""
+
+    code = "use_microsoft_sign_in"
+
+
 class NotNowError(DomainError):
     """The agent is not in a state where this form applies (e.g. already checking): show the status."""
 

@@ -116,6 +116,9 @@ class ConnectionState(_StateModel):
     server_build: str | None = None
     exchange_username: str | None = None
     inbox_item_count: int | None = None
+    # How the mailbox is verified: "ews" (password, Exchange) or "graph" (Sign in with Microsoft).
+    verify_method: str | None = None
+    m365_signed_in_as: str | None = None  # the account signed in with, when it was not the invited one
 
 
 def _stored(model: type[BaseModel], field: str) -> str:
@@ -145,6 +148,8 @@ class Attr:
     SERVER_BUILD = _stored(ConnectionState, "server_build")
     EXCHANGE_USERNAME = _stored(ConnectionState, "exchange_username")
     INBOX_COUNT = _stored(ConnectionState, "inbox_item_count")
+    VERIFY_METHOD = _stored(ConnectionState, "verify_method")
+    M365_SIGNED_IN_AS = _stored(ConnectionState, "m365_signed_in_as")
 
 
 class _ApiModel(BaseModel):

@@ -7,9 +7,10 @@ the agent item; the task output says only where the workflow goes next.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -17,6 +18,7 @@ from onboarding.credentials import CredentialStore
 from onboarding.errors import (
     AgentNotFoundError,
     ConcurrentModificationError,
+    CredentialNotFoundError,
     IllegalTransitionError,
     InviteError,
 )
@@ -27,6 +29,13 @@ from onboarding.invites import MAX_FAILED_ATTEMPTS
 from onboarding.models import INTERNAL_ERROR, SETTINGS_TIMEOUT, AgentRecord, AgentStatus, Attr
 from onboarding.observability import logger, metrics
 from onboarding.store import AgentRepository
+
+if TYPE_CHECKING:  # msal and requests load only when a Microsoft 365 mailbox is verified
+    from onboarding.m365.verify import GraphVerifier
+
+GRAPH = "graph"  # Attr.VERIFY_METHOD of a mailbox connected with "Sign in with Microsoft"
+M365_NOT_CONFIGURED = "m365_not_configured"
+M365_SIGN_IN_EXPIRED = "m365_sign_in_expired"
 
 # Failures the owner can fix by entering other settings (or another password) in the settings form.
 OWNER_FIXABLE = frozenset(
@@ -82,7 +91,9 @@ class VerificationSteps:
         *,
         max_settings_rounds: int = 3,
         max_failed_passwords: int = MAX_FAILED_ATTEMPTS,
+        graph: Callable[[], GraphVerifier] | None = None,
     ) -> None:
+        self.graph = graph  # Microsoft 365 mailboxes: refresh token -> Graph (None: not configured)
         self.repo = repo
         self.credentials = credentials
         self.exchange = exchange
@@ -107,6 +118,8 @@ class VerificationSteps:
     # -- steps -------------------------------------------------------------------------------
     def autodiscover(self, task: TaskInput, record: AgentRecord) -> TaskOutput:
         connection = record.connection
+        if connection.verify_method == GRAPH:
+            return TaskOutput(outcome=Outcome.FOUND)  # Microsoft 365: nothing to discover
         if connection.conn_server:
             return TaskOutput(outcome=Outcome.MANUAL)
         password = self.credentials.get(task.tenant_id, task.agent_id)
@@ -131,6 +144,8 @@ class VerificationSteps:
         return TaskOutput(outcome=Outcome.FOUND)
 
     def verify(self, task: TaskInput, record: AgentRecord) -> TaskOutput:
+        if record.connection.verify_method == GRAPH:
+            return self._verify_with_graph(task, record)
         password = self.credentials.get(task.tenant_id, task.agent_id).get_secret_value()
         email, connection = record.agent.email, record.connection
         manual = bool(connection.conn_server)
@@ -165,6 +180,36 @@ class VerificationSteps:
         values = {**_settings_attributes(result.settings), Attr.INBOX_COUNT: result.inbox_item_count}
         self.repo.update_attributes(
             task.tenant_id, task.agent_id, values, expected_status=AgentStatus.CONNECTING
+        )
+        return TaskOutput(outcome=Outcome.VERIFIED)
+
+    def _verify_with_graph(self, task: TaskInput, record: AgentRecord) -> TaskOutput:
+        """Microsoft 365: redeem the stored refresh token, then Graph must name the invited mailbox."""
+        from onboarding.m365.graph import GraphFailure
+
+        if self.graph is None:
+            return TaskOutput(outcome=Outcome.FAILED, code=M365_NOT_CONFIGURED)
+        try:
+            mailbox = self.graph().verify(task.tenant_id, task.agent_id, record.agent.email)
+        except CredentialNotFoundError:
+            return TaskOutput(outcome=Outcome.FAILED, code=M365_SIGN_IN_EXPIRED)
+        except GraphFailure as failure:
+            logger.info(
+                "Graph verification failed", extra={"agent_id": task.agent_id, "code": failure.reason.value}
+            )
+            if failure.signed_in:
+                self.repo.update_attributes(
+                    task.tenant_id,
+                    task.agent_id,
+                    {Attr.M365_SIGNED_IN_AS: failure.signed_in},
+                    expected_status=AgentStatus.CONNECTING,
+                )
+            return TaskOutput(outcome=Outcome.FAILED, code=failure.reason.value)
+        self.repo.update_attributes(
+            task.tenant_id,
+            task.agent_id,
+            {Attr.INBOX_COUNT: mailbox.inbox_item_count},
+            expected_status=AgentStatus.CONNECTING,
         )
         return TaskOutput(outcome=Outcome.VERIFIED)
 

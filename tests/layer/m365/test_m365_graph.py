@@ -106,5 +106,9 @@ def test_429_beyond_the_budget_is_throttled(identity_sim: IdentitySimulator, m36
 
 
 def test_addresses_of_reads_smtp_proxies_only() -> None:
-    me = {"mail": None, "userPrincipalName": "A@x.test", "proxyAddresses": ["SMTP:b@x.test", "x500:/o=ex", "smtp:c@x.test"]}
+    me = {
+        "mail": None,
+        "userPrincipalName": "A@x.test",
+        "proxyAddresses": ["SMTP:b@x.test", "x500:/o=ex", "smtp:c@x.test"],
+    }
     assert addresses_of(me) == {"a@x.test", "b@x.test", "c@x.test"}

@@ -28,7 +28,13 @@ def test_a_flow_asks_for_the_invited_address_with_pkce_and_only_metadata_scopes(
     assert query["login_hint"] == ["mia@m365.test"]
     assert query["code_challenge_method"] == ["S256"]
     assert query["redirect_uri"] == [REDIRECT_URI]
-    assert set(query["scope"][0].split()) == {"User.Read", "Mail.ReadBasic", "offline_access", "openid", "profile"}
+    assert set(query["scope"][0].split()) == {
+        "User.Read",
+        "Mail.ReadBasic",
+        "offline_access",
+        "openid",
+        "profile",
+    }
     assert "code_verifier" not in flow["auth_uri"]
     assert flow["state"] == query["state"][0]
 
@@ -44,7 +50,9 @@ def test_the_code_is_redeemed_for_a_refresh_token_and_nothing_stays_in_memory(
     assert oauth.app.get_accounts() == []  # MSAL's token cache is emptied after every call
     token_calls = [r for r in identity_sim.requests_seen if r.path.endswith("/oauth2/v2.0/token")]
     assert len(token_calls) == 1
-    assert token_calls[0].code and token_calls[0].client_secret and not token_calls[0].password
+    assert token_calls[0].code
+    assert token_calls[0].client_secret
+    assert not token_calls[0].password
 
 
 def test_a_code_used_twice_is_refused(identity_sim: IdentitySimulator, oauth: OAuthClient) -> None:
@@ -123,7 +131,8 @@ def test_a_refresh_gives_a_new_access_token_and_a_revoked_grant_is_rejected(
     flow = oauth.start(login_hint="mia@m365.test", redirect_uri=REDIRECT_URI)
     grant = oauth.redeem(flow, Person(identity_sim).sign_in(flow["auth_uri"], "mia@m365.test"))
     access, rotated = oauth.refresh(grant.refresh_token)
-    assert access.get_secret_value() and access.get_secret_value() != grant.access_token.get_secret_value()
+    assert access.get_secret_value()
+    assert access.get_secret_value() != grant.access_token.get_secret_value()
     assert rotated is not None
     identity_sim.revoke_refresh_tokens("mia@m365.test")
     with pytest.raises(SignInError) as raised:

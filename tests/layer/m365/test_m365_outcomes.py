@@ -28,7 +28,12 @@ from onboarding.m365.outcomes import (
         ("invalid_tenant", [90002], "", M365Reason.TENANT_DISABLED),
         ("invalid_grant", [54005], "", M365Reason.SIGN_IN_EXPIRED),
         # The authorize redirect carries no error_codes: the number is read from the description's prefix.
-        ("access_denied", None, "AADSTS53003: Access has been blocked by Conditional Access policies.", M365Reason.CONDITIONAL_ACCESS),
+        (
+            "access_denied",
+            None,
+            "AADSTS53003: Access has been blocked by Conditional Access policies.",
+            M365Reason.CONDITIONAL_ACCESS,
+        ),
         ("access_denied", None, "AADSTS50057: The user account is disabled.", M365Reason.ACCOUNT_DISABLED),
         ("access_denied", None, "AADSTS999999: something new", M365Reason.SIGN_IN_FAILED),
         ("consent_required", None, "", M365Reason.ADMIN_CONSENT_REQUIRED),
@@ -49,7 +54,7 @@ def test_only_the_leading_aadsts_number_counts() -> None:
 def test_every_reason_has_a_page_and_a_way_forward() -> None:
     assert set(OUTCOMES) == set(M365Reason)
     for reason, outcome in OUTCOMES.items():
-        assert outcome.title and outcome.message and outcome.next_step, reason
+        assert all((outcome.title, outcome.message, outcome.next_step)), reason
         assert reason.value.startswith("m365_")
 
 
@@ -61,7 +66,8 @@ def test_the_wrong_account_message_names_both_accounts() -> None:
 
 def test_admin_consent_outcome_forwards_a_link_to_it() -> None:
     outcome = OUTCOMES[M365Reason.ADMIN_CONSENT_REQUIRED]
-    assert outcome.admin_consent_link and outcome.for_it
+    assert outcome.admin_consent_link
+    assert outcome.for_it
 
 
 def test_outcomes_import_neither_msal_nor_requests() -> None:

@@ -17,7 +17,6 @@ import hashlib
 import hmac
 import json
 import logging
-import time
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -263,5 +262,16 @@ def _identity_error(result: dict[str, Any]) -> SignInError:
     return SignInError(reason, aadsts=codes[0] if codes else None)
 
 
-def new_expiry(config: M365Config) -> int:
-    return int(time.time()) + config.flow_ttl_seconds
+def client_secret_reader(secret_arn: str) -> Callable[[], str]:
+    """Reads the Entra app's client secret from Secrets Manager (a plain string, or JSON with
+    `client_secret`), once per process through Powertools' cache."""
+
+    def read() -> str:
+        from aws_lambda_powertools.utilities import parameters
+
+        value = str(parameters.get_secret(secret_arn, max_age=3600))
+        if value.lstrip().startswith("{"):
+            return str(json.loads(value)["client_secret"])
+        return value
+
+    return read
