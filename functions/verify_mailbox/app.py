@@ -2,29 +2,55 @@
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from onboarding import deps as wiring
 from onboarding.exchange import ExchangeConfig
+from onboarding.m365.config import M365Config
 from onboarding.observability import logger, metrics
 from onboarding.settings import verify_mailbox_settings
 from onboarding.tracing import tracer
 from onboarding.verification import TaskInput, VerificationSteps
 
+if TYPE_CHECKING:
+    from onboarding.credentials import CredentialStore
+    from onboarding.m365.verify import GraphVerifier
+
+
+def _graph_verifier(config: M365Config, credentials: CredentialStore) -> Callable[[], GraphVerifier]:
+    """Microsoft 365 verification, built on first use (msal and requests load only then)."""
+
+    @functools.cache
+    def build() -> GraphVerifier:
+        from onboarding.m365.graph import GraphClient
+        from onboarding.m365.oauth import OAuthClient, client_secret_reader
+        from onboarding.m365.verify import GraphVerifier
+
+        oauth = OAuthClient(config, client_secret_reader(config.client_secret_arn))
+        graph = GraphClient(config)
+        return GraphVerifier(credentials, lambda: oauth, lambda: graph)
+
+    return build
+
 
 @wiring.cached
 def deps() -> VerificationSteps:
-    """The steps with their repositories, credential store and Exchange client configuration."""
+    """The steps with their repositories, credential store, Exchange and Microsoft 365 configuration."""
     settings = verify_mailbox_settings()
+    credentials = wiring.credential_store(settings.credentials_prefix, settings.credentials_kms_key_id)
+    m365 = M365Config.from_env()
     return VerificationSteps(
         wiring.agent_repository(settings.agents_table_name),
         wiring.invite_repository(settings.agents_table_name),
-        wiring.credential_store(settings.credentials_prefix, settings.credentials_kms_key_id),
+        credentials,
         ExchangeConfig.from_env(),
         max_settings_rounds=settings.max_settings_rounds,
+        graph=_graph_verifier(m365, credentials) if m365.enabled else None,
     )
 
 

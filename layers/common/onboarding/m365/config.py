@@ -65,6 +65,9 @@ class M365Config:
             ("graph_base_url", "GRAPH_BASE_URL", str),
             ("ca_bundle", "M365_CA_BUNDLE", str),
             ("flow_ttl_seconds", "M365_FLOW_TTL_SECONDS", int),
+            ("token_timeout", "M365_TOKEN_TIMEOUT", float),
+            ("graph_timeout", "GRAPH_TIMEOUT", float),
+            ("graph_budget", "GRAPH_BUDGET", float),
         ):
             if env.get(name):
                 values[key] = kind(env[name])
