@@ -24,6 +24,7 @@ from onboarding.models import AgentStatus, Attr
 from onboarding.store import DynamoAgentRepository
 from tests import lifecycle
 from tests.conftest import TABLE_NAME
+from tests.m365_fixtures import identity_sim, identity_sim_server  # noqa: F401 - pytest fixtures
 
 PREFIX = "mailbox-onboarding/test"
 STAGE = "test"
