@@ -217,21 +217,22 @@ class IdentityPlatform:
         return self.state.world.tenant_for_domain(domain), domain
 
     def on_getuserrealm(self, request: Request) -> Response:
-        login = request.args.get("login", "")
-        return _json(self._realm_v2(login))
+        return _json(self._realm_srf(request.args.get("login", "")))
 
     def on_userrealm(self, request: Request, login: str) -> Response:
         if request.args.get("api-version", "1.0") == "1.0":
-            return _json(self._realm_v1(login))
+            return _json(self._realm_v1(login))  # what MSAL reads
         return _json(self._realm_v2(login))
 
-    def _realm_v2(self, login: str) -> dict[str, Any]:
+    def _realm_srf(self, login: str) -> dict[str, Any]:
+        """``getuserrealm.srf?json=1``: the login page's own home realm discovery."""
         tenant, domain = self._realm(login)
         if tenant is None:
             return {"State": 4, "UserState": 1, "Login": login, "NameSpaceType": "Unknown"}
+        federated = tenant.federation is not None
         out: dict[str, Any] = {
-            "State": 4 if tenant.namespace == "Managed" else 3,
-            "UserState": 1 if tenant.namespace == "Managed" else 2,
+            "State": 3 if federated else 4,
+            "UserState": 2 if federated else 1,
             "Login": login,
             "NameSpaceType": tenant.namespace,
             "DomainName": domain,
@@ -240,14 +241,28 @@ class IdentityPlatform:
             "CloudInstanceIssuerUri": "urn:federation:MicrosoftOnline",
         }
         if tenant.federation is not None:
-            out.update(
-                {
-                    "AuthURL": tenant.federation.auth_url + login,
-                    "FederationBrandName": tenant.federation.brand_name,
-                    "FederationProtocol": tenant.federation.protocol,
-                    "FederationGlobalVersion": -1,
-                }
-            )
+            out["FederationGlobalVersion"] = -1
+            out["AuthURL"] = tenant.federation.auth_url + login
+            out["FederationBrandName"] = tenant.federation.brand_name
+        return out
+
+    def _realm_v2(self, login: str) -> dict[str, Any]:
+        """``/common/userrealm/{login}?api-version=2.0|2.1``."""
+        tenant, domain = self._realm(login)
+        if tenant is None:
+            return {"NameSpaceType": "Unknown", "Login": login, "cloud_instance_name": "microsoftonline.com"}
+        out: dict[str, Any] = {
+            "NameSpaceType": tenant.namespace,
+            "Login": login,
+            "DomainName": domain,
+            "FederationBrandName": tenant.display_name,
+            "TenantBrandingInfo": None,
+            "cloud_instance_name": "microsoftonline.com",
+        }
+        if tenant.federation is not None:
+            out["federation_protocol"] = tenant.federation.protocol
+            out["AuthURL"] = tenant.federation.auth_url + login
+            out["FederationBrandName"] = tenant.federation.brand_name
         return out
 
     def _realm_v1(self, login: str) -> dict[str, Any]:
@@ -280,11 +295,11 @@ class IdentityPlatform:
         """Send the authorization response to the app's redirect URI, as ``response_mode`` says."""
         if flow.state is not None:
             params["state"] = flow.state
+        with self.state.lock:
+            self.state.flows.pop(flow.ctx, None)  # one response per flow
         if flow.response_mode == "form_post":
             return _html(pages.form_post(flow.redirect_uri, params))
         sep = "#" if flow.response_mode == "fragment" else ("&" if "?" in flow.redirect_uri else "?")
-        with self.state.lock:
-            self.state.flows.pop(flow.ctx, None)
         return Response(status=302, headers={"Location": flow.redirect_uri + sep + urlencode(params)})
 
     def _redirect_error(self, flow: Flow, err: Aadsts, **values: str) -> Response:
