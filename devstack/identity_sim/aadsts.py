@@ -55,6 +55,7 @@ PKCE_REQUIRED = Aadsts(
     "invalid_request",
     "Proof Key for Code Exchange is required for cross-origin authorization code redemption.",
 )
+INVALID_CODE_CHALLENGE_METHOD = Aadsts(50149, "invalid_request", "Invalid Code_Challenge_method parameter.")
 UNSUPPORTED_RESPONSE_TYPE = Aadsts(
     70005, "unsupported_response_type", "response_type '{response_type}' is not enabled for the application."
 )
@@ -120,7 +121,7 @@ CODE_VERIFIER_MISMATCH = Aadsts(
     "The Code_Verifier does not match the code_challenge supplied in the authorization request.",
 )
 TOKEN_REDIRECT_MISMATCH = Aadsts(
-    500112,
+    50011,
     "invalid_grant",
     "The reply address '{redirect_uri}' does not match the reply address '{expected}' provided when requesting "
     "Authorization code.",

@@ -109,6 +109,7 @@ class IdentityPlatform:
                 Rule("/<tenant>/discovery/v2.0/keys", endpoint="keys", methods=["GET"]),
                 Rule("/<tenant>/oauth2/v2.0/authorize", endpoint="authorize", methods=["GET", "POST"]),
                 Rule("/<tenant>/oauth2/v2.0/token", endpoint="token", methods=["POST"]),
+                Rule("/<tenant>/oauth2/v2.0/logout", endpoint="logout", methods=["GET", "POST"]),
                 Rule("/<tenant>/adminconsent", endpoint="adminconsent", methods=["GET"]),
                 Rule("/<tenant>/login", endpoint="login", methods=["POST"]),
                 Rule("/<tenant>/Consent/Set", endpoint="consent", methods=["POST"]),
@@ -351,10 +352,12 @@ class IdentityPlatform:
         if unknown is not None:
             return self._redirect_error(flow, aadsts.INVALID_SCOPE, scope=unknown)
         flow.scopes = scopes
-        if not flow.code_challenge or params.get("code_challenge_method") != "S256":
-            # Stricter than Microsoft (which also takes ``plain``, and no PKCE from confidential clients):
-            # our app must send S256 PKCE, so the simulator refuses anything less.
+        # Stricter than Microsoft (which also takes ``plain``, and no PKCE from confidential clients): our app
+        # must send S256 PKCE, so the simulator refuses anything less.
+        if not flow.code_challenge:
             return self._redirect_error(flow, aadsts.PKCE_REQUIRED)
+        if params.get("code_challenge_method") != "S256":
+            return self._redirect_error(flow, aadsts.INVALID_CODE_CHALLENGE_METHOD)
         with self.state.lock:
             self.state.flows[flow.ctx] = flow
         return self._start_sign_in(request, flow)
@@ -566,6 +569,20 @@ class IdentityPlatform:
         with self.state.lock:
             self.state.flows[flow.ctx] = flow
         return self._sign_in_page(flow, login="")
+
+    def on_logout(self, request: Request, tenant: str) -> Response:
+        """Sign-out: the session ends; back to ``post_logout_redirect_uri`` when it is a registered URI."""
+        sid = request.cookies.get(SESSION_COOKIE)
+        with self.state.lock:
+            self.state.sessions.pop(sid or "", None)
+        target = self._params(request).get("post_logout_redirect_uri", "")
+        registered = any(target in app.redirect_uris for app in self.state.apps.values())
+        if target and registered:
+            response = Response(status=302, headers={"Location": target})
+        else:
+            response = _html(pages.signed_out())
+        response.delete_cookie(SESSION_COOKIE, path="/", secure=True, httponly=True, samesite="None")
+        return response
 
     # ------------------------------------------------------------------ token
 

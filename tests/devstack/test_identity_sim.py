@@ -419,22 +419,23 @@ def test_an_unregistered_redirect_uri_gets_a_page_not_a_redirect(sim: IdentitySi
 
 
 @pytest.mark.parametrize(
-    ("overrides", "error"),
+    ("overrides", "error", "code"),
     [
-        ({"code_challenge": None}, "invalid_request"),
-        ({"code_challenge_method": "plain"}, "invalid_request"),
-        ({"code_challenge_method": None}, "invalid_request"),
-        ({"response_type": "token"}, "unsupported_response_type"),
-        ({"scope": "openid Files.ReadWrite.Everything.Forever"}, "invalid_scope"),
-        ({"scope": None}, "invalid_request"),
+        ({"code_challenge": None}, "invalid_request", 9002325),
+        ({"code_challenge_method": "plain"}, "invalid_request", 50149),
+        ({"code_challenge_method": None}, "invalid_request", 50149),
+        ({"response_type": "token"}, "unsupported_response_type", 70005),
+        ({"scope": "openid Files.ReadWrite.Everything.Forever"}, "invalid_scope", 70011),
+        ({"scope": None}, "invalid_request", 900144),
+        ({"response_mode": "web_message"}, "invalid_request", 900144),
     ],
 )
 def test_bad_authorize_requests_go_back_to_the_app(
-    sim: IdentitySimulator, overrides: dict[str, str | None], error: str
+    sim: IdentitySimulator, overrides: dict[str, str | None], error: str, code: int
 ) -> None:
     response = callback(Browser(sim).open(authorize_url(sim, **overrides)))
     assert response["error"] == error
-    assert response["error_description"].startswith("AADSTS")
+    assert response["error_description"].startswith(f"AADSTS{code}: ")
     assert response["state"] == "st-123"
 
 
@@ -552,6 +553,21 @@ def test_a_session_skips_the_sign_in_page_and_prompt_login_forces_it(sim: Identi
     assert "Permissions requested" in browser.open(authorize_url(sim, prompt="consent")).text
 
 
+def test_sign_out_ends_the_session(sim: IdentitySimulator) -> None:
+    browser = Browser(sim)
+    mia = sim.users["mia@m365.test"]
+    callback(browser.consent(browser.sign_in(authorize_url(sim), mia.address, mia.password)))
+    target = requests.utils.quote(REDIRECT_URI, safe="")
+    out = browser.open(f"{sim.authority()}/oauth2/v2.0/logout?post_logout_redirect_uri={target}")
+    assert (out.status, out.location) == (302, REDIRECT_URI)
+    assert browser.open(authorize_url(sim)).form("signin")
+    elsewhere = browser.open(
+        f"{sim.authority()}/oauth2/v2.0/logout?post_logout_redirect_uri=https://evil.test/"
+    )
+    assert elsewhere.status == 200
+    assert elsewhere.location is None
+
+
 def test_prompt_none_without_a_session_is_login_required(sim: IdentitySimulator) -> None:
     response = callback(Browser(sim).open(authorize_url(sim, prompt="none")))
     assert (response["error"], aadsts(response["error_description"])) == ("login_required", 50058)
@@ -597,7 +613,7 @@ def test_an_old_code_has_expired(sim: IdentitySimulator, clock: Clock) -> None:
     [
         ({"code_verifier": "not-the-verifier-" + "x" * 30}, "invalid_grant", 501481),
         ({"code_verifier": ""}, "invalid_grant", 501481),
-        ({"redirect_uri": "https://127.0.0.1:3000/elsewhere"}, "invalid_grant", 500112),
+        ({"redirect_uri": "https://127.0.0.1:3000/elsewhere"}, "invalid_grant", 50011),
         ({"client_secret": "wrong-secret"}, "invalid_client", 7000215),
         ({"client_secret": ""}, "invalid_client", 7000218),
         ({"grant_type": "password"}, "unsupported_grant_type", 70003),
