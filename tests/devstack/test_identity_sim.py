@@ -25,7 +25,7 @@ import requests
 
 from devstack.identity_sim import IdentitySimulator
 
-REDIRECT_URI = "https://127.0.0.1:3000/connect/microsoft/callback"
+REDIRECT_URI = "https://127.0.0.1:3000/connect/oauth/callback"
 SCOPES = ["User.Read", "Mail.ReadBasic"]  # MSAL adds openid, profile, offline_access itself
 GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
 
