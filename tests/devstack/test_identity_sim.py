@@ -740,6 +740,15 @@ def test_a_user_without_mailbox_has_no_mail(sim: IdentitySimulator) -> None:
     assert graph(sim, "/v1.0/me?$select=mail,proxyAddresses", token).json()["mail"] is None
 
 
+def test_graph_inbox_select(sim: IdentitySimulator) -> None:
+    token = tokens_for(sim, "mia@m365.test")["access_token"]
+    inbox = graph(sim, "/v1.0/me/mailFolders/inbox?$select=totalItemCount,unreadItemCount", token).json()
+    assert set(inbox) == {"@odata.context", "id", "totalItemCount", "unreadItemCount"}
+    assert inbox["@odata.context"].endswith("/mailFolders(totalItemCount,unreadItemCount)/$entity")
+    bad = graph(sim, "/v1.0/me/mailFolders/inbox?$select=colour", token)
+    assert (bad.status_code, bad.json()["error"]["code"]) == (400, "BadRequest")
+
+
 def test_graph_throttles_once_then_answers(sim: IdentitySimulator) -> None:
     token = tokens_for(sim, "grace@m365.test")["access_token"]
     first = graph(sim, "/v1.0/me/mailFolders/inbox", token)
