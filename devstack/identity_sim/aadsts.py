@@ -77,6 +77,12 @@ UNKNOWN_USER = Aadsts(
     "the account must be added to the directory.",
 )
 USER_DISABLED = Aadsts(50057, "access_denied", "The user account is disabled.")
+TENANT_BLOCKED = Aadsts(
+    5000225,
+    "access_denied",
+    "This tenant has been blocked due to inactivity. To learn more about tenant lifecycle policies, see "
+    "https://aka.ms/TenantLifecycle",
+)
 CONDITIONAL_ACCESS = Aadsts(
     53003,
     "access_denied",

@@ -467,6 +467,8 @@ class IdentityPlatform:
                 tenant=resolved.id,
                 client_id=flow.app.client_id,
             )
+        if user.behaviour is Behaviour.TENANT_DISABLED:
+            return self._redirect_error(flow, aadsts.TENANT_BLOCKED)
         if user.behaviour is Behaviour.USER_DISABLED:
             return self._redirect_error(flow, aadsts.USER_DISABLED)
         if user.behaviour is Behaviour.CONDITIONAL_ACCESS_BLOCKED:

@@ -22,6 +22,7 @@ import jwt
 import msal
 import pytest
 import requests
+from cryptography import x509
 
 from devstack.identity_sim import IdentitySimulator
 
@@ -366,6 +367,9 @@ def test_tokens_are_signed_with_the_published_key_and_carry_the_claims(sim: Iden
     mia = sim.users["mia@m365.test"]
     keys = get(sim, "/organizations/discovery/v2.0/keys").json()["keys"]
     public = jwt.PyJWK(keys[0]).key
+    from_x5c = x509.load_der_x509_certificate(base64.b64decode(keys[0]["x5c"][0])).public_key()
+    assert from_x5c.public_numbers() == public.public_numbers()
+    assert jwt.get_unverified_header(body["access_token"])["kid"] == keys[0]["kid"]
     access = jwt.decode(body["access_token"], public, algorithms=["RS256"], audience=GRAPH_APP_ID)
     assert (access["tid"], access["oid"], access["upn"]) == (mia.tenant.id, mia.oid, "mia@m365.test")
     assert set(access["scp"].split()) >= {"User.Read", "Mail.ReadBasic"}
@@ -485,7 +489,7 @@ def test_cancel_on_the_consent_page_is_aadsts65004(sim: IdentitySimulator) -> No
 
 @pytest.mark.parametrize(
     ("address", "code"),
-    [("dan@m365.test", 50057), ("carl@m365.test", 53003)],
+    [("dan@m365.test", 50057), ("carl@m365.test", 53003), ("zoe@dormant-m365.test", 5000225)],
 )
 def test_directory_refusals_go_back_to_the_app(sim: IdentitySimulator, address: str, code: int) -> None:
     page = Browser(sim).sign_in(authorize_url(sim), address, sim.users[address].password)
