@@ -148,6 +148,12 @@ WRONG_CLIENT_SECRET = Aadsts(
     "not the client secret ID, for a secret added to app '{client_id}'.",
     status=401,
 )
+REFRESH_TOKEN_INACTIVE = Aadsts(
+    700082,
+    "invalid_grant",
+    "The refresh token has expired due to inactivity. The token was issued on {issued} and was inactive for "
+    "90.00:00:00.",
+)
 GRANT_REVOKED = Aadsts(
     50173,
     "invalid_grant",

@@ -8,6 +8,7 @@ home realm discovery (userrealm / getuserrealm.srf).
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import hashlib
 import json
 import threading
@@ -28,6 +29,7 @@ from .state import (
     ACCESS_TOKEN_LIFETIME,
     CODE_LIFETIME,
     ID_TOKEN_LIFETIME,
+    REFRESH_TOKEN_INACTIVITY,
     Flow,
     IssuedCode,
     RefreshGrant,
@@ -671,6 +673,9 @@ class IdentityPlatform:
             return self._token_error(aadsts.CLIENT_MISMATCH)
         if grant.revoked:
             return self._token_error(aadsts.GRANT_REVOKED)
+        if self.state.clock() - grant.issued_at > REFRESH_TOKEN_INACTIVITY:
+            issued = dt.datetime.fromtimestamp(grant.issued_at, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.0000000Z")
+            return self._token_error(aadsts.REFRESH_TOKEN_INACTIVE, issued=issued)
         scopes, unknown = normalise_scopes(request.form.get("scope", ""))
         if unknown is not None:
             return self._token_error(aadsts.INVALID_SCOPE, scope=unknown)
@@ -697,7 +702,7 @@ class IdentityPlatform:
         if "offline_access" in scopes:
             refresh = self.state.new_id("1.AR")
             with self.state.lock:
-                self.state.grants[refresh] = RefreshGrant(app=app, user=user, scopes=scopes)
+                self.state.grants[refresh] = RefreshGrant(app=app, user=user, scopes=scopes, issued_at=now)
             body["refresh_token"] = refresh
         if "openid" in scopes:
             body["id_token"] = self._id_token(app, user, scopes, now, nonce)

@@ -682,6 +682,16 @@ def test_refresh_tokens(sim: IdentitySimulator) -> None:
     assert (revoked.json()["error"], revoked.json()["error_codes"]) == ("invalid_grant", [50173])
 
 
+def test_a_refresh_token_unused_for_90_days_has_expired(sim: IdentitySimulator, clock: Clock) -> None:
+    body = tokens_for(sim, "mia@m365.test")
+    clock.now += 91 * 24 * 3600
+    try:
+        late = post_token(sim, grant_type="refresh_token", refresh_token=body["refresh_token"])
+    finally:
+        clock.now -= 91 * 24 * 3600
+    assert (late.json()["error"], late.json()["error_codes"]) == ("invalid_grant", [700082])
+
+
 def test_token_timeout_never_answers(sim: IdentitySimulator) -> None:
     flow = started(sim)
     code = full_sign_in(sim, flow.url, "tom@m365.test")["code"]
