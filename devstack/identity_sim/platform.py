@@ -95,6 +95,11 @@ def normalise_scopes(raw: str) -> tuple[tuple[str, ...], str | None]:
     return tuple(out), None
 
 
+def _wants_client_info(request: Request) -> bool:
+    """Microsoft adds ``client_info`` (``{"uid", "utid"}``) only when the request asks ``client_info=1``."""
+    return request.form.get("client_info") == "1"
+
+
 class IdentityPlatform:
     """The login service. ``base_url`` is where it is reached (stands in for https://login.microsoftonline.com)."""
 
@@ -659,7 +664,9 @@ class IdentityPlatform:
             issued.redeemed = True
         if issued.user.behaviour is Behaviour.TOKEN_TIMEOUT:
             return self._hang()
-        return self._tokens(app, issued.user, issued.scopes, nonce=issued.nonce)
+        return self._tokens(
+            app, issued.user, issued.scopes, nonce=issued.nonce, client_info=_wants_client_info(request)
+        )
 
     def _redeem_refresh_token(self, request: Request, app: RegisteredApp) -> Response:
         token = request.form.get("refresh_token", "")
@@ -683,10 +690,12 @@ class IdentityPlatform:
             return self._token_error(aadsts.NOT_CONSENTED, client_id=app.client_id, app_name=app.display_name)
         if grant.user.behaviour is Behaviour.TOKEN_TIMEOUT:
             return self._hang()
-        return self._tokens(app, grant.user, grant.scopes, nonce=None)
+        return self._tokens(
+            app, grant.user, grant.scopes, nonce=None, client_info=_wants_client_info(request)
+        )
 
     def _tokens(
-        self, app: RegisteredApp, user: User, scopes: tuple[str, ...], *, nonce: str | None
+        self, app: RegisteredApp, user: User, scopes: tuple[str, ...], *, nonce: str | None, client_info: bool
     ) -> Response:
         now = int(self.state.clock())
         graph_scopes = [s for s in scopes if s not in OIDC_SCOPES]
@@ -706,6 +715,7 @@ class IdentityPlatform:
             body["refresh_token"] = refresh
         if "openid" in scopes:
             body["id_token"] = self._id_token(app, user, scopes, now, nonce)
+        if client_info:
             body["client_info"] = self._client_info(user)
         return _json(body)
 

@@ -273,7 +273,7 @@ def redeem(sim: IdentitySimulator, issued: str, verifier: str, **form: str) -> r
 
 def tokens_for(sim: IdentitySimulator, address: str) -> dict[str, Any]:
     flow = started(sim)
-    response = redeem(sim, full_sign_in(sim, flow.url, address)["code"], flow.verifier)
+    response = redeem(sim, full_sign_in(sim, flow.url, address)["code"], flow.verifier, client_info="1")
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
     return body
@@ -385,6 +385,8 @@ def test_tokens_are_signed_with_the_published_key_and_carry_the_claims(sim: Iden
     assert body["refresh_token"]
     client_info = json.loads(base64.urlsafe_b64decode(body["client_info"] + "=="))
     assert client_info == {"uid": mia.oid, "utid": mia.tenant.id}
+    refreshed = post_token(sim, grant_type="refresh_token", refresh_token=body["refresh_token"]).json()
+    assert "client_info" not in refreshed  # only when asked for
 
 
 def test_msal_signs_in_through_a_tenant_authority(sim: IdentitySimulator) -> None:
