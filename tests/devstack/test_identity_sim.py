@@ -26,6 +26,9 @@ from cryptography import x509
 
 from devstack.identity_sim import IdentitySimulator
 
+# MSAL recommends response_mode=form_post for web apps; these tests read the code from the query on purpose.
+pytestmark = pytest.mark.filterwarnings("ignore:response_mode='form_post' is recommended:UserWarning")
+
 REDIRECT_URI = "https://127.0.0.1:3000/connect/oauth/callback"
 SCOPES = ["User.Read", "Mail.ReadBasic"]  # MSAL adds openid, profile, offline_access itself
 GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
