@@ -67,6 +67,7 @@ class LocalStack:
     _lambdas: Any = None
     _gateway_server: BaseWSGIServer | None = None
     secret_arns: dict[str, str] = field(default_factory=dict)
+    parameters: dict[str, str] = field(default_factory=dict)  # template parameters set by the stack
     with_exchange: bool = True
     exchange: ExchangeSimulator | None = None
     with_identity: bool = True
@@ -92,6 +93,7 @@ class LocalStack:
         self._point_aws_at_moto()
         self._bind_gateway()  # first, so the public base URL (its port) is known to the handlers
         self._create_resources()
+        self._register_m365_app()
         self._configure_environment()
         self._point_m365_at_identity_simulator()
         self.runners = runners_from_template(prefix=self.stage)
@@ -147,29 +149,33 @@ class LocalStack:
         if self.with_identity:
             self.identity = IdentitySimulator().start()
 
-    def _point_m365_at_identity_simulator(self) -> None:
-        """After the template's environment: the M365 settings name the simulator, whose app registration
-        takes the functions' client id, the client secret stored in (moto's) Secrets Manager and our
-        callback URL."""
+    def _register_m365_app(self) -> None:
+        """The Entra app the template names (EntraClientId, EntraClientSecretArn) is registered with the
+        simulator; left empty, the simulator's own app is used and its secret stored in (moto's) Secrets
+        Manager, as an operator would store the real one."""
         if self.identity is None:
             return
-        client_id = os.environ.get("M365_CLIENT_ID") or self.identity.client_id
+        params = tpl.parameter_defaults(tpl.load_template())
+        client_id = str(params.get("EntraClientId") or self.identity.client_id)
         secret = self.identity.client_secret
-        if secret_arn := os.environ.get("M365_CLIENT_SECRET_ARN"):
-            sm = boto3.client("secretsmanager", endpoint_url=self.moto_url, region_name=REGION)
-            try:
-                secret = sm.get_secret_value(SecretId=secret_arn)["SecretString"]
-            except (
-                sm.exceptions.ResourceNotFoundException
-            ):  # not a secret the stack created from the template
-                logging.getLogger(__name__).warning(
-                    "M365_CLIENT_SECRET_ARN %s is not in the local stack", secret_arn
-                )
+        sm = boto3.client("secretsmanager", endpoint_url=self.moto_url, region_name=REGION)
+        if secret_arn := str(params.get("EntraClientSecretArn") or ""):
+            secret = sm.get_secret_value(SecretId=secret_arn)["SecretString"]
+        else:
+            created = sm.create_secret(Name=f"{self.stage}/EntraClientSecret", SecretString=secret)
+            self.secret_arns["EntraClientSecretArn"] = created["ARN"]
+        self.parameters["EntraClientId"] = client_id
         self.identity.register_app(
             client_id=client_id, client_secret=secret, redirect_uris=[self.base_url + M365_REDIRECT_PATH]
         )
-        os.environ.update(self.identity.environment(tenant=os.environ.get("M365_TENANT") or "organizations"))
-        os.environ["M365_CLIENT_ID"] = client_id
+
+    def _point_m365_at_identity_simulator(self) -> None:
+        """Where Microsoft is: settings the template leaves to their production defaults."""
+        if self.identity is not None:
+            env = self.identity.environment()
+            os.environ.update(
+                {k: env[k] for k in ("M365_AUTHORITY_HOST", "GRAPH_BASE_URL", "M365_CA_BUNDLE")}
+            )
 
     def _start_moto(self) -> None:
         from moto.server import ThreadedMotoServer
@@ -192,6 +198,7 @@ class LocalStack:
             "InviteSender": LOCAL_SENDER,
             "HttpApi": "local",
             **self.secret_arns,
+            **self.parameters,
         }
         refs.update({"AWS::Region": REGION, "AWS::AccountId": "123456789012", "AWS::StackName": "local"})
         for logical_id in tpl.resources(template, "AWS::DynamoDB::Table"):

@@ -55,6 +55,7 @@ PKCE_REQUIRED = Aadsts(
     "invalid_request",
     "Proof Key for Code Exchange is required for cross-origin authorization code redemption.",
 )
+INVALID_CODE_CHALLENGE_METHOD = Aadsts(50149, "invalid_request", "Invalid Code_Challenge_method parameter.")
 UNSUPPORTED_RESPONSE_TYPE = Aadsts(
     70005, "unsupported_response_type", "response_type '{response_type}' is not enabled for the application."
 )
@@ -76,6 +77,12 @@ UNKNOWN_USER = Aadsts(
     "the account must be added to the directory.",
 )
 USER_DISABLED = Aadsts(50057, "access_denied", "The user account is disabled.")
+TENANT_BLOCKED = Aadsts(
+    5000225,
+    "access_denied",
+    "This tenant has been blocked due to inactivity. To learn more about tenant lifecycle policies, see "
+    "https://aka.ms/TenantLifecycle",
+)
 CONDITIONAL_ACCESS = Aadsts(
     53003,
     "access_denied",
@@ -120,7 +127,7 @@ CODE_VERIFIER_MISMATCH = Aadsts(
     "The Code_Verifier does not match the code_challenge supplied in the authorization request.",
 )
 TOKEN_REDIRECT_MISMATCH = Aadsts(
-    500112,
+    50011,
     "invalid_grant",
     "The reply address '{redirect_uri}' does not match the reply address '{expected}' provided when requesting "
     "Authorization code.",
@@ -140,6 +147,12 @@ WRONG_CLIENT_SECRET = Aadsts(
     "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, "
     "not the client secret ID, for a secret added to app '{client_id}'.",
     status=401,
+)
+REFRESH_TOKEN_INACTIVE = Aadsts(
+    700082,
+    "invalid_grant",
+    "The refresh token has expired due to inactivity. The token was issued on {issued} and was inactive for "
+    "90.00:00:00.",
 )
 GRANT_REVOKED = Aadsts(
     50173,

@@ -85,7 +85,7 @@ class Graph:
             return self._me(user, request.args.get("$select"))
         if route == ["me", "mailfolders", "inbox"]:
             self._require(scopes, READ_MAIL)
-            return self._inbox(user)
+            return self._inbox(user, request.args.get("$select"))
         unknown = next((s for s in segments[1:] if s.lower() not in ("me", "mailfolders")), segments[-1])
         raise GraphError(400, "BadRequest", f"Resource not found for the segment '{unknown}'.")
 
@@ -158,25 +158,12 @@ class Graph:
             "id": user.oid,
             "proxyAddresses": user.proxy_addresses,
         }
-        if select is None:
-            names = list(USER_PROPERTIES)
-            context = f"{self.base_url}/v1.0/$metadata#users/$entity"
-        else:
-            names = [n.strip() for n in select.split(",") if n.strip()]
-            for name in names:
-                if name not in SELECTABLE:
-                    match = next((p for p in SELECTABLE if p.lower() == name.lower()), None)
-                    if match is None:
-                        raise GraphError(
-                            400,
-                            "BadRequest",
-                            f"Could not find a property named '{name}' on type 'microsoft.graph.user'.",
-                        )
-            names = [next(p for p in SELECTABLE if p.lower() == n.lower()) for n in names]
-            context = f"{self.base_url}/v1.0/$metadata#users({','.join(names)})/$entity"
+        names = list(USER_PROPERTIES) if select is None else _selected(select, SELECTABLE, "user")
+        selection = "" if select is None else f"({','.join(names)})"
+        context = f"{self.base_url}/v1.0/$metadata#users{selection}/$entity"
         return {"@odata.context": context, **{n: full[n] for n in names}}
 
-    def _inbox(self, user: User) -> dict[str, Any]:
+    def _inbox(self, user: User, select: str | None) -> dict[str, Any]:
         if not user.has_mailbox:
             raise GraphError(
                 404,
@@ -185,10 +172,8 @@ class Graph:
             )
         if user.behaviour is Behaviour.GRAPH_UNAUTHORIZED:
             raise GraphError(403, "ErrorAccessDenied", "Access is denied. Check credentials and try again.")
-        folder_id = "AAMkA" + uuid.uuid5(uuid.UUID(user.oid), "inbox").hex
-        return {
-            "@odata.context": f"{self.base_url}/v1.0/$metadata#users('{user.oid}')/mailFolders/$entity",
-            "id": folder_id,
+        full: dict[str, Any] = {
+            "id": "AAMkA" + uuid.uuid5(uuid.UUID(user.oid), "inbox").hex,
             "displayName": "Inbox",
             "parentFolderId": "AAMkA" + uuid.uuid5(uuid.UUID(user.oid), "root").hex,
             "childFolderCount": 0,
@@ -197,3 +182,23 @@ class Graph:
             "sizeInBytes": user.inbox.total * 48_213,
             "isHidden": False,
         }
+        names = list(full) if select is None else ["id", *_selected(select, tuple(full), "mailFolder")]
+        names = list(dict.fromkeys(names))  # Outlook entities always carry their id
+        selection = "" if select is None else f"({','.join(n for n in names if n != 'id')})"
+        context = f"{self.base_url}/v1.0/$metadata#users('{user.oid}')/mailFolders{selection}/$entity"
+        return {"@odata.context": context, **{n: full[n] for n in names}}
+
+
+def _selected(select: str, known: tuple[str, ...], entity: str) -> list[str]:
+    """``$select`` names, case-insensitive as Graph matches them, in Graph's spelling."""
+    out = []
+    for name in (n.strip() for n in select.split(",") if n.strip()):
+        match = next((p for p in known if p.lower() == name.lower()), None)
+        if match is None:
+            raise GraphError(
+                400,
+                "BadRequest",
+                f"Could not find a property named '{name}' on type 'microsoft.graph.{entity}'.",
+            )
+        out.append(match)
+    return out

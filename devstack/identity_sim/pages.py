@@ -109,6 +109,11 @@ def error(*, title: str, message: str, code: int, trace: str) -> str:
     return _page(title, body + _details(code, trace))
 
 
+def signed_out() -> str:
+    body = "<h1>You signed out of your account</h1><p>It's a good idea to close all browser windows.</p>"
+    return _page("Sign out", body)
+
+
 def form_post(redirect_uri: str, params: dict[str, str]) -> str:
     """``response_mode=form_post``: the browser posts the response to the app."""
     fields = "".join(

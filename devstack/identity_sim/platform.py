@@ -8,6 +8,7 @@ home realm discovery (userrealm / getuserrealm.srf).
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import hashlib
 import json
 import threading
@@ -28,6 +29,7 @@ from .state import (
     ACCESS_TOKEN_LIFETIME,
     CODE_LIFETIME,
     ID_TOKEN_LIFETIME,
+    REFRESH_TOKEN_INACTIVITY,
     Flow,
     IssuedCode,
     RefreshGrant,
@@ -93,6 +95,11 @@ def normalise_scopes(raw: str) -> tuple[tuple[str, ...], str | None]:
     return tuple(out), None
 
 
+def _wants_client_info(request: Request) -> bool:
+    """Microsoft adds ``client_info`` (``{"uid", "utid"}``) only when the request asks ``client_info=1``."""
+    return request.form.get("client_info") == "1"
+
+
 class IdentityPlatform:
     """The login service. ``base_url`` is where it is reached (stands in for https://login.microsoftonline.com)."""
 
@@ -109,6 +116,7 @@ class IdentityPlatform:
                 Rule("/<tenant>/discovery/v2.0/keys", endpoint="keys", methods=["GET"]),
                 Rule("/<tenant>/oauth2/v2.0/authorize", endpoint="authorize", methods=["GET", "POST"]),
                 Rule("/<tenant>/oauth2/v2.0/token", endpoint="token", methods=["POST"]),
+                Rule("/<tenant>/oauth2/v2.0/logout", endpoint="logout", methods=["GET", "POST"]),
                 Rule("/<tenant>/adminconsent", endpoint="adminconsent", methods=["GET"]),
                 Rule("/<tenant>/login", endpoint="login", methods=["POST"]),
                 Rule("/<tenant>/Consent/Set", endpoint="consent", methods=["POST"]),
@@ -217,21 +225,22 @@ class IdentityPlatform:
         return self.state.world.tenant_for_domain(domain), domain
 
     def on_getuserrealm(self, request: Request) -> Response:
-        login = request.args.get("login", "")
-        return _json(self._realm_v2(login))
+        return _json(self._realm_srf(request.args.get("login", "")))
 
     def on_userrealm(self, request: Request, login: str) -> Response:
         if request.args.get("api-version", "1.0") == "1.0":
-            return _json(self._realm_v1(login))
+            return _json(self._realm_v1(login))  # what MSAL reads
         return _json(self._realm_v2(login))
 
-    def _realm_v2(self, login: str) -> dict[str, Any]:
+    def _realm_srf(self, login: str) -> dict[str, Any]:
+        """``getuserrealm.srf?json=1``: the login page's own home realm discovery."""
         tenant, domain = self._realm(login)
         if tenant is None:
             return {"State": 4, "UserState": 1, "Login": login, "NameSpaceType": "Unknown"}
+        federated = tenant.federation is not None
         out: dict[str, Any] = {
-            "State": 4 if tenant.namespace == "Managed" else 3,
-            "UserState": 1 if tenant.namespace == "Managed" else 2,
+            "State": 3 if federated else 4,
+            "UserState": 2 if federated else 1,
             "Login": login,
             "NameSpaceType": tenant.namespace,
             "DomainName": domain,
@@ -240,14 +249,28 @@ class IdentityPlatform:
             "CloudInstanceIssuerUri": "urn:federation:MicrosoftOnline",
         }
         if tenant.federation is not None:
-            out.update(
-                {
-                    "AuthURL": tenant.federation.auth_url + login,
-                    "FederationBrandName": tenant.federation.brand_name,
-                    "FederationProtocol": tenant.federation.protocol,
-                    "FederationGlobalVersion": -1,
-                }
-            )
+            out["FederationGlobalVersion"] = -1
+            out["AuthURL"] = tenant.federation.auth_url + login
+            out["FederationBrandName"] = tenant.federation.brand_name
+        return out
+
+    def _realm_v2(self, login: str) -> dict[str, Any]:
+        """``/common/userrealm/{login}?api-version=2.0|2.1``."""
+        tenant, domain = self._realm(login)
+        if tenant is None:
+            return {"NameSpaceType": "Unknown", "Login": login, "cloud_instance_name": "microsoftonline.com"}
+        out: dict[str, Any] = {
+            "NameSpaceType": tenant.namespace,
+            "Login": login,
+            "DomainName": domain,
+            "FederationBrandName": tenant.display_name,
+            "TenantBrandingInfo": None,
+            "cloud_instance_name": "microsoftonline.com",
+        }
+        if tenant.federation is not None:
+            out["federation_protocol"] = tenant.federation.protocol
+            out["AuthURL"] = tenant.federation.auth_url + login
+            out["FederationBrandName"] = tenant.federation.brand_name
         return out
 
     def _realm_v1(self, login: str) -> dict[str, Any]:
@@ -280,11 +303,11 @@ class IdentityPlatform:
         """Send the authorization response to the app's redirect URI, as ``response_mode`` says."""
         if flow.state is not None:
             params["state"] = flow.state
+        with self.state.lock:
+            self.state.flows.pop(flow.ctx, None)  # one response per flow
         if flow.response_mode == "form_post":
             return _html(pages.form_post(flow.redirect_uri, params))
         sep = "#" if flow.response_mode == "fragment" else ("&" if "?" in flow.redirect_uri else "?")
-        with self.state.lock:
-            self.state.flows.pop(flow.ctx, None)
         return Response(status=302, headers={"Location": flow.redirect_uri + sep + urlencode(params)})
 
     def _redirect_error(self, flow: Flow, err: Aadsts, **values: str) -> Response:
@@ -336,10 +359,12 @@ class IdentityPlatform:
         if unknown is not None:
             return self._redirect_error(flow, aadsts.INVALID_SCOPE, scope=unknown)
         flow.scopes = scopes
-        if not flow.code_challenge or params.get("code_challenge_method") != "S256":
-            # Stricter than Microsoft (which also takes ``plain``, and no PKCE from confidential clients):
-            # our app must send S256 PKCE, so the simulator refuses anything less.
+        # Stricter than Microsoft (which also takes ``plain``, and no PKCE from confidential clients): our app
+        # must send S256 PKCE, so the simulator refuses anything less.
+        if not flow.code_challenge:
             return self._redirect_error(flow, aadsts.PKCE_REQUIRED)
+        if params.get("code_challenge_method") != "S256":
+            return self._redirect_error(flow, aadsts.INVALID_CODE_CHALLENGE_METHOD)
         with self.state.lock:
             self.state.flows[flow.ctx] = flow
         return self._start_sign_in(request, flow)
@@ -449,6 +474,8 @@ class IdentityPlatform:
                 tenant=resolved.id,
                 client_id=flow.app.client_id,
             )
+        if user.behaviour is Behaviour.TENANT_DISABLED:
+            return self._redirect_error(flow, aadsts.TENANT_BLOCKED)
         if user.behaviour is Behaviour.USER_DISABLED:
             return self._redirect_error(flow, aadsts.USER_DISABLED)
         if user.behaviour is Behaviour.CONDITIONAL_ACCESS_BLOCKED:
@@ -552,6 +579,20 @@ class IdentityPlatform:
             self.state.flows[flow.ctx] = flow
         return self._sign_in_page(flow, login="")
 
+    def on_logout(self, request: Request, tenant: str) -> Response:
+        """Sign-out: the session ends; back to ``post_logout_redirect_uri`` when it is a registered URI."""
+        sid = request.cookies.get(SESSION_COOKIE)
+        with self.state.lock:
+            self.state.sessions.pop(sid or "", None)
+        target = self._params(request).get("post_logout_redirect_uri", "")
+        registered = any(target in app.redirect_uris for app in self.state.apps.values())
+        if target and registered:
+            response = Response(status=302, headers={"Location": target})
+        else:
+            response = _html(pages.signed_out())
+        response.delete_cookie(SESSION_COOKIE, path="/", secure=True, httponly=True, samesite="None")
+        return response
+
     # ------------------------------------------------------------------ token
 
     def _client_info(self, user: User) -> str:
@@ -623,7 +664,9 @@ class IdentityPlatform:
             issued.redeemed = True
         if issued.user.behaviour is Behaviour.TOKEN_TIMEOUT:
             return self._hang()
-        return self._tokens(app, issued.user, issued.scopes, nonce=issued.nonce)
+        return self._tokens(
+            app, issued.user, issued.scopes, nonce=issued.nonce, client_info=_wants_client_info(request)
+        )
 
     def _redeem_refresh_token(self, request: Request, app: RegisteredApp) -> Response:
         token = request.form.get("refresh_token", "")
@@ -637,6 +680,9 @@ class IdentityPlatform:
             return self._token_error(aadsts.CLIENT_MISMATCH)
         if grant.revoked:
             return self._token_error(aadsts.GRANT_REVOKED)
+        if self.state.clock() - grant.issued_at > REFRESH_TOKEN_INACTIVITY:
+            issued = dt.datetime.fromtimestamp(grant.issued_at, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.0000000Z")
+            return self._token_error(aadsts.REFRESH_TOKEN_INACTIVE, issued=issued)
         scopes, unknown = normalise_scopes(request.form.get("scope", ""))
         if unknown is not None:
             return self._token_error(aadsts.INVALID_SCOPE, scope=unknown)
@@ -644,10 +690,12 @@ class IdentityPlatform:
             return self._token_error(aadsts.NOT_CONSENTED, client_id=app.client_id, app_name=app.display_name)
         if grant.user.behaviour is Behaviour.TOKEN_TIMEOUT:
             return self._hang()
-        return self._tokens(app, grant.user, grant.scopes, nonce=None)
+        return self._tokens(
+            app, grant.user, grant.scopes, nonce=None, client_info=_wants_client_info(request)
+        )
 
     def _tokens(
-        self, app: RegisteredApp, user: User, scopes: tuple[str, ...], *, nonce: str | None
+        self, app: RegisteredApp, user: User, scopes: tuple[str, ...], *, nonce: str | None, client_info: bool
     ) -> Response:
         now = int(self.state.clock())
         graph_scopes = [s for s in scopes if s not in OIDC_SCOPES]
@@ -663,10 +711,11 @@ class IdentityPlatform:
         if "offline_access" in scopes:
             refresh = self.state.new_id("1.AR")
             with self.state.lock:
-                self.state.grants[refresh] = RefreshGrant(app=app, user=user, scopes=scopes)
+                self.state.grants[refresh] = RefreshGrant(app=app, user=user, scopes=scopes, issued_at=now)
             body["refresh_token"] = refresh
         if "openid" in scopes:
             body["id_token"] = self._id_token(app, user, scopes, now, nonce)
+        if client_info:
             body["client_info"] = self._client_info(user)
         return _json(body)
 

@@ -19,6 +19,7 @@ class Behaviour(StrEnum):
     ADMIN_CONSENT_REQUIRED = "admin_consent_required"
     CONDITIONAL_ACCESS_BLOCKED = "conditional_access_blocked"
     USER_DISABLED = "user_disabled"
+    TENANT_DISABLED = "tenant_disabled"
     NO_MAILBOX = "no_mailbox"
     GRAPH_UNAUTHORIZED = "graph_unauthorized"
     GRAPH_THROTTLED = "graph_throttled"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import json
 import shutil
 import ssl
 import tempfile
@@ -197,7 +198,13 @@ class IdentitySimulator:
         def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
             request = Request(environ)
             seen = self._record(service, request)
-            response = handler(request)
+            try:
+                response = handler(request)
+            except Exception as exc:  # a simulator bug: say so plainly instead of a bare connection reset
+                body = json.dumps(
+                    {"error": "simulator_error", "error_description": f"{type(exc).__name__}: {exc}"}
+                )
+                response = Response(body, status=500, content_type="application/json")
             seen.status = response.status_code
             return response(environ, start_response)
 

@@ -13,6 +13,7 @@ from .scenarios import User, World
 CODE_LIFETIME = 600.0  # seconds; Microsoft's authorization codes are short-lived (about ten minutes)
 ACCESS_TOKEN_LIFETIME = 3599
 ID_TOKEN_LIFETIME = 3600
+REFRESH_TOKEN_INACTIVITY = 90 * 24 * 3600.0  # Microsoft: 90 days without use and a refresh token expires
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,7 @@ class RefreshGrant:
     app: RegisteredApp
     user: User
     scopes: tuple[str, ...]
+    issued_at: float
     revoked: bool = False
 
 
