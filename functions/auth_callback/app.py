@@ -118,8 +118,24 @@ def _html(body: str, status: HTTPStatus = HTTPStatus.OK, **headers: str) -> Resp
         status_code=status.value,
         content_type="text/html; charset=utf-8",
         body=body,
-        headers={**pages.SECURITY_HEADERS, **headers},
+        headers={**pages.SECURITY_HEADERS, **_microsoft_form_action(), **headers},
     )
+
+
+@functools.cache
+def _form_action_csp(authority_host: str) -> str:
+    """Browsers apply `form-action` to the redirect after a form post too: the "Sign in with Microsoft"
+    form posts to us and is redirected to Microsoft's sign-in page, so that origin is allowed as well."""
+    origin = "{0.scheme}://{0.netloc}".format(urlsplit(authority_host))
+    csp = pages.SECURITY_HEADERS["Content-Security-Policy"]
+    return csp.replace("form-action 'self'", f"form-action 'self' {origin}")
+
+
+def _microsoft_form_action() -> dict[str, str]:
+    m365 = deps().m365
+    if not m365.enabled:
+        return {}
+    return {"Content-Security-Policy": _form_action_csp(m365.authority_host)}
 
 
 def _redirect(location: str) -> Response[str]:
