@@ -10,7 +10,7 @@ import argparse
 import subprocess
 import sys
 
-BENCHES = ["cold_start", "warm_latency", "exchange_verdicts", "onboarding"]
+BENCHES = ["cold_start", "warm_latency", "exchange_verdicts", "m365_verdicts", "onboarding"]
 
 
 def main() -> int:
@@ -23,7 +23,9 @@ def main() -> int:
     failed = []
     for name in args.only or BENCHES:
         print(f"\n===== bench/{name}.py =====", flush=True)
-        argv = ["--quick"] if args.quick and name in {"exchange_verdicts", "onboarding"} else []
+        argv = (
+            ["--quick"] if args.quick and name in {"exchange_verdicts", "m365_verdicts", "onboarding"} else []
+        )
         if subprocess.run([sys.executable, "-m", f"bench.{name}", *argv], check=False).returncode:
             failed.append(name)
     if failed:

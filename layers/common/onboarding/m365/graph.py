@@ -3,7 +3,7 @@
 `GET /v1.0/me` must name the invited address (as `mail`, `userPrincipalName` or one of the SMTP
 `proxyAddresses`); `GET /v1.0/me/mailFolders/inbox` proves the mailbox can be read and gives its size.
 Each call has a timeout, the whole check a budget; a 429's `Retry-After` (and a 5xx, once) is honoured
-while the budget allows. Graph's errors (`{"error": {"code", "message"}}`) become reason codes:
+while the budget allows (a 5xx only when it asks for a short wait). Graph's errors (`{"error": {"code", "message"}}`) become reason codes:
 401 -> token rejected, 403 -> access denied, 404 MailboxNotEnabledForRESTAPI / ResourceNotFound ->
 no mailbox, 429 -> throttled, 5xx -> unavailable, timeouts -> timeout.
 """
@@ -21,6 +21,7 @@ from onboarding.m365.config import M365Config
 from onboarding.m365.outcomes import M365Reason
 from onboarding.observability import logger
 
+MAX_5XX_WAIT = 2.0  # seconds
 ME_SELECT = "id,displayName,mail,userPrincipalName,proxyAddresses"
 INBOX_SELECT = "totalItemCount,unreadItemCount"
 _NO_MAILBOX = frozenset(
@@ -104,7 +105,10 @@ class GraphClient:
             logger.info("Graph answered an error", extra={"path": path, "status": status, "graph_code": code})
             if status == 429 or (status >= 500 and not retried_5xx):
                 wait = _retry_after(response, default=1.0 if status == 429 else 0.5)
-                if time.monotonic() + wait >= deadline:
+                # 429: Graph's Retry-After is honoured while the budget allows. 5xx: one quick retry, not
+                # a long wait the owner watches a spinner through ("try again in a few minutes" instead).
+                too_long = status >= 500 and wait > MAX_5XX_WAIT
+                if too_long or time.monotonic() + wait >= deadline:
                     reason = M365Reason.THROTTLED if status == 429 else M365Reason.UNAVAILABLE
                     raise GraphFailure(reason, detail=f"{status} {code}")
                 retried_5xx = retried_5xx or status >= 500
