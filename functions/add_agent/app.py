@@ -33,19 +33,21 @@ _401 = {
     "content": {"application/json": {"model": GatewayError}},
 }
 _403 = {"description": "The token carries no valid tenant claim", "content": _ERROR_BODY}
-_404 = {"description": "No such agent in this account", "content": _ERROR_BODY}
 _422 = {"description": "Invalid input; `error.details` names each field", "content": _ERROR_BODY}
 _500 = {"description": "Unexpected error", "content": _ERROR_BODY}
 
 
-def _errors(**conflict: str) -> dict[int, Any]:
+def _errors(*, not_found: str | None = None, conflict: str | None = None) -> dict[int, Any]:
     """The error responses every route can give, and 404/409 where the route can give them."""
     responses: dict[int, Any] = {401: _401, 403: _403, 422: _422, 500: _500}
-    if "not_found" in conflict:
-        responses[404] = _404
-    if "conflict" in conflict:
-        responses[409] = {"description": conflict["conflict"], "content": _ERROR_BODY}
+    if not_found:
+        responses[404] = {"description": not_found, "content": _ERROR_BODY}
+    if conflict:
+        responses[409] = {"description": conflict, "content": _ERROR_BODY}
     return responses
+
+
+_NO_AGENT = "No such agent in this account (or an agent id no route accepts)"
 
 
 @dataclass(frozen=True)
@@ -126,7 +128,7 @@ def list_agents(
     operation_id="getAgent",
     responses={
         200: {"description": "The agent", "content": {"application/json": {"model": Agent}}},
-        **_errors(not_found="yes"),
+        **_errors(not_found=_NO_AGENT),
     },
 )
 def get_agent(agentId: Annotated[str, Path(max_length=64)]) -> Agent:
@@ -140,7 +142,11 @@ def get_agent(agentId: Annotated[str, Path(max_length=64)]) -> Agent:
     operation_id="removeAgent",
     responses={
         204: {"description": "Removed", "content": {}},
-        **_errors(conflict="The agent kept changing while it was removed; try again"),
+        **_errors(
+            # A missing agent is a 204 (idempotent); only a path no route accepts is a 404.
+            not_found="An agent id no route accepts",
+            conflict="The agent kept changing while it was removed; try again",
+        ),
     },
 )
 def remove_agent(agentId: Annotated[str, Path(max_length=64)]) -> Response[None]:
@@ -156,7 +162,7 @@ def remove_agent(agentId: Annotated[str, Path(max_length=64)]) -> Response[None]
     responses={
         202: {"description": "Invite requested", "content": {"application/json": {"model": Agent}}},
         **_errors(
-            not_found="yes",
+            not_found=_NO_AGENT,
             conflict="No invite can help now: the mailbox is connected or being connected, or the invite bounced",
         ),
     },

@@ -208,11 +208,12 @@ def test_the_openapi_document_names_operations_and_the_bearer_token_and_only_pos
         ("/agents/{agentId}", "delete"): "removeAgent",
         ("/agents/{agentId}/invite", "post"): "resendInvite",
     }
-    # And each documents 401, 404 only where an agent is looked up, 409 only where a conflict can happen
+    # And each documents 401, 404 only where a path names an agent, 409 only where a conflict can happen
     codes = {key: set(op["responses"]) for key, op in operations.items()}
     assert all({"401", "403", "422", "500"} <= found for found in codes.values())
     assert {key for key, found in codes.items() if "404" in found} == {
         ("/agents/{agentId}", "get"),
+        ("/agents/{agentId}", "delete"),
         ("/agents/{agentId}/invite", "post"),
     }
     assert {key for key, found in codes.items() if "409" in found} == {
