@@ -85,14 +85,9 @@ def connect_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[ConnectEnv]
     secret = boto3.client("secretsmanager").create_secret(Name="csrf-key", SecretString=CSRF_KEY.decode())
     refs = {"VerifyMailboxFunction.Arn": tpl.function_arn("test-VerifyMailboxFunction")}
     sfn = boto3.client("stepfunctions")
-    machine = sfn.create_state_machine(
-        name="verify-mailbox",
-        definition=tpl.state_machine_definition("VerifyMailboxStateMachine", refs),
-        roleArn="arn:aws:iam::123456789012:role/test",
-        type="STANDARD",
-    )
+    machine_arn = tpl.create_state_machine(sfn, "VerifyMailboxStateMachine", refs, name="verify-mailbox")
     for name, value in {
-        "STATE_MACHINE_ARN": machine["stateMachineArn"],
+        "STATE_MACHINE_ARN": machine_arn,
         "PUBLIC_BASE_URL": BASE_URL,
         "DASHBOARD_URL": DASHBOARD_URL,
         "CSRF_KEY_SECRET_ARN": secret["ARN"],
@@ -109,7 +104,7 @@ def connect_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[ConnectEnv]
             deps.agent_repository(TABLE_NAME),
             deps.invite_repository(TABLE_NAME),
             sfn,
-            machine["stateMachineArn"],
+            machine_arn,
             StreamReader(),
         )
     finally:

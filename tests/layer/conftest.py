@@ -39,13 +39,7 @@ def sfn(moto_aws: None) -> Any:
 def state_machine_arn(sfn: Any) -> str:
     """The verification workflow from template.yaml (moto records executions; it does not run them)."""
     refs = {"VerifyMailboxFunction.Arn": tpl.function_arn("test-VerifyMailboxFunction")}
-    created = sfn.create_state_machine(
-        name="verify-mailbox",
-        definition=tpl.state_machine_definition("VerifyMailboxStateMachine", refs),
-        roleArn="arn:aws:iam::123456789012:role/test",
-        type="STANDARD",
-    )
-    return str(created["stateMachineArn"])
+    return tpl.create_state_machine(sfn, "VerifyMailboxStateMachine", refs, name="verify-mailbox")
 
 
 @pytest.fixture

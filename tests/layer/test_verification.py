@@ -3,6 +3,7 @@ real repositories and credential store; the Exchange simulator where a step talk
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -34,20 +35,36 @@ def steps(
     return VerificationSteps(repo, invite_repo, credentials, exchange_config, max_failed_passwords=3)
 
 
-def _connecting(
+@dataclass
+class Connecting:
+    """Puts agents where the connect page leaves them: connecting through their link at attempt 1, the
+    password stored."""
+
+    repo: DynamoAgentRepository
+    invite_repo: DynamoInviteRepository
+    credentials: SecretsManagerCredentialStore
+    mailer: Mailer
+
+    def agent(self, *, password: str, email: str = "ann@contoso.com", **attributes: Any) -> tuple[Agent, str]:
+        """The agent and the token of its link."""
+        invited = lifecycle.add(self.repo, email=email)
+        token = lifecycle.send_invite(self.repo, self.invite_repo, self.mailer, invited)
+        values = {Attr.ATTEMPT: 1, Attr.ROUNDS: 0, Attr.INVITE_HASH: token_hash(token), **attributes}
+        agent = lifecycle.walk(
+            self.repo, self.repo.get("demo", invited.agent_id), S.CONNECTING, set_attributes=values
+        )
+        self.credentials.put(agent.tenant_id, agent.agent_id, SecretStr(password))
+        return agent, token
+
+
+@pytest.fixture
+def connecting(
     repo: DynamoAgentRepository,
+    invite_repo: DynamoInviteRepository,
     credentials: SecretsManagerCredentialStore,
-    *,
-    email: str = "ann@contoso.com",
-    **attributes: Any,
-) -> Agent:
-    """An agent at connection attempt 1 with its password stored, as the connect page leaves it."""
-    agent = lifecycle.add_at(repo, S.INVITED, email=email)
-    agent = lifecycle.walk(
-        repo, agent, S.CONNECTING, set_attributes={Attr.ATTEMPT: 1, Attr.ROUNDS: 0, **attributes}
-    )
-    credentials.put(agent.tenant_id, agent.agent_id, SecretStr("pw"))
-    return agent
+    mailer: Mailer,
+) -> Connecting:
+    return Connecting(repo, invite_repo, credentials, mailer)
 
 
 def _task(agent: Agent, action: str, attempt: int = 1, **fields: Any) -> TaskInput:
@@ -63,9 +80,9 @@ def _task(agent: Agent, action: str, attempt: int = 1, **fields: Any) -> TaskInp
 
 
 def test_a_step_of_an_older_attempt_is_stale_and_changes_nothing(
-    steps: VerificationSteps, repo: DynamoAgentRepository, credentials: SecretsManagerCredentialStore
+    steps: VerificationSteps, repo: DynamoAgentRepository, connecting: Connecting
 ) -> None:
-    agent = _connecting(repo, credentials)
+    agent, _ = connecting.agent(password="pw")
     before = repo.get_record("demo", agent.agent_id)
     assert (
         steps.run(_task(agent, "record_failure", attempt=2, failure={"code": "auth_failed"})).outcome
@@ -75,24 +92,24 @@ def test_a_step_of_an_older_attempt_is_stale_and_changes_nothing(
 
 
 def test_a_step_for_a_removed_agent_is_stale(
-    steps: VerificationSteps, repo: DynamoAgentRepository, credentials: SecretsManagerCredentialStore
+    steps: VerificationSteps, repo: DynamoAgentRepository, connecting: Connecting
 ) -> None:
-    agent = _connecting(repo, credentials)
+    agent, _ = connecting.agent(password="pw")
     repo.delete("demo", agent.agent_id)
     assert steps.run(_task(agent, "request_settings", taskToken="t")).outcome is Outcome.STALE
 
 
 def test_a_server_typed_by_the_owner_skips_autodiscovery(
-    steps: VerificationSteps, repo: DynamoAgentRepository, credentials: SecretsManagerCredentialStore
+    steps: VerificationSteps, repo: DynamoAgentRepository, connecting: Connecting
 ) -> None:
-    agent = _connecting(repo, credentials, **{Attr.SERVER: "mail.contoso.com"})
+    agent, _ = connecting.agent(password="pw", **{Attr.SERVER: "mail.contoso.com"})
     assert steps.run(_task(agent, "autodiscover")).outcome is Outcome.MANUAL
 
 
 def test_asking_for_settings_keeps_the_task_token_and_counts_the_round(
-    steps: VerificationSteps, repo: DynamoAgentRepository, credentials: SecretsManagerCredentialStore
+    steps: VerificationSteps, repo: DynamoAgentRepository, connecting: Connecting
 ) -> None:
-    agent = _connecting(repo, credentials)
+    agent, _ = connecting.agent(password="pw")
     output = steps.run(_task(agent, "request_settings", taskToken="task-1", code="autodiscover_failed"))
     assert output.outcome is Outcome.NEEDS_SETTINGS
     record = repo.get_record("demo", agent.agent_id)
@@ -106,18 +123,10 @@ def test_a_wrong_password_fails_the_attempt_counts_against_the_link_and_forgets_
     repo: DynamoAgentRepository,
     invite_repo: DynamoInviteRepository,
     credentials: SecretsManagerCredentialStore,
-    mailer: Mailer,
+    connecting: Connecting,
 ) -> None:
     # Given an agent connecting through its link
-    invited = lifecycle.add(repo)
-    token = lifecycle.send_invite(repo, invite_repo, mailer, invited)
-    agent = lifecycle.walk(
-        repo,
-        repo.get("demo", invited.agent_id),
-        S.CONNECTING,
-        set_attributes={Attr.ATTEMPT: 1, Attr.INVITE_HASH: token_hash(token)},
-    )
-    credentials.put("demo", agent.agent_id, SecretStr("wrong"))
+    agent, token = connecting.agent(password="wrong")
     # When the workflow records an auth failure
     output = steps.run(_task(agent, "record_failure", failure={"code": "auth_failed"}))
     # Then the agent failed with that reason, the password is gone, and the link counted one wrong try
@@ -132,9 +141,9 @@ def test_a_wrong_password_fails_the_attempt_counts_against_the_link_and_forgets_
 
 
 def test_a_timed_out_wait_is_recorded_as_settings_timeout_without_the_cause(
-    steps: VerificationSteps, repo: DynamoAgentRepository, credentials: SecretsManagerCredentialStore
+    steps: VerificationSteps, repo: DynamoAgentRepository, connecting: Connecting
 ) -> None:
-    agent = _connecting(repo, credentials)
+    agent, _ = connecting.agent(password="pw")
     failure = {"Error": "States.Timeout", "Cause": "Traceback ... secret-looking text"}
     assert steps.run(_task(agent, "record_failure", failure=failure)).code == SETTINGS_TIMEOUT
     assert repo.get("demo", agent.agent_id).status_reason == SETTINGS_TIMEOUT
@@ -145,20 +154,12 @@ def test_verifying_a_mailbox_records_its_settings_and_uses_the_link_up(
     repo: DynamoAgentRepository,
     invite_repo: DynamoInviteRepository,
     credentials: SecretsManagerCredentialStore,
-    mailer: Mailer,
+    connecting: Connecting,
 ) -> None:
     # Given a mailbox the simulator serves, connecting through its link
     scenario = SCENARIOS_BY_NAME["autodiscover_domain"]
-    invited = lifecycle.add(repo, email=scenario.email)
-    token = lifecycle.send_invite(repo, invite_repo, mailer, invited)
-    extra = {
-        Attr.INVITE_HASH: token_hash(token),
-        **({Attr.USERNAME: scenario.username} if scenario.username else {}),
-    }
-    agent = lifecycle.walk(
-        repo, repo.get("demo", invited.agent_id), S.CONNECTING, set_attributes={Attr.ATTEMPT: 1, **extra}
-    )
-    credentials.put("demo", agent.agent_id, SecretStr(scenario.password))
+    username = {Attr.USERNAME: scenario.username} if scenario.username else {}
+    agent, token = connecting.agent(password=scenario.password, email=scenario.email, **username)
     # When the workflow runs its steps
     assert steps.run(_task(agent, "autodiscover")).outcome is Outcome.FOUND
     assert steps.run(_task(agent, "verify")).outcome is Outcome.VERIFIED

@@ -141,18 +141,13 @@ def workflow(
         f"{name}.Arn": tpl.function_arn(f"{STAGE}-{name}") for name in runners
     }
     sfn = boto3.client("stepfunctions")
-    created = sfn.create_state_machine(
-        name="verify-mailbox",
-        definition=tpl.state_machine_definition("VerifyMailboxStateMachine", refs),
-        roleArn="arn:aws:iam::123456789012:role/test",
-        type="STANDARD",
-    )
+    arn = tpl.create_state_machine(sfn, "VerifyMailboxStateMachine", refs, name="verify-mailbox")
     with handlers_installed(runners):
         yield Workflow(
             sfn=sfn,
             repo=deps.agent_repository(TABLE_NAME),
             credentials=deps.credential_store(PREFIX),
-            arn=created["stateMachineArn"],
+            arn=arn,
         )
     deps.reset()
 

@@ -235,3 +235,9 @@ class ErrorBody(_ApiModel):
 
 class ErrorResponse(_ApiModel):
     error: ErrorBody
+
+
+class GatewayError(BaseModel):
+    """What API Gateway itself answers (e.g. the JWT authorizer's 401); its body cannot be customised."""
+
+    message: str
