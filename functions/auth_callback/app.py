@@ -29,6 +29,7 @@ from onboarding.errors import (
     NotNowError,
     UseMicrosoftSignInError,
 )
+from onboarding.exchange import Diagnosis
 from onboarding.invite_tokens import looks_like_token
 from onboarding.m365 import outcomes as m365_outcomes
 from onboarding.m365.config import CALLBACK_PATH, M365Config
@@ -41,6 +42,7 @@ if TYPE_CHECKING:  # msal and requests load only on the two routes that sign in 
     from onboarding.m365.signin import SignInService
 
 app = APIGatewayHttpResolver()
+MODERN_AUTH_REQUIRED = Diagnosis.MODERN_AUTH_REQUIRED.value  # an Exchange server that accepts only OAuth
 
 # The page each link problem shows (the status comes from the error: `InviteError.status`).
 LINK_PAGES: dict[str, tuple[str, str]] = {
@@ -407,7 +409,9 @@ def status(token: str) -> Response[str]:
             dashboard_url=settings.dashboard_url,
             can_retry=view.status is AgentStatus.FAILED,
             open_advanced=bool(view.record.connection.conn_server),
-            m365=view.is_m365 and deps().m365.enabled,
+            # Microsoft 365 agents retry with Microsoft; so does a mailbox Exchange found to be in Exchange
+            # Online (autodiscovery led to a server that accepts only OAuth, e.g. a moved hybrid mailbox).
+            m365=deps().m365.enabled and (view.is_m365 or view.reason == MODERN_AUTH_REQUIRED),
             m365_available=deps().m365.enabled,
             provider="m365" if view.is_m365 else "exchange",
         ),

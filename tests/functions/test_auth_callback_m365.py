@@ -447,3 +447,14 @@ def test_a_graph_verdict_shows_its_outcome_on_the_status_page(env: ConnectEnv) -
     status = get(f"/connect/{invited.token}/status", accept="application/json").json()
     assert status["reason"] == "m365_wrong_account"
     assert "olivia.hart@m365.test" in status["message"]
+
+
+def test_an_exchange_verdict_of_modern_auth_offers_sign_in_with_microsoft(env: ConnectEnv) -> None:
+    # Autodiscovery led to Exchange Online (a server that accepts only OAuth): the retry is with Microsoft.
+    invited = invite(env, "ann@contoso.com")
+    env.repo.transition("demo", invited.agent_id, AgentStatus.CONNECTING, set_attributes={Attr.ATTEMPT: 1})
+    env.repo.transition("demo", invited.agent_id, AgentStatus.FAILED, reason="modern_auth_required")
+    page = get(f"/connect/{invited.token}/status")
+    assert "Microsoft 365" in page.body
+    assert f"/connect/{invited.token}/microsoft" in page.body
+    assert 'name="password"' not in page.body
