@@ -160,6 +160,8 @@ class IdentitySimulator:
     def authority_host(self) -> str:
         return f"https://127.0.0.1:{self._servers[0].server_port}"
 
+    base_url = authority_host  # the identity platform's base URL (what the contract calls it)
+
     @property
     def graph_base_url(self) -> str:
         return f"https://127.0.0.1:{self._servers[1].server_port}"

@@ -300,6 +300,7 @@ def test_multi_tenant_openid_configuration_has_the_templated_issuer(
     sim: IdentitySimulator, tenant: str
 ) -> None:
     config = get(sim, f"/{tenant}/v2.0/.well-known/openid-configuration").json()
+    assert sim.base_url == sim.authority_host
     assert config["issuer"] == f"{sim.authority_host}/{{tenantid}}/v2.0"
     assert config["authorization_endpoint"] == f"{sim.authority_host}/{tenant}/oauth2/v2.0/authorize"
     assert config["token_endpoint"] == f"{sim.authority_host}/{tenant}/oauth2/v2.0/token"
@@ -836,3 +837,18 @@ def test_stops_cleanly_even_with_a_request_held_open() -> None:
 def _ignore_errors(call: Any) -> None:
     with contextlib.suppress(requests.RequestException):
         call()
+
+
+def test_the_command_line_lists_the_users() -> None:
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-m", "devstack.identity_sim", "--list"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    assert "mia@m365.test" in out
+    assert "graph_throttled" in out
