@@ -458,3 +458,27 @@ def test_an_exchange_verdict_of_modern_auth_offers_sign_in_with_microsoft(env: C
     assert "Microsoft 365" in page.body
     assert f"/connect/{invited.token}/microsoft" in page.body
     assert 'name="password"' not in page.body
+
+
+def test_a_sign_in_that_took_longer_than_its_ttl_is_expired(env: ConnectEnv, sim: IdentitySimulator) -> None:
+    # Given a started sign-in whose state has outlived its TTL (DynamoDB's TTL deletes lazily, so the
+    # callback checks the expiry itself)
+    invited = invite(env, "mia@m365.test")
+    authorize, cookie, _ = start_with_cookie(invited.token)
+    params = Person(sim).sign_in(authorize, "mia@m365.test")
+    ddb = boto3.client("dynamodb")
+    key = {"pk": {"S": f"OAUTH#{digest(params['state'])}"}, "sk": {"S": "FLOW"}}
+    ddb.update_item(
+        TableName=env.repo.table_name,
+        Key=key,
+        UpdateExpression="SET expiresAt = :past",
+        ExpressionAttributeValues={":past": {"N": "1"}},
+    )
+    sim.reset_observations()
+    # When the browser comes back
+    answer, _ = finish(params, cookie)
+    # Then the sign-in is expired: no code exchange, nothing started, a way to start again
+    assert reason_of(answer) == "m365_sign_in_expired"
+    assert not [r for r in sim.requests_seen if r.path.endswith("/token")]
+    assert env.executions() == []
+    assert f"/connect/{invited.token}/microsoft" in answer.body
