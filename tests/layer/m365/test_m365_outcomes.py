@@ -70,9 +70,12 @@ def test_admin_consent_outcome_forwards_a_link_to_it() -> None:
     assert outcome.for_it
 
 
-def test_outcomes_import_neither_msal_nor_requests() -> None:
-    # The connect page imports this module on every request: it must stay light.
-    code = "import sys, onboarding.m365.outcomes, onboarding.m365.routing; print('msal' in sys.modules, 'requests' in sys.modules)"
+def test_the_functions_load_neither_msal_nor_requests_at_cold_start() -> None:
+    # msal and requests load only on the routes and the step that sign in or call Graph.
+    code = (
+        "import sys, functions.auth_callback.app, functions.verify_mailbox.app; "
+        "print('msal' in sys.modules, 'requests' in sys.modules)"
+    )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
     assert out.stdout.split() == ["False", "False"]
