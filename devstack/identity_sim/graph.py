@@ -15,7 +15,7 @@ from werkzeug.wrappers import Request, Response
 
 from .keys import GRAPH_APP_ID, SigningKey
 from .scenarios import Behaviour, User
-from .state import State
+from .state import State, concerning
 
 USER_PROPERTIES = (
     "businessPhones", "displayName", "givenName", "jobTitle", "mail", "mobilePhone", "officeLocation",
@@ -78,6 +78,7 @@ class Graph:
                 405, "Request_BadRequest", "Specified HTTP method is not allowed for the request target."
             )
         user, scopes = self._authenticate(request)
+        concerning(request.environ, user)
         self._behave(user)
         route = [s.lower() for s in segments[1:]]
         if route == ["me"]:

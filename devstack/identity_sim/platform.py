@@ -35,6 +35,7 @@ from .state import (
     RefreshGrant,
     RegisteredApp,
     State,
+    concerning,
 )
 
 MULTI_TENANT = ("organizations", "common")
@@ -662,6 +663,7 @@ class IdentityPlatform:
             if issued.code_challenge and (not verifier or s256(verifier) != issued.code_challenge):
                 return self._token_error(aadsts.CODE_VERIFIER_MISMATCH)
             issued.redeemed = True
+        concerning(request.environ, issued.user)
         if issued.user.behaviour is Behaviour.TOKEN_TIMEOUT:
             return self._hang()
         return self._tokens(
@@ -676,6 +678,7 @@ class IdentityPlatform:
             grant = self.state.grants.get(token)
         if grant is None:
             return self._token_error(aadsts.BAD_GRANT)
+        concerning(request.environ, grant.user)
         if grant.app.client_id != app.client_id:
             return self._token_error(aadsts.CLIENT_MISMATCH)
         if grant.revoked:

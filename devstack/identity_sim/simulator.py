@@ -25,7 +25,7 @@ from .graph import Graph
 from .keys import SigningKey
 from .platform import IdentityPlatform
 from .scenarios import SCENARIOS_FILE, User, World, load
-from .state import RegisteredApp, SeenRequest, State
+from .state import SEEN_KEY, RegisteredApp, SeenRequest, State
 
 DEFAULT_CLIENT_ID = "5d3c7f1a-9b2e-4c8d-a6f0-1e2b3c4d5e6f"
 
@@ -200,6 +200,7 @@ class IdentitySimulator:
         def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
             request = Request(environ)
             seen = self._record(service, request)
+            environ[SEEN_KEY] = seen
             try:
                 response = handler(request)
             except Exception as exc:  # a simulator bug: say so plainly instead of a bare connection reset

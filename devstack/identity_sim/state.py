@@ -84,6 +84,16 @@ class SeenRequest:
     user: str | None = None  # the user the request concerned, when known
 
 
+SEEN_KEY = "identity_sim.seen"  # the WSGI environ key of the request's SeenRequest
+
+
+def concerning(environ: dict[str, object], user: User) -> None:
+    """Note on the request's record which user it concerned (once known: a code, a refresh token, a bearer)."""
+    seen = environ.get(SEEN_KEY)
+    if isinstance(seen, SeenRequest):
+        seen.user = user.address
+
+
 @dataclass
 class State:
     world: World

@@ -220,9 +220,11 @@ def test_no_password_reaches_token_endpoint_or_graph(
     token_calls = [r for r in seen if r.path.endswith("/oauth2/v2.0/token")]
     assert token_calls
     assert all(r.code and r.client_secret and not r.password for r in token_calls)
+    assert {r.user for r in token_calls} == {"mia@m365.test"}
     graph_calls = [r for r in seen if r.service == "graph"]
     assert graph_calls
     assert all(r.bearer and not (r.password or r.client_secret or r.code) for r in graph_calls)
+    assert {r.user for r in graph_calls} == {"mia@m365.test"}
 
 
 # ------------------------------------------------------------------ helpers for raw protocol tests
