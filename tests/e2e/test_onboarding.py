@@ -61,7 +61,7 @@ def tick_shown(page: Any, stack: RunningStack, email: str) -> bool:
         "email => [...document.querySelectorAll('tr')].some(r => r.textContent.includes(email) && r.dataset.status)",
         arg=email,
     )
-    return str(row.locator("td.tick").inner_text()).strip() == "✔"
+    return str(row.locator("td.status").inner_text()).strip() == "Connected ✔"
 
 
 def test_a_mailbox_that_autodiscovers_gets_its_tick(page: Any, local_stack: RunningStack) -> None:
