@@ -7,6 +7,7 @@ import contextlib
 import signal
 import sys
 import threading
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from devstack import tokens
@@ -24,7 +25,10 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument(
         "--fresh",
         action="store_true",
-        help="start empty and keep nothing (default: agents, invites and sent emails are kept in .devstack/)",
+        help="start empty and keep nothing (default: agents, invites and sent emails are kept)",
+    )
+    run.add_argument(
+        "--state-dir", type=Path, default=tokens.STATE_DIR, help="where state is kept (default .devstack/)"
     )
     token = sub.add_parser("token", help="print a bearer token for a tenant")
     token.add_argument("--tenant", required=True)
@@ -39,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
 
     port, moto_port = getattr(args, "port", 3000), getattr(args, "moto_port", 5001)
     fresh = getattr(args, "fresh", False)
-    stack = LocalStack(gateway_port=port, moto_port=moto_port, state_dir=None if fresh else tokens.STATE_DIR)
+    stack = LocalStack(gateway_port=port, moto_port=moto_port, state_dir=None if fresh else args.state_dir)
     try:
         stack.start()
     except PortInUseError as error:

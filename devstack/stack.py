@@ -127,6 +127,7 @@ class LocalStack:
     _emails: list[dict[str, Any]] = field(default_factory=list)  # this run's, in order
     _emails_lock: threading.Lock = field(default_factory=threading.Lock)
     _secret_values: dict[str, str] = field(default_factory=dict)
+    ready: bool = False  # every part started: /_local/health answers 200 from then on
 
     @property
     def base_url(self) -> str:
@@ -165,6 +166,7 @@ class LocalStack:
             self._start_stream_pollers()
             if self._state is not None:
                 self._saver = saved.Saver(self._state, self.snapshot).start()
+            self.ready = True
         except BaseException:
             self.stop()
             raise
@@ -458,6 +460,8 @@ class LocalStack:
         return Response(html, content_type="text/html; charset=utf-8", headers={"Cache-Control": "no-store"})
 
     def _health(self, _: Request) -> Response:
+        if not self.ready:
+            return Response(json.dumps({"status": "starting"}), status=503, content_type="application/json")
         return Response(json.dumps({"status": "ok", "moto": self.moto_url}), content_type="application/json")
 
 
