@@ -178,7 +178,7 @@ class LocalStack:
         self.pollers.clear()
         if self._saver is not None:
             self._saver.stop()
-            self._saver.save_now()  # the last word, before moto goes away
+            self._saver.save_reported()  # the last word, before moto goes away
             self._saver = None
         if self.exchange is not None:
             self.exchange.stop()

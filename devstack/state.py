@@ -137,10 +137,14 @@ class Saver:
     def save_now(self) -> None:
         self.state.save(self.take())
 
+    def save_reported(self) -> None:
+        """Save; a failure is printed (the next save tries again), never raised."""
+        with _reported("saving the local stack's state"):
+            self.save_now()
+
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
-            with _reported("saving the local stack's state"):
-                self.save_now()
+            self.save_reported()
 
     def stop(self) -> None:
         self._stop.set()
