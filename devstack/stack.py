@@ -378,9 +378,8 @@ class LocalStack:
         its invite gets it); workflows that were running are gone, so their agents are failed."""
         if not self.restored.tables:
             return
-        from onboarding.models import AgentStatus
+        from onboarding.models import INTERNAL_ERROR, AgentStatus
         from onboarding.store import DynamoAgentRepository
-        from onboarding.verification import INTERNAL_ERROR
 
         ddb = self._ddb()
         for logical_id, items in self.restored.tables.items():
