@@ -221,8 +221,19 @@ def show(token: str) -> Response[str]:
     view = _service().view(_valid_token(token))
     if view.status is not AgentStatus.INVITED and view.status is not AgentStatus.FAILED:
         return _redirect(_status_url(token))
-    context = _context(view, provider=_provider(view), m365_available=deps().m365.enabled)
-    return _html(pages.render("connect/connect.html", **context))
+    # Back after a failed attempt: say what went wrong (and the tries left) above the form.
+    failed = view.status is AgentStatus.FAILED
+    page = pages.render(
+        "connect/connect.html",
+        **_context(
+            view,
+            problem=view.message if failed else None,
+            tries_left=view.tries_left if failed else None,
+            provider=_provider(view),
+            m365_available=deps().m365.enabled,
+        ),
+    )
+    return _html(page)
 
 
 # -- Sign in with Microsoft ------------------------------------------------------------------------
@@ -408,6 +419,8 @@ def status(token: str) -> Response[str]:
             refresh=view.status is AgentStatus.CONNECTING,
             dashboard_url=settings.dashboard_url,
             can_retry=view.status is AgentStatus.FAILED,
+            tries_left=view.tries_left,
+            settings_problem=view.settings_problem,
             open_advanced=bool(view.record.connection.conn_server),
             # Microsoft 365 agents retry with Microsoft; so does a mailbox Exchange found to be in Exchange
             # Online (autodiscovery led to a server that accepts only OAuth, e.g. a moved hybrid mailbox).
@@ -437,6 +450,7 @@ def _form_again(token: str, problem: str) -> Response[str]:
         problem=problem,
         status=view.status.value,
         message=problem,
+        settings_problem=True,  # what they typed on the settings form is the problem here
         title="Check your details",
         provider="exchange",
         m365_available=deps().m365.enabled,
