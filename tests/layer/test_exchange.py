@@ -16,7 +16,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from devstack.exchange_sim import SCENARIOS, SCENARIOS_BY_NAME, ExchangeSimulator, Scenario
+from devstack.exchange_sim import MAILBOXES, SCENARIOS, SCENARIOS_BY_NAME, ExchangeSimulator, Scenario
+from devstack.exchange_sim.http_server import CredentialArrival
 from onboarding.exchange import (
     Diagnosis,
     ExchangeConfig,
@@ -47,7 +48,12 @@ def run_verify(scenario: Scenario, config: ExchangeConfig) -> tuple[str, object]
         return outcome(
             lambda: verify(scenario.email, scenario.password, scenario.login, scenario.server, config=config)
         )
-    settings = discover(scenario.email, scenario.password, scenario.username, config=config)
+    code, found = outcome(
+        lambda: discover(scenario.email, scenario.password, scenario.username, config=config)
+    )
+    if not isinstance(found, ExchangeSettings):
+        return code, found
+    settings = found
     return outcome(
         lambda: verify(
             scenario.email,
@@ -63,8 +69,51 @@ def run_verify(scenario: Scenario, config: ExchangeConfig) -> tuple[str, object]
 # ---------------------------------------------------------------- every scenario's verdict
 
 
+def allowed_password_destination(arrival: CredentialArrival, scenario: Scenario, ews_hosts: set[str]) -> bool:
+    """The password-destination rule: HTTPS only, only the SOAP autodiscover service or EWS, only on a host of
+    the mailbox's domain, a host the owner typed or confirmed, or the EWS host an authenticated autodiscover
+    answer named."""
+    domain = scenario.email.rpartition("@")[2]
+    typed = {(scenario.server or "").split("://")[-1].split("/")[0].lower(), (scenario.confirm_host or "")}
+    path = arrival.path.lower()
+    in_domain = arrival.host == domain or arrival.host.endswith("." + domain)
+    if arrival.port_kind != "https":
+        return False
+    if path == "/autodiscover/autodiscover.svc":
+        return in_domain or arrival.host in typed
+    if path == "/ews/exchange.asmx":
+        return in_domain or arrival.host in typed or arrival.host in ews_hosts
+    return False
+
+
+def _ews_hosts() -> set[str]:
+    from urllib.parse import urlsplit
+
+    return {(urlsplit(box.ews_url).hostname or "") for box in MAILBOXES.values() if box.ews_url}
+
+
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.name)
-def test_discover_gives_the_expected_verdict(scenario: Scenario, exchange_config: ExchangeConfig) -> None:
+def test_the_password_goes_only_where_the_rule_allows(
+    scenario: Scenario, exchange_sim: ExchangeSimulator, config_for: Callable[[Scenario], ExchangeConfig]
+) -> None:
+    exchange_config = config_for(scenario)
+    # Given a simulated mailbox owner
+    # When discovery runs, then verification (manual server, or what discovery found)
+    outcome(lambda: discover(scenario.email, scenario.password, scenario.username, config=exchange_config))
+    run_verify(scenario, exchange_config)
+    # Then every request the simulator saw carrying a credential went to an allowed destination
+    ews_hosts = _ews_hosts()
+    wrong = [
+        a for a in exchange_sim.credentials_seen if not allowed_password_destination(a, scenario, ews_hosts)
+    ]
+    assert wrong == []
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.name)
+def test_discover_gives_the_expected_verdict(
+    scenario: Scenario, config_for: Callable[[Scenario], ExchangeConfig]
+) -> None:
+    exchange_config = config_for(scenario)
     # Given a simulated mailbox owner typing email + password (+ login)
     # When we discover their settings
     code, result = outcome(
@@ -81,7 +130,10 @@ def test_discover_gives_the_expected_verdict(scenario: Scenario, exchange_config
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.name)
-def test_verify_gives_the_expected_verdict(scenario: Scenario, exchange_config: ExchangeConfig) -> None:
+def test_verify_gives_the_expected_verdict(
+    scenario: Scenario, config_for: Callable[[Scenario], ExchangeConfig]
+) -> None:
+    exchange_config = config_for(scenario)
     # Given a mailbox owner with a manual server, or the settings discovery recorded
     # When we verify access
     code, result = run_verify(scenario, exchange_config)
@@ -114,6 +166,46 @@ def test_recorded_settings_skip_the_probes(
     assert all(r.operation is not None for r in exchange_sim.requests_seen)
 
 
+# ---------------------------------------------------------------- another domain: the owner confirms first
+
+
+def test_a_server_in_another_domain_gets_the_password_only_once_confirmed(
+    exchange_sim: ExchangeSimulator, exchange_config: ExchangeConfig
+) -> None:
+    # Given a domain whose port-80 redirect names a hosting provider's server in another domain
+    s = SCENARIOS_BY_NAME["cross_domain_redirect"]
+    # When we discover without the owner's confirmation
+    code, failure = outcome(lambda: discover(s.email, s.password, s.username, config=exchange_config))
+    # Then discovery stops, naming the host, and no credential went anywhere
+    assert code == Diagnosis.CONFIRM_SERVER
+    assert isinstance(failure, ExchangeFailure)
+    assert failure.host == "mail.hoster.test"
+    assert exchange_sim.credentials_seen == []
+    # When the owner allows that host
+    settings = discover(
+        s.email, s.password, s.username, config=exchange_config, confirmed_hosts=("mail.hoster.test",)
+    )
+    # Then discovery completes there (the password went to that host's SOAP autodiscover only)
+    assert settings.ews_url == "https://mail.hoster.test/EWS/Exchange.asmx"
+    assert {(a.host, a.path.lower()) for a in exchange_sim.credentials_seen} == {
+        ("mail.hoster.test", "/autodiscover/autodiscover.svc")
+    }
+
+
+def test_redirect_chains_share_one_hop_limit(
+    exchange_sim: ExchangeSimulator, exchange_config: ExchangeConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import onboarding.exchange.discovery as discovery
+
+    # Given a hop limit below the 3 redirects of chain.test
+    monkeypatch.setattr(discovery, "MAX_HOPS", 2)
+    s = SCENARIOS_BY_NAME["redirect_chain"]
+    # Then discovery gives up (and asks for the settings) without sending the password
+    code, _ = outcome(lambda: discover(s.email, s.password, s.username, config=exchange_config))
+    assert code == Diagnosis.AUTODISCOVER_FAILED
+    assert exchange_sim.credentials_seen == []
+
+
 # ---------------------------------------------------------------- the password stays secret
 
 LEAKY = [
@@ -131,11 +223,12 @@ LEAKY = [
 
 @pytest.mark.parametrize("name", LEAKY)
 def test_password_never_appears_in_failures_or_logs(
-    name: str, exchange_config: ExchangeConfig, caplog: pytest.LogCaptureFixture
+    name: str, config_for: Callable[[Scenario], ExchangeConfig], caplog: pytest.LogCaptureFixture
 ) -> None:
     # Given everything logged at DEBUG is captured
     caplog.set_level(logging.DEBUG)
     s = SCENARIOS_BY_NAME[name]
+    exchange_config = config_for(s)
     basic = base64.b64encode(f"{s.login}:{s.password}".encode()).decode()
     # When discovery and verification run (succeeding or failing)
     texts: list[str] = []

@@ -19,7 +19,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, Sec
 from onboarding import invites
 from onboarding.credentials import CredentialStore
 from onboarding.errors import ConcurrentModificationError, DomainError, IllegalTransitionError
-from onboarding.exchange import Diagnosis, message_for
+from onboarding.exchange.diagnoses import Diagnosis, message_for
 from onboarding.executions import execution_name
 from onboarding.models import AgentStatus
 from onboarding.observability import logger, metrics

@@ -47,7 +47,13 @@ from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConn
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-MICROSOFT_ONLINE_SUFFIXES = ("outlook.office365.com", "outlook.office.com", "outlook.com", "office365.com")
+MICROSOFT_ONLINE_SUFFIXES = (
+    "outlook.office365.com",
+    "outlook.office.com",
+    "outlook.com",
+    "office365.com",
+    "onmicrosoft.com",  # tenants' own domains, e.g. the hybrid routing address <tenant>.mail.onmicrosoft.com
+)
 _CGNAT = ipaddress.IPv4Network("100.64.0.0/10")
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 _SIXTOFOUR = ipaddress.IPv6Network("2002::/16")
@@ -292,16 +298,12 @@ def _default_ca_bundle() -> str:
 
 
 def _challenge_schemes(response: requests.Response) -> tuple[str, ...]:
+    from onboarding.exchange.auth import parse_challenges, schemes
+
     raw = response.raw.headers.getlist("WWW-Authenticate") if response.raw is not None else []
-    if not raw:
-        raw = [response.headers.get("WWW-Authenticate", "")]
-    schemes: list[str] = []
-    for value in raw:
-        for part in value.split(","):
-            token = part.strip().split(" ", 1)[0].lower()
-            if token and "=" not in token:
-                schemes.append(token)
-    return tuple(dict.fromkeys(schemes))
+    if not raw and response.headers.get("WWW-Authenticate"):
+        raw = [response.headers["WWW-Authenticate"]]
+    return schemes(parse_challenges(raw))
 
 
 class GuardedHTTPAdapter(requests.adapters.HTTPAdapter):

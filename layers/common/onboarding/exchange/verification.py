@@ -1,0 +1,147 @@
+"""Verification: open the mailbox with the settings found or typed (inbox item count and server build).
+
+Runs exchangelib's ``Account`` over ``exchange_guard.GuardedHTTPAdapter`` (SSRF guard, time budget).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from urllib.parse import urlsplit
+
+from .diagnoses import Diagnosis, ExchangeFailure
+from .discovery import Walk, settings_for
+from .models import ExchangeConfig, ExchangeSettings, VerificationResult
+from .probing import classify
+from .runtime import (
+    EWS_PATH,
+    clear_exchangelib_caches,
+    configure_exchangelib,
+    domain_of,
+    host_of,
+    policy_for,
+    run_with_deadline,
+)
+
+
+def ews_endpoint(server: str) -> str:
+    """``https://<host>/EWS/Exchange.asmx`` from what an owner typed as the server: a host name, or any URL
+    of the server (the Outlook on the web address ``https://mail.x.com/owa/`` included): only its host is
+    used, unless it is the EWS URL itself."""
+    value = server.strip()
+    if "://" in value:
+        parts = urlsplit(value)
+        if parts.path.rstrip("/").lower().endswith("/" + EWS_PATH.lower()):
+            return f"https://{parts.netloc}{parts.path.rstrip('/')}"
+        value = parts.netloc
+    else:
+        value = value.split("/", 1)[0]
+    value = value.strip("/")
+    if not value or "@" in value or " " in value:
+        raise ExchangeFailure(Diagnosis.UNREACHABLE, "not a server name")
+    return f"https://{value}/{EWS_PATH}"
+
+
+def verify(
+    email: str,
+    password: str,
+    username: str,
+    server: str | None = None,
+    *,
+    ews_url: str | None = None,
+    auth_type: str | None = None,
+    config: ExchangeConfig,
+) -> VerificationResult:
+    """Open the mailbox: inbox item count and server build. Raises ``ExchangeFailure``.
+
+    Give ``ews_url`` + ``auth_type`` recorded from ``discover()`` to skip the probes, or a manual ``server``.
+    """
+    from ..exchange_guard import is_microsoft_online
+
+    if not ews_url and not server:
+        raise ExchangeFailure(Diagnosis.AUTODISCOVER_FAILED, "no server and no EWS URL given")
+    endpoint = ews_url or ews_endpoint(server or "")
+    host = host_of(endpoint)
+    if not endpoint.lower().startswith("https://") or not host:
+        raise ExchangeFailure(Diagnosis.BLOCKED_ADDRESS, "only https:// EWS URLs are accepted")
+    if is_microsoft_online(host):
+        raise ExchangeFailure(Diagnosis.MODERN_AUTH_REQUIRED, f"{host} is Exchange Online")
+    domain_of(email)
+    configure_exchangelib()
+    deadline = time.monotonic() + config.verify_timeout
+    login = username.strip() or email.strip()
+    try:
+        return run_with_deadline(
+            lambda: _verify(email.strip(), password, login, endpoint, auth_type, config, deadline),
+            deadline,
+            "verify",
+            password,
+        )
+    finally:
+        clear_exchangelib_caches()
+
+
+def _verify(
+    email: str,
+    password: str,
+    login: str,
+    endpoint: str,
+    auth_type: str | None,
+    config: ExchangeConfig,
+    deadline: float,
+) -> VerificationResult:
+    from exchangelib import DELEGATE, UTC, Account, Configuration, Credentials, FailFast
+    from exchangelib.protocol import CachingProtocol, Protocol
+
+    from ..exchange_guard import GuardedHTTPAdapter, guarded
+
+    policy = policy_for(config)
+    if auth_type is None:
+        walk = Walk(
+            mailbox_domain=domain_of(email), confirmed_hosts=frozenset(), deadline=deadline, policy=policy
+        )
+        settings = settings_for(endpoint, login, walk, build=None)
+        auth_type = settings.auth_type
+    protocol_config = Configuration(
+        service_endpoint=endpoint,
+        credentials=Credentials(login, password),
+        auth_type=auth_type,
+        retry_policy=FailFast(),
+    )
+    # Account() builds its protocol as Protocol(config=...), which returns the instance cached for
+    # (endpoint, credentials). Creating our guarded subclass first puts it in that cache, so the Account uses
+    # our adapter and time budget without touching exchangelib's process-wide class attributes.
+    protocol_cls = type(
+        "GuardedProtocol",
+        (Protocol,),
+        {"HTTP_ADAPTER_CLS": GuardedHTTPAdapter, "TIMEOUT": max(1.0, deadline - time.monotonic())},
+    )
+    protocol = protocol_cls(config=protocol_config)
+    with guarded(policy, deadline=deadline) as obs:
+        try:
+            account = Account(
+                primary_smtp_address=email,
+                config=protocol_config,
+                autodiscover=False,
+                access_type=DELEGATE,
+                default_timezone=UTC,
+                locale="en_US",
+            )
+            if account.protocol is not protocol:
+                raise ExchangeFailure(Diagnosis.UNREACHABLE, "internal: guarded protocol not in use")
+            count = int(account.inbox.total_count or 0)
+            build = account.version.build
+        except Exception as e:
+            raise classify(e, obs, during="verify") from None
+        finally:
+            protocol.close()
+            with contextlib.suppress(KeyError):
+                del CachingProtocol._protocol_cache[CachingProtocol._cache_key(protocol_config)]
+    settings = ExchangeSettings(
+        ews_url=endpoint,
+        server=host_of(endpoint),
+        auth_type=auth_type,
+        server_build=str(build) if build else None,
+        username=login,
+    )
+    return VerificationResult(settings=settings, inbox_item_count=count, server_build=settings.server_build)
