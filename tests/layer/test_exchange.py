@@ -61,6 +61,7 @@ def run_verify(scenario: Scenario, config: ExchangeConfig) -> tuple[str, object]
             settings.username,
             ews_url=settings.ews_url,
             auth_type=settings.auth_type,
+            server_build=settings.server_build,
             config=config,
         )
     )

@@ -39,6 +39,7 @@ OWNER_FIXABLE = frozenset(
         Diagnosis.MAILBOX_NOT_FOUND,
         Diagnosis.ACCESS_DENIED,
         Diagnosis.BLOCKED_ADDRESS,
+        Diagnosis.CONFIRM_SERVER,
     }
 )
 SETTINGS_TIMEOUT = "settings_timeout"
@@ -133,7 +134,7 @@ class VerificationSteps:
             )
         except ExchangeFailure as failure:
             logger.info("Autodiscovery failed", extra={"agent_id": task.agent_id, "code": failure.code.value})
-            if failure.code is Diagnosis.AUTODISCOVER_FAILED:
+            if failure.code in (Diagnosis.AUTODISCOVER_FAILED, Diagnosis.CONFIRM_SERVER):
                 return TaskOutput(outcome=Outcome.NEEDS_SETTINGS, code=failure.code.value)
             return TaskOutput(outcome=Outcome.FAILED, code=failure.code.value)
         self.repo.update_attributes(
@@ -163,6 +164,7 @@ class VerificationSteps:
                     item.get(Attr.EXCHANGE_USERNAME) or item["email"],
                     ews_url=item.get(Attr.EWS_URL),
                     auth_type=item.get(Attr.AUTH_TYPE),
+                    server_build=item.get(Attr.SERVER_BUILD),
                     config=self.exchange,
                 )
         except ExchangeFailure as failure:

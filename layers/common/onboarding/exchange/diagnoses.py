@@ -70,9 +70,9 @@ _MESSAGES: dict[Diagnosis, str] = {
         "public name of your email server."
     ),
     Diagnosis.CONFIRM_SERVER: (
-        "Your email domain sends us to a server in another domain to find your settings. We have not sent "
-        "your password there. If you trust that server (for example, it belongs to your email provider), "
-        "allow it; otherwise enter your server settings yourself."
+        "Your email domain sends us to a server in another domain to find your settings, so we have not sent "
+        "your password there. If that server belongs to your email provider, enter its name as the server in "
+        "the advanced settings; the person who runs your company's email can tell you which server to use."
     ),
 }
 

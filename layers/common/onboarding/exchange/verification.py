@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from typing import Any
 from urllib.parse import urlsplit
 
 from .diagnoses import Diagnosis, ExchangeFailure
@@ -50,11 +51,13 @@ def verify(
     *,
     ews_url: str | None = None,
     auth_type: str | None = None,
+    server_build: str | None = None,
     config: ExchangeConfig,
 ) -> VerificationResult:
     """Open the mailbox: inbox item count and server build. Raises ``ExchangeFailure``.
 
-    Give ``ews_url`` + ``auth_type`` recorded from ``discover()`` to skip the probes, or a manual ``server``.
+    Give ``ews_url`` + ``auth_type`` recorded from ``discover()`` to skip the probes, or a manual ``server``;
+    ``server_build`` (the build autodiscover reported) spares exchangelib's version-guessing request.
     """
     from ..exchange_guard import is_microsoft_online
 
@@ -72,7 +75,9 @@ def verify(
     login = username.strip() or email.strip()
     try:
         return run_with_deadline(
-            lambda: _verify(email.strip(), password, login, endpoint, auth_type, config, deadline),
+            lambda: _verify(
+                email.strip(), password, login, endpoint, auth_type, server_build, config, deadline
+            ),
             deadline,
             "verify",
             password,
@@ -87,6 +92,7 @@ def _verify(
     login: str,
     endpoint: str,
     auth_type: str | None,
+    server_build: str | None,
     config: ExchangeConfig,
     deadline: float,
 ) -> VerificationResult:
@@ -103,6 +109,7 @@ def _verify(
         settings = settings_for(endpoint, login, walk, build=None)
         auth_type = settings.auth_type
     protocol_config = Configuration(
+        version=_version(server_build),
         service_endpoint=endpoint,
         credentials=Credentials(login, password),
         auth_type=auth_type,
@@ -145,3 +152,14 @@ def _verify(
         username=login,
     )
     return VerificationResult(settings=settings, inbox_item_count=count, server_build=settings.server_build)
+
+
+def _version(build: str | None) -> Any:
+    """exchangelib's ``Version`` for a build such as ``15.2.1544.4`` (None: exchangelib guesses it)."""
+    from exchangelib.version import Build, Version
+
+    try:
+        parts = [int(p) for p in (build or "").split(".")]
+        return Version(build=Build(*parts[:4])) if len(parts) >= 2 else None
+    except (TypeError, ValueError):
+        return None
