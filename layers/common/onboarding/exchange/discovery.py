@@ -354,7 +354,11 @@ def _get_user_settings(
         protocol_cls = type(
             "GuardedAutodiscoverProtocol",
             (AutodiscoverProtocol,),
-            {"HTTP_ADAPTER_CLS": GuardedHTTPAdapter, "TIMEOUT": max(1.0, walk.deadline - time.monotonic())},
+            {
+                "HTTP_ADAPTER_CLS": GuardedHTTPAdapter,
+                "TIMEOUT": max(1.0, walk.deadline - time.monotonic()),
+                "create_session": preemptive_sessions(probe.offered),
+            },
         )
         protocol = protocol_cls(
             config=Configuration(
@@ -380,6 +384,17 @@ def _get_user_settings(
             finally:
                 protocol.close()
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def preemptive_sessions(offered: tuple[str, ...]) -> Callable[[Any], Any]:
+    """A protocol's ``create_session`` whose NTLM sessions send NEGOTIATE with the first request (``ntlm``)."""
+
+    def create_session(self: Any) -> Any:
+        from .ntlm import install
+
+        return install(super(type(self), self).create_session(), offered=offered)
+
+    return create_session
 
 
 def settings_for(ews_url: str, login: str, walk: Walk, build: str | None) -> ExchangeSettings:

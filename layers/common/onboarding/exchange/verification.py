@@ -11,7 +11,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .diagnoses import Diagnosis, ExchangeFailure
-from .discovery import Walk, settings_for
+from .discovery import Walk, preemptive_sessions, settings_for
 from .models import ExchangeConfig, ExchangeSettings, VerificationResult
 from .probing import classify
 from .runtime import (
@@ -102,6 +102,7 @@ def _verify(
     from ..exchange_guard import GuardedHTTPAdapter, guarded
 
     policy = policy_for(config)
+    offered: tuple[str, ...] = ()  # NTLM is tried under its own name first, then inside Negotiate
     if auth_type is None:
         walk = Walk(
             mailbox_domain=domain_of(email), confirmed_hosts=frozenset(), deadline=deadline, policy=policy
@@ -121,7 +122,11 @@ def _verify(
     protocol_cls = type(
         "GuardedProtocol",
         (Protocol,),
-        {"HTTP_ADAPTER_CLS": GuardedHTTPAdapter, "TIMEOUT": max(1.0, deadline - time.monotonic())},
+        {
+            "HTTP_ADAPTER_CLS": GuardedHTTPAdapter,
+            "TIMEOUT": max(1.0, deadline - time.monotonic()),
+            "create_session": preemptive_sessions(offered),
+        },
     )
     protocol = protocol_cls(config=protocol_config)
     with guarded(policy, deadline=deadline) as obs:
@@ -136,7 +141,7 @@ def _verify(
             )
             if account.protocol is not protocol:
                 raise ExchangeFailure(Diagnosis.UNREACHABLE, "internal: guarded protocol not in use")
-            count = int(account.inbox.total_count or 0)
+            count = _inbox_count(account)
             build = account.version.build
         except Exception as e:
             raise classify(e, obs, during="verify") from None
@@ -163,3 +168,15 @@ def _version(build: str | None) -> Any:
         return Version(build=Build(*parts[:4])) if len(parts) >= 2 else None
     except (TypeError, ValueError):
         return None
+
+
+def _inbox_count(account: Any) -> int:
+    """The inbox's item count in one GetFolder request.
+
+    ``account.inbox`` would first fetch the root folder (a second request); the distinguished id ``inbox``
+    with the mailbox's address needs no root from the server, only an unfetched ``Root`` for its account.
+    """
+    from exchangelib.folders import Inbox, Root
+
+    inbox = Inbox.get_distinguished(root=Root(account=account))
+    return int(inbox.total_count or 0)
