@@ -566,3 +566,86 @@ def test_importing_the_module_does_not_import_exchangelib() -> None:
         "import sys, onboarding.exchange; sys.exit('exchangelib' in sys.modules or 'requests' in sys.modules)"
     )
     assert subprocess.run([sys.executable, "-c", code], env=env, check=False).returncode == 0
+
+
+# ---------------------------------------------------------------- the IT admin's trace
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "autodiscover_http_redirect",
+        "wrong_password",
+        "wrong_certificate",
+        "cross_domain_redirect",
+        "autodiscover_subdomain",
+    ],
+)
+def test_the_trace_shows_each_step_and_no_secret(
+    name: str, exchange_config: ExchangeConfig, exchange_sim: ExchangeSimulator
+) -> None:
+    from onboarding.exchange.trace import TraceRecorder
+
+    # Given a trace recorder handed to discovery and verification
+    s = SCENARIOS_BY_NAME[name]
+    trace = TraceRecorder(s.email.rpartition("@")[2])
+    # When both run
+    code, found = outcome(
+        lambda: discover(s.email, s.password, s.username, config=exchange_config, trace=trace)
+    )
+    if isinstance(found, ExchangeSettings):
+        code, _ = outcome(
+            lambda: verify(
+                s.email,
+                s.password,
+                found.username,
+                ews_url=found.ews_url,
+                auth_type=found.auth_type,
+                server_build=found.server_build,
+                config=exchange_config,
+                trace=trace,
+            )
+        )
+    record = trace.snapshot()
+    stored = record.model_dump_json()
+    text = record.to_text()
+    # Then the verdict and the steps are there: candidates, DNS, TCP, TLS, HTTP with the offered schemes
+    assert record.verdict == ("verified" if code == "ok" else code)
+    kinds = {step.kind for step in record.steps}
+    assert {"candidate", "dns", "tcp", "http", "verdict"} <= kinds
+    assert any(step.kind == "tls" for step in record.steps)
+    if code != Diagnosis.TLS_ERROR:
+        assert any(step.status == 401 and step.schemes for step in record.steps)
+    # And no secret: neither the password, nor a credential header built from it, nor any NTLM token
+    basic = base64.b64encode(f"{s.login}:{s.password}".encode()).decode()
+    for blob in (stored, text):
+        assert s.password not in blob
+        assert basic not in blob
+        assert "TlRMTVNT" not in blob  # base64 of "NTLMSSP"
+    # And every request that carried a credential shows up as such
+    sent = [st for st in record.steps if st.kind == "http" and (st.result or "").startswith("POST with ")]
+    assert len(sent) >= len(exchange_sim.credentials_seen)
+
+
+def test_the_trace_is_bounded_and_masks_what_it_is_told() -> None:
+    from onboarding.exchange.trace import MAX_STEPS, MAX_TEXT, TraceRecorder
+
+    # Given a recorder that knows the password, and a server that echoes it in a URL and a long text
+    trace = TraceRecorder("contoso.test")
+    trace.mask_also("Hunter-2-Secret")
+    for i in range(MAX_STEPS + 25):
+        trace.add(
+            "http",
+            url=f"https://user:pw@mail.contoso.test/EWS/Exchange.asmx?token=abc&n={i}",
+            result="echo Hunter-2-Secret " + "x" * 1000,
+        )
+    record = trace.snapshot()
+    # Then it keeps MAX_STEPS steps and counts the rest, clips texts, drops user info and queries, masks the secret
+    assert len(record.steps) == MAX_STEPS
+    assert record.truncated == 25
+    step = record.steps[0]
+    assert step.url == "https://mail.contoso.test/EWS/Exchange.asmx"
+    assert step.result is not None
+    assert len(step.result) <= MAX_TEXT
+    assert "Hunter-2-Secret" not in record.model_dump_json()
+    assert "25 more steps left out" in record.to_text()

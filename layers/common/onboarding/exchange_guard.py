@@ -28,6 +28,7 @@ import hashlib
 import ipaddress
 import os
 import socket
+import ssl
 import tempfile
 import threading
 import time
@@ -43,6 +44,9 @@ import requests.adapters
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
+from urllib3.util.ssl_match_hostname import CertificateError
+
+from onboarding.exchange.trace import TraceRecorder, safe_url
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -148,6 +152,7 @@ class GuardContext:
     observation: Observation
     deadline: float | None = None  # time.monotonic() value
     request_timeout: float | None = None
+    trace: TraceRecorder | None = None  # the IT admin's trace: DNS, TCP, TLS and HTTP steps land here
 
     def remaining(self) -> float | None:
         return None if self.deadline is None else self.deadline - time.monotonic()
@@ -163,10 +168,17 @@ def current() -> GuardContext:
 
 @contextmanager
 def guarded(
-    policy: GuardPolicy, deadline: float | None = None, request_timeout: float | None = None
+    policy: GuardPolicy,
+    deadline: float | None = None,
+    request_timeout: float | None = None,
+    trace: TraceRecorder | None = None,
 ) -> Iterator[Observation]:
-    """Run a block under ``policy``; yields the block's fresh ``Observation``."""
-    ctx = GuardContext(policy, Observation(), deadline, request_timeout)
+    """Run a block under ``policy``; yields the block's fresh ``Observation``. Steps go to ``trace`` (if given,
+    else to the enclosing block's trace)."""
+    outer = _CURRENT.get()
+    if trace is None and outer is not None:
+        trace = outer.trace
+    ctx = GuardContext(policy, Observation(), deadline, request_timeout, trace)
     token = _CURRENT.set(ctx)
     try:
         yield ctx.observation
@@ -216,15 +228,24 @@ class _GuardedConnectionMixin:
         remaining = ctx.remaining()
         if remaining is not None:
             timeout = max(0.01, min(timeout if timeout is not None else remaining, remaining))
+        started = time.monotonic()
+        trace = ctx.trace
         try:
             infos = _resolve(host, self.port, timeout)
         except socket.gaierror as e:
+            if trace:
+                trace.add("dns", host=host, result=f"no answer ({e.strerror or e})", started=started)
             # EAI_AGAIN: the DNS server did not answer in time (as opposed to "no such name").
             ctx.observation.transport.append("timeout" if e.errno == socket.EAI_AGAIN else "unreachable")
             raise NameResolutionError(self.host, self, e) from e  # type: ignore[arg-type]
         except TimeoutError as e:
             ctx.observation.transport.append("timeout")
+            if trace:
+                trace.add("dns", host=host, result="timed out", started=started)
             raise ConnectTimeoutError(self, f"DNS lookup of {host} timed out") from e
+        if trace:
+            addresses = tuple(dict.fromkeys(str(i[4][0]) for i in infos))
+            trace.add("dns", host=host, addresses=addresses, started=started)
         if not infos:
             ctx.observation.transport.append("unreachable")
             raise NewConnectionError(self, f"{host} has no address")  # type: ignore[arg-type]
@@ -232,9 +253,12 @@ class _GuardedConnectionMixin:
             address = str(info[4][0])
             if not ctx.policy.allows(address):
                 ctx.observation.blocked.append(f"{host} ({address})")
+                if trace:
+                    trace.add("tcp", host=host, addresses=(address,), result="refused: not a public address")
                 raise BlockedAddressError(f"{host} resolves to a non-public address")
         family, socktype, proto, _, sockaddr = infos[0]
         sock = socket.socket(family, socktype, proto)
+        started = time.monotonic()
         try:
             for opt in self.socket_options or ():
                 sock.setsockopt(*opt)
@@ -244,11 +268,24 @@ class _GuardedConnectionMixin:
         except TimeoutError as e:
             sock.close()
             ctx.observation.transport.append("timeout")
+            if trace:
+                trace.add("tcp", host=host, result=f"port {self.port}: timed out", started=started)
             raise ConnectTimeoutError(self, f"Connection to {host} timed out") from e
         except OSError as e:
             sock.close()
             ctx.observation.transport.append("unreachable")
+            if trace:
+                trace.add(
+                    "tcp",
+                    host=host,
+                    result=f"port {self.port}: {e.strerror or type(e).__name__}",
+                    started=started,
+                )
             raise NewConnectionError(self, f"Failed to establish a new connection: {e}") from e  # type: ignore[arg-type]
+        if trace:
+            trace.add(
+                "tcp", host=host, addresses=(peer,), result=f"port {self.port}: connected", started=started
+            )
         if not ctx.policy.allows(peer):
             sock.close()
             ctx.observation.blocked.append(f"{host} (peer {peer})")
@@ -261,7 +298,46 @@ class GuardedHTTPConnection(_GuardedConnectionMixin, HTTPConnection):
 
 
 class GuardedHTTPSConnection(_GuardedConnectionMixin, HTTPSConnection):
-    pass
+    def connect(self) -> None:
+        started = time.monotonic()
+        try:
+            super().connect()
+        except Exception as e:
+            trace = current().trace
+            if trace and isinstance(e, ssl.SSLError | CertificateError):
+                trace.add("tls", host=self.host, result=f"failed: {_tls_reason(e)}", started=started)
+            raise
+        trace = current().trace
+        if trace and self.sock is not None:
+            trace.add(
+                "tls", host=self.host, tls=_certificate_summary(self.sock), result="ok", started=started
+            )
+
+
+def _tls_reason(error: BaseException) -> str:
+    reason = getattr(error, "verify_message", None) or getattr(error, "reason", None) or str(error)
+    return str(reason)[:200]
+
+
+def _certificate_summary(sock: Any) -> tuple[str, str, str]:
+    """(subject CN, issuer CN, notAfter) of the peer's certificate; names matched (the handshake checked)."""
+    try:
+        cert = sock.getpeercert() or {}
+    except (AttributeError, ValueError, OSError):
+        return ("?", "?", "?")
+
+    def common_name(field: Any) -> str:
+        for rdn in field or ():
+            for key, value in rdn:
+                if key == "commonName":
+                    return str(value)
+        return "?"
+
+    names = [value for kind, value in cert.get("subjectAltName", ()) if kind == "DNS"]
+    subject = common_name(cert.get("subject"))
+    if names:
+        subject += f" [names: {', '.join(names[:4])}{', ...' if len(names) > 4 else ''}]"
+    return (subject, common_name(cert.get("issuer")), str(cert.get("notAfter", "?")))
 
 
 class GuardedHTTPConnectionPool(HTTPConnectionPool):
@@ -295,6 +371,10 @@ def _default_ca_bundle() -> str:
 
 
 # ---------------------------------------------------------------- adapter
+
+
+def _content_kind(response: requests.Response) -> str:
+    return (response.headers.get("Content-Type") or "no content").split(";", 1)[0].strip()
 
 
 def _challenge_schemes(response: requests.Response) -> tuple[str, ...]:
@@ -342,6 +422,7 @@ class GuardedHTTPAdapter(requests.adapters.HTTPAdapter):
                 ctx.observation.blocked.append(f"{host} (clear-text {url.scheme})")
                 raise BlockedAddressError("credentials and SOAP requests only travel over HTTPS")
         timeout = self._clamp(ctx, timeout)
+        started = time.monotonic()
         try:
             response = super().send(
                 request,
@@ -353,18 +434,55 @@ class GuardedHTTPAdapter(requests.adapters.HTTPAdapter):
             )
         except requests.exceptions.SSLError:
             ctx.observation.transport.append("tls")
+            self._trace(ctx, request, started, result="TLS failed")
             raise
         except requests.exceptions.Timeout:
             ctx.observation.transport.append("timeout")
+            self._trace(ctx, request, started, result="no answer in time")
             raise
         except requests.exceptions.ConnectionError:
             if not ctx.observation.transport:
                 ctx.observation.transport.append("unreachable")
+            self._trace(ctx, request, started, result="connection failed")
             raise
         ctx.observation.statuses.append(response.status_code)
+        schemes: tuple[str, ...] = ()
         if response.status_code == 401:
-            ctx.observation.challenges.append(_challenge_schemes(response))
+            schemes = _challenge_schemes(response)
+            ctx.observation.challenges.append(schemes)
+        location = response.headers.get("Location") if response.is_redirect else None
+        self._trace(
+            ctx,
+            request,
+            started,
+            status=response.status_code,
+            schemes=schemes,
+            result=f"redirect to {safe_url(location)}" if location else _content_kind(response),
+        )
         return response
+
+    @staticmethod
+    def _trace(
+        ctx: GuardContext,
+        request: requests.PreparedRequest,
+        started: float,
+        *,
+        status: int | None = None,
+        schemes: tuple[str, ...] = (),
+        result: str | None = None,
+    ) -> None:
+        if ctx.trace is None:
+            return
+        auth = (request.headers.get("Authorization") or "").split(" ", 1)[0]
+        what = f"{request.method} {'with ' + auth + ' credentials' if auth else 'without credentials'}"
+        ctx.trace.add(
+            "http",
+            url=request.url or "",
+            status=status,
+            schemes=schemes,
+            result=f"{what}; {result}" if result else what,
+            started=started,
+        )
 
     @staticmethod
     def _clamp(ctx: GuardContext, timeout: Any) -> Any:

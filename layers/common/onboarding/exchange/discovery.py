@@ -45,6 +45,7 @@ from .runtime import (
 
 if TYPE_CHECKING:
     from ..exchange_guard import GuardPolicy, Observation
+    from .trace import TraceRecorder
 
 MAX_HOPS = 10
 SERVER_BUSY_RETRIES = 1
@@ -62,6 +63,7 @@ class Walk:
     confirmed_hosts: frozenset[str]
     deadline: float
     policy: GuardPolicy
+    trace: TraceRecorder | None = None
     hops: int = 0
     seen: set[str] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -204,8 +206,9 @@ def _probe_candidates(domain: str, walk: Walk, probe_timeout: float) -> list[_Ou
     results: list[queue.Queue[_Outcome]] = [queue.Queue(maxsize=1) for _ in jobs]
     probe_deadline = min(walk.deadline, time.monotonic() + probe_timeout)
 
-    def runner(index: int, job: Callable[[], Probe | None]) -> None:
-        with guarded(walk.policy, deadline=probe_deadline) as obs:
+    def runner(index: int, name: str, job: Callable[[], Probe | None]) -> None:
+        started = time.monotonic()
+        with guarded(walk.policy, deadline=probe_deadline, trace=walk.trace) as obs:
             try:
                 probe = job()
             except ExchangeFailure as failure:
@@ -214,10 +217,22 @@ def _probe_candidates(domain: str, walk: Walk, probe_timeout: float) -> list[_Ou
                 probe = Probe(
                     "", failure=transport_code(obs) or Diagnosis.AUTODISCOVER_FAILED, detail=type(e).__name__
                 )
+            if walk.trace:
+                walk.trace.add(
+                    "candidate",
+                    url=probe.url if probe else None,
+                    host=f"{name} ({domain})",
+                    status=probe.status if probe else None,
+                    schemes=probe.offered if probe else (),
+                    result=_candidate_result(probe),
+                    started=started,
+                )
             results[index].put(_Outcome(probe, obs))
 
     for index, (name, job) in enumerate(jobs):
-        threading.Thread(target=runner, args=(index, job), name=f"exchange-probe-{name}", daemon=True).start()
+        threading.Thread(
+            target=runner, args=(index, name, job), name=f"exchange-probe-{name}", daemon=True
+        ).start()
     outcomes: list[_Outcome] = []
     for result in results:
         try:
@@ -229,6 +244,14 @@ def _probe_candidates(domain: str, walk: Walk, probe_timeout: float) -> list[_Ou
         if outcome.probe is not None and outcome.probe.live:
             break
     return outcomes
+
+
+def _candidate_result(probe: Probe | None) -> str:
+    if probe is None:
+        return "no such candidate (no redirect, no SRV record)"
+    if probe.live:
+        return f"an autodiscover service (sign-in: {probe.auth_type})"
+    return f"not usable: {probe.failure.value if probe.failure else '?'} {probe.detail}".strip()
 
 
 def _no_candidate_verdict(outcomes: list[_Outcome]) -> ExchangeFailure:
@@ -262,8 +285,36 @@ def discover(
     *,
     config: ExchangeConfig,
     confirmed_hosts: tuple[str, ...] = (),
+    trace: TraceRecorder | None = None,
 ) -> ExchangeSettings:
-    """Find the EWS settings for ``email`` (autodiscover, SOAP). Raises ``ExchangeFailure``."""
+    """Find the EWS settings for ``email`` (autodiscover, SOAP). Raises ``ExchangeFailure``.
+
+    ``trace`` (optional) receives every step for the IT admin's report (see ``trace``)."""
+
+    if trace is not None:
+        trace.mask_also(password)
+        trace.phase = "discover"
+    try:
+        settings = _discover_traced(email, password, username, config, confirmed_hosts, trace)
+    except ExchangeFailure as failure:
+        if trace is not None:
+            trace.add("verdict", host=failure.host, result=f"{failure.code.value}: {failure.detail}")
+            trace.verdict = failure.code.value
+        raise
+    if trace is not None:
+        trace.add("verdict", url=settings.ews_url, result=f"found EWS (sign-in: {settings.auth_type})")
+        trace.verdict = "found"
+    return settings
+
+
+def _discover_traced(
+    email: str,
+    password: str,
+    username: str | None,
+    config: ExchangeConfig,
+    confirmed_hosts: tuple[str, ...],
+    trace: TraceRecorder | None,
+) -> ExchangeSettings:
     from ..exchange_guard import is_microsoft_online
 
     domain = domain_of(email)
@@ -277,6 +328,7 @@ def discover(
         confirmed_hosts=frozenset(h.strip().lower().rstrip(".") for h in confirmed_hosts),
         deadline=deadline,
         policy=policy_for(config),
+        trace=trace,
     )
     try:
         return run_with_deadline(
@@ -302,6 +354,10 @@ def _discover(email: str, password: str, login: str, walk: Walk, config: Exchang
             raise _no_candidate_verdict(outcomes)
         answer = _ask_following_urls(chosen, address, password, login, walk)
         if answer.redirect_address:
+            if walk.trace:
+                walk.trace.add(
+                    "redirect", result=f"RedirectAddress to the domain {domain_of(answer.redirect_address)}"
+                )
             walk.hop(answer.redirect_address)
             address = answer.redirect_address
             continue
@@ -310,6 +366,18 @@ def _discover(email: str, password: str, login: str, walk: Walk, config: Exchang
         if not ews_url:
             raise ExchangeFailure(Diagnosis.AUTODISCOVER_FAILED, "autodiscover answered no EWS URL")
         return settings_for(ews_url, login, walk, build=settings.get("cas_version"))
+
+
+def _answer_summary(response: Any) -> str:
+    if response.redirect_address:
+        return "RedirectAddress"
+    if response.redirect_url:
+        return "RedirectUrl"
+    settings = dict(response.user_settings or {})
+    ews = settings.get("external_ews_url") or settings.get("internal_ews_url")
+    if getattr(response, "error_code", None) not in (None, "NoError"):
+        return f"ErrorCode {response.error_code}"
+    return f"NoError; EWS {ews or 'not given'}; Exchange build {settings.get('cas_version') or '?'}"
 
 
 @dataclass(frozen=True)
@@ -325,13 +393,15 @@ def _ask_following_urls(probe: Probe, address: str, password: str, login: str, w
         answer, redirect_url = _get_user_settings(probe, address, password, login, walk)
         if redirect_url is None:
             return answer
+        if walk.trace:
+            walk.trace.add("redirect", url=redirect_url, result="RedirectUrl")
         if not redirect_url.lower().startswith("https://") or not host_of(redirect_url):
             raise ExchangeFailure(Diagnosis.AUTODISCOVER_FAILED, "autodiscover redirected to a non-HTTPS URL")
         target = soap_endpoint(host_of(redirect_url))
         walk.hop(target)
         from ..exchange_guard import guarded
 
-        with guarded(walk.policy, deadline=walk.deadline):
+        with guarded(walk.policy, deadline=walk.deadline, trace=walk.trace):
             probe = follow(probe_endpoint(target), walk)
         if not probe.live:
             raise ExchangeFailure(
@@ -368,19 +438,36 @@ def _get_user_settings(
                 retry_policy=FailFast(),
             )
         )
-        with guarded(walk.policy, deadline=walk.deadline) as obs:
+        started = time.monotonic()
+        with guarded(walk.policy, deadline=walk.deadline, trace=walk.trace) as obs:
             try:
                 response: Any = protocol.get_user_settings(user=address)
+                if walk.trace:
+                    walk.trace.add(
+                        "autodiscover", url=probe.url, result=_answer_summary(response), started=started
+                    )
                 if response.redirect_address or response.redirect_url:
                     return _Answer({}, redirect_address=response.redirect_address), response.redirect_url
                 response.raise_errors()
                 return _Answer(dict(response.user_settings or {})), None
             except ex.ErrorServerBusy:
+                if walk.trace:
+                    walk.trace.add(
+                        "autodiscover", url=probe.url, result="ErrorCode ServerBusy", started=started
+                    )
                 if attempt < SERVER_BUSY_RETRIES and walk.deadline - time.monotonic() > 1.0:
                     continue
                 raise ExchangeFailure(Diagnosis.AUTODISCOVER_FAILED, "autodiscover: ServerBusy") from None
             except Exception as e:
-                raise classify(e, obs, during="autodiscover") from None
+                failure = classify(e, obs, during="autodiscover")
+                if walk.trace:
+                    walk.trace.add(
+                        "autodiscover",
+                        url=probe.url,
+                        result=f"{failure.code.value} ({type(e).__name__})",
+                        started=started,
+                    )
+                raise failure from None
             finally:
                 protocol.close()
     raise AssertionError("unreachable")  # pragma: no cover
@@ -406,7 +493,7 @@ def settings_for(ews_url: str, login: str, walk: Walk, build: str | None) -> Exc
         raise ExchangeFailure(Diagnosis.AUTODISCOVER_FAILED, "autodiscover answered a non-HTTPS EWS URL")
     if is_microsoft_online(host):
         raise ExchangeFailure(Diagnosis.MODERN_AUTH_REQUIRED, f"EWS URL is on {host} (Exchange Online)")
-    with guarded(walk.policy, deadline=walk.deadline):
+    with guarded(walk.policy, deadline=walk.deadline, trace=walk.trace):
         probe = probe_endpoint(ews_url)
     if not probe.live:
         code = probe.failure or Diagnosis.UNREACHABLE

@@ -23,6 +23,7 @@ from .runtime import (
     policy_for,
     run_with_deadline,
 )
+from .trace import TraceRecorder
 
 
 def ews_endpoint(server: str) -> str:
@@ -53,12 +54,47 @@ def verify(
     auth_type: str | None = None,
     server_build: str | None = None,
     config: ExchangeConfig,
+    trace: TraceRecorder | None = None,
 ) -> VerificationResult:
     """Open the mailbox: inbox item count and server build. Raises ``ExchangeFailure``.
 
     Give ``ews_url`` + ``auth_type`` recorded from ``discover()`` to skip the probes, or a manual ``server``;
     ``server_build`` (the build autodiscover reported) spares exchangelib's version-guessing request.
+    ``trace`` (optional) receives every step for the IT admin's report.
     """
+    if trace is not None:
+        trace.mask_also(password)
+        trace.phase = "verify"
+    try:
+        result = _verify_traced(
+            email, password, username, server, ews_url, auth_type, server_build, config, trace
+        )
+    except ExchangeFailure as failure:
+        if trace is not None:
+            trace.add("verdict", result=f"{failure.code.value}: {failure.detail}")
+            trace.verdict = failure.code.value
+        raise
+    if trace is not None:
+        trace.add(
+            "verdict",
+            url=result.settings.ews_url,
+            result=f"verified: inbox holds {result.inbox_item_count} items; Exchange build {result.server_build}",
+        )
+        trace.verdict = "verified"
+    return result
+
+
+def _verify_traced(
+    email: str,
+    password: str,
+    username: str,
+    server: str | None,
+    ews_url: str | None,
+    auth_type: str | None,
+    server_build: str | None,
+    config: ExchangeConfig,
+    trace: TraceRecorder | None,
+) -> VerificationResult:
     from ..exchange_guard import is_microsoft_online
 
     if not ews_url and not server:
@@ -76,7 +112,7 @@ def verify(
     try:
         return run_with_deadline(
             lambda: _verify(
-                email.strip(), password, login, endpoint, auth_type, server_build, config, deadline
+                email.strip(), password, login, endpoint, auth_type, server_build, config, deadline, trace
             ),
             deadline,
             "verify",
@@ -95,6 +131,7 @@ def _verify(
     server_build: str | None,
     config: ExchangeConfig,
     deadline: float,
+    trace: TraceRecorder | None,
 ) -> VerificationResult:
     from exchangelib import DELEGATE, UTC, Account, Configuration, Credentials, FailFast
     from exchangelib.protocol import CachingProtocol, Protocol
@@ -105,7 +142,11 @@ def _verify(
     offered: tuple[str, ...] = ()  # NTLM is tried under its own name first, then inside Negotiate
     if auth_type is None:
         walk = Walk(
-            mailbox_domain=domain_of(email), confirmed_hosts=frozenset(), deadline=deadline, policy=policy
+            mailbox_domain=domain_of(email),
+            confirmed_hosts=frozenset(),
+            deadline=deadline,
+            policy=policy,
+            trace=trace,
         )
         settings = settings_for(endpoint, login, walk, build=None)
         auth_type = settings.auth_type
@@ -129,7 +170,7 @@ def _verify(
         },
     )
     protocol = protocol_cls(config=protocol_config)
-    with guarded(policy, deadline=deadline) as obs:
+    with guarded(policy, deadline=deadline, trace=trace) as obs:
         try:
             account = Account(
                 primary_smtp_address=email,
