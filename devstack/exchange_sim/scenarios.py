@@ -177,6 +177,8 @@ HOSTS: dict[str, Host] = {
     # v2.test: Autodiscover v2 (JSON, unauthenticated) next to SOAP.
     "autodiscover.v2.test": Host(https="serve", autodiscover=True, autodiscover_v2=True, auth=("NTLM",)),
     "mail.v2.test": Host(https="serve", ews=True, auth=("NTLM",)),
+    # cloudv2.test: hybrid; Autodiscover v2 names Exchange Online's EWS (the SOAP service would ask for NTLM).
+    "autodiscover.cloudv2.test": Host(https="serve", autodiscover=True, autodiscover_v2=True, auth=("NTLM",)),
 }
 
 SRV_RECORDS: dict[str, list[tuple[int, int, int, str]]] = {
@@ -333,6 +335,11 @@ MAILBOXES: dict[str, Mailbox] = {
         password="Will-Pass-33",
         logins=("MOVEDCLOUD\\will", "will@movedcloud.test"),
         redirect_address="will@movedcloud.mail.onmicrosoft.com",
+    ),
+    "yara@cloudv2.test": Mailbox(
+        password="Yara-Pass-35",
+        logins=("yara@cloudv2.test",),
+        ews_url="https://outlook.office365.com/EWS/Exchange.asmx",
     ),
     "xena@v2.test": Mailbox(
         password="Xena-Pass-34",
@@ -662,6 +669,14 @@ SCENARIOS: tuple[Scenario, ...] = (
         "xena@v2.test",
         "Xena-Pass-34",
         inbox_count=20,
+    ),
+    Scenario(
+        "autodiscover_v2_exchange_online",
+        "Autodiscover v2 names Exchange Online's EWS URL: modern auth, and no password sent anywhere.",
+        "yara@cloudv2.test",
+        "Yara-Pass-35",
+        expect_discover="modern_auth_required",
+        expect_verify="modern_auth_required",
     ),
 )
 

@@ -193,6 +193,22 @@ def test_a_server_in_another_domain_gets_the_password_only_once_confirmed(
     }
 
 
+@pytest.mark.parametrize(
+    ("name", "verdict"),
+    [("autodiscover_v2", "ok"), ("autodiscover_v2_exchange_online", "modern_auth_required")],
+)
+def test_autodiscover_v2_finds_the_server_before_any_password_is_sent(
+    name: str, verdict: str, exchange_sim: ExchangeSimulator, exchange_config: ExchangeConfig
+) -> None:
+    # Given a server that answers Autodiscover v2 (JSON, unauthenticated)
+    s = SCENARIOS_BY_NAME[name]
+    # When we discover
+    code, _ = outcome(lambda: discover(s.email, s.password, s.username, config=exchange_config))
+    # Then the verdict came without any credential sent (the password goes to EWS only when verifying)
+    assert code == verdict
+    assert exchange_sim.credentials_seen == []
+
+
 def test_redirect_chains_share_one_hop_limit(
     exchange_sim: ExchangeSimulator, exchange_config: ExchangeConfig, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -1,8 +1,9 @@
 """Autodiscover as Microsoft's clients do it ("Autodiscover for Exchange", "Generate a list of Autodiscover
 endpoints", "Handling Autodiscover error messages" on Microsoft Learn; MS-OXDISCO, MS-OXDSCLI).
 
-1. Candidates, probed concurrently *without* credentials, preferred in this order:
-   ``https://<domain>/autodiscover/autodiscover.svc``, ``https://autodiscover.<domain>/...``, the
+1. Candidates, probed concurrently *without* credentials, preferred in this order: Autodiscover v2
+   (``GET https://autodiscover.<domain>/autodiscover/autodiscover.json/v1.0/<email>?Protocol=EWS``: the EWS
+   URL before any password is sent), ``https://<domain>/autodiscover/autodiscover.svc``, ``https://autodiscover.<domain>/...``, the
    unauthenticated ``GET http://autodiscover.<domain>/autodiscover/autodiscover.xml`` whose 302 names the
    server, and the SRV record ``_autodiscover._tcp.<domain>``. A candidate counts only when it answers like
    an autodiscover service (see ``probing``); a website on the bare domain falls through.
@@ -30,9 +31,10 @@ from typing import TYPE_CHECKING, Any
 
 from .diagnoses import Diagnosis, ExchangeFailure
 from .models import ExchangeConfig, ExchangeSettings
-from .probing import REDIRECT_STATUSES, Probe, classify, probe_endpoint, transport_code
+from .probing import REDIRECT_STATUSES, Probe, classify, probe_autodiscover_v2, probe_endpoint, transport_code
 from .runtime import (
     AUTODISCOVER_PATH,
+    EWS_PATH,
     NTLM,
     clear_exchangelib_caches,
     configure_exchangelib,
@@ -83,15 +85,15 @@ class Walk:
             self.hops += 1
             seen.add(key)
 
-    def check_destination(self, url: str) -> None:
+    def check_destination(self, url: str, *, path: str = AUTODISCOVER_PATH) -> None:
         """The password-destination rule (module docstring, point 3)."""
         from ..exchange_guard import is_microsoft_online
 
         host = host_of(url)
         if is_microsoft_online(host):
-            raise ExchangeFailure(Diagnosis.MODERN_AUTH_REQUIRED, f"redirected to {host} (Exchange Online)")
-        if not url.lower().startswith("https://") or not url.lower().endswith(AUTODISCOVER_PATH):
-            raise ExchangeFailure(Diagnosis.AUTODISCOVER_FAILED, "not an HTTPS SOAP autodiscover endpoint")
+            raise ExchangeFailure(Diagnosis.MODERN_AUTH_REQUIRED, f"sent to {host} (Exchange Online)")
+        if not url.lower().startswith("https://") or not url.lower().endswith(path.lower()):
+            raise ExchangeFailure(Diagnosis.AUTODISCOVER_FAILED, f"not an HTTPS {path} endpoint")
         if not (in_domain(host, self.mailbox_domain) or host in self.confirmed_hosts):
             raise ExchangeFailure(
                 Diagnosis.CONFIRM_SERVER,
@@ -164,7 +166,7 @@ def _srv_target(domain: str) -> str | None:
     return records[0][2] if records else None
 
 
-def _candidate_jobs(domain: str, walk: Walk) -> list[tuple[str, Callable[[], Probe | None]]]:
+def _candidate_jobs(domain: str, address: str, walk: Walk) -> list[tuple[str, Callable[[], Probe | None]]]:
     def direct(url: str) -> Callable[[], Probe | None]:
         return lambda: follow(probe_endpoint(url), walk)
 
@@ -181,6 +183,7 @@ def _candidate_jobs(domain: str, walk: Walk) -> list[tuple[str, Callable[[], Pro
         return follow(probe_endpoint(soap_endpoint(target)), walk) if target else None
 
     return [
+        ("autodiscover_v2", lambda: probe_autodiscover_v2(f"autodiscover.{domain}", address)),
         ("domain", direct(soap_endpoint(domain))),
         ("autodiscover", direct(soap_endpoint(f"autodiscover.{domain}"))),
         ("http_redirect", via_redirect),
@@ -194,7 +197,7 @@ class _Outcome:
     obs: Observation
 
 
-def _probe_candidates(domain: str, walk: Walk, probe_timeout: float) -> list[_Outcome]:
+def _probe_candidates(domain: str, address: str, walk: Walk, probe_timeout: float) -> list[_Outcome]:
     """Run the candidates concurrently; return outcomes in preference order.
 
     Stops waiting as soon as the earliest candidate that can still win has an answer (a live higher-priority
@@ -202,7 +205,7 @@ def _probe_candidates(domain: str, walk: Walk, probe_timeout: float) -> list[_Ou
     """
     from ..exchange_guard import Observation, guarded
 
-    jobs = _candidate_jobs(domain, walk)
+    jobs = _candidate_jobs(domain, address, walk)
     results: list[queue.Queue[_Outcome]] = [queue.Queue(maxsize=1) for _ in jobs]
     probe_deadline = min(walk.deadline, time.monotonic() + probe_timeout)
 
@@ -249,6 +252,8 @@ def _probe_candidates(domain: str, walk: Walk, probe_timeout: float) -> list[_Ou
 def _candidate_result(probe: Probe | None) -> str:
     if probe is None:
         return "no such candidate (no redirect, no SRV record)"
+    if probe.ews_url:
+        return f"Autodiscover v2 names EWS {probe.ews_url}"
     if probe.live:
         return f"an autodiscover service (sign-in: {probe.auth_type})"
     return f"not usable: {probe.failure.value if probe.failure else '?'} {probe.detail}".strip()
@@ -264,9 +269,9 @@ def _no_candidate_verdict(outcomes: list[_Outcome]) -> ExchangeFailure:
     for code in (Diagnosis.MODERN_AUTH_REQUIRED, Diagnosis.BLOCKED_ADDRESS):
         if code in codes:
             return ExchangeFailure(code, f"autodiscover: {summary}")
-    # The bare domain is usually just a website: only the Exchange-specific candidates make a certificate or
-    # timeout problem the verdict.
-    specific = [o.probe for i, o in enumerate(outcomes) if i > 0 and o.probe is not None]
+    # The bare domain (the second candidate) is usually just a website: only the Exchange-specific candidates
+    # make a certificate or timeout problem the verdict.
+    specific = [o.probe for i, o in enumerate(outcomes) if i != 1 and o.probe is not None]
     for code in (Diagnosis.TLS_ERROR, Diagnosis.TIMEOUT):
         if any(p.failure == code for p in specific):
             return ExchangeFailure(code, f"autodiscover: {summary}")
@@ -348,10 +353,15 @@ def _discover(email: str, password: str, login: str, walk: Walk, config: Exchang
         domain = domain_of(address)
         if is_microsoft_online(domain):
             raise ExchangeFailure(Diagnosis.MODERN_AUTH_REQUIRED, f"redirected to {domain} (Exchange Online)")
-        outcomes = _probe_candidates(domain, walk, probe_budget)
+        outcomes = _probe_candidates(domain, address, walk, probe_budget)
         chosen = next((o.probe for o in outcomes if o.probe is not None and o.probe.live), None)
         if chosen is None:
             raise _no_candidate_verdict(outcomes)
+        if chosen.ews_url is not None:
+            # Autodiscover v2 named the EWS URL before any password was sent: the password goes there only if
+            # the destination rule allows it (Exchange Online, another domain: stop here).
+            walk.check_destination(chosen.ews_url, path=EWS_PATH)
+            return settings_for(chosen.ews_url, login, walk, build=None)
         answer = _ask_following_urls(chosen, address, password, login, walk)
         if answer.redirect_address:
             if walk.trace:

@@ -38,10 +38,11 @@ class Probe:
     offered: tuple[str, ...] = ()  # schemes of the 401 challenge, lower-case
     challenges: tuple[Challenge, ...] = ()
     redirect: str | None = None  # Location of a 3xx answer
+    ews_url: str | None = None  # Autodiscover v2 named the EWS URL (no password needed to learn it)
 
     @property
     def live(self) -> bool:
-        return self.auth_type is not None
+        return self.auth_type is not None or self.ews_url is not None
 
 
 def transport_code(obs: Observation) -> Diagnosis | None:
@@ -122,6 +123,39 @@ def probe_endpoint(url: str) -> Probe:
         detail=f"not the service: HTTP {status} {content_type or 'no content type'}",
         status=status,
     )
+
+
+def probe_autodiscover_v2(host: str, email: str) -> Probe | None:
+    """Autodiscover v2: ``GET https://<host>/autodiscover/autodiscover.json/v1.0/<email>?Protocol=EWS``,
+    unauthenticated, answers ``{"Protocol": "EWS", "Url": ...}`` where the server supports it (Exchange 2019,
+    Exchange Online). Anything else (a 404, a website, a redirect) means "not here": None."""
+    from urllib.parse import quote
+
+    from ..exchange_guard import GuardError, guarded_session
+
+    url = f"https://{host}/autodiscover/autodiscover.json/v1.0/{quote(email, safe='@')}?Protocol=EWS"
+    try:
+        with guarded_session() as session:
+            response = session.get(
+                url, headers={"Accept": "application/json"}, allow_redirects=False, timeout=30
+            )
+            body = response.content[:4096]
+            response.close()
+    except (GuardError, OSError):
+        return None
+    content_type = response.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
+    if response.status_code != 200 or content_type != "application/json":
+        return None
+    import json
+
+    try:
+        answer = json.loads(body)
+    except ValueError:
+        return None
+    ews_url = answer.get("Url") if isinstance(answer, dict) else None
+    if not isinstance(ews_url, str) or str(answer.get("Protocol", "")).lower() != "ews":
+        return None
+    return Probe(url.split("?", 1)[0], status=200, ews_url=ews_url)
 
 
 def classify(exc: BaseException, obs: Observation, *, during: str) -> ExchangeFailure:
