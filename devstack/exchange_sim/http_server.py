@@ -314,6 +314,8 @@ class _ExchangeHandler(_Handler):
             self._identity = None
             self._ntlm_ctx = spnego.server(protocol="ntlm")
             out = self._ntlm_ctx.step(raw)
+            if spec.netbios_domain:
+                out = _announce_domain(self._ntlm_ctx, spec.netbios_domain)
             self._challenge(spec, base64.b64encode(out).decode(), scheme)
             return None
         if message_type == 3 and self._ntlm_ctx is not None:
@@ -453,6 +455,26 @@ def _user_settings(email: str, box: Mailbox, wanted: list[str]) -> dict[str, str
         "CasVersion": EXCHANGE_BUILD,
     }
     return {k: v for k, v in available.items() if k in wanted and v}
+
+
+def _announce_domain(ctx: Any, domain: str) -> bytes:
+    """Rewrite the CHALLENGE pyspnego's acceptor just made so that it names ``domain`` as a domain-joined
+    Exchange server does (TargetName and MsvAvNbDomainName; pyspnego always says WORKSTATION). The acceptor
+    keeps the rewritten message, so the AUTHENTICATE's MIC is checked against what the client really saw."""
+    from spnego._ntlm_raw.messages import AvId, Challenge, NegotiateFlags, TargetInfo
+
+    old = ctx._temp_challenge
+    info = TargetInfo()
+    for key, value in old.target_info.items():
+        info[key] = value
+    info[AvId.nb_domain_name] = domain.upper()
+    info[AvId.dns_domain_name] = f"{domain.lower()}.test"
+    flags = (old.flags & ~NegotiateFlags.target_type_server) | NegotiateFlags.target_type_domain
+    new = Challenge(
+        flags, old.server_challenge, target_name=domain.upper(), target_info=info, version=old.version
+    )
+    ctx._temp_challenge = new
+    return bytes(new.pack())
 
 
 def _credential_in(header: str) -> tuple[str, str] | None:

@@ -39,6 +39,7 @@ class Host:
     website: Website | None = None  # any other path: a web site (200 HTML), or a 301 to https://www.<host>/
     https_redirect: str | None = None  # port 443: 302 to this URL for every path (IIS HTTP Redirect)
     autodiscover_v2: bool = False  # serves GET /autodiscover/autodiscover.json/v1.0/{email}?Protocol=EWS
+    netbios_domain: str | None = None  # the NTLM CHALLENGE names this domain (a domain-joined server)
 
 
 @dataclass(frozen=True)
@@ -87,8 +88,10 @@ def _ews(host: str) -> str:
 
 HOSTS: dict[str, Host] = {
     # contoso.test: autodiscover on the domain itself (step 1), NTLM.
-    "contoso.test": Host(https="serve", autodiscover=True, auth=("NTLM",)),
-    "mail.contoso.test": Host(https="serve", ews=True, autodiscover=True, auth=("NTLM", "Basic")),
+    "contoso.test": Host(https="serve", autodiscover=True, auth=("NTLM",), netbios_domain="CONTOSO"),
+    "mail.contoso.test": Host(
+        https="serve", ews=True, autodiscover=True, auth=("NTLM", "Basic"), netbios_domain="CONTOSO"
+    ),
     "down.contoso.test": Host(https="refuse"),
     # fabrikam.test: no A record for the domain; autodiscover.<domain> (step 2), Basic.
     "autodiscover.fabrikam.test": Host(https="serve", autodiscover=True, auth=("Basic",)),

@@ -665,3 +665,32 @@ def test_the_trace_is_bounded_and_masks_what_it_is_told() -> None:
     assert len(step.result) <= MAX_TEXT
     assert "Hunter-2-Secret" not in record.model_dump_json()
     assert "25 more steps left out" in record.to_text()
+
+
+@pytest.mark.parametrize("step", ["discover", "verify"])
+def test_an_email_address_refused_as_login_suggests_the_domain_the_server_named(
+    step: str, exchange_config: ExchangeConfig
+) -> None:
+    # Given a domain-joined server (its NTLM challenge names CONTOSO) refusing alice's email address as login
+    s = SCENARIOS_BY_NAME["wrong_password"]
+    if step == "discover":
+        code, failure = outcome(lambda: discover(s.email, s.password, config=exchange_config))
+    else:
+        code, failure = outcome(
+            lambda: verify(s.email, s.password, s.email, s.server, config=exchange_config)
+        )
+    # Then the verdict suggests CONTOSO\alice, and the owner's message says how to enter it
+    assert code == Diagnosis.AUTH_FAILED
+    assert isinstance(failure, ExchangeFailure)
+    assert failure.hint == "CONTOSO\\alice"
+    assert "CONTOSO\\alice" in message_for(failure.code, hint=failure.hint)
+
+
+def test_a_refused_domain_login_gets_no_login_hint(exchange_config: ExchangeConfig) -> None:
+    s = SCENARIOS_BY_NAME["wrong_password"]
+    code, failure = outcome(
+        lambda: verify(s.email, s.password, "CONTOSO\\alice", s.server, config=exchange_config)
+    )
+    assert code == Diagnosis.AUTH_FAILED
+    assert isinstance(failure, ExchangeFailure)
+    assert failure.hint is None

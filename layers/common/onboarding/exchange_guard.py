@@ -140,6 +140,7 @@ class Observation:
     blocked: list[str] = field(default_factory=list)  # "host (reason)"
     modern_hosts: list[str] = field(default_factory=list)
     transport: list[str] = field(default_factory=list)  # "tls" | "timeout" | "unreachable"
+    ntlm_domain: str | None = None  # the NetBIOS domain an NTLM CHALLENGE named
 
     @property
     def bearer_only(self) -> bool:

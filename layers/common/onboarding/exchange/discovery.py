@@ -31,7 +31,15 @@ from typing import TYPE_CHECKING, Any
 
 from .diagnoses import Diagnosis, ExchangeFailure
 from .models import ExchangeConfig, ExchangeSettings
-from .probing import REDIRECT_STATUSES, Probe, classify, probe_autodiscover_v2, probe_endpoint, transport_code
+from .probing import (
+    REDIRECT_STATUSES,
+    Probe,
+    classify,
+    probe_autodiscover_v2,
+    probe_endpoint,
+    transport_code,
+    with_login_hint,
+)
 from .runtime import (
     AUTODISCOVER_PATH,
     EWS_PATH,
@@ -469,7 +477,7 @@ def _get_user_settings(
                     continue
                 raise ExchangeFailure(Diagnosis.AUTODISCOVER_FAILED, "autodiscover: ServerBusy") from None
             except Exception as e:
-                failure = classify(e, obs, during="autodiscover")
+                failure = with_login_hint(classify(e, obs, during="autodiscover"), login, obs)
                 if walk.trace:
                     walk.trace.add(
                         "autodiscover",

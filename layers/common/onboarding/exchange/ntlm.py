@@ -109,6 +109,7 @@ class PreemptiveNtlmAuth(requests.auth.AuthBase):
             token = _challenge_token(response, self.scheme)
             if token is None:
                 return response
+        _note_domain(token)
         certificate_hash = self._cert_source._get_server_cert(response)
         bindings = (
             spnego.channel_bindings.GssChannelBindings(
@@ -127,6 +128,22 @@ class PreemptiveNtlmAuth(requests.auth.AuthBase):
 
 
 _OTHER = {"NTLM": ("Negotiate",), "Negotiate": ("NTLM",)}
+
+
+def _note_domain(token: str) -> None:
+    """Keep the NetBIOS domain the CHALLENGE names (MsvAvNbDomainName): the login form to suggest when an
+    email address was refused as the login."""
+    from spnego._ntlm_raw.messages import AvId, Challenge
+
+    from ..exchange_guard import current
+
+    try:
+        challenge = Challenge.unpack(base64.b64decode(token))
+        domain = challenge.target_info.get(AvId.nb_domain_name) if challenge.target_info else None
+    except Exception:  # a malformed challenge: spnego's step will say so
+        return
+    if isinstance(domain, str) and domain and domain.upper() != "WORKSTATION":
+        current().observation.ntlm_domain = domain
 
 
 def install(session: requests.Session, *, offered: tuple[str, ...] = ()) -> requests.Session:

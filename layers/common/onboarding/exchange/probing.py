@@ -158,6 +158,16 @@ def probe_autodiscover_v2(host: str, email: str) -> Probe | None:
     return Probe(url.split("?", 1)[0], status=200, ews_url=ews_url)
 
 
+def with_login_hint(failure: ExchangeFailure, login: str, obs: Observation) -> ExchangeFailure:
+    """An email address refused as the login: suggest ``DOMAIN\\user`` (the domain the NTLM challenge named,
+    when it did)."""
+    if failure.code is not Diagnosis.AUTH_FAILED or "@" not in login or "\\" in login:
+        return failure
+    user = login.split("@", 1)[0]
+    failure.hint = f"{obs.ntlm_domain or 'DOMAIN'}\\{user}"
+    return failure
+
+
 def classify(exc: BaseException, obs: Observation, *, during: str) -> ExchangeFailure:
     """Map an exception (by type) plus what the adapter saw (HTTP statuses, challenges) to a verdict.
 

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 from .diagnoses import Diagnosis, ExchangeFailure
 from .discovery import Walk, preemptive_sessions, settings_for
 from .models import ExchangeConfig, ExchangeSettings, VerificationResult
-from .probing import classify
+from .probing import classify, with_login_hint
 from .runtime import (
     EWS_PATH,
     clear_exchangelib_caches,
@@ -185,7 +185,7 @@ def _verify(
             count = _inbox_count(account)
             build = account.version.build
         except Exception as e:
-            raise classify(e, obs, during="verify") from None
+            raise with_login_hint(classify(e, obs, during="verify"), login, obs) from None
         finally:
             protocol.close()
             with contextlib.suppress(KeyError):
