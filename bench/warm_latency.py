@@ -37,7 +37,8 @@ import boto3
 from moto import mock_aws
 
 from devstack import template as tpl
-from tests.conftest import LambdaContext, api_event
+from devstack.events import api_event
+from devstack.runtime import LambdaContext
 
 TABLE = "bench-agents"
 
@@ -130,7 +131,7 @@ def main(argv: list[str] | None = None) -> None:
         tpl.create_tables(ddb, {"AgentsTable": TABLE})
         from functions.add_agent import app
 
-        context = LambdaContext()
+        context = LambdaContext("bench")
         seed = app.lambda_handler(
             api_event(
                 "POST", "/agents", body={"name": "Seed", "email": "seed@contoso.com", "type": "ms_exchange"}
