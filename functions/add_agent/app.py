@@ -15,7 +15,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from onboarding import agents, aws, invites
 from onboarding import deps as wiring
 from onboarding.api import current_tenant, current_tenant_name, register_error_handlers
-from onboarding.models import Agent, AgentPage, AgentStatus, ErrorResponse, GatewayError, NewAgent
+from onboarding.models import Agent, AgentPage, AgentStatus, AgentTrace, ErrorResponse, GatewayError, NewAgent
 from onboarding.observability import logger, metrics
 from onboarding.settings import AgentsApiSettings, agents_api_settings
 from onboarding.store import AgentRepository
@@ -133,6 +133,23 @@ def list_agents(
 )
 def get_agent(agentId: Annotated[str, Path(max_length=64)]) -> Agent:
     return agents.get_agent(_repo(), _tenant(), agentId)
+
+
+@app.get(
+    "/agents/<agentId>/trace",
+    summary="Read the IT admin's trace of the agent's last connection attempt",
+    operation_id="getAgentTrace",
+    responses={
+        200: {
+            "description": "Each step of discovery and verification (no secrets); trace is null before the "
+            "first attempt",
+            "content": {"application/json": {"model": AgentTrace}},
+        },
+        **_errors(not_found=_NO_AGENT),
+    },
+)
+def get_agent_trace(agentId: Annotated[str, Path(max_length=64)]) -> AgentTrace:
+    return agents.get_agent_trace(_repo(), _tenant(), agentId)
 
 
 @app.delete(

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from onboarding import aws, pages
 from onboarding import deps as wiring
-from onboarding.connect import ConnectService, ConnectView, CredentialsForm, SettingsForm
+from onboarding.connect import AllowServerForm, ConnectService, ConnectView, CredentialsForm, SettingsForm
 from onboarding.errors import (
     CsrfError,
     FormError,
@@ -202,6 +202,37 @@ def submit_settings(token: str) -> Response[str]:
     return _redirect(_status_url(token))
 
 
+@app.post("/connect/<token>/allow")
+def allow_server(token: str) -> Response[str]:
+    form = _form()
+    _check_post(_valid_token(token), form)
+    try:
+        _service().allow_server(token, AllowServerForm.model_validate(form))
+    except ValidationError as error:
+        return _form_again(token, _problems(error))
+    except NotNowError:
+        pass
+    return _redirect(_status_url(token))
+
+
+@app.get("/connect/<token>/report.txt")
+def report(token: str) -> Response[str]:
+    """The IT admin's trace as a text file the owner can forward (no secrets in it)."""
+    view = _service().view(_valid_token(token), for_status=True)
+    trace = view.trace
+    body = trace.to_text() if trace else "No connection attempt has been recorded yet.\n"
+    return Response(
+        200,
+        "text/plain; charset=utf-8",
+        body,
+        headers={
+            **pages.SECURITY_HEADERS,
+            "Content-Disposition": 'attachment; filename="mailbox-connection-report.txt"',
+            "Cache-Control": "no-store",
+        },
+    )
+
+
 @app.get("/connect/<token>/status")
 def status(token: str) -> Response[str]:
     view = _service().view(_valid_token(token), for_status=True)
@@ -226,6 +257,10 @@ def status(token: str) -> Response[str]:
             refresh=view.status is AgentStatus.CONNECTING,
             dashboard_url=settings.dashboard_url,
             can_retry=view.status is AgentStatus.FAILED,
+            confirm_host=view.confirm_host,
+            trace_text=view.trace.to_text()
+            if view.trace and view.status is not AgentStatus.VERIFIED
+            else None,
             open_advanced=bool(view.record.connection.conn_server),
         ),
     )

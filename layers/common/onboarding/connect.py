@@ -27,6 +27,7 @@ from onboarding.errors import (
     error_code,
 )
 from onboarding.exchange.diagnoses import Diagnosis, message_for
+from onboarding.exchange.trace import ExchangeTrace
 from onboarding.executions import execution_name
 from onboarding.invite_store import InviteRepository
 from onboarding.models import INTERNAL_ERROR, SETTINGS_TIMEOUT, AgentRecord, AgentStatus, Attr
@@ -88,6 +89,15 @@ class SettingsForm(_Form):
     password: Annotated[SecretStr | None, Field(max_length=1024)] = None
 
 
+class AllowServerForm(_Form):
+    """The owner allows the server in another domain that discovery named (Outlook's "Allow this website to
+    configure server settings?")."""
+
+    host: Annotated[
+        str, StringConstraints(strip_whitespace=True, to_lower=True, min_length=1, max_length=253)
+    ]
+
+
 EXTRA_MESSAGES = {
     SETTINGS_TIMEOUT: "We waited too long for the advanced settings. Enter your details again to retry.",
     INTERNAL_ERROR: "Something went wrong on our side while checking your mailbox. Please try again.",
@@ -130,6 +140,22 @@ class ConnectView:
     @property
     def message(self) -> str:
         return reason_message(self.reason)
+
+    @property
+    def confirm_host(self) -> str | None:
+        """The server in another domain waiting for the owner's permission, if any."""
+        if self.status is AgentStatus.NEEDS_SETTINGS and self.reason == Diagnosis.CONFIRM_SERVER.value:
+            return self.record.connection.confirm_host
+        return None
+
+    @property
+    def trace(self) -> ExchangeTrace | None:
+        """The IT admin's trace of the last attempt (secret-free)."""
+        text = self.record.connection.exchange_trace
+        try:
+            return ExchangeTrace.model_validate_json(text) if text else None
+        except ValueError:
+            return None
 
 
 class ConnectService:
@@ -213,6 +239,30 @@ class ConnectService:
             self.credentials.put(tenant_id, agent_id, form.password)
         if not self._resume(task_token, agent_id):
             # The wait timed out or the execution ended meanwhile: say so instead of spinning forever.
+            self.repo.transition(tenant_id, agent_id, AgentStatus.FAILED, reason=SETTINGS_TIMEOUT)
+        return self.view(token)
+
+    def allow_server(self, token: str, form: AllowServerForm) -> ConnectView:
+        """The owner allows the server discovery named: the waiting workflow discovers again, allowed to send
+        the password there."""
+        view = self.view(token)
+        if view.confirm_host is None or form.host != view.confirm_host:
+            raise NotNowError("No server waits for permission")
+        task_token = view.record.connection.task_token
+        agent = view.record.agent
+        tenant_id, agent_id = agent.tenant_id, agent.agent_id
+        try:
+            self.repo.transition(
+                tenant_id,
+                agent_id,
+                AgentStatus.CONNECTING,
+                expected_version=agent.version,
+                set_attributes={Attr.CONFIRMED_HOST: form.host},
+                remove_attributes=(Attr.TASK_TOKEN, Attr.CONFIRM_HOST, Attr.SERVER),
+            )
+        except (ConcurrentModificationError, IllegalTransitionError) as error:
+            raise NotNowError("This answer was already sent") from error
+        if not self._resume(task_token, agent_id):
             self.repo.transition(tenant_id, agent_id, AgentStatus.FAILED, reason=SETTINGS_TIMEOUT)
         return self.view(token)
 

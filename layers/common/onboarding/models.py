@@ -13,6 +13,8 @@ import email_validator
 from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, StringConstraints
 from pydantic.alias_generators import to_camel
 
+from onboarding.exchange.trace import ExchangeTrace
+
 # `.test` is reserved for testing (RFC 2606); the Exchange simulator's mailboxes live there. Allowing it
 # costs nothing in production (no real mailbox can have such an address) and keeps one code path.
 email_validator.SPECIAL_USE_DOMAIN_NAMES = [
@@ -116,6 +118,12 @@ class ConnectionState(_StateModel):
     server_build: str | None = None
     exchange_username: str | None = None
     inbox_item_count: int | None = None
+    # A server in another domain that discovery met (reason confirm_server), and the one the owner allowed.
+    confirm_host: str | None = None
+    confirmed_host: str | None = None
+    # The IT admin's trace of the last discovery/verification (onboarding.exchange.trace.ExchangeTrace as
+    # JSON, size-bounded, secret-free).
+    exchange_trace: str | None = Field(default=None, repr=False)
 
 
 def _stored(model: type[BaseModel], field: str) -> str:
@@ -145,6 +153,9 @@ class Attr:
     SERVER_BUILD = _stored(ConnectionState, "server_build")
     EXCHANGE_USERNAME = _stored(ConnectionState, "exchange_username")
     INBOX_COUNT = _stored(ConnectionState, "inbox_item_count")
+    CONFIRM_HOST = _stored(ConnectionState, "confirm_host")
+    CONFIRMED_HOST = _stored(ConnectionState, "confirmed_host")
+    EXCHANGE_TRACE = _stored(ConnectionState, "exchange_trace")
 
 
 class _ApiModel(BaseModel):
@@ -209,6 +220,13 @@ class AgentRecord(BaseModel):
             **self.connection.model_dump(mode="json", by_alias=True, exclude_unset=True, exclude_none=True),
             **self.agent.model_dump(mode="json", by_alias=True),
         }
+
+
+class AgentTrace(_ApiModel):
+    """`GET /agents/{agentId}/trace`: what the last discovery/verification did, step by step, for IT."""
+
+    agent_id: AgentId = Field(alias="agentId")
+    trace: ExchangeTrace | None = Field(description="None before the first connection attempt")
 
 
 class AgentPage(_ApiModel):

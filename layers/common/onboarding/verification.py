@@ -21,10 +21,18 @@ from onboarding.errors import (
     InviteError,
 )
 from onboarding.exchange import Diagnosis, ExchangeConfig, ExchangeFailure, ExchangeSettings, discover, verify
+from onboarding.exchange.trace import ExchangeTrace, TraceRecorder
 from onboarding.invite_models import Invite
 from onboarding.invite_store import InviteRepository
 from onboarding.invites import MAX_FAILED_ATTEMPTS
-from onboarding.models import INTERNAL_ERROR, SETTINGS_TIMEOUT, AgentRecord, AgentStatus, Attr
+from onboarding.models import (
+    INTERNAL_ERROR,
+    SETTINGS_TIMEOUT,
+    AgentRecord,
+    AgentStatus,
+    Attr,
+    ConnectionState,
+)
 from onboarding.observability import logger, metrics
 from onboarding.store import AgentRepository
 
@@ -111,30 +119,33 @@ class VerificationSteps:
         if connection.conn_server:
             return TaskOutput(outcome=Outcome.MANUAL)
         password = self.credentials.get(task.tenant_id, task.agent_id)
+        trace = _recorder(record)
         try:
             settings = discover(
                 record.agent.email,
                 password.get_secret_value(),
                 connection.conn_username,
                 config=self.exchange,
+                confirmed_hosts=_confirmed(connection),
+                trace=trace,
             )
         except ExchangeFailure as failure:
             logger.info("Autodiscovery failed", extra={"agent_id": task.agent_id, "code": failure.code.value})
+            pending = {Attr.CONFIRM_HOST: failure.host} if failure.code is Diagnosis.CONFIRM_SERVER else {}
+            self._keep_trace(task, trace, pending)
             if failure.code in (Diagnosis.AUTODISCOVER_FAILED, Diagnosis.CONFIRM_SERVER):
                 return TaskOutput(outcome=Outcome.NEEDS_SETTINGS, code=failure.code.value)
             return TaskOutput(outcome=Outcome.FAILED, code=failure.code.value)
-        self.repo.update_attributes(
-            task.tenant_id,
-            task.agent_id,
-            _settings_attributes(settings),
-            expected_status=AgentStatus.CONNECTING,
-        )
+        self._keep_trace(task, trace, _settings_attributes(settings))
         return TaskOutput(outcome=Outcome.FOUND)
 
     def verify(self, task: TaskInput, record: AgentRecord) -> TaskOutput:
         password = self.credentials.get(task.tenant_id, task.agent_id).get_secret_value()
         email, connection = record.agent.email, record.connection
         manual = bool(connection.conn_server)
+        trace = _recorder(record)
+        if not manual:
+            trace.continuing(_stored_trace(connection.exchange_trace))
         try:
             if connection.conn_server:
                 result = verify(
@@ -143,19 +154,33 @@ class VerificationSteps:
                     connection.conn_username or email,
                     connection.conn_server,
                     config=self.exchange,
+                    trace=trace,
                 )
             else:
+                found = _found_settings(connection)
+                if found is None:
+                    # The owner allowed a server in another domain: discover again, now allowed to use it.
+                    found = discover(
+                        email,
+                        password,
+                        connection.conn_username,
+                        config=self.exchange,
+                        confirmed_hosts=_confirmed(connection),
+                        trace=trace,
+                    )
                 result = verify(
                     email,
                     password,
-                    connection.exchange_username or email,
-                    ews_url=connection.ews_url,
-                    auth_type=connection.auth_type,
-                    server_build=connection.server_build,
+                    found.username or email,
+                    ews_url=found.ews_url,
+                    auth_type=found.auth_type,
+                    server_build=found.server_build,
                     config=self.exchange,
+                    trace=trace,
                 )
         except ExchangeFailure as failure:
             logger.info("Verification failed", extra={"agent_id": task.agent_id, "code": failure.code.value})
+            self._keep_trace(task, trace, {})
             # Settings sent from the settings form (rounds >= 1) that do not work: ask again, a few times.
             # Settings typed on the first form fail like any first attempt: the page offers the form again.
             rounds = connection.settings_rounds
@@ -165,10 +190,17 @@ class VerificationSteps:
                 return TaskOutput(outcome=Outcome.NEEDS_SETTINGS, code=failure.code.value)
             return TaskOutput(outcome=Outcome.FAILED, code=failure.code.value)
         values = {**_settings_attributes(result.settings), Attr.INBOX_COUNT: result.inbox_item_count}
-        self.repo.update_attributes(
-            task.tenant_id, task.agent_id, values, expected_status=AgentStatus.CONNECTING
-        )
+        self._keep_trace(task, trace, values)
         return TaskOutput(outcome=Outcome.VERIFIED)
+
+    def _keep_trace(self, task: TaskInput, trace: TraceRecorder, values: dict[str, Any]) -> None:
+        """Store what was found (``values``) and the IT admin's trace with the agent, in one write."""
+        self.repo.update_attributes(
+            task.tenant_id,
+            task.agent_id,
+            {**values, Attr.EXCHANGE_TRACE: trace.snapshot().model_dump_json()},
+            expected_status=AgentStatus.CONNECTING,
+        )
 
     def request_settings(self, task: TaskInput, record: AgentRecord) -> TaskOutput:
         """Wait for the owner: keep the task token on the agent; the connect page resumes the workflow."""
@@ -241,6 +273,36 @@ class VerificationSteps:
         logger.warning(
             "Wrong password", extra={"agent_id": record.agent.agent_id, "failed_attempts": attempts}
         )
+
+
+def _recorder(record: AgentRecord) -> TraceRecorder:
+    return TraceRecorder(record.agent.email.rpartition("@")[2])
+
+
+def _confirmed(connection: ConnectionState) -> tuple[str, ...]:
+    return (connection.confirmed_host,) if connection.confirmed_host else ()
+
+
+def _stored_trace(text: str | None) -> ExchangeTrace | None:
+    if not text:
+        return None
+    try:
+        return ExchangeTrace.model_validate_json(text)
+    except ValueError:
+        return None
+
+
+def _found_settings(connection: ConnectionState) -> ExchangeSettings | None:
+    """The settings discovery recorded, if it did."""
+    if not connection.ews_url or not connection.auth_type:
+        return None
+    return ExchangeSettings(
+        ews_url=connection.ews_url,
+        server=connection.ews_url.split("/")[2],
+        auth_type=connection.auth_type,
+        server_build=connection.server_build,
+        username=connection.exchange_username or "",
+    )
 
 
 def _settings_attributes(settings: ExchangeSettings) -> dict[str, Any]:

@@ -110,6 +110,8 @@ class ExchangeTrace(BaseModel):
 class TraceRecorder:
     """Collects steps from every thread of one discovery/verification (thread-safe, bounded)."""
 
+    _prior: ExchangeTrace | None = None
+
     def __init__(self, email_domain: str = "", secrets: tuple[str, ...] = ()) -> None:
         self._t0 = time.monotonic()
         self._started = datetime.now(UTC).isoformat(timespec="seconds")
@@ -170,13 +172,23 @@ class TraceRecorder:
             else:
                 self._steps.append(step)
 
+    def continuing(self, previous: ExchangeTrace | None) -> None:
+        """Start from ``previous`` (discovery's steps, before verification's): its steps come first."""
+        if previous is None:
+            return
+        with self._lock:
+            self._prior = previous
+
     def snapshot(self) -> ExchangeTrace:
         with self._lock:
-            steps = tuple(sorted(self._steps, key=lambda s: s.at_ms))
+            prior = self._prior
+            own = tuple(sorted(self._steps, key=lambda s: s.at_ms))
+            steps = (*prior.steps, *own) if prior else own
+            truncated = self._truncated + (prior.truncated if prior else 0) + max(0, len(steps) - MAX_STEPS)
             return ExchangeTrace(
-                started=self._started,
+                started=prior.started if prior else self._started,
+                truncated=truncated,
+                steps=steps[:MAX_STEPS],
                 email_domain=self.email_domain,
-                steps=steps,
-                truncated=self._truncated,
                 verdict=self.verdict,
             )
