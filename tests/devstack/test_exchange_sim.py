@@ -199,3 +199,16 @@ def test_autodiscover_v2_answers_the_ews_url_without_credentials(
         timeout=5,
     )
     assert response.json() == {"Protocol": "EWS", "Url": "https://mail.v2.test/EWS/Exchange.asmx"}
+
+
+def test_a_second_simulator_routes_on_top_of_the_first() -> None:
+    # Given a simulator whose routing is installed for the whole session (as the workflow tests keep one)
+    with ExchangeSimulator() as outer:
+        # When a second one installs its routing on top (as the layer tests do per test)
+        with ExchangeSimulator() as inner:
+            # Then names go to the second one's listeners, not to the first's
+            (info,) = socket.getaddrinfo("mail.contoso.test", 443)
+            assert info[4][1] == inner.https_port
+        # And back to the first when the second is gone
+        (info,) = socket.getaddrinfo("mail.contoso.test", 443)
+        assert info[4][1] == outer.https_port
