@@ -4,6 +4,7 @@ agent with a real link (issued by the invite sender, read from the email), and f
 from __future__ import annotations
 
 import json
+from email.utils import parseaddr
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -79,7 +80,6 @@ def clear_caches() -> None:
     settings.auth_callback_settings.cache_clear()
     settings.send_invite_settings.cache_clear()
     app._service.cache_clear()
-    app._csrf_key.cache_clear()
     send_invite_app._dependencies.cache_clear()
     parameters.clear_caches()
 
@@ -105,7 +105,8 @@ def connect_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[ConnectEnv]
         "DASHBOARD_URL": DASHBOARD_URL,
         "CSRF_KEY_SECRET_ARN": secret["ARN"],
         "SETTINGS_TIMEOUT_SECONDS": "600",
-        "INVITE_SENDER": SENDER,
+        "INVITE_SENDER": parseaddr(SENDER)[1],
+        "INVITE_SENDER_NAME": parseaddr(SENDER)[0],
         "SES_CONFIGURATION_SET": "invites",
     }.items():
         monkeypatch.setenv(name, value)

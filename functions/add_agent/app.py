@@ -19,6 +19,8 @@ from onboarding.observability import logger, metrics
 from onboarding.settings import agents_api_settings
 from onboarding.store import agent_repository
 
+agents_api_settings()  # validated at cold start: a missing variable fails the init, naming it
+
 app = APIGatewayHttpResolver(enable_validation=True)
 register_error_handlers(app)
 
@@ -43,7 +45,7 @@ def _repo() -> Any:
 @functools.cache
 def _cleanup() -> agents.Cleanup:
     settings = agents_api_settings()
-    return agents.Cleanup(credential_store(settings.credentials_prefix), settings.state_machine_arn)
+    return agents.Cleanup(credential_store(settings.credentials_table_name), settings.state_machine_arn)
 
 
 @app.post(

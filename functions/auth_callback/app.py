@@ -31,6 +31,8 @@ from onboarding.observability import logger, metrics
 from onboarding.settings import auth_callback_settings
 from onboarding.store import agent_repository
 
+auth_callback_settings()  # validated at cold start: a missing variable fails the init, naming it
+
 app = APIGatewayHttpResolver()
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{20,100}$")
 
@@ -68,16 +70,17 @@ def _service() -> ConnectService:
     settings = auth_callback_settings()
     return ConnectService(
         agent_repository(settings.agents_table_name),
-        credential_store(settings.credentials_prefix, settings.credentials_kms_key_id),
+        credential_store(settings.credentials_table_name, settings.credentials_key_arn),
         aws.client("stepfunctions"),
         state_machine_arn=settings.state_machine_arn,
         settings_timeout_seconds=settings.settings_timeout_seconds,
     )
 
 
-@functools.cache
 def _csrf_key() -> bytes:
-    return str(parameters.get_secret(auth_callback_settings().csrf_key_secret_arn, max_age=3600)).encode()
+    """The form-nonce signing key: Powertools Parameters caches it for its max age (rotation is seen)."""
+    settings = auth_callback_settings()
+    return str(parameters.get_secret(settings.csrf_key_secret_arn, max_age=settings.csrf_key_max_age_seconds)).encode()
 
 
 def _html(body: str, status: HTTPStatus = HTTPStatus.OK, **headers: str) -> Response[str]:

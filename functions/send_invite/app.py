@@ -23,6 +23,8 @@ from onboarding.observability import logger, metrics
 from onboarding.settings import send_invite_settings
 from onboarding.store import agent_repository
 
+send_invite_settings()  # validated at cold start: a missing variable fails the init, naming it
+
 processor = BatchProcessor(
     event_type=EventType.DynamoDBStreams,
     model=DynamoDBStreamRecordModel,
@@ -36,7 +38,7 @@ def _dependencies() -> dict[str, Any]:
     return {
         "repo": agent_repository(settings.agents_table_name),
         "invites": invite_repository(settings.agents_table_name),
-        "mailer": Mailer(settings.invite_sender, configuration_set=settings.ses_configuration_set),
+        "mailer": Mailer(settings.sender, configuration_set=settings.ses_configuration_set or None),
         "config": invites.InviteConfig(
             public_base_url=settings.link_base_url,
             valid_for=timedelta(days=settings.invite_valid_days),

@@ -16,6 +16,9 @@ from onboarding.settings import invite_events_settings
 from onboarding.store import agent_repository
 
 
+invite_events_settings()  # validated at cold start: a missing variable fails the init, naming it
+
+
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, int]:

@@ -9,7 +9,6 @@ from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from onboarding.credentials import credential_store
-from onboarding.exchange import ExchangeConfig
 from onboarding.observability import logger, metrics
 from onboarding.settings import verify_mailbox_settings
 from onboarding.store import agent_repository
@@ -17,13 +16,16 @@ from onboarding.tracing import tracer
 from onboarding.verification import TaskInput, VerificationSteps
 
 
+verify_mailbox_settings()  # validated at cold start: a missing variable fails the init, naming it
+
+
 @functools.cache
 def _steps() -> VerificationSteps:
     settings = verify_mailbox_settings()
     return VerificationSteps(
         agent_repository(settings.agents_table_name),
-        credential_store(settings.credentials_prefix, settings.credentials_kms_key_id),
-        ExchangeConfig.from_env(),
+        credential_store(settings.credentials_table_name, settings.credentials_key_arn),
+        settings.exchange,
         max_settings_rounds=settings.max_settings_rounds,
     )
 
