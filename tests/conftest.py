@@ -33,6 +33,9 @@ from devstack import template as tpl
 from onboarding import aws, settings
 from onboarding.store import DynamoAgentRepository
 
+# Records every AWS call each function makes (the IAM contract, tests/contract/).
+pytest_plugins = ["tests.contract.recorder"]
+
 ROOT = Path(__file__).resolve().parent.parent
 EVENTS = Path(__file__).parent / "events"
 TABLE_NAME = "test-agents"
@@ -60,7 +63,9 @@ TEST_REFS = {
 
 def template_environment(logical_id: str | None = None) -> dict[str, str]:
     """The environment template.yaml gives a function (all of them, merged, when none is named)."""
-    names = [logical_id] if logical_id else list(tpl.resources(tpl.load_template(), "AWS::Serverless::Function"))
+    names = (
+        [logical_id] if logical_id else list(tpl.resources(tpl.load_template(), "AWS::Serverless::Function"))
+    )
     merged: dict[str, str] = {}
     for name in names:
         merged.update(tpl.function_environment(name, TEST_REFS))
@@ -108,7 +113,9 @@ def aws_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 def create_resources(monkeypatch: pytest.MonkeyPatch) -> str:
     """Inside moto: every DynamoDB table of template.yaml (from the template itself) and the credentials
     KMS key, whose ARN the functions get as CREDENTIALS_KEY_ARN."""
-    tpl.create_tables(boto3.client("dynamodb"), {"AgentsTable": TABLE_NAME, "CredentialsTable": CREDENTIALS_TABLE})
+    tpl.create_tables(
+        boto3.client("dynamodb"), {"AgentsTable": TABLE_NAME, "CredentialsTable": CREDENTIALS_TABLE}
+    )
     key_arn: str = boto3.client("kms").create_key(Description="credentials")["KeyMetadata"]["Arn"]
     monkeypatch.setenv("CREDENTIALS_KEY_ARN", key_arn)
     return key_arn
@@ -209,7 +216,10 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSta
 
     port, moto_port = free_port(), free_port()
     log = tmp_path_factory.mktemp("devstack") / "devstack.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "POWERTOOLS_"))}
+    declared = set(template_environment())  # the tests' values: the stack gives each function its own
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "POWERTOOLS_")) and k not in declared
+    }
     with log.open("w") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "devstack", "run", "--port", str(port), "--moto-port", str(moto_port)],

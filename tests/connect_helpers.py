@@ -4,11 +4,11 @@ agent with a real link (issued by the invite sender, read from the email), and f
 from __future__ import annotations
 
 import json
-from email.utils import parseaddr
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from email.utils import parseaddr
 from typing import Any
 from urllib.parse import urlencode
 

@@ -80,7 +80,9 @@ def _service() -> ConnectService:
 def _csrf_key() -> bytes:
     """The form-nonce signing key: Powertools Parameters caches it for its max age (rotation is seen)."""
     settings = auth_callback_settings()
-    return str(parameters.get_secret(settings.csrf_key_secret_arn, max_age=settings.csrf_key_max_age_seconds)).encode()
+    return str(
+        parameters.get_secret(settings.csrf_key_secret_arn, max_age=settings.csrf_key_max_age_seconds)
+    ).encode()
 
 
 def _html(body: str, status: HTTPStatus = HTTPStatus.OK, **headers: str) -> Response[str]:

@@ -15,7 +15,6 @@ from onboarding.observability import logger, metrics
 from onboarding.settings import invite_events_settings
 from onboarding.store import agent_repository
 
-
 invite_events_settings()  # validated at cold start: a missing variable fails the init, naming it
 
 

@@ -15,7 +15,6 @@ from onboarding.store import agent_repository
 from onboarding.tracing import tracer
 from onboarding.verification import TaskInput, VerificationSteps
 
-
 verify_mailbox_settings()  # validated at cold start: a missing variable fails the init, naming it
 
 

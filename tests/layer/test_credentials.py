@@ -85,13 +85,17 @@ def test_a_ciphertext_moved_elsewhere_does_not_decrypt(
     assert raised.value.response["Error"]["Code"] == "InvalidCiphertextException"
 
 
-def test_a_ciphertext_with_another_agents_data_key_fails_its_integrity_check(store: KmsCredentialStore) -> None:
+def test_a_ciphertext_with_another_agents_data_key_fails_its_integrity_check(
+    store: KmsCredentialStore,
+) -> None:
     """Given B's sealed bytes paired with A's (valid) wrapped data key, AES-GCM refuses them."""
     store.put("demo", "A6", SecretStr("a-Pa55"))
     store.put("demo", "B6", SecretStr("b-Pa55"))
     (a_item,) = stored_secrets("A6")
     (b_item,) = stored_secrets("B6")
-    boto3.client("dynamodb").put_item(TableName=CREDENTIALS_TABLE, Item={**a_item, "sealed": b_item["sealed"]})
+    boto3.client("dynamodb").put_item(
+        TableName=CREDENTIALS_TABLE, Item={**a_item, "sealed": b_item["sealed"]}
+    )
     with pytest.raises(InvalidTag):
         store.get("demo", "A6")
 

@@ -15,9 +15,7 @@ import functools
 import os
 from collections.abc import Mapping
 from email.utils import formataddr
-from typing import Annotated, Self
-
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated, Self
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
@@ -27,8 +25,12 @@ if TYPE_CHECKING:
 _HTTP_URL = r"^https?://[^\s]+$"
 _OPTIONAL_HTTP_URL = r"^(https?://[^\s]+)?$"
 TableName = Annotated[str, StringConstraints(min_length=3, max_length=255, pattern=r"^[A-Za-z0-9_.-]+$")]
-StateMachineArn = Annotated[str, StringConstraints(pattern=r"^arn:aws[a-z-]*:states:[a-z0-9-]+:\d{12}:stateMachine:")]
-KmsKeyArn = Annotated[str, StringConstraints(pattern=r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[A-Za-z0-9-]+$")]
+StateMachineArn = Annotated[
+    str, StringConstraints(pattern=r"^arn:aws[a-z-]*:states:[a-z0-9-]+:\d{12}:stateMachine:")
+]
+KmsKeyArn = Annotated[
+    str, StringConstraints(pattern=r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[A-Za-z0-9-]+$")
+]
 
 
 class ConfigurationError(RuntimeError):
@@ -86,7 +88,7 @@ class VerifyMailboxSettings(_FunctionSettings):
         return ExchangeConfig(
             discovery_timeout=self.exchange_discovery_timeout,
             verify_timeout=self.exchange_verify_timeout,
-            allow_networks=self.exchange_allow_networks,  # type: ignore[arg-type]  # split by its validator
+            allow_networks=self.exchange_allow_networks,  # split into a tuple by its validator
             ca_bundle=self.exchange_ca_bundle or None,
         )
 
@@ -97,9 +99,13 @@ class AuthCallbackSettings(_FunctionSettings):
     credentials_table_name: TableName
     credentials_key_arn: KmsKeyArn = Field(description="KMS key that wraps the secrets' data keys")
     state_machine_arn: StateMachineArn
-    public_base_url: str = Field(pattern=_OPTIONAL_HTTP_URL, description="Connect pages' base URL; empty: as requested")
+    public_base_url: str = Field(
+        pattern=_OPTIONAL_HTTP_URL, description="Connect pages' base URL; empty: as requested"
+    )
     dashboard_url: str = Field(pattern=_HTTP_URL, description="Where the owner goes after success")
-    csrf_key_secret_arn: str = Field(pattern=r"^arn:aws[a-z-]*:secretsmanager:", description="Form-nonce signing key")
+    csrf_key_secret_arn: str = Field(
+        pattern=r"^arn:aws[a-z-]*:secretsmanager:", description="Form-nonce signing key"
+    )
     csrf_key_max_age_seconds: int = Field(ge=0, le=86400, description="How long the key is cached")
     settings_timeout_seconds: int = Field(ge=60)
 
@@ -107,9 +113,13 @@ class AuthCallbackSettings(_FunctionSettings):
 class SendInviteSettings(_FunctionSettings):
     """The invite sender (`functions/send_invite/app.py`, DynamoDB stream consumer)."""
 
-    invite_sender: str = Field(pattern=r"^[^@\s<>]+@[^@\s<>]+$", description="Verified SES address invites come from")
+    invite_sender: str = Field(
+        pattern=r"^[^@\s<>]+@[^@\s<>]+$", description="Verified SES address invites come from"
+    )
     invite_sender_name: str = Field(pattern=r"^[^<>\"\r\n]{1,64}$", description="Its display name")
-    public_base_url: str = Field(pattern=_OPTIONAL_HTTP_URL, description="Connect pages' base URL; empty: the API's")
+    public_base_url: str = Field(
+        pattern=_OPTIONAL_HTTP_URL, description="Connect pages' base URL; empty: the API's"
+    )
     api_base_url: str = Field(pattern=_OPTIONAL_HTTP_URL, description="The HTTP API's own URL")
     invite_valid_days: int = Field(ge=1, le=30, description="How long an invite link works")
     ses_configuration_set: str = Field(description="Publishes bounces and complaints; empty: none")
