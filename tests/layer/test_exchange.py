@@ -375,6 +375,8 @@ def test_credentials_never_go_over_plain_http(
         ("fc00::1", False),
         ("fd12::1", False),
         ("fe80::1", False),
+        ("fec0::1", False),
+        ("feff:ffff::1", False),
         ("::ffff:10.0.0.1", False),
         ("::ffff:127.0.0.1", False),
         ("64:ff9b::a00:1", False),
