@@ -74,7 +74,9 @@ def template_environment(logical_id: str | None = None) -> dict[str, str]:
 
 # The handler modules validate their settings when imported (cold start): give them the template's values
 # before any test module imports them. Each test gets them again (and restored) from `aws_environment`.
-os.environ.update({k: v for k, v in template_environment().items() if not k.startswith("POWERTOOLS_")})
+for _name, _value in template_environment().items():
+    if not _name.startswith("POWERTOOLS_"):
+        os.environ.setdefault(_name, _value)
 
 
 def clear_settings() -> None:
