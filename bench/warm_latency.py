@@ -48,7 +48,8 @@ import warnings
 import boto3
 from moto import mock_aws
 
-from tests.conftest import LambdaContext, api_event
+from devstack.events import api_event
+from devstack.runtime import LambdaContext
 
 TABLE = "bench-agents"
 
@@ -141,7 +142,7 @@ def main(argv: list[str] | None = None) -> None:
         tpl.create_tables(ddb, {"AgentsTable": TABLE, "CredentialsTable": "bench-credentials"})
         from functions.add_agent import app
 
-        context = LambdaContext()
+        context = LambdaContext("bench")
         seed = app.lambda_handler(
             api_event(
                 "POST", "/agents", body={"name": "Seed", "email": "seed@contoso.com", "type": "ms_exchange"}

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import copy
-import json
 import os
 import subprocess
 import sys
 import time
-import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,14 +27,14 @@ import requests
 from moto import mock_aws
 
 from devstack import template as tpl
-from onboarding import aws, settings
+from devstack.events import api_event, load_event  # noqa: F401  (re-exported for the tests)
+from onboarding import deps
 from onboarding.store import DynamoAgentRepository
 
 # Records every AWS call each function makes (the IAM contract, tests/contract/).
 pytest_plugins = ["tests.contract.recorder"]
 
 ROOT = Path(__file__).resolve().parent.parent
-EVENTS = Path(__file__).parent / "events"
 TABLE_NAME = "test-agents"
 CREDENTIALS_TABLE = "test-credentials"
 STATE_MACHINE_ARN = "arn:aws:states:us-east-1:123456789012:stateMachine:verify-mailbox"
@@ -79,22 +76,6 @@ for _name, _value in template_environment().items():
         os.environ.setdefault(_name, _value)
 
 
-def clear_settings() -> None:
-    for loader in (
-        settings.agents_api_settings,
-        settings.auth_callback_settings,
-        settings.send_invite_settings,
-        settings.verify_mailbox_settings,
-        settings.invite_events_settings,
-    ):
-        loader.cache_clear()
-
-
-def load_event(name: str) -> dict[str, Any]:
-    event: dict[str, Any] = json.loads((EVENTS / name).read_text())
-    return event
-
-
 @pytest.fixture(autouse=True)
 def aws_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """Fake credentials and region for every test, so nothing can ever reach real AWS."""
@@ -127,12 +108,10 @@ def create_resources(monkeypatch: pytest.MonkeyPatch) -> str:
 def moto_aws(aws_environment: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """moto in-process, with the template's tables and the credentials key."""
     with mock_aws():
-        aws.reset_clients()
+        deps.reset()
         create_resources(monkeypatch)
-        clear_settings()
         yield
-        aws.reset_clients()
-        clear_settings()
+        deps.reset()
 
 
 @pytest.fixture
@@ -142,45 +121,7 @@ def key_arn(moto_aws: None) -> str:
 
 @pytest.fixture
 def repo(moto_aws: None) -> DynamoAgentRepository:
-    return DynamoAgentRepository(TABLE_NAME)
-
-
-def api_event(
-    method: str,
-    path: str,
-    *,
-    tenant: str | None = "demo",
-    body: Any = None,
-    raw_body: str | None = None,
-    query: dict[str, str] | None = None,
-    route: str | None = None,
-    path_params: dict[str, str] | None = None,
-) -> dict[str, Any]:
-    """An HTTP API (payload 2.0) event, as API Gateway sends it after the JWT authorizer passed."""
-    event = copy.deepcopy(load_event("http_api_event.json"))
-    route_key = f"{method} {route or path}"
-    event["routeKey"] = event["requestContext"]["routeKey"] = route_key
-    # With a named stage, API Gateway puts the stage in front of the path (Powertools strips it).
-    stage = event["requestContext"]["stage"]
-    event["rawPath"] = event["requestContext"]["http"]["path"] = (
-        path if stage == "$default" else f"/{stage}{path}"
-    )
-    event["requestContext"]["http"]["method"] = method
-    claims = event["requestContext"]["authorizer"]["jwt"]["claims"]
-    if tenant is None:
-        del claims["custom:tenant_id"]
-    else:
-        claims["custom:tenant_id"] = tenant
-    if query:
-        event["queryStringParameters"] = query
-        event["rawQueryString"] = urllib.parse.urlencode(query)
-    if path_params:
-        event["pathParameters"] = path_params
-    if raw_body is not None:
-        event["body"] = raw_body
-    elif body is not None:
-        event["body"] = json.dumps(body)
-    return event
+    return deps.agent_repository(TABLE_NAME)
 
 
 class LambdaContext:

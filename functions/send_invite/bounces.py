@@ -9,11 +9,18 @@ from typing import Any, cast
 from aws_lambda_powertools.utilities.parser import envelopes, parse
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from onboarding import deps as wiring
 from onboarding import invites
 from onboarding.invite_models import SesNotification
 from onboarding.observability import logger, metrics
 from onboarding.settings import invite_events_settings
-from onboarding.store import agent_repository
+from onboarding.store import AgentRepository
+
+
+@wiring.cached
+def deps() -> AgentRepository:
+    return wiring.agent_repository(invite_events_settings().agents_table_name)
+
 
 invite_events_settings()  # validated at cold start: a missing variable fails the init, naming it
 
@@ -24,6 +31,6 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, i
     notifications = cast(
         list[SesNotification], parse(event=event, model=SesNotification, envelope=envelopes.SnsEnvelope)
     )
-    repo = agent_repository(invite_events_settings().agents_table_name)
+    repo = deps()
     changed = sum(invites.record_delivery_problem(repo, n) is not None for n in notifications)
     return {"notifications": len(notifications), "agentsChanged": changed}

@@ -26,15 +26,14 @@ from typing import Any, Literal
 from pydantic import SecretStr
 
 from onboarding import aws
+from onboarding.errors import CredentialNotFoundError
 
 Purpose = Literal["password", "refresh_token"]
 PURPOSES: tuple[Purpose, ...] = ("password", "refresh_token")
 _ALGORITHM = "AES256-GCM/KMS"
 _NONCE_BYTES = 12
 
-
-class CredentialNotFoundError(Exception):
-    pass
+__all__ = ["CredentialNotFoundError", "CredentialStore", "KmsCredentialStore", "credential_store"]
 
 
 class CredentialStore(ABC):
