@@ -49,6 +49,7 @@ def _errors(*, not_found: str | None = None, conflict: str | None = None) -> dic
     return responses
 
 
+API_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
 _NO_AGENT = "No such agent in this account (or an agent id no route accepts)"
 
 
@@ -195,4 +196,7 @@ def openapi() -> Response[str]:
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return app.resolve(event, context)
+    response = app.resolve(event, context)
+    # Agents are per-tenant data: never cached by a browser or proxy, never sniffed as another type.
+    response["headers"] = {**(response.get("headers") or {}), **API_HEADERS}
+    return response

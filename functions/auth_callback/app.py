@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -137,9 +138,32 @@ def _context(view: ConnectView, **extra: Any) -> dict[str, Any]:
     }
 
 
+# The forms have at most 7 fields of at most ~1 KB (password 1024, server 300): anything far bigger is not
+# a person filling them in, and is refused before it is parsed.
+MAX_FORM_BYTES = 8 * 1024
+MAX_FORM_FIELDS = 16
+
+
+class UnreadableFormError(Exception):
+    """A body that is not a form we can read (too big, too many fields, not UTF-8): a 400, never a 500."""
+
+
 def _form() -> dict[str, str]:
-    body = app.current_event.decoded_body or ""
-    return {key: values[0] for key, values in parse_qs(body, keep_blank_values=True).items()}
+    event = app.current_event
+    raw = event.body or ""
+    if len(raw) > MAX_FORM_BYTES * 4 // 3 + 4:  # base64 of the limit, before decoding anything
+        raise UnreadableFormError("too large")
+    try:
+        data = base64.b64decode(raw, validate=True) if event.is_base64_encoded else raw.encode("utf-8")
+        if len(data) > MAX_FORM_BYTES:
+            raise UnreadableFormError("too large")
+        text = data.decode("utf-8")
+        pairs = parse_qs(
+            text, keep_blank_values=True, max_num_fields=MAX_FORM_FIELDS, encoding="utf-8", errors="strict"
+        )
+    except (ValueError, UnicodeError) as error:  # binascii.Error and too many fields are ValueErrors
+        raise UnreadableFormError(type(error).__name__) from None
+    return {key: values[0] for key, values in pairs.items()}
 
 
 def _check_post(token: str, form: dict[str, str]) -> None:
@@ -293,6 +317,18 @@ def _csrf(error: CsrfError) -> Response[str]:
         base_url=base_url,
     )
     return _html(page, error.status)
+
+
+@app.exception_handler(UnreadableFormError)
+def _unreadable_form(error: UnreadableFormError) -> Response[str]:
+    logger.warning("Refused a form post", extra={"reason": f"unreadable: {error}"})
+    page = pages.render(
+        "connect/link_problem.html",
+        heading="We could not read this form",
+        message="Open the link from the email again and fill in the form there.",
+        base_url=_base_url(),
+    )
+    return _html(page, HTTPStatus.BAD_REQUEST)
 
 
 @app.exception_handler(FormError)
