@@ -74,6 +74,16 @@ def test_no_response_carries_the_password_or_its_ciphertext(env: ConnectEnv) -> 
             assert needle not in answer
         for name in ("sealed", "dataKey", "password"):
             assert f'"{name}"' not in answer
+    # And removing the agent (while its verification runs) stops the workflow and deletes the secret
+    removed = _api(
+        "DELETE",
+        f"/agents/{invited.agent_id}",
+        route="/agents/{agentId}",
+        path_params={"agentId": invited.agent_id},
+    )
+    assert '"statusCode": 204' in removed
+    assert stored_secrets(invited.agent_id) == []
+    assert env.executions()[0]["status"] == "ABORTED"
     # And the API's answers are never cached
     response = api.lambda_handler(api_event("GET", "/agents"), LambdaContext())  # type: ignore[arg-type]
     assert response["headers"]["Cache-Control"] == "no-store"
