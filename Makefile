@@ -33,7 +33,7 @@ $(SAM_VENV)/.installed: requirements-sam.txt
 dev: $(VENV)/.installed
 	$(PY) -m devstack run $(ARGS)
 
-test: setup
+test: setup $(SAM_VENV)/.installed
 	$(PY) -m pytest -n 2 -p no:cacheprovider
 
 lint: setup

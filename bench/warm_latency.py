@@ -15,14 +15,26 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from devstack import template as tpl
+
+# The dashboard API's environment as template.yaml gives it, for a deployment named `bench`.
+os.environ.update(
+    tpl.function_environment(
+        "AddAgentFunction",
+        {
+            **tpl.parameter_defaults(),
+            "Stage": "bench",
+            "AgentsTable": "bench-agents",
+            "CredentialsTable": "bench-credentials",
+            "VerifyMailboxStateMachine": "arn:aws:states:us-east-1:123456789012:stateMachine:bench",
+        },
+    )
+)
 os.environ.update(
     {
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_DEFAULT_REGION": "us-east-1",
-        "AGENTS_TABLE_NAME": "bench-agents",
-        "CREDENTIALS_PREFIX": "mailbox-onboarding/bench",
-        "STATE_MACHINE_ARN": "arn:aws:states:us-east-1:123456789012:stateMachine:bench",
         "POWERTOOLS_SERVICE_NAME": "bench",
         "POWERTOOLS_METRICS_NAMESPACE": "Bench",
         "POWERTOOLS_LOG_LEVEL": "WARNING",
@@ -36,7 +48,6 @@ import warnings
 import boto3
 from moto import mock_aws
 
-from devstack import template as tpl
 from devstack.events import api_event
 from devstack.runtime import LambdaContext
 
@@ -128,7 +139,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     with mock_aws():
         ddb = boto3.client("dynamodb")
-        tpl.create_tables(ddb, {"AgentsTable": TABLE})
+        tpl.create_tables(ddb, {"AgentsTable": TABLE, "CredentialsTable": "bench-credentials"})
         from functions.add_agent import app
 
         context = LambdaContext("bench")

@@ -20,6 +20,8 @@ from onboarding.observability import logger, metrics
 from onboarding.settings import AgentsApiSettings, agents_api_settings
 from onboarding.store import AgentRepository
 
+agents_api_settings()  # validated at cold start: a missing variable fails the init, naming it
+
 app = APIGatewayHttpResolver(enable_validation=True)
 register_error_handlers(app)
 
@@ -47,6 +49,7 @@ def _errors(*, not_found: str | None = None, conflict: str | None = None) -> dic
     return responses
 
 
+API_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
 _NO_AGENT = "No such agent in this account (or an agent id no route accepts)"
 
 
@@ -64,7 +67,7 @@ def deps() -> Deps:
         settings=settings,
         repo=wiring.agent_repository(settings.agents_table_name),
         cleanup=agents.Cleanup(
-            wiring.credential_store(settings.credentials_prefix),
+            wiring.credential_store(settings.credentials_table_name),
             aws.client("stepfunctions"),
             settings.state_machine_arn,
         ),
@@ -210,4 +213,7 @@ def openapi() -> Response[str]:
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return app.resolve(event, context)
+    response = app.resolve(event, context)
+    # Agents are per-tenant data: never cached by a browser or proxy, never sniffed as another type.
+    response["headers"] = {**(response.get("headers") or {}), **API_HEADERS}
+    return response

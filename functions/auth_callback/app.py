@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-import functools
+import base64
 import json
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -31,6 +31,8 @@ from onboarding.invite_tokens import looks_like_token
 from onboarding.models import AgentStatus
 from onboarding.observability import logger, metrics
 from onboarding.settings import AuthCallbackSettings, auth_callback_settings
+
+auth_callback_settings()  # validated at cold start: a missing variable fails the init, naming it
 
 app = APIGatewayHttpResolver()
 
@@ -61,10 +63,14 @@ class Deps:
     settings: AuthCallbackSettings
     service: ConnectService
 
-    @functools.cached_property
+    @property
     def csrf_key(self) -> bytes:
-        """The form-nonce signing key, read once, when a page first needs it."""
-        return str(parameters.get_secret(self.settings.csrf_key_secret_arn, max_age=3600)).encode()
+        """The form-nonce signing key: Powertools Parameters caches it for its own max age (so a rotated
+        key is seen), CSRF_KEY_MAX_AGE_SECONDS."""
+        settings = self.settings
+        return str(
+            parameters.get_secret(settings.csrf_key_secret_arn, max_age=settings.csrf_key_max_age_seconds)
+        ).encode()
 
 
 @wiring.cached
@@ -73,7 +79,7 @@ def deps() -> Deps:
     service = ConnectService(
         wiring.agent_repository(settings.agents_table_name),
         wiring.invite_repository(settings.agents_table_name),
-        wiring.credential_store(settings.credentials_prefix, settings.credentials_kms_key_id),
+        wiring.credential_store(settings.credentials_table_name, settings.credentials_key_arn),
         aws.client("stepfunctions"),
         state_machine_arn=settings.state_machine_arn,
         settings_timeout_seconds=settings.settings_timeout_seconds,
@@ -132,9 +138,32 @@ def _context(view: ConnectView, **extra: Any) -> dict[str, Any]:
     }
 
 
+# The forms have at most 7 fields of at most ~1 KB (password 1024, server 300): anything far bigger is not
+# a person filling them in, and is refused before it is parsed.
+MAX_FORM_BYTES = 8 * 1024
+MAX_FORM_FIELDS = 16
+
+
+class UnreadableFormError(Exception):
+    """A body that is not a form we can read (too big, too many fields, not UTF-8): a 400, never a 500."""
+
+
 def _form() -> dict[str, str]:
-    body = app.current_event.decoded_body or ""
-    return {key: values[0] for key, values in parse_qs(body, keep_blank_values=True).items()}
+    event = app.current_event
+    raw = event.body or ""
+    if len(raw) > MAX_FORM_BYTES * 4 // 3 + 4:  # base64 of the limit, before decoding anything
+        raise UnreadableFormError("too large")
+    try:
+        data = base64.b64decode(raw, validate=True) if event.is_base64_encoded else raw.encode("utf-8")
+        if len(data) > MAX_FORM_BYTES:
+            raise UnreadableFormError("too large")
+        text = data.decode("utf-8")
+        pairs = parse_qs(
+            text, keep_blank_values=True, max_num_fields=MAX_FORM_FIELDS, encoding="utf-8", errors="strict"
+        )
+    except (ValueError, UnicodeError) as error:  # binascii.Error and too many fields are ValueErrors
+        raise UnreadableFormError(type(error).__name__) from None
+    return {key: values[0] for key, values in pairs.items()}
 
 
 def _check_post(token: str, form: dict[str, str]) -> None:
@@ -338,6 +367,18 @@ def _csrf(error: CsrfError) -> Response[str]:
         base_url=base_url,
     )
     return _html(page, error.status)
+
+
+@app.exception_handler(UnreadableFormError)
+def _unreadable_form(error: UnreadableFormError) -> Response[str]:
+    logger.warning("Refused a form post", extra={"reason": f"unreadable: {error}"})
+    page = pages.render(
+        "connect/link_problem.html",
+        heading="We could not read this form",
+        message="Open the link from the email again and fill in the form there.",
+        base_url=_base_url(),
+    )
+    return _html(page, HTTPStatus.BAD_REQUEST)
 
 
 @app.exception_handler(FormError)

@@ -8,11 +8,12 @@ from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from onboarding import deps as wiring
-from onboarding.exchange import ExchangeConfig
 from onboarding.observability import logger, metrics
 from onboarding.settings import verify_mailbox_settings
 from onboarding.tracing import tracer
 from onboarding.verification import TaskInput, VerificationSteps
+
+verify_mailbox_settings()  # validated at cold start: a missing variable fails the init, naming it
 
 
 @wiring.cached
@@ -22,8 +23,8 @@ def deps() -> VerificationSteps:
     return VerificationSteps(
         wiring.agent_repository(settings.agents_table_name),
         wiring.invite_repository(settings.agents_table_name),
-        wiring.credential_store(settings.credentials_prefix, settings.credentials_kms_key_id),
-        ExchangeConfig.from_env(),
+        wiring.credential_store(settings.credentials_table_name, settings.credentials_key_arn),
+        settings.exchange,
         max_settings_rounds=settings.max_settings_rounds,
     )
 

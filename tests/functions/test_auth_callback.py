@@ -19,7 +19,7 @@ from onboarding import invites, pages
 from onboarding.invite_tokens import token_hash
 from onboarding.models import AgentStatus, Attr
 from tests import lifecycle
-from tests.conftest import TABLE_NAME
+from tests.conftest import TABLE_NAME, stored_password
 from tests.connect_helpers import (
     CSRF_KEY,
     DASHBOARD_URL,
@@ -182,10 +182,7 @@ def test_a_valid_post_stores_the_password_and_starts_the_workflow(
     assert item["status"] == "connecting"
     assert item[Attr.ATTEMPT] == 1
     assert item[Attr.INVITE_HASH] == token_hash(invited.token)
-    secret = boto3.client("secretsmanager").get_secret_value(
-        SecretId=f"mailbox-onboarding/test/demo/{invited.agent_id}"
-    )
-    assert json.loads(secret["SecretString"]) == {"password": PASSWORD}
+    assert stored_password(invited.agent_id) == PASSWORD
     (execution,) = env.executions()
     described = env.sfn.describe_execution(executionArn=execution["executionArn"])
     assert json.loads(described["input"]) == {
@@ -370,10 +367,7 @@ def test_of_two_submissions_only_the_first_starts_a_workflow(env: ConnectEnv, in
     assert second.headers["location"] == first.headers["location"]
     assert len(env.executions()) == 1
     assert env.item(invited.agent_id)[Attr.ATTEMPT] == 1
-    secret = boto3.client("secretsmanager").get_secret_value(
-        SecretId=f"mailbox-onboarding/test/demo/{invited.agent_id}"
-    )
-    assert json.loads(secret["SecretString"])["password"] == PASSWORD
+    assert stored_password(invited.agent_id) == PASSWORD
 
 
 def test_of_two_truly_racing_submissions_the_conditional_write_lets_one_through(
@@ -393,10 +387,7 @@ def test_of_two_truly_racing_submissions_the_conditional_write_lets_one_through(
     assert answer.headers["location"].endswith("/status")
     assert len(env.executions()) == 1
     assert env.item(invited.agent_id)[Attr.ATTEMPT] == 1
-    secret = boto3.client("secretsmanager").get_secret_value(
-        SecretId=f"mailbox-onboarding/test/demo/{invited.agent_id}"
-    )
-    assert json.loads(secret["SecretString"])["password"] == PASSWORD
+    assert stored_password(invited.agent_id) == PASSWORD
 
 
 def test_a_retry_after_a_failure_starts_attempt_two(env: ConnectEnv, invited: Invited) -> None:
@@ -593,10 +584,7 @@ def test_settings_with_a_new_password_replace_the_stored_one(env: ConnectEnv, in
         "demo", invited.agent_id, {Attr.TASK_TOKEN: "no-such-task-token"}, expected_status=S.NEEDS_SETTINGS
     )
     post(f"/connect/{invited.token}/settings", settings_form(invited.token, password="N3w-password"))
-    secret = boto3.client("secretsmanager").get_secret_value(
-        SecretId=f"mailbox-onboarding/test/demo/{invited.agent_id}"
-    )
-    assert json.loads(secret["SecretString"]) == {"password": "N3w-password"}
+    assert stored_password(invited.agent_id) == "N3w-password"
 
 
 def test_bad_settings_are_a_400_with_the_settings_form(env: ConnectEnv, invited: Invited) -> None:

@@ -485,6 +485,8 @@ def test_credentials_never_go_over_plain_http(
         ("fc00::1", False),
         ("fd12::1", False),
         ("fe80::1", False),
+        ("fec0::1", False),
+        ("feff:ffff::1", False),
         ("::ffff:10.0.0.1", False),
         ("::ffff:127.0.0.1", False),
         ("64:ff9b::a00:1", False),
@@ -556,24 +558,6 @@ def test_failure_repr_and_str_carry_code_and_detail() -> None:
     assert str(failure) == "timeout: verify: no answer"
     assert "timeout" in repr(failure)
     assert failure.code is Diagnosis.TIMEOUT
-
-
-def test_config_from_env() -> None:
-    config = ExchangeConfig.from_env(
-        {
-            "EXCHANGE_DISCOVERY_TIMEOUT": "4.5",
-            "EXCHANGE_VERIFY_TIMEOUT": "6",
-            "EXCHANGE_ALLOW_NETWORKS": "127.0.0.0/8, ::1/128",
-            "EXCHANGE_CA_BUNDLE": "/tmp/ca.pem",
-        }
-    )
-    assert config == ExchangeConfig(
-        discovery_timeout=4.5,
-        verify_timeout=6,
-        allow_networks=("127.0.0.0/8", "::1/128"),
-        ca_bundle="/tmp/ca.pem",
-    )
-    assert ExchangeConfig.from_env({}) == ExchangeConfig()
 
 
 def test_importing_the_module_does_not_import_exchangelib() -> None:

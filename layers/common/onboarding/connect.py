@@ -30,7 +30,15 @@ from onboarding.exchange.diagnoses import Diagnosis, message_for
 from onboarding.exchange.trace import ExchangeTrace
 from onboarding.executions import execution_name
 from onboarding.invite_store import InviteRepository
-from onboarding.models import INTERNAL_ERROR, SETTINGS_TIMEOUT, AgentRecord, AgentStatus, Attr
+from onboarding.models import (
+    DISCOVERY_TIMEOUT,
+    INTERNAL_ERROR,
+    SETTINGS_TIMEOUT,
+    VERIFICATION_TIMEOUT,
+    AgentRecord,
+    AgentStatus,
+    Attr,
+)
 from onboarding.observability import logger, metrics
 from onboarding.store import AgentRepository
 
@@ -46,6 +54,14 @@ def _username(value: str | None) -> str | None:
     return value
 
 
+def _dns_name_ok(host: str) -> bool:
+    """An IP literal, or a DNS name: labels of 1 to 63 characters (none empty), 253 in all."""
+    if host.startswith("["):
+        return True
+    labels = host.split(".")
+    return len(host) <= 253 and all(1 <= len(label) <= 63 and not label.startswith("-") for label in labels)
+
+
 def _server(value: str | None) -> str | None:
     """Accept what people paste (`https://mail.example.com/owa/`) and keep the host name."""
     if not value:
@@ -54,7 +70,7 @@ def _server(value: str | None) -> str | None:
     host = urlsplit(text if "://" in text else f"https://{text}").hostname or ""
     if text.startswith("[") or (":" in host and not host.startswith("[")):
         host = f"[{host}]" if ":" in host else host
-    if not _HOST.match(host):
+    if not _HOST.match(host) or not _dns_name_ok(host):
         raise ValueError("enter the server's name, e.g. mail.example.com")
     return host.lower()
 
@@ -100,6 +116,10 @@ class AllowServerForm(_Form):
 
 EXTRA_MESSAGES = {
     SETTINGS_TIMEOUT: "We waited too long for the advanced settings. Enter your details again to retry.",
+    DISCOVERY_TIMEOUT: "Finding your mail server took too long. Enter your details again, or add the server "
+    "under advanced settings.",
+    VERIFICATION_TIMEOUT: "Your mail server took too long to answer. Check that it is reachable from the "
+    "internet (not only over VPN), then try again.",
     INTERNAL_ERROR: "Something went wrong on our side while checking your mailbox. Please try again.",
 }
 
@@ -265,8 +285,9 @@ class ConnectService:
         if form.password is not None and form.password.get_secret_value():
             self.credentials.put(tenant_id, agent_id, form.password)
         if not self._resume(task_token, agent_id):
-            # The wait timed out or the execution ended meanwhile: say so instead of spinning forever.
-            self.repo.transition(tenant_id, agent_id, AgentStatus.FAILED, reason=SETTINGS_TIMEOUT)
+            # The wait timed out or the execution ended meanwhile: say so instead of spinning forever, and
+            # delete the password: nothing will ever read it.
+            self._abandon(tenant_id, agent_id, SETTINGS_TIMEOUT)
         return self.view(token)
 
     def allow_server(self, token: str, form: AllowServerForm) -> ConnectView:
@@ -307,6 +328,22 @@ class ConnectService:
             return False
         return True
 
+    def _abandon(self, tenant_id: str, agent_id: str, reason: str) -> None:
+        """End a connection that cannot go on: the agent `failed` (the page says why and offers the form
+        again), its secrets deleted. Each part is tried even if the other fails."""
+        try:
+            self.repo.transition(
+                tenant_id, agent_id, AgentStatus.FAILED, reason=reason, remove_attributes=(Attr.TASK_TOKEN,)
+            )
+        except Exception:
+            logger.exception(
+                "Could not mark the agent failed", extra={"agent_id": agent_id, "reason": reason}
+            )
+        try:
+            self.credentials.delete(tenant_id, agent_id)
+        except Exception:
+            logger.exception("Could not delete the secrets of a failed start", extra={"agent_id": agent_id})
+
     def _start(self, view: ConnectView, attempt: int, password: SecretStr) -> None:
         tenant_id, agent_id = view.record.agent.tenant_id, view.record.agent.agent_id
         try:
@@ -323,11 +360,13 @@ class ConnectService:
                     }
                 ),
             )
-        except ClientError as error:
-            logger.exception(
-                "Could not start the verification", extra={"agent_id": agent_id, "error": error_code(error)}
-            )
-            self.repo.transition(tenant_id, agent_id, AgentStatus.FAILED, reason=INTERNAL_ERROR)
+        except Exception as error:  # any failure at all (timeouts, endpoint errors, bugs): no half-done start
+            extra = {
+                "agent_id": agent_id,
+                "error": error_code(error) if isinstance(error, ClientError) else "",
+            }
+            logger.exception("Could not start the verification", extra=extra)
+            self._abandon(tenant_id, agent_id, INTERNAL_ERROR)
             return
         metrics.add_metric(name="ConnectionStarted", unit="Count", value=1)
         logger.info("Verification started", extra={"agent_id": agent_id, "attempt": attempt})

@@ -107,6 +107,9 @@ def is_public(ip: IPAddress) -> bool:
         and not ip.is_loopback
         and not ip.is_link_local
         and not ip.is_unspecified
+        and not (
+            isinstance(ip, ipaddress.IPv6Address) and ip.is_site_local
+        )  # fec0::/10, deprecated, not global
     )
 
 

@@ -82,7 +82,9 @@ def utcnow() -> str:
 
 
 # Reasons (`statusReason`) the service sets itself, next to the Exchange diagnoses.
-SETTINGS_TIMEOUT = "settings_timeout"
+SETTINGS_TIMEOUT = "settings_timeout"  # the owner did not send the advanced settings in time
+DISCOVERY_TIMEOUT = "discovery_timeout"  # the autodiscovery task ran past its Step Functions timeout
+VERIFICATION_TIMEOUT = "verification_timeout"  # the verification task ran past its timeout
 INTERNAL_ERROR = "internal_error"
 
 

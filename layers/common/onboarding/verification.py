@@ -25,14 +25,7 @@ from onboarding.exchange.trace import ExchangeTrace, TraceRecorder
 from onboarding.invite_models import Invite
 from onboarding.invite_store import InviteRepository
 from onboarding.invites import MAX_FAILED_ATTEMPTS
-from onboarding.models import (
-    INTERNAL_ERROR,
-    SETTINGS_TIMEOUT,
-    AgentRecord,
-    AgentStatus,
-    Attr,
-    ConnectionState,
-)
+from onboarding.models import INTERNAL_ERROR, AgentRecord, AgentStatus, Attr, ConnectionState
 from onboarding.observability import logger, metrics
 from onboarding.store import AgentRepository
 
@@ -65,7 +58,14 @@ class Outcome(StrEnum):
 class TaskInput(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    action: Literal["autodiscover", "verify", "request_settings", "record_verified", "record_failure"]
+    action: Literal[
+        "autodiscover",
+        "verify",
+        "request_settings",
+        "record_verified",
+        "record_failure",
+        "discard_credentials",
+    ]
     tenant_id: str = Field(alias="tenantId", min_length=1)
     agent_id: str = Field(alias="agentId", min_length=1)
     attempt: int = Field(ge=1)
@@ -101,7 +101,13 @@ class VerificationSteps:
 
     def run(self, task: TaskInput) -> TaskOutput:
         record = self.repo.get_record(task.tenant_id, task.agent_id)
-        if record is None or record.connection.connect_attempt != task.attempt:
+        if record is None:
+            # Removed (perhaps while the connect page was still storing the password): nothing can use a
+            # stored secret any more.
+            self.credentials.delete(task.tenant_id, task.agent_id)
+            logger.info("Agent removed: secrets deleted", extra={"agent_id": task.agent_id})
+            return TaskOutput(outcome=Outcome.STALE)
+        if record.connection.connect_attempt != task.attempt:
             logger.info("Stale verification step", extra={"agent_id": task.agent_id, "action": task.action})
             return TaskOutput(outcome=Outcome.STALE)
         step = getattr(self, task.action)
@@ -186,7 +192,7 @@ class VerificationSteps:
             rounds = connection.settings_rounds
             if manual and failure.code in OWNER_FIXABLE and 1 <= rounds < self.max_settings_rounds:
                 if failure.code is Diagnosis.AUTH_FAILED:
-                    self._count_wrong_password(record)
+                    self._count_wrong_password(record, once_per=f"{task.attempt}:round{rounds}")
                 return TaskOutput(outcome=Outcome.NEEDS_SETTINGS, code=failure.code.value)
             return TaskOutput(outcome=Outcome.FAILED, code=failure.code.value)
         values = {**_settings_attributes(result.settings), Attr.INBOX_COUNT: result.inbox_item_count}
@@ -227,15 +233,18 @@ class VerificationSteps:
     def record_failure(self, task: TaskInput, record: AgentRecord) -> TaskOutput:
         failure = task.failure or {}
         code = str(failure.get("code") or _code_from_error(failure))
+        # Idempotent per attempt: a retried step (the write landed, the answer was lost) neither counts the
+        # wrong password again nor trips over the transition it already made.
         if code == Diagnosis.AUTH_FAILED.value:
-            self._count_wrong_password(record)
-        self.repo.transition(
-            task.tenant_id,
-            task.agent_id,
-            AgentStatus.FAILED,
-            reason=code,
-            remove_attributes=(Attr.TASK_TOKEN,),
-        )
+            self._count_wrong_password(record, once_per=f"{task.attempt}:failure")
+        if record.agent.status is not AgentStatus.FAILED:
+            self.repo.transition(
+                task.tenant_id,
+                task.agent_id,
+                AgentStatus.FAILED,
+                reason=code,
+                remove_attributes=(Attr.TASK_TOKEN,),
+            )
         # A password that did not connect is of no use and must not linger (a retry asks for it again).
         self.credentials.delete(task.tenant_id, task.agent_id)
         metrics.add_metric(name="MailboxVerificationFailed", unit="Count", value=1)
@@ -258,13 +267,21 @@ class VerificationSteps:
                 "Invite not consumed", extra={"agent_id": record.agent.agent_id, "reason": error.code}
             )
 
-    def _count_wrong_password(self, record: AgentRecord) -> None:
+    def discard_credentials(self, task: TaskInput, record: AgentRecord) -> TaskOutput:
+        """Record Failure kept failing: at least no password stays stored for an attempt that is over."""
+        self.credentials.delete(task.tenant_id, task.agent_id)
+        logger.error("Failure not recorded; secrets deleted", extra={"agent_id": task.agent_id})
+        return TaskOutput(outcome=Outcome.RECORDED)
+
+    def _count_wrong_password(self, record: AgentRecord, *, once_per: str) -> None:
         """Wrong passwords count against the invite; after N the link locks (protects the account)."""
         invite = self._invite(record)
         if invite is None:
             return
         try:
-            attempts = self.invites.add_failed_attempt(invite, max_failed_attempts=self.max_failed_passwords)
+            attempts = self.invites.add_failed_attempt(
+                invite, max_failed_attempts=self.max_failed_passwords, once_per=once_per
+            )
         except InviteError as error:
             logger.info(
                 "Wrong password not counted", extra={"agent_id": record.agent.agent_id, "reason": error.code}
@@ -315,6 +332,8 @@ def _settings_attributes(settings: ExchangeSettings) -> dict[str, Any]:
 
 
 def _code_from_error(error: dict[str, Any]) -> str:
-    """A Catch in the state machine hands over {Error, Cause}; Cause may hold a stack: keep only the type."""
-    name = str(error.get("Error", ""))
-    return SETTINGS_TIMEOUT if name in {"States.Timeout", "States.HeartbeatTimeout"} else INTERNAL_ERROR
+    """A Catch in the state machine hands over {Error, Cause} (Cause may hold a stack: never kept). Each
+    task's timeout has its own Catch that names it (discovery/verification/settings_timeout); what
+    reaches here unnamed is ours to fix."""
+    logger.warning("Step failed", extra={"error": str(error.get("Error", ""))[:100]})
+    return INTERNAL_ERROR

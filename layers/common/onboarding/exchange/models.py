@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -42,19 +41,3 @@ class ExchangeConfig(BaseModel):
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
-
-    @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None) -> ExchangeConfig:
-        """Read EXCHANGE_DISCOVERY_TIMEOUT, EXCHANGE_VERIFY_TIMEOUT, EXCHANGE_ALLOW_NETWORKS,
-        EXCHANGE_CA_BUNDLE (unset or empty: the default)."""
-        env = os.environ if environ is None else environ
-        values: dict[str, Any] = {}
-        for key, name in (
-            ("discovery_timeout", "EXCHANGE_DISCOVERY_TIMEOUT"),
-            ("verify_timeout", "EXCHANGE_VERIFY_TIMEOUT"),
-            ("allow_networks", "EXCHANGE_ALLOW_NETWORKS"),
-            ("ca_bundle", "EXCHANGE_CA_BUNDLE"),
-        ):
-            if env.get(name):
-                values[key] = env[name]
-        return cls(**values)
