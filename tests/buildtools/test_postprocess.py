@@ -21,7 +21,11 @@ def _template(build: Path, functions: dict[str, str]) -> None:
     lines += ["      ContentUri: CommonLayer"]
     for logical_id, folder in functions.items():
         lines += [f"  {logical_id}:", "    Type: AWS::Serverless::Function", "    Properties:"]
-        lines += [f"      CodeUri: {folder}", "      Handler: app.lambda_handler", "      Layers: [!Ref CommonLayer]"]
+        lines += [
+            f"      CodeUri: {folder}",
+            "      Handler: app.lambda_handler",
+            "      Layers: [!Ref CommonLayer]",
+        ]
     (build / "template.yaml").write_text("\n".join(lines) + "\n")
 
 
