@@ -27,7 +27,6 @@ import re
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -136,9 +135,19 @@ def _host_twin(build: Path, python: str, into: Path) -> None:
             postprocess.remove_distribution(artifact.site, dist)
         pins = [f"{d.name}=={d.version}" for d in native]
         subprocess.run(
-            [*_pip(python), "--no-deps"]
-            + ["--only-binary=:all:", "--platform", f"manylinux2014_{machine}", "--python-version", "3.13"]
-            + ["--target", str(artifact.site), "--upgrade", *pins],
+            [
+                *_pip(python),
+                "--no-deps",
+                "--only-binary=:all:",
+                "--platform",
+                f"manylinux2014_{machine}",
+                "--python-version",
+                "3.13",
+                "--target",
+                str(artifact.site),
+                "--upgrade",
+                *pins,
+            ],
             check=True,
         )
         postprocess.strip_junk(artifact)
@@ -153,7 +162,7 @@ def _runtime_boto3(python: str, into: Path) -> Path:
         if re.match(r"^(boto3|botocore)==", line.strip())
     ]
     subprocess.run(
-        [*_pip(python), "--target", str(into)] + pins,
+        [*_pip(python), "--target", str(into), *pins],
         check=True,
     )
     subprocess.run(
@@ -267,7 +276,11 @@ def main(argv: list[str] | None = None) -> None:
         if not args.no_callgrind:
             with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
                 counts = dict(
-                    zip([c.name for c in cases], pool.map(lambda c: _instructions(c, python), cases))
+                    zip(
+                        [c.name for c in cases],
+                        pool.map(lambda c: _instructions(c, python), cases),
+                        strict=False,
+                    )
                 )
     by_name = {c.name: c for c in cases}
 

@@ -80,9 +80,8 @@ def normalise(name: str) -> str:
 
 def artifacts(build_dir: Path) -> list[Artifact]:
     """Every function and layer folder of the built template (deduplicated: functions may share one)."""
-    template: dict[str, Any] = yaml.load(  # noqa: S506  (SafeLoader subclass)
-        (build_dir / "template.yaml").read_text(encoding="utf-8"), Loader=_Loader
-    )
+    text = (build_dir / "template.yaml").read_text(encoding="utf-8")
+    template: dict[str, Any] = yaml.load(text, Loader=_Loader)  # noqa: S506  (SafeLoader subclass)
     found: dict[Path, Artifact] = {}
     for logical_id, body in template.get("Resources", {}).items():
         props = body.get("Properties") or {}
@@ -117,7 +116,7 @@ def distributions(site: Path) -> dict[str, Distribution]:
 def remove_distribution(site: Path, dist: Distribution) -> int:
     """Delete a distribution's files (per its RECORD) and the folders it leaves empty; bytes freed."""
     freed = 0
-    folders = set()
+    folders: set[Path] = set()
     for relative in dist.files:
         path = (site / relative).resolve()
         if not path.is_relative_to(site.resolve()):

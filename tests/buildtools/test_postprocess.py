@@ -149,7 +149,7 @@ def test_bytecode_names_the_files_as_deployed_on_lambda(build: Path) -> None:
 
 
 def test_another_python_than_the_runtimes_is_refused(build: Path) -> None:
-    with pytest.raises(postprocess.BuildError, match="the functions run on 3.99"):
+    with pytest.raises(postprocess.BuildError, match=r"the functions run on 3\.99"):
         postprocess.postprocess(build, sys.executable, expected_version="3.99")
 
 
