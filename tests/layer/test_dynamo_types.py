@@ -88,5 +88,5 @@ def test_an_inexact_number_is_refused_not_rounded() -> None:
     # Given: 39 significant digits, one more than DynamoDB keeps
     value = Decimal("1" * 39)
     # When / Then
-    with pytest.raises(Exception, match="Inexact|Rounded"):
+    with pytest.raises(Exception, match=r"Inexact|Rounded"):
         dynamo_types.serialize(value)
