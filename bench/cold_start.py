@@ -253,6 +253,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-callgrind", action="store_true", help="wall time only (fast, noisy)")
     parser.add_argument("--build-dir", type=Path, default=BUILD)
     args = parser.parse_args(argv)
+    if not args.no_callgrind and shutil.which("valgrind") is None:
+        print("valgrind not found (Debian: apt-get install valgrind): wall time only.")
+        args.no_callgrind = True
     if not (args.build_dir / "template.yaml").is_file():
         print("No build found: running `make build` first.", flush=True)
         subprocess.run(["make", "-C", str(ROOT), "build"], check=True)
