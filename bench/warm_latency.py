@@ -50,7 +50,8 @@ from moto import mock_aws
 from moto.core.botocore_stubber import BotocoreStubber
 
 from devstack import template as tpl
-from tests.conftest import LambdaContext, api_event
+from devstack.events import api_event
+from devstack.runtime import LambdaContext
 
 TABLE = "bench-agents"
 # Over replayed responses nothing waits (no network, no service): CPU time of this thread is the cost,
@@ -223,7 +224,7 @@ def main(argv: list[str] | None = None) -> None:
     tape = Tape()
     tape.install()
     sink = io.StringIO()
-    context = LambdaContext()
+    context = LambdaContext("bench")
     moto_rows = []
     tapes: dict[str, tuple[list[list[Recorded]], list[list[Recorded]]]] = {}
     with mock_aws():

@@ -191,6 +191,17 @@ def state_machine_definition(
     return text
 
 
+def create_state_machine(sfn: Any, logical_id: str, refs: dict[str, str], *, name: str) -> str:
+    """Create the template's state machine `logical_id` (its ASL file, as deployed); returns its ARN."""
+    created = sfn.create_state_machine(
+        name=name,
+        definition=state_machine_definition(logical_id, refs),
+        roleArn="arn:aws:iam::123456789012:role/state-machine",
+        type="STANDARD",
+    )
+    return str(created["stateMachineArn"])
+
+
 def function_arn(name: str, region: str = "us-east-1", account: str = "123456789012") -> str:
     return f"arn:aws:lambda:{region}:{account}:function:{name}"
 

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import copy
-import json
 import os
 import subprocess
 import sys
 import time
-import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 # Powertools reads these when Logger/Metrics are created (at first import of the handlers), as on
 # Lambda, where the template's Globals set them before any code runs.
@@ -30,17 +26,12 @@ import requests
 from moto import mock_aws
 
 from devstack import template as tpl
-from onboarding import aws, settings
+from devstack.events import api_event, load_event  # noqa: F401  (re-exported for the tests)
+from onboarding import deps
 from onboarding.store import DynamoAgentRepository
 
 ROOT = Path(__file__).resolve().parent.parent
-EVENTS = Path(__file__).parent / "events"
 TABLE_NAME = "test-agents"
-
-
-def load_event(name: str) -> dict[str, Any]:
-    event: dict[str, Any] = json.loads((EVENTS / name).read_text())
-    return event
 
 
 @pytest.fixture(autouse=True)
@@ -66,55 +57,15 @@ def aws_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 def moto_aws(aws_environment: None) -> Iterator[None]:
     """moto in-process, with every DynamoDB table of template.yaml created from the template itself."""
     with mock_aws():
-        aws.reset_clients()
-        settings.agents_api_settings.cache_clear()
+        deps.reset()
         tpl.create_tables(boto3.client("dynamodb"), {"AgentsTable": TABLE_NAME})
         yield
-        aws.reset_clients()
-        settings.agents_api_settings.cache_clear()
+        deps.reset()
 
 
 @pytest.fixture
 def repo(moto_aws: None) -> DynamoAgentRepository:
-    return DynamoAgentRepository(TABLE_NAME)
-
-
-def api_event(
-    method: str,
-    path: str,
-    *,
-    tenant: str | None = "demo",
-    body: Any = None,
-    raw_body: str | None = None,
-    query: dict[str, str] | None = None,
-    route: str | None = None,
-    path_params: dict[str, str] | None = None,
-) -> dict[str, Any]:
-    """An HTTP API (payload 2.0) event, as API Gateway sends it after the JWT authorizer passed."""
-    event = copy.deepcopy(load_event("http_api_event.json"))
-    route_key = f"{method} {route or path}"
-    event["routeKey"] = event["requestContext"]["routeKey"] = route_key
-    # With a named stage, API Gateway puts the stage in front of the path (Powertools strips it).
-    stage = event["requestContext"]["stage"]
-    event["rawPath"] = event["requestContext"]["http"]["path"] = (
-        path if stage == "$default" else f"/{stage}{path}"
-    )
-    event["requestContext"]["http"]["method"] = method
-    claims = event["requestContext"]["authorizer"]["jwt"]["claims"]
-    if tenant is None:
-        del claims["custom:tenant_id"]
-    else:
-        claims["custom:tenant_id"] = tenant
-    if query:
-        event["queryStringParameters"] = query
-        event["rawQueryString"] = urllib.parse.urlencode(query)
-    if path_params:
-        event["pathParameters"] = path_params
-    if raw_body is not None:
-        event["body"] = raw_body
-    elif body is not None:
-        event["body"] = json.dumps(body)
-    return event
+    return deps.agent_repository(TABLE_NAME)
 
 
 class LambdaContext:

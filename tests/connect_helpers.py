@@ -13,12 +13,12 @@ from urllib.parse import urlencode
 
 import boto3
 import pytest
-from aws_lambda_powertools.utilities import parameters
 
 from devstack import template as tpl
 from functions.auth_callback import app
 from functions.send_invite import app as send_invite_app
-from onboarding import agents, settings
+from onboarding import agents, deps
+from onboarding.invite_store import DynamoInviteRepository
 from onboarding.models import NewAgent
 from onboarding.store import DynamoAgentRepository
 from tests.conftest import TABLE_NAME, LambdaContext, api_event
@@ -34,6 +34,7 @@ NONCE = re.compile(r'<input type="hidden" name="nonce" value="([^"]+)">')
 @dataclass
 class ConnectEnv:
     repo: DynamoAgentRepository
+    invites: DynamoInviteRepository
     sfn: Any
     state_machine_arn: str
     stream: StreamReader
@@ -75,15 +76,6 @@ def scan() -> list[dict[str, Any]]:
     return sorted(items, key=lambda item: (item["pk"]["S"], item["sk"]["S"]))
 
 
-def clear_caches() -> None:
-    settings.auth_callback_settings.cache_clear()
-    settings.send_invite_settings.cache_clear()
-    app._service.cache_clear()
-    app._csrf_key.cache_clear()
-    send_invite_app._dependencies.cache_clear()
-    parameters.clear_caches()
-
-
 @contextmanager
 def connect_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[ConnectEnv]:
     """Inside moto (with the table): what template.yaml gives AuthCallbackFunction, and SES for invites.
@@ -93,14 +85,9 @@ def connect_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[ConnectEnv]
     secret = boto3.client("secretsmanager").create_secret(Name="csrf-key", SecretString=CSRF_KEY.decode())
     refs = {"VerifyMailboxFunction.Arn": tpl.function_arn("test-VerifyMailboxFunction")}
     sfn = boto3.client("stepfunctions")
-    machine = sfn.create_state_machine(
-        name="verify-mailbox",
-        definition=tpl.state_machine_definition("VerifyMailboxStateMachine", refs),
-        roleArn="arn:aws:iam::123456789012:role/test",
-        type="STANDARD",
-    )
+    machine_arn = tpl.create_state_machine(sfn, "VerifyMailboxStateMachine", refs, name="verify-mailbox")
     for name, value in {
-        "STATE_MACHINE_ARN": machine["stateMachineArn"],
+        "STATE_MACHINE_ARN": machine_arn,
         "PUBLIC_BASE_URL": BASE_URL,
         "DASHBOARD_URL": DASHBOARD_URL,
         "CSRF_KEY_SECRET_ARN": secret["ARN"],
@@ -111,11 +98,17 @@ def connect_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[ConnectEnv]
         monkeypatch.setenv(name, value)
     verify_sender()
     boto3.client("sesv2").create_configuration_set(ConfigurationSetName="invites")
-    clear_caches()
+    deps.reset()
     try:
-        yield ConnectEnv(DynamoAgentRepository(TABLE_NAME), sfn, machine["stateMachineArn"], StreamReader())
+        yield ConnectEnv(
+            deps.agent_repository(TABLE_NAME),
+            deps.invite_repository(TABLE_NAME),
+            sfn,
+            machine_arn,
+            StreamReader(),
+        )
     finally:
-        clear_caches()
+        deps.reset()
 
 
 # -- requests ------------------------------------------------------------------------------------

@@ -2,57 +2,94 @@
 
 from __future__ import annotations
 
-import functools
+from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from onboarding import agents, invites
+from onboarding import agents, aws, invites
+from onboarding import deps as wiring
 from onboarding.api import current_tenant, current_tenant_name, register_error_handlers
-from onboarding.credentials import credential_store
-from onboarding.models import Agent, AgentPage, AgentStatus, ErrorResponse, NewAgent
+from onboarding.models import Agent, AgentPage, AgentStatus, ErrorResponse, GatewayError, NewAgent
 from onboarding.observability import logger, metrics
-from onboarding.settings import agents_api_settings
-from onboarding.store import agent_repository
+from onboarding.settings import AgentsApiSettings, agents_api_settings
+from onboarding.store import AgentRepository
 
 app = APIGatewayHttpResolver(enable_validation=True)
 register_error_handlers(app)
 
-_ERROR_BODY = {"application/json": {"model": ErrorResponse}}
-_ERRORS: dict[int, Any] = {
-    403: {"description": "The token carries no valid tenant claim", "content": _ERROR_BODY},
-    404: {"description": "No such agent in this account", "content": _ERROR_BODY},
-    409: {"description": "Conflict (duplicate mailbox, or the agent changed)", "content": _ERROR_BODY},
-    422: {"description": "Invalid input; `error.details` names each field", "content": _ERROR_BODY},
-    500: {"description": "Unexpected error", "content": _ERROR_BODY},
+# Every route needs the dashboard's access token (API Gateway's JWT authorizer checks it first).
+SECURITY_SCHEMES: dict[str, Any] = {
+    "bearerAuth": HTTPBearer(description="The dashboard's access token (JWT)", bearerFormat="JWT")
 }
+_ERROR_BODY = {"application/json": {"model": ErrorResponse}}
+_401 = {
+    "description": "Missing or invalid access token (answered by API Gateway's JWT authorizer)",
+    "content": {"application/json": {"model": GatewayError}},
+}
+_403 = {"description": "The token carries no valid tenant claim", "content": _ERROR_BODY}
+_422 = {"description": "Invalid input; `error.details` names each field", "content": _ERROR_BODY}
+_500 = {"description": "Unexpected error", "content": _ERROR_BODY}
+
+
+def _errors(*, not_found: str | None = None, conflict: str | None = None) -> dict[int, Any]:
+    """The error responses every route can give, and 404/409 where the route can give them."""
+    responses: dict[int, Any] = {401: _401, 403: _403, 422: _422, 500: _500}
+    if not_found:
+        responses[404] = {"description": not_found, "content": _ERROR_BODY}
+    if conflict:
+        responses[409] = {"description": conflict, "content": _ERROR_BODY}
+    return responses
+
+
+_NO_AGENT = "No such agent in this account (or an agent id no route accepts)"
+
+
+@dataclass(frozen=True)
+class Deps:
+    settings: AgentsApiSettings
+    repo: AgentRepository
+    cleanup: agents.Cleanup
+
+
+@wiring.cached
+def deps() -> Deps:
+    settings = agents_api_settings()
+    return Deps(
+        settings=settings,
+        repo=wiring.agent_repository(settings.agents_table_name),
+        cleanup=agents.Cleanup(
+            wiring.credential_store(settings.credentials_prefix),
+            aws.client("stepfunctions"),
+            settings.state_machine_arn,
+        ),
+    )
 
 
 def _tenant() -> str:
-    return current_tenant(app, agents_api_settings().tenant_claim)
+    return current_tenant(app, deps().settings.tenant_claim)
 
 
-def _repo() -> Any:
-    return agent_repository(agents_api_settings().agents_table_name)
-
-
-@functools.cache
-def _cleanup() -> agents.Cleanup:
-    settings = agents_api_settings()
-    return agents.Cleanup(credential_store(settings.credentials_prefix), settings.state_machine_arn)
+def _repo() -> AgentRepository:
+    return deps().repo
 
 
 @app.post(
     "/agents",
     summary="Add an agent",
-    responses={201: {"description": "Created", "content": {"application/json": {"model": Agent}}}, **_ERRORS},
+    operation_id="addAgent",
+    responses={
+        201: {"description": "Created", "content": {"application/json": {"model": Agent}}},
+        **_errors(conflict="This mailbox is already an agent of this account"),
+    },
 )
 def add_agent(new: NewAgent) -> Response[dict[str, object]]:
-    tenant_name = current_tenant_name(app, agents_api_settings().tenant_name_claim)
+    tenant_name = current_tenant_name(app, deps().settings.tenant_name_claim)
     agent = agents.add_agent(_repo(), _tenant(), new, tenant_name=tenant_name)
     return Response(
         status_code=HTTPStatus.CREATED.value,
@@ -65,9 +102,10 @@ def add_agent(new: NewAgent) -> Response[dict[str, object]]:
 @app.get(
     "/agents",
     summary="List agents",
+    operation_id="listAgents",
     responses={
         200: {"description": "A page of agents", "content": {"application/json": {"model": AgentPage}}},
-        **_ERRORS,
+        **_errors(),
     },
 )
 def list_agents(
@@ -79,7 +117,7 @@ def list_agents(
         _repo(),
         _tenant(),
         status=status,
-        limit=limit or agents_api_settings().default_page_size,
+        limit=limit or deps().settings.default_page_size,
         next_token=next_token,
     )
 
@@ -87,9 +125,10 @@ def list_agents(
 @app.get(
     "/agents/<agentId>",
     summary="Read an agent",
+    operation_id="getAgent",
     responses={
         200: {"description": "The agent", "content": {"application/json": {"model": Agent}}},
-        **_ERRORS,
+        **_errors(not_found=_NO_AGENT),
     },
 )
 def get_agent(agentId: Annotated[str, Path(max_length=64)]) -> Agent:
@@ -99,10 +138,19 @@ def get_agent(agentId: Annotated[str, Path(max_length=64)]) -> Agent:
 @app.delete(
     "/agents/<agentId>",
     summary="Remove an agent",
-    responses={204: {"description": "Removed", "content": {}}, **_ERRORS},
+    description="Idempotent: removing an agent that is not there (any more) is a 204 as well.",
+    operation_id="removeAgent",
+    responses={
+        204: {"description": "Removed", "content": {}},
+        **_errors(
+            # A missing agent is a 204 (idempotent); only a path no route accepts is a 404.
+            not_found="An agent id no route accepts",
+            conflict="The agent kept changing while it was removed; try again",
+        ),
+    },
 )
 def remove_agent(agentId: Annotated[str, Path(max_length=64)]) -> Response[None]:
-    agents.remove_agent(_repo(), _tenant(), agentId, _cleanup())
+    agents.remove_agent(_repo(), _tenant(), agentId, deps().cleanup)
     return Response(status_code=HTTPStatus.NO_CONTENT.value, body=None)
 
 
@@ -110,9 +158,13 @@ def remove_agent(agentId: Annotated[str, Path(max_length=64)]) -> Response[None]
     "/agents/<agentId>/invite",
     summary="Send the invite again",
     description="A new link replaces the previous one. 409 once the mailbox is verified or the last invite bounced.",
+    operation_id="resendInvite",
     responses={
         202: {"description": "Invite requested", "content": {"application/json": {"model": Agent}}},
-        **_ERRORS,
+        **_errors(
+            not_found=_NO_AGENT,
+            conflict="No invite can help now: the mailbox is connected or being connected, or the invite bounced",
+        ),
     },
 )
 def resend_invite(agentId: Annotated[str, Path(max_length=64)]) -> Response[dict[str, object]]:
@@ -129,7 +181,12 @@ def openapi() -> Response[str]:
     return Response(
         status_code=200,
         content_type=content_types.APPLICATION_JSON,
-        body=app.get_openapi_json_schema(title="Mailbox onboarding API", version="1.0.0"),
+        body=app.get_openapi_json_schema(
+            title="Mailbox onboarding API",
+            version="1.0.0",
+            security_schemes=SECURITY_SCHEMES,
+            security=[{"bearerAuth": []}],
+        ),
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import functools
 import json
-import re
+from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qs
@@ -16,68 +16,80 @@ from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
-from onboarding import aws, invites, pages
-from onboarding.connect import (
-    ConnectService,
-    ConnectView,
-    CredentialsForm,
+from onboarding import aws, pages
+from onboarding import deps as wiring
+from onboarding.connect import ConnectService, ConnectView, CredentialsForm, SettingsForm
+from onboarding.errors import (
+    CsrfError,
     FormError,
+    InviteError,
+    InviteNotFoundError,
+    InviteUsedError,
     NotNowError,
-    SettingsForm,
 )
-from onboarding.credentials import credential_store
+from onboarding.invite_tokens import looks_like_token
 from onboarding.models import AgentStatus
 from onboarding.observability import logger, metrics
-from onboarding.settings import auth_callback_settings
-from onboarding.store import agent_repository
+from onboarding.settings import AuthCallbackSettings, auth_callback_settings
 
 app = APIGatewayHttpResolver()
-_TOKEN = re.compile(r"^[A-Za-z0-9_-]{20,100}$")
 
-LINK_PROBLEMS: dict[type[Exception], tuple[HTTPStatus, str, str]] = {
-    invites.InviteNotFoundError: (
-        HTTPStatus.NOT_FOUND,
+# The page each link problem shows (the status comes from the error: `InviteError.status`).
+LINK_PAGES: dict[str, tuple[str, str]] = {
+    "link_not_found": (
         "This link is not valid",
         "We could not find an invite for this link. Check that you opened the whole link from the email.",
     ),
-    invites.InviteExpiredError: (
-        HTTPStatus.GONE,
-        "This link has expired",
-        "Invite links work for a limited time.",
-    ),
-    invites.InviteUsedError: (
-        HTTPStatus.GONE,
+    "link_expired": ("This link has expired", "Invite links work for a limited time."),
+    "link_used": (
         "This link was already used",
         "Your mailbox is already connected; there is nothing more to do here.",
     ),
-    invites.InviteRevokedError: (
-        HTTPStatus.GONE,
+    "link_revoked": (
         "This link is no longer valid",
         "A newer invite replaced it, or the invite was withdrawn. Use the link in the newest email.",
     ),
-    invites.InviteLockedError: (
-        HTTPStatus.GONE,
+    "link_locked": (
         "This link is locked",
         "There were too many wrong passwords with this link, so we locked it to protect your account.",
     ),
 }
 
 
-@functools.cache
-def _service() -> ConnectService:
+@dataclass
+class Deps:
+    settings: AuthCallbackSettings
+    service: ConnectService
+
+    @functools.cached_property
+    def csrf_key(self) -> bytes:
+        """The form-nonce signing key, read once, when a page first needs it."""
+        return str(parameters.get_secret(self.settings.csrf_key_secret_arn, max_age=3600)).encode()
+
+
+@wiring.cached
+def deps() -> Deps:
     settings = auth_callback_settings()
-    return ConnectService(
-        agent_repository(settings.agents_table_name),
-        credential_store(settings.credentials_prefix, settings.credentials_kms_key_id),
+    service = ConnectService(
+        wiring.agent_repository(settings.agents_table_name),
+        wiring.invite_repository(settings.agents_table_name),
+        wiring.credential_store(settings.credentials_prefix, settings.credentials_kms_key_id),
         aws.client("stepfunctions"),
         state_machine_arn=settings.state_machine_arn,
         settings_timeout_seconds=settings.settings_timeout_seconds,
     )
+    return Deps(settings=settings, service=service)
 
 
-@functools.cache
+wiring.on_reset(parameters.clear_caches)
+
+
+def _service() -> ConnectService:
+    return deps().service
+
+
 def _csrf_key() -> bytes:
-    return str(parameters.get_secret(auth_callback_settings().csrf_key_secret_arn, max_age=3600)).encode()
+    return deps().csrf_key
 
 
 def _html(body: str, status: HTTPStatus = HTTPStatus.OK, **headers: str) -> Response[str]:
@@ -99,7 +111,7 @@ def _redirect(location: str) -> Response[str]:
 
 def _base_url() -> str:
     """PUBLIC_BASE_URL, or the address this request came to (API Gateway's domain and stage)."""
-    configured = auth_callback_settings().public_base_url.rstrip("/")
+    configured = deps().settings.public_base_url.rstrip("/")
     if configured:
         return configured
     context = app.current_event.request_context
@@ -114,8 +126,8 @@ def _context(view: ConnectView, **extra: Any) -> dict[str, Any]:
         "inviter": view.tenant_name,
         "email": view.email,
         "nonce": pages.csrf_nonce(_csrf_key(), view.token),
-        "username": view.agent.get("connUsername"),
-        "server": view.agent.get("connServer"),
+        "username": view.record.connection.conn_username,
+        "server": view.record.connection.conn_server,
         **extra,
     }
 
@@ -150,8 +162,8 @@ def _wants_json() -> bool:
 
 
 def _valid_token(token: str) -> str:
-    if not _TOKEN.match(token):
-        raise invites.InviteNotFoundError("malformed token")
+    if not looks_like_token(token):
+        raise InviteNotFoundError("No such invite")
     return token
 
 
@@ -193,7 +205,7 @@ def submit_settings(token: str) -> Response[str]:
 @app.get("/connect/<token>/status")
 def status(token: str) -> Response[str]:
     view = _service().view(_valid_token(token), for_status=True)
-    settings = auth_callback_settings()
+    settings = deps().settings
     if _wants_json():
         body = {"status": view.status.value, "reason": view.reason, "message": view.message}
         return Response(
@@ -214,7 +226,7 @@ def status(token: str) -> Response[str]:
             refresh=view.status is AgentStatus.CONNECTING,
             dashboard_url=settings.dashboard_url,
             can_retry=view.status is AgentStatus.FAILED,
-            open_advanced=bool(view.agent.get("connServer")),
+            open_advanced=bool(view.record.connection.conn_server),
         ),
     )
     return _html(page)
@@ -239,9 +251,10 @@ def _form_again(token: str, problem: str) -> Response[str]:
     return _html(pages.render(template, **context), HTTPStatus.BAD_REQUEST)
 
 
-@app.exception_handler(list(LINK_PROBLEMS))
-def _link_problem(error: Exception) -> Response[str]:
-    status_code, heading, message = LINK_PROBLEMS[type(error)]
+@app.exception_handler(InviteError)
+def _link_problem(error: InviteError) -> Response[str]:
+    status_code = error.status
+    heading, message = LINK_PAGES[error.page]
     if _wants_json():
         body = {"status": "link_invalid", "reason": type(error).__name__, "message": heading}
         return Response(
@@ -258,14 +271,14 @@ def _link_problem(error: Exception) -> Response[str]:
             message=message,
             base_url=base_url,
             # A used link means the mailbox is connected: nothing to ask for.
-            ask_for_new_invite=not isinstance(error, invites.InviteUsedError),
+            ask_for_new_invite=not isinstance(error, InviteUsedError),
         ),
         status_code,
     )
 
 
-@app.exception_handler(pages.CsrfError)
-def _csrf(error: pages.CsrfError) -> Response[str]:
+@app.exception_handler(CsrfError)
+def _csrf(error: CsrfError) -> Response[str]:
     logger.warning("Refused a form post", extra={"reason": str(error)})
     base_url = _base_url()
     page = pages.render(
@@ -274,7 +287,7 @@ def _csrf(error: pages.CsrfError) -> Response[str]:
         message="This form was open for too long or came from another page. Open the link from the email again.",
         base_url=base_url,
     )
-    return _html(page, HTTPStatus.FORBIDDEN)
+    return _html(page, error.status)
 
 
 @app.exception_handler(FormError)

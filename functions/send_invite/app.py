@@ -7,7 +7,7 @@ Lambda and, once its retries are spent, lands in the on-failure destination (SQS
 
 from __future__ import annotations
 
-import functools
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -15,13 +15,15 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.parser.models import DynamoDBStreamRecordModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from onboarding import invites
+from onboarding import aws, invites
+from onboarding import deps as wiring
 from onboarding.invite_models import InviteRequested
-from onboarding.invite_store import invite_repository
+from onboarding.invite_store import InviteRepository
+from onboarding.invites import InviteConfig
 from onboarding.mailer import Mailer
 from onboarding.observability import logger, metrics
 from onboarding.settings import send_invite_settings
-from onboarding.store import agent_repository
+from onboarding.store import AgentRepository
 
 processor = BatchProcessor(
     event_type=EventType.DynamoDBStreams,
@@ -30,25 +32,39 @@ processor = BatchProcessor(
 )
 
 
-@functools.cache
-def _dependencies() -> dict[str, Any]:
+@dataclass(frozen=True)
+class Deps:
+    repo: AgentRepository
+    invites: InviteRepository
+    mailer: Mailer
+    config: InviteConfig
+
+
+@wiring.cached
+def deps() -> Deps:
     settings = send_invite_settings()
-    return {
-        "repo": agent_repository(settings.agents_table_name),
-        "invites": invite_repository(settings.agents_table_name),
-        "mailer": Mailer(settings.invite_sender, configuration_set=settings.ses_configuration_set),
-        "config": invites.InviteConfig(
+    return Deps(
+        repo=wiring.agent_repository(settings.agents_table_name),
+        invites=wiring.invite_repository(settings.agents_table_name),
+        mailer=Mailer(
+            settings.invite_sender, aws.client("sesv2"), configuration_set=settings.ses_configuration_set
+        ),
+        config=InviteConfig(
             public_base_url=settings.link_base_url,
             valid_for=timedelta(days=settings.invite_valid_days),
             max_send_attempts=settings.invite_max_send_attempts,
         ),
-    }
+    )
 
 
 def record_handler(record: DynamoDBStreamRecordModel) -> str:
     request = InviteRequested.model_validate(record.dynamodb.NewImage)
     logger.append_keys(agent_id=request.agent_id, invite_version=request.invite_version)
-    return invites.deliver_invite(request, **_dependencies()).value
+    wired = deps()
+    outcome = invites.deliver_invite(
+        request, repo=wired.repo, invites=wired.invites, mailer=wired.mailer, config=wired.config
+    )
+    return outcome.value
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -9,11 +9,17 @@ from typing import Any, cast
 from aws_lambda_powertools.utilities.parser import envelopes, parse
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from onboarding import deps as wiring
 from onboarding import invites
 from onboarding.invite_models import SesNotification
 from onboarding.observability import logger, metrics
 from onboarding.settings import invite_events_settings
-from onboarding.store import agent_repository
+from onboarding.store import AgentRepository
+
+
+@wiring.cached
+def deps() -> AgentRepository:
+    return wiring.agent_repository(invite_events_settings().agents_table_name)
 
 
 @logger.inject_lambda_context(clear_state=True)
@@ -22,6 +28,6 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, i
     notifications = cast(
         list[SesNotification], parse(event=event, model=SesNotification, envelope=envelopes.SnsEnvelope)
     )
-    repo = agent_repository(invite_events_settings().agents_table_name)
+    repo = deps()
     changed = sum(invites.record_delivery_problem(repo, n) is not None for n in notifications)
     return {"notifications": len(notifications), "agentsChanged": changed}

@@ -2,27 +2,27 @@
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from onboarding.credentials import credential_store
+from onboarding import deps as wiring
 from onboarding.exchange import ExchangeConfig
 from onboarding.observability import logger, metrics
 from onboarding.settings import verify_mailbox_settings
-from onboarding.store import agent_repository
 from onboarding.tracing import tracer
 from onboarding.verification import TaskInput, VerificationSteps
 
 
-@functools.cache
-def _steps() -> VerificationSteps:
+@wiring.cached
+def deps() -> VerificationSteps:
+    """The steps with their repositories, credential store and Exchange client configuration."""
     settings = verify_mailbox_settings()
     return VerificationSteps(
-        agent_repository(settings.agents_table_name),
-        credential_store(settings.credentials_prefix, settings.credentials_kms_key_id),
+        wiring.agent_repository(settings.agents_table_name),
+        wiring.invite_repository(settings.agents_table_name),
+        wiring.credential_store(settings.credentials_prefix, settings.credentials_kms_key_id),
         ExchangeConfig.from_env(),
         max_settings_rounds=settings.max_settings_rounds,
     )
@@ -34,4 +34,4 @@ def _steps() -> VerificationSteps:
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     task = parse(event=event, model=TaskInput)
     logger.append_keys(agent_id=task.agent_id, action=task.action, attempt=task.attempt)
-    return _steps().run(task).model_dump(mode="json")  # `code` always present (null) for the ASL
+    return deps().run(task).model_dump(mode="json")  # `code` always present (null) for the ASL

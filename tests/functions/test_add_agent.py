@@ -183,3 +183,43 @@ def test_the_openapi_document_describes_every_agents_route() -> None:
     assert set(document["paths"]) >= {"/agents", "/agents/{agentId}"}
     assert set(document["paths"]["/agents"]) == {"get", "post"}
     assert set(document["paths"]["/agents/{agentId}"]) == {"get", "delete"}
+
+
+def test_the_openapi_document_names_operations_and_the_bearer_token_and_only_possible_errors() -> None:
+    _, document, _ = call(api_event("GET", "/openapi.json", tenant=None))
+    # Given the document the API serves, Then every route needs the dashboard's JWT
+    assert document["components"]["securitySchemes"]["bearerAuth"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "JWT",
+        "description": "The dashboard's access token (JWT)",
+    }
+    assert document["security"] == [{"bearerAuth": []}]
+    operations = {
+        (path, method): operation
+        for path, methods in document["paths"].items()
+        for method, operation in methods.items()
+    }
+    ids = {key: op["operationId"] for key, op in operations.items()}
+    assert ids == {
+        ("/agents", "post"): "addAgent",
+        ("/agents", "get"): "listAgents",
+        ("/agents/{agentId}", "get"): "getAgent",
+        ("/agents/{agentId}", "delete"): "removeAgent",
+        ("/agents/{agentId}/invite", "post"): "resendInvite",
+    }
+    # And each documents 401, 404 only where a path names an agent, 409 only where a conflict can happen
+    codes = {key: set(op["responses"]) for key, op in operations.items()}
+    assert all({"401", "403", "422", "500"} <= found for found in codes.values())
+    assert {key for key, found in codes.items() if "404" in found} == {
+        ("/agents/{agentId}", "get"),
+        ("/agents/{agentId}", "delete"),
+        ("/agents/{agentId}/invite", "post"),
+    }
+    assert {key for key, found in codes.items() if "409" in found} == {
+        ("/agents", "post"),
+        ("/agents/{agentId}", "delete"),
+        ("/agents/{agentId}/invite", "post"),
+    }
+    unauthorized = operations[("/agents", "get")]["responses"]["401"]["content"]["application/json"]["schema"]
+    assert unauthorized == {"$ref": "#/components/schemas/GatewayError"}

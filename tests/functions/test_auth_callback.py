@@ -17,8 +17,8 @@ from moto.core.config import default_user_config
 from functions.auth_callback import app
 from onboarding import invites, pages
 from onboarding.invite_tokens import token_hash
-from onboarding.models import AgentStatus
-from onboarding.verification import Attr
+from onboarding.models import AgentStatus, Attr
+from tests import lifecycle
 from tests.conftest import TABLE_NAME
 from tests.connect_helpers import (
     CSRF_KEY,
@@ -62,14 +62,7 @@ def submit(token: str, **fields: str) -> Answer:
 
 def to_status(env: ConnectEnv, invited: Invited, status: AgentStatus, reason: str | None = None) -> None:
     """Walk the agent along the lifecycle to `status` (as the workflow would)."""
-    path = {
-        S.CONNECTING: [S.CONNECTING],
-        S.NEEDS_SETTINGS: [S.CONNECTING, S.NEEDS_SETTINGS],
-        S.FAILED: [S.CONNECTING, S.FAILED],
-        S.VERIFIED: [S.CONNECTING, S.VERIFIED],
-    }[status]
-    for step in path:
-        env.repo.transition("demo", invited.agent_id, step, reason=reason if step is status else None)
+    lifecycle.walk(env.repo, env.repo.get("demo", invited.agent_id), status, reason=reason)
 
 
 # -- 1. the page -----------------------------------------------------------------------------------
@@ -145,7 +138,7 @@ def test_a_link_replaced_by_a_resend_is_a_410_page(env: ConnectEnv, invited: Inv
 
 
 def test_a_used_link_is_a_410_page(env: ConnectEnv, invited: Invited) -> None:
-    invites.consume_invite(env.repo, invited.token)
+    invites.consume_invite(env.repo, env.invites, invited.token)
     answer = get(f"/connect/{invited.token}")
     # The mailbox is connected: the page says so instead of sending the owner for a new invite.
     assert_link_problem(answer, 410, "This link was already used", new_invite_needed=False)
@@ -153,7 +146,7 @@ def test_a_used_link_is_a_410_page(env: ConnectEnv, invited: Invited) -> None:
 
 
 def test_a_locked_link_is_a_410_page(env: ConnectEnv, invited: Invited) -> None:
-    while invites.record_failed_password(env.repo, invited.token):
+    while invites.record_failed_password(env.repo, env.invites, invited.token):
         pass
     assert_link_problem(get(f"/connect/{invited.token}"), 410, "This link is locked")
 

@@ -9,23 +9,23 @@ import pytest
 
 from functions.add_agent import app as api
 from functions.send_invite import bounces
-from onboarding import agents, settings
+from onboarding import deps
 from onboarding.mailer import tag_value
-from onboarding.models import Agent, AgentStatus, NewAgent
+from onboarding.models import Agent, AgentStatus
 from onboarding.store import DynamoAgentRepository
+from tests import lifecycle
 from tests.conftest import LambdaContext, api_event
 
 S = AgentStatus
 
 
 @pytest.fixture(autouse=True)
-def _fresh_settings() -> None:
-    settings.invite_events_settings.cache_clear()
+def _fresh_deps() -> None:
+    deps.reset()
 
 
 def _add(repo: DynamoAgentRepository) -> Agent:
-    agent = agents.add_agent(repo, "demo", NewAgent(name="Ann", email="ann@contoso.com", type="ms_exchange"))
-    return repo.transition("demo", agent.agent_id, S.INVITED)
+    return lifecycle.add_at(repo, S.INVITED)
 
 
 def sns_event(agent: Agent, event_type: str = "Bounce", bounce_type: str = "Permanent") -> dict[str, Any]:
@@ -122,8 +122,7 @@ def test_resend_of_a_verified_agent_is_409_and_of_an_unknown_or_foreign_one_404(
     agent = _add(repo)
     assert _resend(agent.agent_id, tenant="acme")["statusCode"] == 404
     assert _resend("01J0000000000000000000000Z")["statusCode"] == 404
-    for step in (S.CONNECTING, S.VERIFIED):
-        repo.transition("demo", agent.agent_id, step)
+    lifecycle.walk(repo, agent, S.VERIFIED)
     assert _resend(agent.agent_id)["statusCode"] == 409
 
 

@@ -12,7 +12,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from functions.send_invite import app
-from onboarding import agents, invites, settings
+from onboarding import agents, deps, invites
 from onboarding.errors import (
     InviteExpiredError,
     InviteRevokedError,
@@ -44,11 +44,9 @@ def env(moto_aws: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[StreamReade
     monkeypatch.setenv("SES_CONFIGURATION_SET", "invites")
     verify_sender()
     boto3.client("sesv2").create_configuration_set(ConfigurationSetName="invites")
-    settings.send_invite_settings.cache_clear()
-    app._dependencies.cache_clear()
+    deps.reset()
     yield StreamReader()
-    settings.send_invite_settings.cache_clear()
-    app._dependencies.cache_clear()
+    deps.reset()
 
 
 def _add(
@@ -58,14 +56,18 @@ def _add(
     return agents.add_agent(repo, "demo", new, tenant_name=tenant_name)
 
 
+def _invites() -> DynamoInviteRepository:
+    return deps.invite_repository(TABLE_NAME)
+
+
 def _run(event: dict[str, Any]) -> dict[str, Any]:
     return app.lambda_handler(event, LambdaContext())  # type: ignore[arg-type]
 
 
 def _use_ses(monkeypatch: pytest.MonkeyPatch, ses: FlakySes) -> None:
-    deps = app._dependencies()
-    deps["mailer"]._ses = ses
-    deps["mailer"].sleep = lambda _: None
+    mailer = app.deps().mailer
+    mailer.ses = ses
+    mailer.sleep = lambda _: None
 
 
 def test_adding_an_agent_emails_an_html_and_text_invite_with_the_link(
@@ -144,8 +146,8 @@ def test_a_resend_sends_a_new_link_and_the_old_one_stops_working(
     first, second = (token_of(e) for e in emails())
     assert first != second
     with pytest.raises(InviteRevokedError):
-        invites.resolve_invite(repo, first)
-    invite, found = invites.resolve_invite(repo, second)
+        invites.resolve_invite(repo, _invites(), first)
+    invite, found = invites.resolve_invite(repo, _invites(), second)
     assert (invite.invite_version, found.agent_id, found.status) == (2, agent.agent_id, S.INVITED)
 
 
@@ -200,7 +202,7 @@ def test_resolving_a_link_never_changes_the_invite(env: StreamReader, repo: Dyna
     ddb = boto3.client("dynamodb")
     before = ddb.get_item(TableName=TABLE_NAME, Key=key)["Item"]
     for _ in range(3):
-        invites.resolve_invite(repo, token)
+        invites.resolve_invite(repo, _invites(), token)
     assert ddb.get_item(TableName=TABLE_NAME, Key=key)["Item"] == before
 
 
@@ -211,9 +213,9 @@ def test_of_two_racing_consumers_exactly_one_wins(env: StreamReader, repo: Dynam
     _add(repo)
     _run(env.event())
     token = token_of(emails()[0])
-    store = DynamoInviteRepository(TABLE_NAME)
-    first, _ = invites.resolve_invite(repo, token)
-    second, _ = invites.resolve_invite(repo, token)
+    store = _invites()
+    first, _ = invites.resolve_invite(repo, _invites(), token)
+    second, _ = invites.resolve_invite(repo, _invites(), token)
     outcomes: list[str] = []
     for invite in (first, second):
         try:
@@ -223,8 +225,10 @@ def test_of_two_racing_consumers_exactly_one_wins(env: StreamReader, repo: Dynam
             outcomes.append("used")
     assert outcomes == ["won", "used"]
     with pytest.raises(InviteUsedError):
-        invites.consume_invite(repo, token)
-    invite, _ = invites.resolve_invite(repo, token, allow_used=True)  # a status page still resolves
+        invites.consume_invite(repo, _invites(), token)
+    invite, _ = invites.resolve_invite(
+        repo, _invites(), token, allow_used=True
+    )  # a status page still resolves
     assert invite.used_at is not None
 
 
@@ -232,6 +236,6 @@ def test_expiry_is_checked_in_code(env: StreamReader, repo: DynamoAgentRepositor
     _add(repo)
     _run(env.event())
     token = token_of(emails()[0])
-    invites.resolve_invite(repo, token, now=datetime.now(UTC) + timedelta(days=6, hours=23))
+    invites.resolve_invite(repo, _invites(), token, now=datetime.now(UTC) + timedelta(days=6, hours=23))
     with pytest.raises(InviteExpiredError):
-        invites.resolve_invite(repo, token, now=datetime.now(UTC) + timedelta(days=7, minutes=1))
+        invites.resolve_invite(repo, _invites(), token, now=datetime.now(UTC) + timedelta(days=7, minutes=1))

@@ -10,8 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from onboarding import pages
-from onboarding.models import AgentStatus
-from onboarding.verification import Attr
+from onboarding.models import AgentStatus, Attr
 from tests.connect_helpers import CSRF_KEY, EMAIL, Answer, ConnectEnv, Invited, connect_environment, post
 
 S = AgentStatus

@@ -10,7 +10,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from moto import mock_aws
 
 from devstack import template as tpl
-from onboarding import agents, aws
+from onboarding import agents, deps
 from onboarding.errors import AgentNotFoundError, IllegalTransitionError
 from onboarding.models import AgentStatus, NewAgent
 from onboarding.store import DynamoAgentRepository
@@ -24,9 +24,9 @@ class Lifecycle(RuleBasedStateMachine):
         super().__init__()
         self.mock = mock_aws()
         self.mock.start()
-        aws.reset_clients()
+        deps.reset()
         tpl.create_tables(boto3.client("dynamodb", region_name="us-east-1"), {"AgentsTable": TABLE})
-        self.repo = DynamoAgentRepository(TABLE)
+        self.repo: DynamoAgentRepository = deps.agent_repository(TABLE)
         agent = agents.add_agent(
             self.repo, "demo", NewAgent(name="P", email="p@contoso.com", type="ms_exchange")
         )
@@ -36,7 +36,7 @@ class Lifecycle(RuleBasedStateMachine):
 
     def teardown(self) -> None:
         self.mock.stop()
-        aws.reset_clients()
+        deps.reset()
 
     @rule(wanted=st.sampled_from([s for s in AgentStatus if s is not AgentStatus.REMOVED]))
     def attempt(self, wanted: AgentStatus) -> None:

@@ -1,6 +1,48 @@
+# -- the layer's use cases under moto: the real repositories, stores and clients, no handler between
+from typing import Any
+
+import pytest
+
+from devstack import template as tpl
+from onboarding import aws, deps
+from onboarding.credentials import SecretsManagerCredentialStore
+from onboarding.invite_store import DynamoInviteRepository
+from onboarding.mailer import Mailer
+from tests.conftest import TABLE_NAME
 from tests.exchange_fixtures import (  # noqa: F401 - pytest fixtures
     exchange_config,
     exchange_sim,
     exchange_sim_server,
     strict_config,
 )
+from tests.invite_helpers import SENDER, verify_sender
+
+PREFIX = "mailbox-onboarding/test"
+
+
+@pytest.fixture
+def invite_repo(moto_aws: None) -> DynamoInviteRepository:
+    return deps.invite_repository(TABLE_NAME)
+
+
+@pytest.fixture
+def credentials(moto_aws: None) -> SecretsManagerCredentialStore:
+    return deps.credential_store(PREFIX)
+
+
+@pytest.fixture
+def sfn(moto_aws: None) -> Any:
+    return aws.client("stepfunctions")
+
+
+@pytest.fixture
+def state_machine_arn(sfn: Any) -> str:
+    """The verification workflow from template.yaml (moto records executions; it does not run them)."""
+    refs = {"VerifyMailboxFunction.Arn": tpl.function_arn("test-VerifyMailboxFunction")}
+    return tpl.create_state_machine(sfn, "VerifyMailboxStateMachine", refs, name="verify-mailbox")
+
+
+@pytest.fixture
+def mailer(moto_aws: None) -> Mailer:
+    verify_sender()
+    return Mailer(SENDER, aws.client("sesv2"), sleep=lambda _: None)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import boto3
 import pytest
 
-from onboarding import agents
 from onboarding.errors import (
     AgentNotFoundError,
     ConcurrentModificationError,
@@ -13,32 +12,20 @@ from onboarding.errors import (
     IllegalTransitionError,
     InvalidPageTokenError,
 )
-from onboarding.models import TRANSITIONS, Agent, AgentStatus, NewAgent
+from onboarding.models import TRANSITIONS, Agent, AgentStatus
 from onboarding.store import DynamoAgentRepository
+from tests import lifecycle
 from tests.conftest import TABLE_NAME
 
 S = AgentStatus
-# Shortest legal path from invite_pending to each status (removed is reached by delete()).
-PATH_TO = {
-    S.INVITE_PENDING: [],
-    S.INVITED: [S.INVITED],
-    S.INVITE_FAILED: [S.INVITE_FAILED],
-    S.INVITE_BOUNCED: [S.INVITE_BOUNCED],
-    S.CONNECTING: [S.INVITED, S.CONNECTING],
-    S.NEEDS_SETTINGS: [S.INVITED, S.CONNECTING, S.NEEDS_SETTINGS],
-    S.VERIFIED: [S.INVITED, S.CONNECTING, S.VERIFIED],
-    S.FAILED: [S.INVITED, S.CONNECTING, S.FAILED],
-}
 
 
 def _add(repo: DynamoAgentRepository, email: str = "ann@contoso.com", tenant: str = "demo") -> Agent:
-    return agents.add_agent(repo, tenant, NewAgent(name="Ann", email=email, type="ms_exchange"))
+    return lifecycle.add(repo, email=email, tenant=tenant)
 
 
 def _walk(repo: DynamoAgentRepository, agent: Agent, status: AgentStatus) -> Agent:
-    for step in PATH_TO[status]:
-        agent = repo.transition(agent.tenant_id, agent.agent_id, step)
-    return agent
+    return lifecycle.walk(repo, agent, status)
 
 
 def test_a_new_agent_is_stored_invite_pending_and_read_back(repo: DynamoAgentRepository) -> None:
@@ -50,7 +37,7 @@ def test_a_new_agent_is_stored_invite_pending_and_read_back(repo: DynamoAgentRep
 
 @pytest.mark.parametrize(
     ("start", "target"),
-    [(a, b) for a in PATH_TO for b in S if b is not S.REMOVED and b in TRANSITIONS[a]],
+    [(a, b) for a in lifecycle.PATH_TO for b in S if b is not S.REMOVED and b in TRANSITIONS[a]],
 )
 def test_each_legal_transition_is_written_with_a_new_version(
     repo: DynamoAgentRepository, start: AgentStatus, target: AgentStatus
@@ -64,7 +51,7 @@ def test_each_legal_transition_is_written_with_a_new_version(
 
 @pytest.mark.parametrize(
     ("start", "target"),
-    [(a, b) for a in PATH_TO for b in S if b is not S.REMOVED and b not in TRANSITIONS[a]],
+    [(a, b) for a in lifecycle.PATH_TO for b in S if b is not S.REMOVED and b not in TRANSITIONS[a]],
 )
 def test_each_illegal_transition_is_refused_and_changes_nothing(
     repo: DynamoAgentRepository, start: AgentStatus, target: AgentStatus
@@ -75,7 +62,7 @@ def test_each_illegal_transition_is_refused_and_changes_nothing(
     assert repo.get("demo", agent.agent_id) == agent
 
 
-@pytest.mark.parametrize("start", list(PATH_TO))
+@pytest.mark.parametrize("start", list(lifecycle.PATH_TO))
 def test_any_status_can_be_removed(repo: DynamoAgentRepository, start: AgentStatus) -> None:
     agent = _walk(repo, _add(repo), start)
     assert repo.delete("demo", agent.agent_id) == agent

@@ -18,11 +18,11 @@ from devstack import template as tpl
 from devstack.exchange_sim.simulator import ExchangeSimulator
 from devstack.lambdas import handlers_installed
 from devstack.runtime import runners_from_template
-from onboarding import agents, aws, settings
+from onboarding import deps
 from onboarding.credentials import SecretsManagerCredentialStore
-from onboarding.models import AgentStatus, NewAgent
+from onboarding.models import AgentStatus, Attr
 from onboarding.store import DynamoAgentRepository
-from onboarding.verification import Attr
+from tests import lifecycle
 from tests.conftest import TABLE_NAME
 
 PREFIX = "mailbox-onboarding/test"
@@ -43,9 +43,9 @@ class Workflow:
     arn: str
 
     def add_invited_agent(self, email: str, tenant: str = "demo") -> str:
-        agent = agents.add_agent(self.repo, tenant, NewAgent(name="Owner", email=email, type="ms_exchange"))
-        self.repo.transition(tenant, agent.agent_id, AgentStatus.INVITED)
-        return agent.agent_id
+        return lifecycle.add_at(
+            self.repo, AgentStatus.INVITED, email=email, tenant=tenant, name="Owner"
+        ).agent_id
 
     def connect(
         self,
@@ -134,30 +134,21 @@ def workflow(
     monkeypatch.setenv("EXCHANGE_CA_BUNDLE", exchange_sim.ca_bundle)
     monkeypatch.setenv("EXCHANGE_DISCOVERY_TIMEOUT", "4")
     monkeypatch.setenv("EXCHANGE_VERIFY_TIMEOUT", "4")
-    settings.verify_mailbox_settings.cache_clear()
-    from functions.verify_mailbox import app as verify_app
-
-    verify_app._steps.cache_clear()
+    deps.reset()
     runners = runners_from_template(prefix=STAGE)
     refs = {name: f"{STAGE}-{name}" for name in runners} | {
         f"{name}.Arn": tpl.function_arn(f"{STAGE}-{name}") for name in runners
     }
     sfn = boto3.client("stepfunctions")
-    created = sfn.create_state_machine(
-        name="verify-mailbox",
-        definition=tpl.state_machine_definition("VerifyMailboxStateMachine", refs),
-        roleArn="arn:aws:iam::123456789012:role/test",
-        type="STANDARD",
-    )
+    arn = tpl.create_state_machine(sfn, "VerifyMailboxStateMachine", refs, name="verify-mailbox")
     with handlers_installed(runners):
         yield Workflow(
             sfn=sfn,
-            repo=DynamoAgentRepository(TABLE_NAME),
-            credentials=SecretsManagerCredentialStore(PREFIX),
-            arn=created["stateMachineArn"],
+            repo=deps.agent_repository(TABLE_NAME),
+            credentials=deps.credential_store(PREFIX),
+            arn=arn,
         )
-    verify_app._steps.cache_clear()
-    settings.verify_mailbox_settings.cache_clear()
+    deps.reset()
 
 
 @pytest.fixture
@@ -165,8 +156,7 @@ def moto_aws_sfn(aws_environment: None) -> Iterator[None]:
     """moto with Step Functions executing state machines and Lambda without Docker."""
     config = {"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
     with mock_aws(config=config):  # type: ignore[arg-type]
-        aws.reset_clients()
-        settings.agents_api_settings.cache_clear()
+        deps.reset()
         tpl.create_tables(boto3.client("dynamodb"), {"AgentsTable": TABLE_NAME})
         yield
-        aws.reset_clients()
+        deps.reset()

@@ -131,7 +131,10 @@ def test_removing_an_agent_that_waits_for_settings_stops_the_workflow_and_delete
         "provide-client-params.sfn.StopExecution", lambda params, **_: stops.append(params["executionArn"])
     )
     assert agents.remove_agent(
-        workflow.repo, "demo", agent_id, agents.Cleanup(workflow.credentials, workflow.arn)
+        workflow.repo,
+        "demo",
+        agent_id,
+        agents.Cleanup(workflow.credentials, aws.client("stepfunctions"), workflow.arn),
     )
     assert stops == [execution]
     assert workflow.repo.get_item("demo", agent_id) is None

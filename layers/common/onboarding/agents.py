@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from botocore.exceptions import ClientError
 
-from onboarding import aws
 from onboarding.credentials import CredentialStore
-from onboarding.errors import AgentNotFoundError
+from onboarding.errors import AgentNotFoundError, error_code
 from onboarding.executions import execution_arn
 from onboarding.ids import new_id
-from onboarding.invites import first_invite_attributes
-from onboarding.models import Agent, AgentPage, AgentStatus, NewAgent, utcnow
+from onboarding.invites import first_invite
+from onboarding.models import Agent, AgentPage, AgentRecord, AgentStatus, NewAgent, utcnow
 from onboarding.observability import logger, metrics
-from onboarding.store import AgentRepository, DynamoAgentRepository
+from onboarding.store import AgentRepository
 
 
 def add_agent(
@@ -33,7 +33,7 @@ def add_agent(
         updated_at=now,
         version=1,
     )
-    repo.create(agent, attributes=first_invite_attributes(tenant_name))
+    repo.create(AgentRecord(agent=agent, invite=first_invite(tenant_name)))
     logger.info("Agent added", extra={"agent_id": agent.agent_id})
     metrics.add_metric(name="AgentAdded", unit="Count", value=1)
     return agent
@@ -62,20 +62,21 @@ class Cleanup:
     """What else holds something of an agent: its stored password and a workflow that may be running."""
 
     credentials: CredentialStore
+    sfn: Any  # the Step Functions client
     state_machine_arn: str
 
 
 def remove_agent(
-    repo: DynamoAgentRepository, tenant_id: str, agent_id: str, cleanup: Cleanup | None = None
+    repo: AgentRepository, tenant_id: str, agent_id: str, cleanup: Cleanup | None = None
 ) -> Agent | None:
     """Delete the agent and everything kept for it. Idempotent: removing twice is not an error."""
-    item = repo.get_item(tenant_id, agent_id)
+    record = repo.get_record(tenant_id, agent_id)
     removed = repo.delete(tenant_id, agent_id)
     if removed is None:
         return None
     if cleanup is not None:
         cleanup.credentials.delete(tenant_id, agent_id)
-        attempt = int((item or {}).get("connectAttempt", 0))
+        attempt = record.connection.connect_attempt if record is not None else 0
         if attempt and removed.status in (AgentStatus.CONNECTING, AgentStatus.NEEDS_SETTINGS):
             _stop_execution(cleanup, agent_id, attempt)
     logger.info("Agent removed", extra={"agent_id": agent_id})
@@ -86,10 +87,8 @@ def remove_agent(
 def _stop_execution(cleanup: Cleanup, agent_id: str, attempt: int) -> None:
     arn = execution_arn(cleanup.state_machine_arn, agent_id, attempt)
     try:
-        aws.client("stepfunctions").stop_execution(executionArn=arn, cause="The agent was removed")
+        cleanup.sfn.stop_execution(executionArn=arn, cause="The agent was removed")
     except ClientError as error:
         # Already finished or never started: nothing waits any more. (Its steps also stop by themselves
         # once the agent is gone.)
-        logger.info(
-            "No execution to stop", extra={"agent_id": agent_id, "error": error.response["Error"]["Code"]}
-        )
+        logger.info("No execution to stop", extra={"agent_id": agent_id, "error": error_code(error)})

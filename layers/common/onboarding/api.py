@@ -1,6 +1,7 @@
 """HTTP plumbing shared by the API functions: the tenant from the verified token, and error bodies.
 
-Every error leaves as `{"error": {"code", "message", "details"}}`, mapped from the exception's type.
+Every error leaves as `{"error": {"code", "message", "details"}}`: a domain error with the HTTP status
+its class names (`onboarding.errors`), anything unexpected as a 500 that reveals nothing.
 """
 
 from __future__ import annotations
@@ -14,39 +15,10 @@ from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from pydantic import TypeAdapter
 
-from onboarding.errors import (
-    AgentNotFoundError,
-    ConcurrentModificationError,
-    DomainError,
-    DuplicateAgentError,
-    IllegalTransitionError,
-    InvalidPageTokenError,
-    InviteBouncedError,
-    InviteExpiredError,
-    InviteLockedError,
-    InviteNotFoundError,
-    InviteRevokedError,
-    InviteUsedError,
-    MissingTenantError,
-)
+from onboarding.errors import DomainError, MissingTenantError
 from onboarding.invite_models import clean_tenant_name
 from onboarding.models import TenantId
 from onboarding.observability import logger
-
-STATUS_BY_ERROR: dict[type[DomainError], HTTPStatus] = {
-    AgentNotFoundError: HTTPStatus.NOT_FOUND,
-    DuplicateAgentError: HTTPStatus.CONFLICT,
-    IllegalTransitionError: HTTPStatus.CONFLICT,
-    ConcurrentModificationError: HTTPStatus.CONFLICT,
-    InvalidPageTokenError: HTTPStatus.UNPROCESSABLE_ENTITY,
-    MissingTenantError: HTTPStatus.FORBIDDEN,
-    InviteBouncedError: HTTPStatus.CONFLICT,
-    InviteNotFoundError: HTTPStatus.NOT_FOUND,
-    InviteExpiredError: HTTPStatus.GONE,
-    InviteRevokedError: HTTPStatus.GONE,
-    InviteUsedError: HTTPStatus.GONE,
-    InviteLockedError: HTTPStatus.GONE,
-}
 
 _TENANT: TypeAdapter[str] = TypeAdapter(TenantId)
 
@@ -106,8 +78,7 @@ def register_error_handlers(app: APIGatewayHttpResolver) -> None:
 
     @app.exception_handler(DomainError)
     def _domain(error: DomainError) -> Response[str]:
-        status = STATUS_BY_ERROR.get(type(error), HTTPStatus.BAD_REQUEST)
-        return error_response(status, error.code, error.message, error.details)
+        return error_response(error.status, error.code, error.message, error.details)
 
     @app.not_found
     def _not_found(_: NotFoundError) -> Response[str]:

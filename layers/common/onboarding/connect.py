@@ -18,13 +18,20 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, Sec
 
 from onboarding import invites
 from onboarding.credentials import CredentialStore
-from onboarding.errors import ConcurrentModificationError, DomainError, IllegalTransitionError
+from onboarding.errors import (
+    ConcurrentModificationError,
+    IllegalTransitionError,
+    InviteRevokedError,
+    NotNowError,
+    WrongMailboxError,
+    error_code,
+)
 from onboarding.exchange import Diagnosis, message_for
 from onboarding.executions import execution_name
-from onboarding.models import AgentStatus
+from onboarding.invite_store import InviteRepository
+from onboarding.models import INTERNAL_ERROR, SETTINGS_TIMEOUT, AgentRecord, AgentStatus, Attr
 from onboarding.observability import logger, metrics
-from onboarding.store import DynamoAgentRepository
-from onboarding.verification import INTERNAL_ERROR, SETTINGS_TIMEOUT, Attr
+from onboarding.store import AgentRepository
 
 _USERNAME = re.compile(r"^(?:[^\s@\\]+@[^\s@\\]+|[^\s@\\]+\\[^\s@\\]+)$")
 _HOST = re.compile(r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?)$")
@@ -81,22 +88,6 @@ class SettingsForm(_Form):
     password: Annotated[SecretStr | None, Field(max_length=1024)] = None
 
 
-class FormError(DomainError):
-    """The owner typed something we cannot use: the page shows the message beside the form."""
-
-    code = "invalid_form"
-
-
-class WrongMailboxError(FormError):
-    code = "wrong_mailbox"
-
-
-class NotNowError(DomainError):
-    """The agent is not in a state where this form applies (e.g. already checking): show the status."""
-
-    code = "not_now"
-
-
 EXTRA_MESSAGES = {
     SETTINGS_TIMEOUT: "We waited too long for the advanced settings. Enter your details again to retry.",
     INTERNAL_ERROR: "Something went wrong on our side while checking your mailbox. Please try again.",
@@ -118,21 +109,23 @@ def reason_message(code: str | None) -> str:
 class ConnectView:
     token: str
     token_hash: str  # the invite's key (SHA-256 of the token): kept on the agent for the workflow
-    tenant_name: str
-    agent: dict[str, Any]  # the agent item (service attributes included; never the password)
+    record: AgentRecord  # the agent with its invite and connection state (never the password)
+
+    @property
+    def tenant_name(self) -> str:
+        return self.record.invite.tenant_name or self.record.agent.tenant_id
 
     @property
     def status(self) -> AgentStatus:
-        return AgentStatus(self.agent["status"])
+        return self.record.agent.status
 
     @property
     def email(self) -> str:
-        return str(self.agent["email"])
+        return self.record.agent.email
 
     @property
     def reason(self) -> str | None:
-        reason = self.agent.get("statusReason")
-        return str(reason) if reason else None
+        return self.record.agent.status_reason or None
 
     @property
     def message(self) -> str:
@@ -142,7 +135,8 @@ class ConnectView:
 class ConnectService:
     def __init__(
         self,
-        repo: DynamoAgentRepository,
+        repo: AgentRepository,
+        invites: InviteRepository,
         credentials: CredentialStore,
         sfn: Any,
         *,
@@ -150,6 +144,7 @@ class ConnectService:
         settings_timeout_seconds: int,
     ) -> None:
         self.repo = repo
+        self.invites = invites
         self.credentials = credentials
         self.sfn = sfn
         self.state_machine_arn = state_machine_arn
@@ -158,16 +153,11 @@ class ConnectService:
     # -- reads (GET) -------------------------------------------------------------------------
     def view(self, token: str, *, for_status: bool = False) -> ConnectView:
         """The invite and its agent. Raises the invite errors (-> friendly 404/410 pages). No writes."""
-        invite, _ = invites.resolve_invite(self.repo, token, allow_used=for_status)
-        item = self.repo.get_item(invite.tenant_id, invite.agent_id)
-        if item is None:
-            raise invites.InviteRevokedError("The agent was removed")
-        return ConnectView(
-            token=token,
-            token_hash=invite.token_hash,
-            tenant_name=str(item.get("tenantName") or invite.tenant_id),
-            agent=item,
-        )
+        invite, _ = invites.resolve_invite(self.repo, self.invites, token, allow_used=for_status)
+        record = self.repo.get_record(invite.tenant_id, invite.agent_id)
+        if record is None:
+            raise InviteRevokedError("The agent was removed")
+        return ConnectView(token=token, token_hash=invite.token_hash, record=record)
 
     # -- writes (POST) -----------------------------------------------------------------------
     def submit_credentials(self, token: str, form: CredentialsForm) -> ConnectView:
@@ -176,14 +166,15 @@ class ConnectService:
             raise WrongMailboxError(f"This invite is for {view.email}. Sign in with that mailbox.")
         if view.status not in (AgentStatus.INVITED, AgentStatus.FAILED):
             raise NotNowError(f"The mailbox is {view.status.value}")
-        attempt = int(view.agent.get(Attr.ATTEMPT, 0)) + 1
+        agent = view.record.agent
+        attempt = view.record.connection.connect_attempt + 1
         manual = {Attr.USERNAME: form.username, Attr.SERVER: form.server}
         try:
             self.repo.transition(
-                view.agent["tenantId"],
-                view.agent["agentId"],
+                agent.tenant_id,
+                agent.agent_id,
                 AgentStatus.CONNECTING,
-                expected_version=int(view.agent["version"]),
+                expected_version=agent.version,
                 set_attributes={
                     Attr.ATTEMPT: attempt,
                     Attr.ROUNDS: 0,
@@ -201,14 +192,15 @@ class ConnectService:
         view = self.view(token)
         if view.status is not AgentStatus.NEEDS_SETTINGS:
             raise NotNowError(f"The mailbox is {view.status.value}")
-        task_token = view.agent.get(Attr.TASK_TOKEN)
-        tenant_id, agent_id = view.agent["tenantId"], view.agent["agentId"]
+        task_token = view.record.connection.task_token
+        agent = view.record.agent
+        tenant_id, agent_id = agent.tenant_id, agent.agent_id
         try:
             self.repo.transition(
                 tenant_id,
                 agent_id,
                 AgentStatus.CONNECTING,
-                expected_version=int(view.agent["version"]),
+                expected_version=agent.version,
                 set_attributes={
                     Attr.SERVER: form.server,
                     **({Attr.USERNAME: form.username} if form.username else {}),
@@ -233,13 +225,13 @@ class ConnectService:
             self.sfn.send_task_success(taskToken=task_token, output=json.dumps({"settings": "received"}))
         except ClientError as error:
             logger.warning(
-                "Could not resume the workflow", extra={"agent_id": agent_id, "error": _code(error)}
+                "Could not resume the workflow", extra={"agent_id": agent_id, "error": error_code(error)}
             )
             return False
         return True
 
     def _start(self, view: ConnectView, attempt: int, password: SecretStr) -> None:
-        tenant_id, agent_id = view.agent["tenantId"], view.agent["agentId"]
+        tenant_id, agent_id = view.record.agent.tenant_id, view.record.agent.agent_id
         try:
             self.credentials.put(tenant_id, agent_id, password)
             self.sfn.start_execution(
@@ -256,13 +248,9 @@ class ConnectService:
             )
         except ClientError as error:
             logger.exception(
-                "Could not start the verification", extra={"agent_id": agent_id, "error": _code(error)}
+                "Could not start the verification", extra={"agent_id": agent_id, "error": error_code(error)}
             )
             self.repo.transition(tenant_id, agent_id, AgentStatus.FAILED, reason=INTERNAL_ERROR)
             return
         metrics.add_metric(name="ConnectionStarted", unit="Count", value=1)
         logger.info("Verification started", extra={"agent_id": agent_id, "attempt": attempt})
-
-
-def _code(error: ClientError) -> str:
-    return str(error.response.get("Error", {}).get("Code", ""))

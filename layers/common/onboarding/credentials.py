@@ -15,10 +15,9 @@ from botocore.exceptions import ClientError
 from pydantic import SecretStr
 
 from onboarding import aws
+from onboarding.errors import CredentialNotFoundError
 
-
-class CredentialNotFoundError(Exception):
-    pass
+__all__ = ["CredentialNotFoundError", "CredentialStore", "SecretsManagerCredentialStore", "credential_store"]
 
 
 class CredentialStore(ABC):

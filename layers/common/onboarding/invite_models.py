@@ -1,28 +1,16 @@
 """Shapes of the invite flow: what a stream record asks for, the stored invite, SES notifications.
 
-Agent items carry a few service-private invite attributes next to the `Agent` fields (the API never
-returns them):
-
-    tenantName       who invites, from the dashboard user's token when the agent was added
-    inviteVersion    1 when added, +1 per resend; only an invite of the current version is valid
-    inviteAttempts   sends of the current version that failed and will be retried
-    inviteSentAt, inviteExpiresAt   set when the email of the current version went out
+The invite attributes kept on the agent item itself are `onboarding.models.InviteState`.
 """
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
-from onboarding.models import AgentId, TenantId
-
-_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
-
-TenantName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+from onboarding.models import CONTROL_CHARS, AgentId, Attr, TenantId
 
 
 def clean_tenant_name(value: object) -> str | None:
@@ -30,7 +18,7 @@ def clean_tenant_name(value: object) -> str | None:
     if not isinstance(value, str):
         return None
     value = value.strip()
-    if not value or len(value) > 100 or _CONTROL_CHARS.search(value):
+    if not value or len(value) > 100 or CONTROL_CHARS.search(value):
         return None
     return value
 
@@ -39,20 +27,12 @@ class _Model(BaseModel):
     model_config = ConfigDict(populate_by_name=True, extra="ignore", frozen=True)
 
 
-class AgentInviteState(_Model):
-    """The private invite attributes of an agent item (defaults fit items written before invites)."""
-
-    tenant_name: str | None = Field(default=None, alias="tenantName")
-    invite_version: int = Field(default=1, ge=1, alias="inviteVersion")
-    invite_attempts: int = Field(default=0, ge=0, alias="inviteAttempts")
-
-
 class InviteRequested(_Model):
     """The new image of an agent stream record that asks for an invite (see FilterCriteria)."""
 
     tenant_id: TenantId = Field(alias="tenantId")
     agent_id: AgentId = Field(alias="agentId")
-    invite_version: int = Field(default=1, ge=1, alias="inviteVersion")
+    invite_version: int = Field(default=1, ge=1, alias=Attr.INVITE_VERSION)
 
 
 class Invite(_Model):
@@ -130,8 +110,3 @@ class SesNotification(_Model):
             and self.bounce is not None
             and (self.bounce.bounce_type == "Permanent")
         )
-
-
-def model_values(values: dict[str, Any]) -> dict[str, Any]:
-    """Drop None values (DynamoDB items do not store nulls)."""
-    return {k: v for k, v in values.items() if v is not None}

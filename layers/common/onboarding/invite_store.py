@@ -14,15 +14,19 @@ and so revokes every earlier link without touching them.
 
 from __future__ import annotations
 
-import functools
 from abc import ABC, abstractmethod
 from datetime import datetime, timedelta
 from typing import Any
 
 from botocore.exceptions import ClientError
 
-from onboarding import aws
-from onboarding.errors import InviteLockedError, InviteNotFoundError, InviteRevokedError, InviteUsedError
+from onboarding.errors import (
+    InviteLockedError,
+    InviteNotFoundError,
+    InviteRevokedError,
+    InviteUsedError,
+    error_code,
+)
 from onboarding.invite_models import Invite
 from onboarding.models import AgentStatus
 from onboarding.store import agent_sk, from_item, tenant_pk, to_item
@@ -39,10 +43,6 @@ INVITE_SK = "INVITE"
 
 def _iso(value: datetime) -> str:
     return value.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _code(error: ClientError) -> str:
-    return str(error.response.get("Error", {}).get("Code", ""))
 
 
 def _cancel_codes(error: ClientError) -> list[str]:
@@ -71,13 +71,9 @@ class InviteRepository(ABC):
 
 
 class DynamoInviteRepository(InviteRepository):
-    def __init__(self, table_name: str, ddb: Any | None = None) -> None:
+    def __init__(self, table_name: str, ddb: Any) -> None:
         self.table_name = table_name
-        self._ddb = ddb
-
-    @property
-    def ddb(self) -> Any:
-        return self._ddb or aws.client("dynamodb")
+        self.ddb = ddb
 
     def _key(self, token_hash: str) -> dict[str, Any]:
         return to_item({"pk": invite_pk(token_hash), "sk": INVITE_SK})
@@ -151,7 +147,7 @@ class DynamoInviteRepository(InviteRepository):
                 ]
             )
         except ClientError as error:
-            if _code(error) != "TransactionCanceledException":
+            if error_code(error) != "TransactionCanceledException":
                 raise
             codes = _cancel_codes(error)
             if "TransactionConflict" in codes:
@@ -176,7 +172,7 @@ class DynamoInviteRepository(InviteRepository):
                 ReturnValues="UPDATED_NEW",
             )
         except ClientError as error:
-            if _code(error) != "ConditionalCheckFailedException":
+            if error_code(error) != "ConditionalCheckFailedException":
                 raise
             raise self._why_unusable(invite.token_hash, max_failed_attempts) from error
         return int(from_item(response["Attributes"])["failedAttempts"])
@@ -208,12 +204,7 @@ class DynamoInviteRepository(InviteRepository):
                 ReturnValues="UPDATED_NEW",
             )
         except ClientError as error:
-            if _code(error) == "ConditionalCheckFailedException":
+            if error_code(error) == "ConditionalCheckFailedException":
                 return None
             raise
         return int(from_item(response["Attributes"])["inviteAttempts"])
-
-
-@functools.cache
-def invite_repository(table_name: str) -> DynamoInviteRepository:
-    return DynamoInviteRepository(table_name)

@@ -1,8 +1,8 @@
 """Invite use cases: request (add / resend), deliver (stream -> email), bounces, and the link itself.
 
-The connect page (a later issue) calls `resolve_invite` on every view (read-only: mail scanners GET
-links before people click), `record_failed_password` after a wrong password, and `consume_invite` once
-the mailbox connected. The token never appears in a log line: the agent id and invite version do.
+The connect page calls `resolve_invite` on every view (read-only: mail scanners GET links before people
+click); the verification workflow counts wrong passwords and uses the invite up once the mailbox
+connected. The token never appears in a log line: the agent id and invite version do.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from onboarding.errors import (  # noqa: F401  (the Invite*Error names are re-exported for the connect page)
+from onboarding.errors import (
     AgentNotFoundError,
     ConcurrentModificationError,
     EmailNotSentError,
@@ -18,32 +18,25 @@ from onboarding.errors import (  # noqa: F401  (the Invite*Error names are re-ex
     IllegalTransitionError,
     InviteBouncedError,
     InviteDeliveryFailedError,
-    InviteError,
     InviteExpiredError,
     InviteLockedError,
     InviteNotFoundError,
     InviteRevokedError,
     InviteUsedError,
 )
-from onboarding.invite_models import (
-    AgentInviteState,
-    DeliveryOutcome,
-    Invite,
-    InviteRequested,
-    SesNotification,
-)
-from onboarding.invite_store import DynamoInviteRepository, InviteRepository
+from onboarding.invite_models import DeliveryOutcome, Invite, InviteRequested, SesNotification
+from onboarding.invite_store import InviteRepository
 from onboarding.invite_tokens import invite_link, looks_like_token, new_token, token_hash
 from onboarding.mailer import InviteEmailContent, Mailer, render_invite, tag_value, untag_value
-from onboarding.models import Agent, AgentStatus, utcnow
+from onboarding.models import Agent, AgentStatus, Attr, InviteState, utcnow
 from onboarding.observability import logger, metrics
-from onboarding.store import AgentRepository, DynamoAgentRepository, agent_from_values
+from onboarding.store import AgentRepository
 
 S = AgentStatus
 # Statuses in which the person may still use the link to connect (and retry after a failure).
 CONNECTABLE = frozenset({S.INVITED, S.CONNECTING, S.NEEDS_SETTINGS, S.FAILED})
 # Attributes of the previous invite that a new request clears.
-_PER_INVITE_ATTRIBUTES = ("inviteAttempts", "inviteSentAt", "inviteExpiresAt")
+_PER_INVITE_ATTRIBUTES = (Attr.INVITE_ATTEMPTS, Attr.INVITE_SENT_AT, Attr.INVITE_EXPIRES_AT)
 MAX_FAILED_ATTEMPTS = 10
 
 
@@ -58,17 +51,15 @@ def _iso(value: datetime) -> str:
     return value.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def _load(repo: AgentRepository, tenant_id: str, agent_id: str) -> tuple[Agent, AgentInviteState] | None:
-    item = repo.get_item(tenant_id, agent_id)
-    if item is None:
-        return None
-    return agent_from_values(item), AgentInviteState.model_validate(item)
+def _load(repo: AgentRepository, tenant_id: str, agent_id: str) -> tuple[Agent, InviteState] | None:
+    record = repo.get_record(tenant_id, agent_id)
+    return None if record is None else (record.agent, record.invite)
 
 
 # -- requesting --------------------------------------------------------------------------------
-def first_invite_attributes(tenant_name: str | None) -> dict[str, object]:
+def first_invite(tenant_name: str | None) -> InviteState:
     """What `add_agent` stores with a new agent so the stream asks for invite version 1."""
-    return {"tenantName": tenant_name, "inviteVersion": 1, "inviteRequestedAt": utcnow()}
+    return InviteState(tenant_name=tenant_name, invite_version=1, invite_requested_at=utcnow())
 
 
 def request_invite(repo: AgentRepository, tenant_id: str, agent_id: str) -> Agent:
@@ -97,7 +88,7 @@ def request_invite(repo: AgentRepository, tenant_id: str, agent_id: str) -> Agen
         agent_id,
         S.INVITE_PENDING,
         expected_version=agent.version,
-        set_attributes={"inviteVersion": state.invite_version + 1, "inviteRequestedAt": utcnow()},
+        set_attributes={Attr.INVITE_VERSION: state.invite_version + 1, Attr.INVITE_REQUESTED_AT: utcnow()},
         remove_attributes=_PER_INVITE_ATTRIBUTES,
     )
     logger.info(
@@ -187,8 +178,8 @@ def deliver_invite(
             agent.agent_id,
             S.INVITED,
             expected_version=agent.version,
-            set_attributes={"inviteSentAt": _iso(now), "inviteExpiresAt": _iso(invite.expires_at)},
-            remove_attributes=("inviteAttempts",),
+            set_attributes={Attr.INVITE_SENT_AT: _iso(now), Attr.INVITE_EXPIRES_AT: _iso(invite.expires_at)},
+            remove_attributes=(Attr.INVITE_ATTEMPTS,),
         )
     except (AgentNotFoundError, ConcurrentModificationError, IllegalTransitionError):
         # Removed, bounced or re-requested while the email was on its way: that change stands.
@@ -255,19 +246,11 @@ def record_delivery_problem(repo: AgentRepository, notification: SesNotification
 
 
 # -- the link (for the connect page) -----------------------------------------------------------
-def _invite_repository(repo: AgentRepository, invites: InviteRepository | None) -> InviteRepository:
-    if invites is not None:
-        return invites
-    if isinstance(repo, DynamoAgentRepository):  # invites live in the agents table
-        return DynamoInviteRepository(repo.table_name, repo._ddb)
-    raise TypeError("pass the invite repository")
-
-
 def resolve_invite(
     repo: AgentRepository,
+    invites: InviteRepository,
     token: str,
     *,
-    invites: InviteRepository | None = None,
     now: datetime | None = None,
     allow_used: bool = False,
     max_failed_attempts: int = MAX_FAILED_ATTEMPTS,
@@ -278,7 +261,7 @@ def resolve_invite(
     status page shown after the connection, never for anything that acts on the invite."""
     if not looks_like_token(token):
         raise InviteNotFoundError("No such invite")
-    invite = _invite_repository(repo, invites).get(token_hash(token))
+    invite = invites.get(token_hash(token))
     if invite is None:
         raise InviteNotFoundError("No such invite")
     loaded = _load(repo, invite.tenant_id, invite.agent_id)
@@ -303,19 +286,16 @@ def resolve_invite(
 
 def record_failed_password(
     repo: AgentRepository,
+    invites: InviteRepository,
     token: str,
     *,
-    invites: InviteRepository | None = None,
     now: datetime | None = None,
     max_failed_attempts: int = MAX_FAILED_ATTEMPTS,
 ) -> int:
     """Count a wrong password against the invite; returns the attempts left (0: now locked, and
     `resolve_invite` answers InviteLockedError until the dashboard resends)."""
-    store = _invite_repository(repo, invites)
-    invite, agent = resolve_invite(
-        repo, token, invites=store, now=now, max_failed_attempts=max_failed_attempts
-    )
-    attempts = store.add_failed_attempt(invite, max_failed_attempts=max_failed_attempts)
+    invite, agent = resolve_invite(repo, invites, token, now=now, max_failed_attempts=max_failed_attempts)
+    attempts = invites.add_failed_attempt(invite, max_failed_attempts=max_failed_attempts)
     left = max(0, max_failed_attempts - attempts)
     log = {"agent_id": agent.agent_id, "invite_version": invite.invite_version, "attempts_left": left}
     logger.warning("Wrong password for an invite", extra=log)
@@ -326,20 +306,17 @@ def record_failed_password(
 
 def consume_invite(
     repo: AgentRepository,
+    invites: InviteRepository,
     token: str,
     *,
-    invites: InviteRepository | None = None,
     now: datetime | None = None,
     max_failed_attempts: int = MAX_FAILED_ATTEMPTS,
 ) -> tuple[Invite, Agent]:
     """Use the invite up, once the mailbox connected. Atomic: of racing callers exactly one returns,
     the others get InviteUsedError. The agent's own status change stays with the caller."""
-    store = _invite_repository(repo, invites)
     at = now or datetime.now(UTC)
-    invite, agent = resolve_invite(
-        repo, token, invites=store, now=at, max_failed_attempts=max_failed_attempts
-    )
-    used = store.consume(invite, at=at, max_failed_attempts=max_failed_attempts)
+    invite, agent = resolve_invite(repo, invites, token, now=at, max_failed_attempts=max_failed_attempts)
+    used = invites.consume(invite, at=at, max_failed_attempts=max_failed_attempts)
     logger.info("Invite used", extra={"agent_id": agent.agent_id, "invite_version": invite.invite_version})
     metrics.add_metric(name="InviteUsed", unit="Count", value=1)
     return used, agent

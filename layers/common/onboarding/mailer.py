@@ -26,8 +26,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-from onboarding import aws
-from onboarding.errors import EmailNotSentError, EmailRejectedError
+from onboarding.errors import EmailNotSentError, EmailRejectedError, error_code
 from onboarding.observability import logger
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -110,14 +109,14 @@ def build_mime(email: RenderedEmail, sender: str) -> bytes:
 
 
 class Mailer:
-    """Sends rendered emails through SES v2. `sleep` and `ses` are injectable for tests."""
+    """Sends rendered emails through SES v2 (`ses`: the SES v2 client). `sleep` is injectable for tests."""
 
     def __init__(
         self,
         sender: str,
+        ses: Any,
         *,
         configuration_set: str | None = None,
-        ses: Any | None = None,
         max_throttle_retries: int = 5,
         base_delay: float = 0.2,
         max_delay: float = 5.0,
@@ -125,15 +124,11 @@ class Mailer:
     ) -> None:
         self.sender = sender
         self.configuration_set = configuration_set
-        self._ses = ses
+        self.ses = ses
         self.max_throttle_retries = max_throttle_retries
         self.base_delay = base_delay
         self.max_delay = max_delay
         self.sleep = sleep
-
-    @property
-    def ses(self) -> Any:
-        return self._ses or aws.client("sesv2")
 
     def send(self, email: RenderedEmail, *, tags: Mapping[str, str]) -> str:
         """Send; returns the SES message id. Raises EmailRejectedError or EmailNotSentError."""
@@ -151,7 +146,7 @@ class Mailer:
                 response = self.ses.send_email(**request)
                 return str(response["MessageId"])
             except ClientError as error:
-                code = str(error.response.get("Error", {}).get("Code", ""))
+                code = error_code(error)
                 if code in REJECTION_CODES:
                     raise EmailRejectedError(
                         f"SES refused the email ({code})", details=[{"code": code}]

@@ -1,14 +1,17 @@
-"""The agent aggregate: its fields, its status lifecycle, and the API's input and output shapes."""
+"""The agent aggregate: its fields, its status lifecycle, the service-private state kept with it
+(`AgentRecord`), and the API's input and output shapes."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import email_validator
 from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+from pydantic.alias_generators import to_camel
 
 # `.test` is reserved for testing (RFC 2606); the Exchange simulator's mailboxes live there. Allowing it
 # costs nothing in production (no real mailbox can have such an address) and keeps one code path.
@@ -16,11 +19,11 @@ email_validator.SPECIAL_USE_DOMAIN_NAMES = [
     d for d in email_validator.SPECIAL_USE_DOMAIN_NAMES if d != "test"
 ]
 
-_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def _no_control_chars(value: str) -> str:
-    if _CONTROL_CHARS.search(value):
+    if CONTROL_CHARS.search(value):
         raise ValueError("must not contain control characters (tabs, line breaks, ...)")
     return value
 
@@ -76,6 +79,74 @@ def utcnow() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+# Reasons (`statusReason`) the service sets itself, next to the Exchange diagnoses.
+SETTINGS_TIMEOUT = "settings_timeout"
+INTERNAL_ERROR = "internal_error"
+
+
+class _StateModel(BaseModel):
+    """Service-private attributes of the agent item: stored under the camelCase of the field's name."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore", frozen=True)
+
+
+class InviteState(_StateModel):
+    """The invite attributes of an agent item (defaults fit items written before invites)."""
+
+    tenant_name: str | None = None  # who invites, from the dashboard user's token when the agent was added
+    invite_version: int = Field(default=1, ge=1)  # 1 when added, +1 per resend; only its link works
+    invite_attempts: int = Field(default=0, ge=0)  # failed sends of this version that will be retried
+    invite_requested_at: str | None = None
+    invite_sent_at: str | None = None
+    invite_expires_at: str | None = None
+
+
+class ConnectionState(_StateModel):
+    """Where the connection of the mailbox stands: the attempt, what the owner typed, what was found."""
+
+    connect_attempt: int = Field(default=0, ge=0)  # names the workflow execution; stale steps stop
+    settings_rounds: int = Field(default=0, ge=0)  # times the owner was asked for settings
+    # The Step Functions task token of a workflow waiting for the owner's settings (never logged).
+    task_token: str | None = Field(default=None, repr=False)
+    conn_username: str | None = None  # advanced settings typed by the owner
+    conn_server: str | None = None
+    connect_invite_hash: str | None = None  # the invite used to connect (its SHA-256 key, not the token)
+    ews_url: str | None = None  # what discovery / verification found
+    auth_type: str | None = None
+    server_build: str | None = None
+    exchange_username: str | None = None
+    inbox_item_count: int | None = None
+
+
+def _stored(model: type[BaseModel], field: str) -> str:
+    alias = model.model_fields[field].alias
+    if not alias:
+        raise TypeError(f"{model.__name__}.{field} has no stored name")
+    return alias
+
+
+class Attr:
+    """Stored names of the service-private attributes, for writes (the API never returns them)."""
+
+    TENANT_NAME = _stored(InviteState, "tenant_name")
+    INVITE_VERSION = _stored(InviteState, "invite_version")
+    INVITE_REQUESTED_AT = _stored(InviteState, "invite_requested_at")
+    INVITE_ATTEMPTS = _stored(InviteState, "invite_attempts")
+    INVITE_SENT_AT = _stored(InviteState, "invite_sent_at")
+    INVITE_EXPIRES_AT = _stored(InviteState, "invite_expires_at")
+    ATTEMPT = _stored(ConnectionState, "connect_attempt")
+    ROUNDS = _stored(ConnectionState, "settings_rounds")
+    TASK_TOKEN = _stored(ConnectionState, "task_token")
+    USERNAME = _stored(ConnectionState, "conn_username")
+    SERVER = _stored(ConnectionState, "conn_server")
+    INVITE_HASH = _stored(ConnectionState, "connect_invite_hash")
+    EWS_URL = _stored(ConnectionState, "ews_url")
+    AUTH_TYPE = _stored(ConnectionState, "auth_type")
+    SERVER_BUILD = _stored(ConnectionState, "server_build")
+    EXCHANGE_USERNAME = _stored(ConnectionState, "exchange_username")
+    INBOX_COUNT = _stored(ConnectionState, "inbox_item_count")
+
+
 class _ApiModel(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -108,6 +179,38 @@ class Agent(_ApiModel):
         return self.model_dump(mode="json", by_alias=True)
 
 
+# Attributes that belong to the agent model; anything else on the item is private to the service.
+AGENT_FIELDS = frozenset(f.alias or name for name, f in Agent.model_fields.items())
+
+
+class AgentRecord(BaseModel):
+    """An agent with the service-private state kept on its item: what the repository returns and takes."""
+
+    model_config = ConfigDict(frozen=True)
+
+    agent: Agent
+    invite: InviteState = Field(default_factory=InviteState)
+    connection: ConnectionState = Field(default_factory=ConnectionState)
+
+    @classmethod
+    def from_values(cls, values: Mapping[str, Any]) -> AgentRecord:
+        """The record of a deserialized item (keys and other entities' attributes are ignored)."""
+        agent_values = {k: v for k, v in values.items() if k in AGENT_FIELDS}
+        return cls(
+            agent=Agent.model_validate(agent_values),
+            invite=InviteState.model_validate(values),
+            connection=ConnectionState.model_validate(values),
+        )
+
+    def values(self) -> dict[str, Any]:
+        """The item's attributes (without keys): the agent's fields and the private state explicitly set."""
+        return {
+            **self.invite.model_dump(mode="json", by_alias=True, exclude_unset=True, exclude_none=True),
+            **self.connection.model_dump(mode="json", by_alias=True, exclude_unset=True, exclude_none=True),
+            **self.agent.model_dump(mode="json", by_alias=True),
+        }
+
+
 class AgentPage(_ApiModel):
     items: list[Agent]
     next_token: str | None = Field(default=None, alias="nextToken")
@@ -127,3 +230,9 @@ class ErrorBody(_ApiModel):
 
 class ErrorResponse(_ApiModel):
     error: ErrorBody
+
+
+class GatewayError(BaseModel):
+    """What API Gateway itself answers (e.g. the JWT authorizer's 401); its body cannot be customised."""
+
+    message: str

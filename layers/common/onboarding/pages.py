@@ -18,6 +18,8 @@ from urllib.parse import urlsplit
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from onboarding.errors import CsrfError
+
 HERE = Path(__file__).parent
 STATIC_FILES = {"connect.css": "text/css; charset=utf-8", "connect.js": "text/javascript; charset=utf-8"}
 
@@ -56,8 +58,6 @@ def static_file(name: str) -> tuple[bytes, str] | None:
 
 
 # -- CSRF ------------------------------------------------------------------------------------
-class CsrfError(Exception):
-    pass
 
 
 def csrf_nonce(key: bytes, scope: str, *, now: float | None = None) -> str:

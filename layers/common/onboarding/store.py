@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import functools
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
@@ -24,21 +23,28 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 from pydantic import TypeAdapter, ValidationError
 
-from onboarding import aws
 from onboarding.errors import (
     AgentNotFoundError,
     ConcurrentModificationError,
     DuplicateAgentError,
     IllegalTransitionError,
     InvalidPageTokenError,
+    error_code,
 )
-from onboarding.models import Agent, AgentId, AgentPage, AgentStatus, can_transition, utcnow
+from onboarding.models import (
+    AGENT_FIELDS,
+    Agent,
+    AgentId,
+    AgentPage,
+    AgentRecord,
+    AgentStatus,
+    can_transition,
+    utcnow,
+)
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
 
-# Attributes that belong to the agent model; anything else on the item is private to the service.
-_AGENT_FIELDS = frozenset(f.alias or name for name, f in Agent.model_fields.items())
 STATUS_INDEX = "ByStatus"
 _AGENT_ID: TypeAdapter[str] = TypeAdapter(AgentId)
 
@@ -67,30 +73,27 @@ def from_item(item: Mapping[str, Any]) -> dict[str, Any]:
     return {k: _deserializer.deserialize(v) for k, v in item.items()}
 
 
-def agent_from_values(values: Mapping[str, Any]) -> Agent:
-    """The agent of a deserialized item, leaving the service-private attributes out."""
-    return Agent.model_validate({k: v for k, v in values.items() if k in _AGENT_FIELDS})
-
-
 def _agent_from_item(item: Mapping[str, Any]) -> Agent:
-    return agent_from_values(from_item(item))
-
-
-def _error_code(error: ClientError) -> str:
-    return str(error.response.get("Error", {}).get("Code", ""))
+    values = from_item(item)
+    return Agent.model_validate({k: v for k, v in values.items() if k in AGENT_FIELDS})
 
 
 class AgentRepository(ABC):
-    """What the logic needs from storage, whatever the storage is."""
+    """What the logic needs from storage, whatever the storage is.
+
+    Service-private attributes are named by `onboarding.models.Attr` (the aliases of `AgentRecord`)."""
 
     @abstractmethod
-    def create(self, agent: Agent, *, attributes: Mapping[str, Any] | None = None) -> Agent: ...
+    def create(self, record: AgentRecord) -> Agent:
+        """Store a new agent with its private state; DuplicateAgentError if its address is taken."""
 
     @abstractmethod
-    def get(self, tenant_id: str, agent_id: str) -> Agent: ...
+    def get(self, tenant_id: str, agent_id: str) -> Agent:
+        """The agent, or AgentNotFoundError."""
 
     @abstractmethod
-    def get_item(self, tenant_id: str, agent_id: str) -> dict[str, Any] | None: ...
+    def get_record(self, tenant_id: str, agent_id: str) -> AgentRecord | None:
+        """The agent with its private state (invite, connection), or None."""
 
     @abstractmethod
     def list(
@@ -111,17 +114,27 @@ class AgentRepository(ABC):
     ) -> Agent: ...
 
     @abstractmethod
-    def delete(self, tenant_id: str, agent_id: str) -> Agent | None: ...
+    def update_attributes(
+        self,
+        tenant_id: str,
+        agent_id: str,
+        values: Mapping[str, Any],
+        *,
+        expected_status: AgentStatus,
+        remove_attributes: tuple[str, ...] = (),
+    ) -> None:
+        """Set private attributes (never status or version) while the agent is in `expected_status`;
+        ConcurrentModificationError once it is not."""
+
+    @abstractmethod
+    def delete(self, tenant_id: str, agent_id: str) -> Agent | None:
+        """Remove the agent; idempotent (None when it was not there)."""
 
 
 class DynamoAgentRepository(AgentRepository):
-    def __init__(self, table_name: str, ddb: Any | None = None) -> None:
+    def __init__(self, table_name: str, ddb: Any) -> None:
         self.table_name = table_name
-        self._ddb = ddb
-
-    @property
-    def ddb(self) -> Any:
-        return self._ddb or aws.client("dynamodb")
+        self.ddb = ddb
 
     # -- reads -------------------------------------------------------------------------------
     def _raw_item(self, tenant_id: str, agent_id: str) -> dict[str, Any] | None:
@@ -134,9 +147,13 @@ class DynamoAgentRepository(AgentRepository):
         return item
 
     def get_item(self, tenant_id: str, agent_id: str) -> dict[str, Any] | None:
-        """The agent's whole item (service-private attributes included), or None."""
+        """The agent's whole item as stored (keys included), or None: for tests and diagnostics."""
         item = self._raw_item(tenant_id, agent_id)
         return from_item(item) if item else None
+
+    def get_record(self, tenant_id: str, agent_id: str) -> AgentRecord | None:
+        item = self._raw_item(tenant_id, agent_id)
+        return AgentRecord.from_values(from_item(item)) if item else None
 
     def get(self, tenant_id: str, agent_id: str) -> Agent:
         item = self._raw_item(tenant_id, agent_id)
@@ -178,12 +195,11 @@ class DynamoAgentRepository(AgentRepository):
         return AgentPage(items=items, next_token=token)
 
     # -- writes ------------------------------------------------------------------------------
-    def create(self, agent: Agent, *, attributes: Mapping[str, Any] | None = None) -> Agent:
-        """Store a new agent; `attributes` are service-private extras kept on the item (not returned)."""
-        values = agent.model_dump(mode="json", by_alias=True)
+    def create(self, record: AgentRecord) -> Agent:
+        """Store a new agent with its email guard; the private state stays on the item (not returned)."""
+        agent = record.agent
         item = {
-            **(attributes or {}),
-            **values,
+            **record.values(),
             "pk": tenant_pk(agent.tenant_id),
             "sk": agent_sk(agent.agent_id),
             "gsi1pk": status_pk(agent.tenant_id, agent.status),
@@ -216,7 +232,7 @@ class DynamoAgentRepository(AgentRepository):
                 ]
             )
         except ClientError as error:
-            if _error_code(error) == "TransactionCanceledException" and _cancelled_by_condition(error, 0):
+            if error_code(error) == "TransactionCanceledException" and _cancelled_by_condition(error, 0):
                 raise DuplicateAgentError(
                     f"An agent with the email address {agent.email} already exists in this account",
                     details=[{"field": "email", "message": "already used by another agent"}],
@@ -252,7 +268,7 @@ class DynamoAgentRepository(AgentRepository):
                     current, target, reason, dict(set_attributes or {}), remove_attributes
                 )
             except ClientError as error:
-                if _error_code(error) != "ConditionalCheckFailedException":
+                if error_code(error) != "ConditionalCheckFailedException":
                     raise
                 if expected_version is not None:
                     raise ConcurrentModificationError(f"Agent {agent_id} changed meanwhile") from error
@@ -317,7 +333,7 @@ class DynamoAgentRepository(AgentRepository):
                 ExpressionAttributeValues=to_item(placeholders),
             )
         except ClientError as error:
-            if _error_code(error) == "ConditionalCheckFailedException":
+            if error_code(error) == "ConditionalCheckFailedException":
                 raise ConcurrentModificationError(
                     f"Agent {agent_id} is no longer {expected_status.value}"
                 ) from error
@@ -351,7 +367,7 @@ class DynamoAgentRepository(AgentRepository):
                     ]
                 )
             except ClientError as error:
-                if _error_code(error) == "TransactionCanceledException":
+                if error_code(error) == "TransactionCanceledException":
                     continue  # changed or removed meanwhile: read again
                 raise
             return current
@@ -399,8 +415,3 @@ def _decode_page_token(token: str) -> str:
             details=[{"field": "nextToken", "message": "pass the nextToken of the previous page as is"}],
         ) from error
     return key
-
-
-@functools.cache
-def agent_repository(table_name: str) -> DynamoAgentRepository:
-    return DynamoAgentRepository(table_name)

@@ -22,11 +22,11 @@ from onboarding.errors import (
 )
 from onboarding.exchange import Diagnosis, ExchangeConfig, ExchangeFailure, ExchangeSettings, discover, verify
 from onboarding.invite_models import Invite
-from onboarding.invite_store import DynamoInviteRepository, InviteRepository
+from onboarding.invite_store import InviteRepository
 from onboarding.invites import MAX_FAILED_ATTEMPTS
-from onboarding.models import AgentStatus
+from onboarding.models import INTERNAL_ERROR, SETTINGS_TIMEOUT, AgentRecord, AgentStatus, Attr
 from onboarding.observability import logger, metrics
-from onboarding.store import DynamoAgentRepository
+from onboarding.store import AgentRepository
 
 # Failures the owner can fix by entering other settings (or another password) in the settings form.
 OWNER_FIXABLE = frozenset(
@@ -41,8 +41,6 @@ OWNER_FIXABLE = frozenset(
         Diagnosis.BLOCKED_ADDRESS,
     }
 )
-SETTINGS_TIMEOUT = "settings_timeout"
-INTERNAL_ERROR = "internal_error"
 
 
 class Outcome(StrEnum):
@@ -74,48 +72,32 @@ class TaskOutput(BaseModel):
     code: str | None = None
 
 
-class Attr:
-    """Service-private attributes of the agent item used by the connection."""
-
-    ATTEMPT = "connectAttempt"
-    USERNAME = "connUsername"  # advanced settings typed by the owner
-    SERVER = "connServer"
-    TASK_TOKEN = "taskToken"  # noqa: S105  (an attribute name, not a secret)
-    ROUNDS = "settingsRounds"
-    EWS_URL = "ewsUrl"
-    AUTH_TYPE = "authType"
-    SERVER_BUILD = "serverBuild"
-    EXCHANGE_USERNAME = "exchangeUsername"
-    INBOX_COUNT = "inboxItemCount"
-    INVITE_HASH = "connectInviteHash"  # the invite used to connect (its SHA-256 key, not the token)
-
-
 class VerificationSteps:
     def __init__(
         self,
-        repo: DynamoAgentRepository,
+        repo: AgentRepository,
+        invites: InviteRepository,
         credentials: CredentialStore,
         exchange: ExchangeConfig,
         *,
-        invites: InviteRepository | None = None,
         max_settings_rounds: int = 3,
         max_failed_passwords: int = MAX_FAILED_ATTEMPTS,
     ) -> None:
         self.repo = repo
         self.credentials = credentials
         self.exchange = exchange
-        self.invites = invites or DynamoInviteRepository(repo.table_name)
+        self.invites = invites
         self.max_settings_rounds = max_settings_rounds
         self.max_failed_passwords = max_failed_passwords
 
     def run(self, task: TaskInput) -> TaskOutput:
-        item = self.repo.get_item(task.tenant_id, task.agent_id)
-        if item is None or int(item.get(Attr.ATTEMPT, 0)) != task.attempt:
+        record = self.repo.get_record(task.tenant_id, task.agent_id)
+        if record is None or record.connection.connect_attempt != task.attempt:
             logger.info("Stale verification step", extra={"agent_id": task.agent_id, "action": task.action})
             return TaskOutput(outcome=Outcome.STALE)
         step = getattr(self, task.action)
         try:
-            result: TaskOutput = step(task, item)
+            result: TaskOutput = step(task, record)
         except (AgentNotFoundError, IllegalTransitionError, ConcurrentModificationError):
             # Removed or moved on meanwhile (e.g. the dashboard deleted the agent): nothing to record.
             logger.info("Agent moved on during the step", extra={"agent_id": task.agent_id})
@@ -123,13 +105,17 @@ class VerificationSteps:
         return result
 
     # -- steps -------------------------------------------------------------------------------
-    def autodiscover(self, task: TaskInput, item: dict[str, Any]) -> TaskOutput:
-        if item.get(Attr.SERVER):
+    def autodiscover(self, task: TaskInput, record: AgentRecord) -> TaskOutput:
+        connection = record.connection
+        if connection.conn_server:
             return TaskOutput(outcome=Outcome.MANUAL)
         password = self.credentials.get(task.tenant_id, task.agent_id)
         try:
             settings = discover(
-                item["email"], password.get_secret_value(), item.get(Attr.USERNAME), config=self.exchange
+                record.agent.email,
+                password.get_secret_value(),
+                connection.conn_username,
+                config=self.exchange,
             )
         except ExchangeFailure as failure:
             logger.info("Autodiscovery failed", extra={"agent_id": task.agent_id, "code": failure.code.value})
@@ -144,35 +130,36 @@ class VerificationSteps:
         )
         return TaskOutput(outcome=Outcome.FOUND)
 
-    def verify(self, task: TaskInput, item: dict[str, Any]) -> TaskOutput:
+    def verify(self, task: TaskInput, record: AgentRecord) -> TaskOutput:
         password = self.credentials.get(task.tenant_id, task.agent_id).get_secret_value()
-        manual = bool(item.get(Attr.SERVER))
+        email, connection = record.agent.email, record.connection
+        manual = bool(connection.conn_server)
         try:
-            if manual:
+            if connection.conn_server:
                 result = verify(
-                    item["email"],
+                    email,
                     password,
-                    item.get(Attr.USERNAME) or item["email"],
-                    item[Attr.SERVER],
+                    connection.conn_username or email,
+                    connection.conn_server,
                     config=self.exchange,
                 )
             else:
                 result = verify(
-                    item["email"],
+                    email,
                     password,
-                    item.get(Attr.EXCHANGE_USERNAME) or item["email"],
-                    ews_url=item.get(Attr.EWS_URL),
-                    auth_type=item.get(Attr.AUTH_TYPE),
+                    connection.exchange_username or email,
+                    ews_url=connection.ews_url,
+                    auth_type=connection.auth_type,
                     config=self.exchange,
                 )
         except ExchangeFailure as failure:
             logger.info("Verification failed", extra={"agent_id": task.agent_id, "code": failure.code.value})
             # Settings sent from the settings form (rounds >= 1) that do not work: ask again, a few times.
             # Settings typed on the first form fail like any first attempt: the page offers the form again.
-            rounds = int(item.get(Attr.ROUNDS, 0))
+            rounds = connection.settings_rounds
             if manual and failure.code in OWNER_FIXABLE and 1 <= rounds < self.max_settings_rounds:
                 if failure.code is Diagnosis.AUTH_FAILED:
-                    self._count_wrong_password(item)
+                    self._count_wrong_password(record)
                 return TaskOutput(outcome=Outcome.NEEDS_SETTINGS, code=failure.code.value)
             return TaskOutput(outcome=Outcome.FAILED, code=failure.code.value)
         values = {**_settings_attributes(result.settings), Attr.INBOX_COUNT: result.inbox_item_count}
@@ -181,30 +168,33 @@ class VerificationSteps:
         )
         return TaskOutput(outcome=Outcome.VERIFIED)
 
-    def request_settings(self, task: TaskInput, item: dict[str, Any]) -> TaskOutput:
+    def request_settings(self, task: TaskInput, record: AgentRecord) -> TaskOutput:
         """Wait for the owner: keep the task token on the agent; the connect page resumes the workflow."""
         self.repo.transition(
             task.tenant_id,
             task.agent_id,
             AgentStatus.NEEDS_SETTINGS,
             reason=task.code or Diagnosis.AUTODISCOVER_FAILED.value,
-            set_attributes={Attr.TASK_TOKEN: task.task_token, Attr.ROUNDS: int(item.get(Attr.ROUNDS, 0)) + 1},
+            set_attributes={
+                Attr.TASK_TOKEN: task.task_token,
+                Attr.ROUNDS: record.connection.settings_rounds + 1,
+            },
         )
         return TaskOutput(outcome=Outcome.NEEDS_SETTINGS)
 
-    def record_verified(self, task: TaskInput, item: dict[str, Any]) -> TaskOutput:
-        self._consume_invite(item)
+    def record_verified(self, task: TaskInput, record: AgentRecord) -> TaskOutput:
+        self._consume_invite(record)
         self.repo.transition(
             task.tenant_id, task.agent_id, AgentStatus.VERIFIED, remove_attributes=(Attr.TASK_TOKEN,)
         )
         metrics.add_metric(name="MailboxVerified", unit="Count", value=1)
         return TaskOutput(outcome=Outcome.RECORDED)
 
-    def record_failure(self, task: TaskInput, item: dict[str, Any]) -> TaskOutput:
+    def record_failure(self, task: TaskInput, record: AgentRecord) -> TaskOutput:
         failure = task.failure or {}
         code = str(failure.get("code") or _code_from_error(failure))
         if code == Diagnosis.AUTH_FAILED.value:
-            self._count_wrong_password(item)
+            self._count_wrong_password(record)
         self.repo.transition(
             task.tenant_id,
             task.agent_id,
@@ -218,33 +208,37 @@ class VerificationSteps:
         return TaskOutput(outcome=Outcome.RECORDED, code=code)
 
     # -- the invite the owner connected with ------------------------------------------------------
-    def _invite(self, item: dict[str, Any]) -> Invite | None:
-        token_hash = item.get(Attr.INVITE_HASH)
-        return self.invites.get(str(token_hash)) if token_hash else None
+    def _invite(self, record: AgentRecord) -> Invite | None:
+        token_hash = record.connection.connect_invite_hash
+        return self.invites.get(token_hash) if token_hash else None
 
-    def _consume_invite(self, item: dict[str, Any]) -> None:
+    def _consume_invite(self, record: AgentRecord) -> None:
         """The link has done its job: used up now, so it cannot connect the mailbox again."""
-        invite = self._invite(item)
+        invite = self._invite(record)
         if invite is None:
             return
         try:
             self.invites.consume(invite, at=datetime.now(UTC), max_failed_attempts=self.max_failed_passwords)
         except InviteError as error:  # already used or replaced: the verification stands all the same
-            logger.info("Invite not consumed", extra={"agent_id": item["agentId"], "reason": error.code})
+            logger.info(
+                "Invite not consumed", extra={"agent_id": record.agent.agent_id, "reason": error.code}
+            )
 
-    def _count_wrong_password(self, item: dict[str, Any]) -> None:
+    def _count_wrong_password(self, record: AgentRecord) -> None:
         """Wrong passwords count against the invite; after N the link locks (protects the account)."""
-        invite = self._invite(item)
+        invite = self._invite(record)
         if invite is None:
             return
         try:
             attempts = self.invites.add_failed_attempt(invite, max_failed_attempts=self.max_failed_passwords)
         except InviteError as error:
             logger.info(
-                "Wrong password not counted", extra={"agent_id": item["agentId"], "reason": error.code}
+                "Wrong password not counted", extra={"agent_id": record.agent.agent_id, "reason": error.code}
             )
             return
-        logger.warning("Wrong password", extra={"agent_id": item["agentId"], "failed_attempts": attempts})
+        logger.warning(
+            "Wrong password", extra={"agent_id": record.agent.agent_id, "failed_attempts": attempts}
+        )
 
 
 def _settings_attributes(settings: ExchangeSettings) -> dict[str, Any]:

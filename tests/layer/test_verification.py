@@ -1,0 +1,175 @@
+"""The verification workflow's steps (`onboarding.verification.VerificationSteps`), called directly: the
+real repositories and credential store; the Exchange simulator where a step talks to a server."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+
+from devstack.exchange_sim.scenarios import SCENARIOS_BY_NAME
+from onboarding.credentials import SecretsManagerCredentialStore
+from onboarding.errors import CredentialNotFoundError, InviteUsedError
+from onboarding.exchange import ExchangeConfig
+from onboarding.invite_store import DynamoInviteRepository
+from onboarding.invite_tokens import token_hash
+from onboarding.invites import resolve_invite
+from onboarding.mailer import Mailer
+from onboarding.models import SETTINGS_TIMEOUT, Agent, AgentStatus, Attr
+from onboarding.store import DynamoAgentRepository
+from onboarding.verification import Outcome, TaskInput, VerificationSteps
+from tests import lifecycle
+
+S = AgentStatus
+
+
+@pytest.fixture
+def steps(
+    repo: DynamoAgentRepository,
+    invite_repo: DynamoInviteRepository,
+    credentials: SecretsManagerCredentialStore,
+    exchange_config: ExchangeConfig,
+) -> VerificationSteps:
+    return VerificationSteps(repo, invite_repo, credentials, exchange_config, max_failed_passwords=3)
+
+
+@dataclass
+class Connecting:
+    """Puts agents where the connect page leaves them: connecting through their link at attempt 1, the
+    password stored."""
+
+    repo: DynamoAgentRepository
+    invite_repo: DynamoInviteRepository
+    credentials: SecretsManagerCredentialStore
+    mailer: Mailer
+
+    def agent(self, *, password: str, email: str = "ann@contoso.com", **attributes: Any) -> tuple[Agent, str]:
+        """The agent and the token of its link."""
+        invited = lifecycle.add(self.repo, email=email)
+        token = lifecycle.send_invite(self.repo, self.invite_repo, self.mailer, invited)
+        values = {Attr.ATTEMPT: 1, Attr.ROUNDS: 0, Attr.INVITE_HASH: token_hash(token), **attributes}
+        agent = lifecycle.walk(
+            self.repo, self.repo.get("demo", invited.agent_id), S.CONNECTING, set_attributes=values
+        )
+        self.credentials.put(agent.tenant_id, agent.agent_id, SecretStr(password))
+        return agent, token
+
+
+@pytest.fixture
+def connecting(
+    repo: DynamoAgentRepository,
+    invite_repo: DynamoInviteRepository,
+    credentials: SecretsManagerCredentialStore,
+    mailer: Mailer,
+) -> Connecting:
+    return Connecting(repo, invite_repo, credentials, mailer)
+
+
+def _task(agent: Agent, action: str, attempt: int = 1, **fields: Any) -> TaskInput:
+    return TaskInput.model_validate(
+        {
+            "action": action,
+            "tenantId": agent.tenant_id,
+            "agentId": agent.agent_id,
+            "attempt": attempt,
+            **fields,
+        }
+    )
+
+
+def test_a_step_of_an_older_attempt_is_stale_and_changes_nothing(
+    steps: VerificationSteps, repo: DynamoAgentRepository, connecting: Connecting
+) -> None:
+    agent, _ = connecting.agent(password="pw")
+    before = repo.get_record("demo", agent.agent_id)
+    assert (
+        steps.run(_task(agent, "record_failure", attempt=2, failure={"code": "auth_failed"})).outcome
+        is Outcome.STALE
+    )
+    assert repo.get_record("demo", agent.agent_id) == before
+
+
+def test_a_step_for_a_removed_agent_is_stale(
+    steps: VerificationSteps, repo: DynamoAgentRepository, connecting: Connecting
+) -> None:
+    agent, _ = connecting.agent(password="pw")
+    repo.delete("demo", agent.agent_id)
+    assert steps.run(_task(agent, "request_settings", taskToken="t")).outcome is Outcome.STALE
+
+
+def test_a_server_typed_by_the_owner_skips_autodiscovery(
+    steps: VerificationSteps, repo: DynamoAgentRepository, connecting: Connecting
+) -> None:
+    agent, _ = connecting.agent(password="pw", **{Attr.SERVER: "mail.contoso.com"})
+    assert steps.run(_task(agent, "autodiscover")).outcome is Outcome.MANUAL
+
+
+def test_asking_for_settings_keeps_the_task_token_and_counts_the_round(
+    steps: VerificationSteps, repo: DynamoAgentRepository, connecting: Connecting
+) -> None:
+    agent, _ = connecting.agent(password="pw")
+    output = steps.run(_task(agent, "request_settings", taskToken="task-1", code="autodiscover_failed"))
+    assert output.outcome is Outcome.NEEDS_SETTINGS
+    record = repo.get_record("demo", agent.agent_id)
+    assert record is not None
+    assert (record.agent.status, record.agent.status_reason) == (S.NEEDS_SETTINGS, "autodiscover_failed")
+    assert (record.connection.task_token, record.connection.settings_rounds) == ("task-1", 1)
+
+
+def test_a_wrong_password_fails_the_attempt_counts_against_the_link_and_forgets_the_password(
+    steps: VerificationSteps,
+    repo: DynamoAgentRepository,
+    invite_repo: DynamoInviteRepository,
+    credentials: SecretsManagerCredentialStore,
+    connecting: Connecting,
+) -> None:
+    # Given an agent connecting through its link
+    agent, token = connecting.agent(password="wrong")
+    # When the workflow records an auth failure
+    output = steps.run(_task(agent, "record_failure", failure={"code": "auth_failed"}))
+    # Then the agent failed with that reason, the password is gone, and the link counted one wrong try
+    assert (output.outcome, output.code) == (Outcome.RECORDED, "auth_failed")
+    record = repo.get_record("demo", agent.agent_id)
+    assert record is not None
+    assert (record.agent.status, record.agent.status_reason) == (S.FAILED, "auth_failed")
+    with pytest.raises(CredentialNotFoundError):
+        credentials.get("demo", agent.agent_id)
+    invite, _ = resolve_invite(repo, invite_repo, token)
+    assert invite.failed_attempts == 1
+
+
+def test_a_timed_out_wait_is_recorded_as_settings_timeout_without_the_cause(
+    steps: VerificationSteps, repo: DynamoAgentRepository, connecting: Connecting
+) -> None:
+    agent, _ = connecting.agent(password="pw")
+    failure = {"Error": "States.Timeout", "Cause": "Traceback ... secret-looking text"}
+    assert steps.run(_task(agent, "record_failure", failure=failure)).code == SETTINGS_TIMEOUT
+    assert repo.get("demo", agent.agent_id).status_reason == SETTINGS_TIMEOUT
+
+
+def test_verifying_a_mailbox_records_its_settings_and_uses_the_link_up(
+    steps: VerificationSteps,
+    repo: DynamoAgentRepository,
+    invite_repo: DynamoInviteRepository,
+    credentials: SecretsManagerCredentialStore,
+    connecting: Connecting,
+) -> None:
+    # Given a mailbox the simulator serves, connecting through its link
+    scenario = SCENARIOS_BY_NAME["autodiscover_domain"]
+    username = {Attr.USERNAME: scenario.username} if scenario.username else {}
+    agent, token = connecting.agent(password=scenario.password, email=scenario.email, **username)
+    # When the workflow runs its steps
+    assert steps.run(_task(agent, "autodiscover")).outcome is Outcome.FOUND
+    assert steps.run(_task(agent, "verify")).outcome is Outcome.VERIFIED
+    assert steps.run(_task(agent, "record_verified")).outcome is Outcome.RECORDED
+    # Then the agent is verified with what was found, and its link is used up
+    record = repo.get_record("demo", agent.agent_id)
+    assert record is not None
+    assert record.agent.status is S.VERIFIED
+    assert record.connection.ews_url is not None
+    assert record.connection.ews_url.startswith("https://")
+    assert record.connection.inbox_item_count == scenario.inbox_count
+    with pytest.raises(InviteUsedError):
+        resolve_invite(repo, invite_repo, token)
