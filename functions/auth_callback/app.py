@@ -12,7 +12,6 @@ from urllib.parse import parse_qs
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.logging import correlation_paths
-from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
@@ -63,8 +62,10 @@ class Deps:
 
     @functools.cached_property
     def csrf_key(self) -> bytes:
-        """The form-nonce signing key, read once, when a page first needs it."""
-        return str(parameters.get_secret(self.settings.csrf_key_secret_arn, max_age=3600)).encode()
+        """The form-nonce signing key, read once, when a page first needs it. (Our botocore client, not
+        Powertools' parameters utility: that one imports boto3 at cold start.)"""
+        secret = aws.client("secretsmanager").get_secret_value(SecretId=self.settings.csrf_key_secret_arn)
+        return str(secret["SecretString"]).encode()
 
 
 @wiring.cached
@@ -79,9 +80,6 @@ def deps() -> Deps:
         settings_timeout_seconds=settings.settings_timeout_seconds,
     )
     return Deps(settings=settings, service=service)
-
-
-wiring.on_reset(parameters.clear_caches)
 
 
 def _service() -> ConnectService:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from aws_lambda_powertools import Tracer
 from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -11,8 +12,11 @@ from onboarding import deps as wiring
 from onboarding.exchange import ExchangeConfig
 from onboarding.observability import logger, metrics
 from onboarding.settings import verify_mailbox_settings
-from onboarding.tracing import tracer
 from onboarding.verification import TaskInput, VerificationSteps
+
+# X-Ray subsegments for this function only: the X-Ray SDK (its requirements.txt, not the layer) builds a
+# botocore client when imported, which the HTTP functions' cold start could not afford.
+tracer = Tracer()
 
 
 @wiring.cached
