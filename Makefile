@@ -31,7 +31,7 @@ $(SAM_VENV)/.installed: requirements-sam.txt
 	touch $@
 
 dev: $(VENV)/.installed
-	$(PY) -m devstack run
+	$(PY) -m devstack run $(ARGS)
 
 test: setup
 	$(PY) -m pytest -n 2 -p no:cacheprovider

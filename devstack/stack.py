@@ -6,13 +6,15 @@ Everything listens on 127.0.0.1 only. `LocalStack` is used by `python -m devstac
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
 import secrets
 import socket
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,12 +24,12 @@ import requests
 from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
 
+from devstack import mailbox, tokens
+from devstack import state as saved
 from devstack import template as tpl
-from devstack import tokens
 from devstack.exchange_sim.simulator import ExchangeSimulator
 from devstack.gateway import Gateway
 from devstack.lambdas import handlers_installed
-from devstack.mailbox import sent_emails, summary
 from devstack.runtime import FunctionRunner, runners_from_template
 from devstack.streams import StreamPoller, stream_mappings
 
@@ -42,6 +44,53 @@ def _static(path: Path, content_type: str) -> Callable[[Request], Response]:
         return Response(path.read_bytes(), content_type=f"{content_type}; charset=utf-8")
 
     return view
+
+
+class PortInUseError(Exception):
+    def __init__(self, port: int, what: str) -> None:
+        super().__init__(f"port {port} ({what}) is in use")
+        self.port = port
+        self.what = what
+
+
+def _bind(port: int, app: Any, what: str, **options: Any) -> BaseWSGIServer:
+    """A threaded server bound now, in the caller's thread: a taken port fails here, at once.
+
+    The socket is bound here and handed over, because werkzeug answers a taken port with sys.exit."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # not for a listening port: TIME_WAIT only
+    try:
+        sock.bind(("127.0.0.1", port))
+        sock.listen(128)
+    except OSError as error:
+        sock.close()
+        if error.errno == errno.EADDRINUSE:
+            raise PortInUseError(port, what) from None
+        raise
+    with sock:  # the server keeps its own duplicate of the socket
+        return make_server("127.0.0.1", port, app, threaded=True, fd=sock.fileno(), **options)
+
+
+class OneDynamoDBRequestAtATime:
+    """WSGI middleware: moto serves DynamoDB (and Streams) requests one at a time.
+
+    moto's DynamoDB backend is not thread-safe: `transact_write_items` deep-copies the table (to roll
+    back a cancelled transaction) while other request threads write to it, which fails with
+    "dictionary changed size during iteration". DynamoDB itself takes concurrent requests, and the local
+    stack has many concurrent callers (gateway threads, stream pollers, workflow tasks), so the moto
+    server in front of the backend takes DynamoDB requests in turn. Other services stay concurrent.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.lock = threading.Lock()
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        if not environ.get("HTTP_X_AMZ_TARGET", "").startswith(("DynamoDB_", "DynamoDBStreams_")):
+            result: Iterable[bytes] = self.app(environ, start_response)
+            return result
+        with self.lock:
+            return list(self.app(environ, start_response))  # the whole body, inside the lock
 
 
 def free_port() -> int:
@@ -69,6 +118,16 @@ class LocalStack:
     pollers: list[StreamPoller] = field(default_factory=list)
     queue_urls: dict[str, str] = field(default_factory=dict)
     _emails_printed: int = 0
+    # Where state is kept across restarts (None: start empty, keep nothing; see devstack/state.py).
+    state_dir: Path | None = None
+    restored: saved.Snapshot = field(default_factory=saved.Snapshot)
+    _state: saved.StateDir | None = None
+    _saver: saved.Saver | None = None
+    _moto_server: BaseWSGIServer | None = None
+    _emails: list[dict[str, Any]] = field(default_factory=list)  # this run's, in order
+    _emails_lock: threading.Lock = field(default_factory=threading.Lock)
+    _secret_values: dict[str, str] = field(default_factory=dict)
+    ready: bool = False  # every part started: /_local/health answers 200 from then on
 
     @property
     def base_url(self) -> str:
@@ -78,39 +137,69 @@ class LocalStack:
     def moto_url(self) -> str:
         return f"http://127.0.0.1:{self.moto_port}"
 
+    @property
+    def run_number(self) -> int:
+        return self.restored.runs + 1
+
     def start(self) -> LocalStack:
+        """Raises PortInUseError or StateInUseError before starting anything."""
         # werkzeug logs every request of moto and the gateway alike; keep the console for what matters.
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
-        self._start_exchange_simulator()
-        self._start_moto()
-        self._point_aws_at_moto()
         self._bind_gateway()  # first, so the public base URL (its port) is known to the handlers
-        self._create_resources()
-        self._configure_environment()
-        self.runners = runners_from_template(prefix=self.stage)
-        self._lambdas = handlers_installed(self.runners)
-        self._lambdas.__enter__()
-        self._serve_gateway()
-        self._start_stream_pollers()
+        try:
+            self._bind_moto()
+            self._lock_state()
+        except BaseException:
+            self.stop()
+            raise
+        try:
+            self._start_exchange_simulator()
+            self._start_moto()
+            self._point_aws_at_moto()
+            self._create_resources()
+            self._restore()
+            self._configure_environment()
+            self.runners = runners_from_template(prefix=self.stage)
+            self._lambdas = handlers_installed(self.runners)
+            self._lambdas.__enter__()
+            self._serve_gateway()
+            self._start_stream_pollers()
+            if self._state is not None:
+                self._saver = saved.Saver(self._state, self.snapshot).start()
+            self.ready = True
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def stop(self) -> None:
         for poller in self.pollers:
             poller.stop()
         self.pollers.clear()
+        if self._saver is not None:
+            self._saver.stop()
+            self._saver.save_reported()  # the last word, before moto goes away
+            self._saver = None
         if self.exchange is not None:
             self.exchange.stop()
             self.exchange = None
-        for server in reversed(self._servers):
+        for server in reversed(self._servers):  # the serving ones
             with contextlib.suppress(Exception):
                 server.shutdown()
         for thread in self._threads:
             thread.join(timeout=5)
+        for bound in (self._gateway_server, self._moto_server):  # every bound socket, served or not
+            if bound is not None:
+                bound.server_close()
+        self._gateway_server = self._moto_server = None
         self._servers.clear()
         self._threads.clear()
         if self._lambdas is not None:
             self._lambdas.__exit__(None, None, None)
             self._lambdas = None
+        if self._state is not None:
+            self._state.release()
+            self._state = None
 
     def __enter__(self) -> LocalStack:
         return self.start()
@@ -132,12 +221,34 @@ class LocalStack:
             }
         )
 
-    def _start_moto(self) -> None:
-        from moto.server import ThreadedMotoServer
+    def _bind_moto(self) -> None:
+        """moto's own server app (what `moto_server` runs), with DynamoDB requests taken in turn.
 
-        server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.moto_port, verbose=False)
-        server.start()
-        self._servers.append(server)
+        Not ThreadedMotoServer: it binds in its thread and, when the port is taken, waits forever."""
+        from moto.moto_server.werkzeug_app import (
+            DomainDispatcherApplication,
+            MotoRequestHandler,
+            create_backend_app,
+        )
+
+        app = OneDynamoDBRequestAtATime(DomainDispatcherApplication(create_backend_app))
+        self._moto_server = _bind(self.moto_port, app, "moto", request_handler=MotoRequestHandler)
+        self.moto_port = self._moto_server.server_address[1]
+
+    def _lock_state(self) -> None:
+        if self.state_dir is None:
+            return
+        state = saved.StateDir(self.state_dir)
+        state.acquire()  # StateInUseError: another local stack keeps its state there
+        self._state = state
+        self.restored = state.load()
+
+    def _start_moto(self) -> None:
+        assert self._moto_server is not None
+        thread = threading.Thread(target=self._moto_server.serve_forever, name="moto", daemon=True)
+        thread.start()
+        self._servers.append(self._moto_server)
+        self._threads.append(thread)
         # Lambda without Docker (our handlers run through devstack.lambdas), Step Functions that really
         # execute the ASL.
         config = {"lambda": {"use_docker": False}, "stepfunctions": {"execute_state_machine": True}}
@@ -198,10 +309,10 @@ class LocalStack:
         tpl.create_tables(ddb, self.physical_names)
         secrets_client = boto3.client("secretsmanager", endpoint_url=self.moto_url, region_name=REGION)
         for logical_id in tpl.resources(tpl.load_template(), "AWS::SecretsManager::Secret"):
-            created = secrets_client.create_secret(
-                Name=f"{self.stage}/{logical_id}", SecretString=secrets.token_urlsafe(48)
-            )
+            value = self.restored.secrets.get(logical_id) or secrets.token_urlsafe(48)
+            created = secrets_client.create_secret(Name=f"{self.stage}/{logical_id}", SecretString=value)
             self.secret_arns[logical_id] = created["ARN"]
+            self._secret_values[logical_id] = value
         self._create_email_resources()
         sfn = boto3.client("stepfunctions", endpoint_url=self.moto_url, region_name=REGION)
         refs = self.refs()
@@ -246,29 +357,91 @@ class LocalStack:
             )
             self.pollers.append(poller.start())
 
+    # -- state across restarts ------------------------------------------------------------------
+    def _ddb(self) -> Any:
+        return boto3.client("dynamodb", endpoint_url=self.moto_url, region_name=REGION)
+
+    def snapshot(self) -> saved.Snapshot:
+        """What a restart brings back (see devstack/state.py)."""
+        ddb = self._ddb()
+        return saved.Snapshot(
+            tables={
+                logical_id: saved.scan_items(ddb, name) for logical_id, name in self.physical_names.items()
+            },
+            emails=[*self.restored.emails, *self.emails()],
+            secrets=dict(self._secret_values),
+            runs=self.run_number,
+        )
+
+    def _restore(self) -> None:
+        """Put the saved items back before the stream pollers start (a restored agent still waiting for
+        its invite gets it); workflows that were running are gone, so their agents are failed."""
+        if not self.restored.tables:
+            return
+        from onboarding.models import INTERNAL_ERROR, AgentStatus
+        from onboarding.store import DynamoAgentRepository
+
+        ddb = self._ddb()
+        for logical_id, items in self.restored.tables.items():
+            if logical_id in self.physical_names:
+                saved.put_items(ddb, self.physical_names[logical_id], items)
+        repo = DynamoAgentRepository(self.physical_names["AgentsTable"], ddb)
+        for item in self.restored.tables.get("AgentsTable", []):
+            status = item.get("status", {}).get("S")
+            if item.get("entity", {}).get("S") == "agent" and status in {"connecting", "needs_settings"}:
+                tenant_id, agent_id = item["tenantId"]["S"], item["agentId"]["S"]
+                repo.transition(tenant_id, agent_id, AgentStatus.FAILED, reason=INTERNAL_ERROR)
+
+    def restored_counts(self) -> tuple[int, int]:
+        """(agents, emails) brought back from earlier runs."""
+        agents = sum(
+            1
+            for item in self.restored.tables.get("AgentsTable", [])
+            if item.get("entity", {}).get("S") == "agent"
+        )
+        return agents, len(self.restored.emails)
+
+    # -- sent mail ------------------------------------------------------------------------------
+    def emails(self) -> list[dict[str, Any]]:
+        """This run's emails, oldest first, each stamped with the run and when the stack first saw it."""
+        with self._emails_lock:
+            sent = mailbox.sent_emails()
+            for message in sent[len(self._emails) :]:
+                self._emails.append({**message, "run": self.run_number, "sentAt": _now_iso()})
+            return list(self._emails)
+
+    def all_emails(self) -> list[dict[str, Any]]:
+        return [*self.restored.emails, *self.emails()]
+
     def _print_new_emails(self) -> None:
-        emails = sent_emails()
+        emails = self.emails()
         for sent in emails[self._emails_printed :]:
-            print(summary(sent), flush=True)
+            print(mailbox.summary(sent), flush=True)
         self._emails_printed = len(emails)
 
-    def _emails(self, _: Request) -> Response:
-        """Every email sent so far (newest last): what a local user reads instead of an inbox."""
-        return Response(
-            json.dumps(sent_emails()), content_type="application/json", headers={"Cache-Control": "no-store"}
-        )
+    def _sent_mail(self, request: Request) -> Response:
+        """Every email sent (newest last): what a local user reads instead of an inbox. A browser gets
+        the sent-mail page; anything else (or `/_local/emails.json`) the JSON list."""
+        headers = {"Cache-Control": "no-store"}
+        emails = self.all_emails()
+        wants = request.accept_mimetypes.best_match(["application/json", "text/html"])
+        if request.path.endswith(".json") or wants != "text/html":
+            return Response(json.dumps(emails), content_type="application/json", headers=headers)
+        page = mailbox.sent_mail_page(emails, current_run=self.run_number)
+        return Response(page, content_type="text/html; charset=utf-8", headers=headers)
 
     def _bind_gateway(self) -> None:
         # werkzeug logs every request of moto and the gateway alike; keep the console for what matters.
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
         self.gateway = Gateway(self.runners)
         self.gateway.add_local_route("GET", "/_local/health", self._health)
-        self.gateway.add_local_route("GET", "/_local/emails", self._emails)
+        self.gateway.add_local_route("GET", "/_local/emails", self._sent_mail)
+        self.gateway.add_local_route("GET", "/_local/emails.json", self._sent_mail)
         self.gateway.add_local_route("GET", "/", self._dashboard)
         for name, content_type in (("dashboard.js", "text/javascript"), ("dashboard.css", "text/css")):
             self.gateway.add_local_route("GET", f"/_local/{name}", _static(DASHBOARD / name, content_type))
-        self._gateway_server = make_server("127.0.0.1", self.gateway_port, self.gateway, threaded=True)
-        self.gateway_port = self._gateway_server.server_port
+        self._gateway_server = _bind(self.gateway_port, self.gateway, "API gateway and dashboard")
+        self.gateway_port = self._gateway_server.server_address[1]
 
     def _serve_gateway(self) -> None:
         assert self.gateway is not None
@@ -286,4 +459,10 @@ class LocalStack:
         return Response(html, content_type="text/html; charset=utf-8", headers={"Cache-Control": "no-store"})
 
     def _health(self, _: Request) -> Response:
+        if not self.ready:
+            return Response(json.dumps({"status": "starting"}), status=503, content_type="application/json")
         return Response(json.dumps({"status": "ok", "moto": self.moto_url}), content_type="application/json")
+
+
+def _now_iso() -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime())

@@ -106,7 +106,17 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSta
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "POWERTOOLS_"))}
     with log.open("w") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "devstack", "run", "--port", str(port), "--moto-port", str(moto_port)],
+            [
+                sys.executable,
+                "-m",
+                "devstack",
+                "run",
+                "--fresh",
+                "--port",
+                str(port),
+                "--moto-port",
+                str(moto_port),
+            ],
             cwd=ROOT,
             env={**env, "PYTHONPATH": f"{ROOT / 'layers' / 'common'}{os.pathsep}{ROOT}"},
             stdout=out,

@@ -170,7 +170,15 @@ def show(token: str) -> Response[str]:
     view = _service().view(_valid_token(token))
     if view.status is not AgentStatus.INVITED and view.status is not AgentStatus.FAILED:
         return _redirect(_status_url(token))
-    return _html(pages.render("connect/connect.html", **_context(view)))
+    # Back after a failed attempt: say what went wrong (and the tries left) above the form.
+    failed = view.status is AgentStatus.FAILED
+    page = pages.render(
+        "connect/connect.html",
+        **_context(
+            view, problem=view.message if failed else None, tries_left=view.tries_left if failed else None
+        ),
+    )
+    return _html(page)
 
 
 @app.post("/connect/<token>")
@@ -224,6 +232,8 @@ def status(token: str) -> Response[str]:
             refresh=view.status is AgentStatus.CONNECTING,
             dashboard_url=settings.dashboard_url,
             can_retry=view.status is AgentStatus.FAILED,
+            tries_left=view.tries_left,
+            settings_problem=view.settings_problem,
             open_advanced=bool(view.record.connection.conn_server),
         ),
     )
@@ -244,7 +254,12 @@ def _form_again(token: str, problem: str) -> Response[str]:
     view = _service().view(token, for_status=True)
     template = "connect/status.html" if view.status is AgentStatus.NEEDS_SETTINGS else "connect/connect.html"
     context = _context(
-        view, problem=problem, status=view.status.value, message=problem, title="Check your details"
+        view,
+        problem=problem,
+        status=view.status.value,
+        message=problem,
+        settings_problem=True,  # what they typed on the settings form is the problem here
+        title="Check your details",
     )
     return _html(pages.render(template, **context), HTTPStatus.BAD_REQUEST)
 

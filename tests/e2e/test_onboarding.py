@@ -61,17 +61,22 @@ def tick_shown(page: Any, stack: RunningStack, email: str) -> bool:
         "email => [...document.querySelectorAll('tr')].some(r => r.textContent.includes(email) && r.dataset.status)",
         arg=email,
     )
-    return str(row.locator("td.tick").inner_text()).strip() == "✔"
+    return str(row.locator("td.status").inner_text()).strip() == "Connected ✔"
 
 
-def test_a_mailbox_that_autodiscovers_gets_its_tick(page: Any, local_stack: RunningStack) -> None:
+def test_a_connected_owner_is_taken_back_to_the_dashboard(page: Any, local_stack: RunningStack) -> None:
     scenario = S["autodiscover_subdomain"]
     add_agent_in_dashboard(page, local_stack, "Bea <Support>", scenario.email)
     link = wait_for_invite(local_stack, scenario.email)
     sign_in(page, link, scenario.password)
     wait_for_heading(page, "Your mailbox is connected")
-    dashboard = page.locator("a", has_text="Go to the dashboard")
-    assert dashboard.get_attribute("href").startswith(local_stack.base_url)
+    # The page offers the way back at once (its HTML, as served, without racing the automatic return) ...
+    served = requests.get(f"{link}/status", timeout=10).text
+    dashboard = f"{local_stack.base_url}/"
+    assert f'<meta http-equiv="refresh" content="5;url={dashboard}">' in served
+    assert f'href="{dashboard}">Go to the dashboard now</a>' in served
+    # ... and takes the owner there by itself.
+    page.wait_for_url(dashboard, timeout=60_000)
     assert tick_shown(page, local_stack, scenario.email)
     # The link did its job: opening it again says so, kindly.
     page.goto(link)
@@ -93,18 +98,42 @@ def test_without_autodiscover_the_owner_enters_advanced_settings(
     assert tick_shown(page, local_stack, scenario.email)
 
 
-def test_a_wrong_password_is_explained_and_the_right_one_works(page: Any, local_stack: RunningStack) -> None:
+def test_a_wrong_password_is_explained_with_the_tries_left_and_the_right_one_works(
+    page: Any, local_stack: RunningStack
+) -> None:
     scenario = S["autodiscover_http_redirect"]
     add_agent_in_dashboard(page, local_stack, "Carl", scenario.email)
     link = wait_for_invite(local_stack, scenario.email)
     sign_in(page, link, "Not-My-Password-1")
     wait_for_heading(page, "We could not connect your mailbox")
     message = page.locator("[role=alert]").inner_text()
-    assert "password" in message.lower()
+    assert f"did not accept the password for {scenario.email}" in message
+    assert "username" not in message.lower()  # the owner typed none
+    assert page.locator("#tries-left").inner_text() == "9 tries left before this link locks."
     page.fill("input[name=password]", scenario.password)
     page.click("button[type=submit]")
     wait_for_heading(page, "Your mailbox is connected")
     assert tick_shown(page, local_stack, scenario.email)
+
+
+def test_the_last_try_is_announced_and_the_tenth_wrong_password_locks_the_link(
+    page: Any, local_stack: RunningStack
+) -> None:
+    scenario = S["autodiscover_srv"]
+    add_agent_in_dashboard(page, local_stack, "Lou", scenario.email)
+    link = wait_for_invite(local_stack, scenario.email)
+    sign_in(page, link, "Wrong-1")
+    for attempt in range(2, 10):
+        wait_for_heading(page, "We could not connect your mailbox")
+        page.fill("input[name=password]", f"Wrong-{attempt}")
+        page.click("button[type=submit]")
+    wait_for_heading(page, "We could not connect your mailbox")
+    warning = page.locator("#tries-left").inner_text()
+    assert warning.startswith("Last try: one more wrong password locks this link")
+    page.fill("input[name=password]", "Wrong-10")
+    page.click("button[type=submit]")
+    wait_for_heading(page, "This link is locked")
+    assert "send a new invite" in page.content()
 
 
 def test_a_link_replaced_by_a_resend_shows_a_friendly_page(page: Any, local_stack: RunningStack) -> None:

@@ -60,9 +60,16 @@ def submit(token: str, **fields: str) -> Answer:
     return post(f"/connect/{token}", credentials(page_nonce(token), **fields))
 
 
-def to_status(env: ConnectEnv, invited: Invited, status: AgentStatus, reason: str | None = None) -> None:
+def to_status(
+    env: ConnectEnv,
+    invited: Invited,
+    status: AgentStatus,
+    reason: str | None = None,
+    set_attributes: dict[str, str] | None = None,
+) -> None:
     """Walk the agent along the lifecycle to `status` (as the workflow would)."""
-    lifecycle.walk(env.repo, env.repo.get("demo", invited.agent_id), status, reason=reason)
+    agent = env.repo.get("demo", invited.agent_id)
+    lifecycle.walk(env.repo, agent, status, reason=reason, set_attributes=set_attributes)
 
 
 # -- 1. the page -----------------------------------------------------------------------------------
@@ -452,8 +459,83 @@ def test_the_status_page_after_success_links_to_the_dashboard(env: ConnectEnv, i
     assert answer.status == 200
     assert "Your mailbox is connected" in answer.body
     assert f'href="{DASHBOARD_URL}"' in answer.body
-    assert 'http-equiv="refresh"' not in answer.body
+    # It takes the owner back by itself after 5 seconds (no script needed: the CSP allows none inline).
+    assert f'<meta http-equiv="refresh" content="5;url={DASHBOARD_URL}">' in answer.body
+    assert "Taking you back to the dashboard in 5 seconds" in answer.body
     assert get(f"/connect/{invited.token}").status == 410  # the form itself is gone
+
+
+# -- wrong passwords: the tries left before the link locks ------------------------------------------
+def fail_with_wrong_passwords(env: ConnectEnv, invited: Invited, count: int, **attributes: str) -> None:
+    """As the workflow does: each wrong password is counted on the invite, then the agent fails."""
+    for _ in range(count):
+        invites.record_failed_password(env.repo, env.invites, invited.token)
+    to_status(env, invited, S.FAILED, reason="auth_failed", set_attributes=attributes or None)
+
+
+def tries_left_of(body: str) -> str:
+    start = body.index('id="tries-left">') + len('id="tries-left">')
+    return " ".join(
+        body[start : body.index("</p>", start)].replace("<strong>", "").replace("</strong>", "").split()
+    )
+
+
+def test_after_a_wrong_password_the_page_says_how_many_tries_are_left(
+    env: ConnectEnv, invited: Invited
+) -> None:
+    fail_with_wrong_passwords(env, invited, 1)
+    for page in (get(f"/connect/{invited.token}/status"), get(f"/connect/{invited.token}")):
+        assert page.status == 200
+        assert (
+            tries_left_of(page.body)
+            == f"{invites.MAX_FAILED_ATTEMPTS - 1} tries left before this link locks."
+        )
+        # The message names what the owner typed (the email address and a password), no username.
+        assert f"did not accept the password for {EMAIL}" in page.body
+        assert "username" not in page.body.split('id="tries-left"')[0].lower()
+
+
+def test_before_the_last_try_the_page_warns_that_the_next_wrong_password_locks_the_link(
+    env: ConnectEnv, invited: Invited
+) -> None:
+    fail_with_wrong_passwords(env, invited, invites.MAX_FAILED_ATTEMPTS - 1)
+    page = get(f"/connect/{invited.token}/status")
+    assert tries_left_of(page.body).startswith("Last try: one more wrong password locks this link")
+    assert "Contoso Ltd would have to send you a new invite" in tries_left_of(page.body)
+
+
+def test_a_wrong_password_with_a_typed_username_names_the_username(env: ConnectEnv, invited: Invited) -> None:
+    fail_with_wrong_passwords(env, invited, 1, **{Attr.USERNAME: "CONTOSO\\ann"})
+    page = get(f"/connect/{invited.token}/status")
+    assert "did not accept this username and password" in page.body
+
+
+def test_other_failures_count_no_tries(env: ConnectEnv, invited: Invited) -> None:
+    to_status(env, invited, S.FAILED, reason="unreachable")
+    assert 'id="tries-left"' not in get(f"/connect/{invited.token}/status").body
+
+
+def test_the_first_ask_for_settings_is_a_note_and_a_second_one_an_alert(
+    env: ConnectEnv, invited: Invited
+) -> None:
+    to_status(env, invited, S.NEEDS_SETTINGS, reason="autodiscover_failed")
+    routine = get(f"/connect/{invited.token}/status").body
+    assert 'class="note"' in routine
+    assert 'role="alert"' not in routine
+    assert "Open the advanced settings" not in routine  # they are the form on this page
+    env.repo.transition("demo", invited.agent_id, S.CONNECTING)
+    env.repo.transition("demo", invited.agent_id, S.NEEDS_SETTINGS, reason="unreachable")
+    problem = get(f"/connect/{invited.token}/status").body
+    assert 'class="alert" role="alert"' in problem
+    assert "could not reach your email server" in problem
+
+
+def test_the_password_form_tells_what_is_kept_of_the_password_and_how_to_remove_it(invited: Invited) -> None:
+    page = get(f"/connect/{invited.token}").body
+    promise = page[page.index('id="password-promise"') :]
+    assert "We keep your password, encrypted" in promise
+    assert "If the connection does not succeed, we delete it." in promise
+    assert "ask Contoso Ltd to remove your mailbox from their dashboard to have it deleted" in promise
 
 
 def test_the_status_page_after_a_failure_offers_the_form_again(env: ConnectEnv, invited: Invited) -> None:

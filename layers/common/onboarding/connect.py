@@ -111,6 +111,7 @@ class ConnectView:
     token: str
     token_hash: str  # the invite's key (SHA-256 of the token): kept on the agent for the workflow
     record: AgentRecord  # the agent with its invite and connection state (never the password)
+    failed_passwords: int = 0  # wrong passwords counted against this invite (it locks at the maximum)
 
     @property
     def tenant_name(self) -> str:
@@ -130,7 +131,28 @@ class ConnectView:
 
     @property
     def message(self) -> str:
+        """What went wrong, naming only what the owner typed: the username only if they entered one."""
+        if self.reason == Diagnosis.AUTH_FAILED.value and not self.record.connection.conn_username:
+            return (
+                f"The email server did not accept the password for {self.email}. Check it and try again. "
+                "If your account uses two-step verification, create an app password and use it here."
+            )
         return reason_message(self.reason)
+
+    @property
+    def tries_left(self) -> int | None:
+        """Wrong passwords this link still takes before it locks; None when the last try was not one."""
+        if self.reason != Diagnosis.AUTH_FAILED.value:
+            return None
+        return max(0, invites.MAX_FAILED_ATTEMPTS - self.failed_passwords)
+
+    @property
+    def settings_problem(self) -> bool:
+        """Settings were asked for again because the ones sent did not work (not the routine first ask)."""
+        return self.status is AgentStatus.NEEDS_SETTINGS and self.reason not in (
+            None,
+            Diagnosis.AUTODISCOVER_FAILED.value,
+        )
 
 
 class ConnectService:
@@ -158,7 +180,12 @@ class ConnectService:
         record = self.repo.get_record(invite.tenant_id, invite.agent_id)
         if record is None:
             raise InviteRevokedError("The agent was removed")
-        return ConnectView(token=token, token_hash=invite.token_hash, record=record)
+        return ConnectView(
+            token=token,
+            token_hash=invite.token_hash,
+            record=record,
+            failed_passwords=invite.failed_attempts,
+        )
 
     # -- writes (POST) -----------------------------------------------------------------------
     def submit_credentials(self, token: str, form: CredentialsForm) -> ConnectView:

@@ -9,7 +9,11 @@
   var current = box.dataset.status;
   function poll() {
     fetch(url, { headers: { Accept: "application/json" }, credentials: "same-origin", cache: "no-store" })
-      .then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (r) {
+        // A link problem (locked after the last wrong password, withdrawn...): show its page.
+        if (r.status >= 400 && r.status < 500) { return { status: "link_problem" }; }
+        return r.ok ? r.json() : null;
+      })
       .then(function (body) {
         if (body && body.status !== current) { window.location.replace(url); return; }
         window.setTimeout(poll, 1500);
