@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import json
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -12,7 +13,6 @@ from urllib.parse import parse_qs
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.logging import correlation_paths
-from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
@@ -65,12 +65,19 @@ class Deps:
 
     @property
     def csrf_key(self) -> bytes:
-        """The form-nonce signing key: Powertools Parameters caches it for its own max age (so a rotated
-        key is seen), CSRF_KEY_MAX_AGE_SECONDS."""
+        """The form-nonce signing key through Powertools Parameters, which caches it for its own max age
+        (CSRF_KEY_MAX_AGE_SECONDS), so a rotated key is seen. Imported on the first page that needs the
+        key, not at init (the utility imports boto3), and given our botocore client."""
         settings = self.settings
         return str(
-            parameters.get_secret(settings.csrf_key_secret_arn, max_age=settings.csrf_key_max_age_seconds)
+            self.secrets_provider.get(settings.csrf_key_secret_arn, max_age=settings.csrf_key_max_age_seconds)
         ).encode()
+
+    @functools.cached_property
+    def secrets_provider(self) -> Any:
+        from aws_lambda_powertools.utilities.parameters import SecretsProvider
+
+        return SecretsProvider(boto3_client=aws.client("secretsmanager"))
 
 
 @wiring.cached
@@ -85,9 +92,6 @@ def deps() -> Deps:
         settings_timeout_seconds=settings.settings_timeout_seconds,
     )
     return Deps(settings=settings, service=service)
-
-
-wiring.on_reset(parameters.clear_caches)
 
 
 def _service() -> ConnectService:

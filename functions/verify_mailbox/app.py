@@ -4,16 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
+from aws_lambda_powertools import Tracer
 from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from onboarding import deps as wiring
 from onboarding.observability import logger, metrics
 from onboarding.settings import verify_mailbox_settings
-from onboarding.tracing import tracer
 from onboarding.verification import TaskInput, VerificationSteps
 
 verify_mailbox_settings()  # validated at cold start: a missing variable fails the init, naming it
+# X-Ray subsegments for this function only: the X-Ray SDK (its requirements.txt, not the layer) builds a
+# botocore client when imported, which the HTTP functions' cold start could not afford.
+tracer = Tracer()
 
 
 @wiring.cached

@@ -14,10 +14,11 @@ from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 from botocore.exceptions import ClientError
-from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, SecretStr, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, StringConstraints
 
 from onboarding import invites
 from onboarding.credentials import CredentialStore
+from onboarding.email_address import EmailAddress
 from onboarding.errors import (
     ConcurrentModificationError,
     IllegalTransitionError,
@@ -91,7 +92,7 @@ class _Form(BaseModel):
 
 
 class CredentialsForm(_Form):
-    email: EmailStr
+    email: EmailAddress
     password: Password
     username: Username = None
     server: Server = None

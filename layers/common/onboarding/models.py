@@ -9,17 +9,11 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-import email_validator
-from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 from pydantic.alias_generators import to_camel
 
+from onboarding.email_address import EmailAddress
 from onboarding.exchange.trace import ExchangeTrace
-
-# `.test` is reserved for testing (RFC 2606); the Exchange simulator's mailboxes live there. Allowing it
-# costs nothing in production (no real mailbox can have such an address) and keeps one code path.
-email_validator.SPECIAL_USE_DOMAIN_NAMES = [
-    d for d in email_validator.SPECIAL_USE_DOMAIN_NAMES if d != "test"
-]
 
 CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -168,7 +162,7 @@ class NewAgent(_ApiModel):
     """Body of `POST /agents`. The tenant never comes from here: only from the verified token."""
 
     name: AgentName = Field(description="Display name of the person or team behind the mailbox")
-    email: EmailStr = Field(description="The mailbox address; compared case-insensitively")
+    email: EmailAddress = Field(description="The mailbox address; compared case-insensitively")
     type: Literal["ms_exchange"] = Field(description="Mailbox provider; only `ms_exchange` for now")
 
 
