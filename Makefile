@@ -9,7 +9,7 @@ export SAM_CLI_TELEMETRY := 0
 
 REQUIREMENTS := requirements-dev.txt layers/common/requirements.txt functions/verify_mailbox/requirements.txt
 
-.PHONY: setup chromium dev test lint format typecheck validate check bench clean
+.PHONY: setup chromium dev test lint format typecheck validate check build bench clean
 
 setup: $(VENV)/.installed chromium
 
@@ -33,7 +33,7 @@ $(SAM_VENV)/.installed: requirements-sam.txt
 dev: $(VENV)/.installed
 	$(PY) -m devstack run $(ARGS)
 
-test: setup
+test: setup $(SAM_VENV)/.installed
 	$(PY) -m pytest -n 2 -p no:cacheprovider
 
 lint: setup
@@ -51,6 +51,13 @@ validate: $(SAM_VENV)/.installed
 	$(SAM_VENV)/bin/sam validate --lint --region us-east-1
 
 check: lint typecheck validate test
+
+# What `sam deploy` ships: `sam build` (Python 3.13, arm64 wheels) into .aws-sam/build, then the
+# post-processing that makes it lean (bytecode for 3.13, no runtime-provided or duplicate packages).
+build: $(SAM_VENV)/.installed $(VENV)/.installed
+	@py313="$$(buildtools/find-python.sh 3.13)" && \
+	  PATH="$$py313:$$PATH" $(SAM_VENV)/bin/sam build --region us-east-1 && \
+	  $(PY) -m buildtools.postprocess .aws-sam/build --python "$$py313/python3.13"
 
 bench: setup
 	$(PY) -m bench

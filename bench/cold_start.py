@@ -1,78 +1,318 @@
-"""Cold start: import time of each function's handler module in a fresh interpreter, beside bare imports.
+"""Cold start as shipped: the import cost of each function's handler from the built artifacts (`make build`,
+.aws-sam/build), as Lambda imports them, beside a bare `import boto3` from the runtime.
 
-Each figure is the median of N fresh interpreters, measured side by side in one run (bytecode compiled
-first, as the deployment ships it). Also reports which handler modules pull in exchangelib.
+As Lambda does it:
+- a fresh Python 3.13 per measurement, with Lambda's search path order: the function's folder (/var/task),
+  the layer's `python/` (/opt/python), the standard library, then the runtime's boto3 (pinned as in
+  requirements-dev.txt, bytecode compiled, as Lambda's runtime ships it) -- no site-packages;
+- code folders read-only (PYTHONDONTWRITEBYTECODE: nothing compiled on import is kept, like /var/task);
+- the function's environment from template.yaml (Globals + its own variables, parameters at their
+  defaults), plus the variables Lambda sets.
+The artifacts are arm64 and this machine may not be: every distribution with native extensions is
+replaced by the same version's wheel for this machine, compiled the same way (its Python code is the
+shipped code; only the .so differs).
+
+Figures: instructions executed (valgrind callgrind; the same on every run, whatever the machine's
+load) and wall time (median of --runs), each net of the bare interpreter's start, and the ratio to a bare
+`import boto3`. Every function of the template is measured (new ones automatically), and verify_mailbox's
+first Exchange step (the exchangelib import it makes lazily) on top of its init.
 """
 
 from __future__ import annotations
 
 import argparse
-import compileall
+import concurrent.futures
+import os
+import re
+import shutil
 import statistics
 import subprocess
-import sys
+import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+from buildtools import postprocess
+from devstack import template as tpl
 
 ROOT = Path(__file__).resolve().parent.parent
-ENV_SETUP = "import os; os.environ.setdefault('POWERTOOLS_SERVICE_NAME', 'bench'); "
-CASES = {
-    "python -c pass (interpreter)": "pass",
-    "import boto3 (bare)": "import boto3",
-    "import exchangelib (bare)": "import exchangelib",
-    "functions.add_agent.app": "import functions.add_agent.app",
-    "functions.auth_callback.app": "import functions.auth_callback.app",
-    "functions.send_invite.app": "import functions.send_invite.app",
-    "functions.verify_mailbox.app": "import functions.verify_mailbox.app",
+BUILD = ROOT / ".aws-sam" / "build"
+REGION, ACCOUNT = "us-east-1", "123456789012"
+SAMPLE_PARAMETERS = {  # parameters without a default: plausible values, as an operator would give
+    "JwtIssuer": f"https://cognito-idp.{REGION}.amazonaws.com/{REGION}_Example",
+    "JwtAudience": "example-client-id",
+    "InviteSender": "Onboarding <onboarding@example.com>",
 }
+INTERPRETER = "interpreter (python -c pass)"
+EXCHANGE_STEP = "import exchangelib, exchangelib.autodiscover, exchangelib.protocol"
 
 
-def _env() -> dict[str, str]:
-    return {"PYTHONPATH": f"{ROOT / 'layers' / 'common'}:{ROOT}", "PATH": "/usr/bin:/bin", "HOME": str(ROOT)}
+@dataclass
+class Case:
+    name: str
+    code: str
+    path: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    base: str = INTERPRETER  # the case whose cost is subtracted (net figures)
 
 
-def _run(code: str) -> float:
-    env = _env()
+def _refs(template: dict[str, Any]) -> dict[str, str]:
+    """What Ref/GetAtt/Sub give on AWS, with placeholder names, ARNs of the right shapes."""
+    refs = {"AWS::Region": REGION, "AWS::AccountId": ACCOUNT, "AWS::Partition": "aws"}
+    refs.update({"AWS::StackName": "mailbox-onboarding", "AWS::URLSuffix": "amazonaws.com"})
+    refs.update(tpl.parameter_defaults(template))
+    for name in template.get("Parameters", {}):
+        refs.setdefault(name, SAMPLE_PARAMETERS.get(name, f"example-{name.lower()}"))
+    arn = f"arn:aws:{{}}:{REGION}:{ACCOUNT}:{{}}"
+    for logical_id, body in template["Resources"].items():
+        kind = body["Type"]
+        if kind == "AWS::Serverless::StateMachine":
+            refs[logical_id] = arn.format("states", f"stateMachine:{logical_id}")
+        elif kind == "AWS::SecretsManager::Secret":
+            refs[logical_id] = arn.format("secretsmanager", f"secret:{logical_id}-AbCdEf")
+        elif kind == "AWS::KMS::Key":
+            refs[logical_id] = "1234abcd-12ab-34cd-56ef-1234567890ab"
+        elif kind in {"AWS::SQS::Queue"}:
+            refs[logical_id] = f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/{logical_id}"
+        else:
+            refs[logical_id] = logical_id
+        service = {"AWS::Serverless::Function": "lambda", "AWS::SQS::Queue": "sqs"}.get(kind, "service")
+        refs[f"{logical_id}.Arn"] = arn.format(service, logical_id)
+        refs[f"{logical_id}.Name"] = logical_id
+        refs[f"{logical_id}.StreamArn"] = arn.format("dynamodb", f"table/{logical_id}/stream/2026")
+    refs["KeyArn"] = refs.get("KeyArn", "")
+    return refs
+
+
+def _lambda_env(logical_id: str, handler: str, memory: int) -> dict[str, str]:
+    return {
+        "AWS_REGION": REGION,
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_EXECUTION_ENV": "AWS_Lambda_python3.13",
+        "AWS_LAMBDA_FUNCTION_NAME": logical_id,
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(memory),
+        "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+        "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{logical_id}",
+        "AWS_ACCESS_KEY_ID": "ASIAEXAMPLE",
+        "AWS_SECRET_ACCESS_KEY": "example",
+        "AWS_SESSION_TOKEN": "example",
+        "LAMBDA_TASK_ROOT": "/var/task",
+        "LAMBDA_RUNTIME_DIR": "/var/runtime",
+        "_HANDLER": handler,
+        "LANG": "en_US.UTF-8",
+        "TZ": ":UTC",
+        "PATH": "/usr/bin:/bin",
+        "PYTHONDONTWRITEBYTECODE": "1",  # read-only code folders: what is compiled on import is lost
+    }
+
+
+def _pip(python: str) -> list[str]:
+    return [
+        python,
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        "--root-user-action=ignore",
+    ]
+
+
+def _host_twin(build: Path, python: str, into: Path) -> None:
+    """Copy the artifacts; swap each native distribution for this machine's wheel of the same version."""
+    shutil.copytree(build, into)
+    machine = os.uname().machine
+    for artifact in postprocess.artifacts(into):
+        native = [
+            dist
+            for dist in postprocess.distributions(artifact.site).values()
+            if any(".so" in f.name for f in dist.files)
+        ]
+        if not native or machine == "aarch64":
+            continue
+        for dist in native:
+            postprocess.remove_distribution(artifact.site, dist)
+        pins = [f"{d.name}=={d.version}" for d in native]
+        subprocess.run(
+            [
+                *_pip(python),
+                "--no-deps",
+                "--only-binary=:all:",
+                "--platform",
+                f"manylinux2014_{machine}",
+                "--python-version",
+                "3.13",
+                "--target",
+                str(artifact.site),
+                "--upgrade",
+                *pins,
+            ],
+            check=True,
+        )
+        postprocess.strip_junk(artifact)
+        postprocess.compile_bytecode(artifact, python)
+        postprocess.drop_third_party_sources(artifact, "3.13")
+
+
+def _runtime_boto3(python: str, into: Path) -> Path:
+    pins = [
+        line.strip()
+        for line in (ROOT / "requirements-dev.txt").read_text().splitlines()
+        if re.match(r"^(boto3|botocore)==", line.strip())
+    ]
+    subprocess.run(
+        [*_pip(python), "--target", str(into), *pins],
+        check=True,
+    )
+    subprocess.run(
+        [python, "-m", "compileall", "-q", "-j", "0", "--invalidation-mode", "unchecked-hash", str(into)],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    return into
+
+
+def _cases(twin: Path, runtime: Path) -> list[Case]:
+    template = tpl.load_template()
+    refs = _refs(template)
+    artifacts = {a.logical_id: a for a in postprocess.artifacts(twin)}
+    layer = next(a for a in artifacts.values() if a.kind == "layer")
+    runtime_path = [str(runtime)]
+    cases = [
+        Case(INTERPRETER, "pass", runtime_path, base=""),
+        Case("import boto3 (runtime)", "import boto3", runtime_path),
+    ]
+    globals_ = template.get("Globals", {}).get("Function", {})
+    for logical_id, body in tpl.resources(template, "AWS::Serverless::Function").items():
+        props = body["Properties"]
+        module = props["Handler"].rsplit(".", 1)[0]
+        env = tpl.function_environment(logical_id, refs, template)
+        memory = int(props.get("MemorySize", globals_.get("MemorySize", 128)))
+        env.update(_lambda_env(logical_id, props["Handler"], memory))
+        path = [str(artifacts[logical_id].path), str(layer.site), *runtime_path]
+        cases.append(Case(logical_id, f"import {module}", path, env))
+        if "exchangelib" in postprocess.distributions(artifacts[logical_id].site):
+            step = Case(
+                f"{logical_id}: first Exchange step",
+                f"import {module}; {EXCHANGE_STEP}",
+                path,
+                env,
+                base=logical_id,
+            )
+            cases.append(step)
+    return cases
+
+
+def _command(case: Case, python: str) -> tuple[list[str], dict[str, str]]:
+    code = f"import sys; sys.path[:0] = {case.path[:-1]!r}; sys.path.append({case.path[-1]!r}); {case.code}"
+    env = case.env or {"PATH": "/usr/bin:/bin", "PYTHONDONTWRITEBYTECODE": "1"}
+    return [python, "-I", "-S", "-c", code], env
+
+
+def _instructions(case: Case, python: str) -> int:
+    command, env = _command(case, python)
+    result = subprocess.run(
+        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *command],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    found = re.search(r"Collected : (\d+)", result.stderr)
+    if result.returncode or not found:
+        raise RuntimeError(f"{case.name} failed under valgrind:\n{result.stderr[-3000:]}")
+    return int(found.group(1))
+
+
+def _seconds(case: Case, python: str) -> float:
+    command, env = _command(case, python)
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-c", ENV_SETUP + code], cwd=ROOT, env=env, check=True)
+    subprocess.run(command, env=env, check=True)
     return time.perf_counter() - started
 
 
-def _imports_exchangelib(module: str) -> bool:
-    code = f"{ENV_SETUP}import sys, {module}; print('exchangelib' in sys.modules)"
-    env = _env()
-    out = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True
-    )
-    return out.stdout.strip() == "True"
+def _artifact_sizes(build: Path) -> list[tuple[str, float, float]]:
+    rows = []
+    for artifact in postprocess.artifacts(build):
+        with tempfile.TemporaryDirectory() as scratch:
+            archive = shutil.make_archive(str(Path(scratch) / "a"), "zip", artifact.path)
+            rows.append(
+                (
+                    artifact.logical_id,
+                    postprocess.size(artifact.path) / 1e6,
+                    Path(archive).stat().st_size / 1e6,
+                )
+            )
+    return rows
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--runs", type=int, default=7)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--runs", type=int, default=5, help="wall-time runs per case (median)")
+    parser.add_argument("--no-callgrind", action="store_true", help="wall time only (fast, noisy)")
+    parser.add_argument("--build-dir", type=Path, default=BUILD)
     args = parser.parse_args(argv)
-    for folder in ("functions", "layers/common"):
-        compileall.compile_dir(ROOT / folder, quiet=1)
-    available = {}
-    for name, code in CASES.items():
-        try:
-            _run(code)
-            available[name] = code
-        except subprocess.CalledProcessError:
-            print(f"  (skipped {name}: module not present)")
-    samples: dict[str, list[float]] = {name: [] for name in available}
-    for _ in range(args.runs):  # interleaved, so machine noise hits every case alike
-        for name, code in available.items():
-            samples[name].append(_run(code))
-    medians = {name: statistics.median(values) for name, values in samples.items()}
-    boto3 = medians["import boto3 (bare)"]
-    print(f"\nCold start: median of {args.runs} fresh interpreters (seconds; ratio to bare `import boto3`)")
-    print(f"{'module':40} {'median s':>9} {'x boto3':>8}  exchangelib?")
-    for name, median in medians.items():
-        module = name if name.startswith("functions.") else None
-        pulls = ("yes" if _imports_exchangelib(module) else "no") if module else ""
-        print(f"{name:40} {median:9.3f} {median / boto3:8.2f}  {pulls}")
-    print("Target: API functions (add_agent, auth_callback, send_invite) within 1.5x of bare boto3.")
+    if not args.no_callgrind and shutil.which("valgrind") is None:
+        print("valgrind not found (Debian: apt-get install valgrind): wall time only.")
+        args.no_callgrind = True
+    if not (args.build_dir / "template.yaml").is_file():
+        print("No build found: running `make build` first.", flush=True)
+        subprocess.run(["make", "-C", str(ROOT), "build"], check=True)
+    folder = subprocess.run(
+        [str(ROOT / "buildtools" / "find-python.sh"), "3.13"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    python = f"{folder}/python3.13"
+    with tempfile.TemporaryDirectory(prefix="cold-start-") as scratch:
+        twin = Path(scratch) / "build"
+        _host_twin(args.build_dir, python, twin)
+        runtime = _runtime_boto3(python, Path(scratch) / "runtime")
+        cases = _cases(twin, runtime)
+        for case in cases:  # each must import cleanly before it is measured
+            _seconds(case, python)
+        seconds: dict[str, list[float]] = {c.name: [] for c in cases}
+        for _ in range(args.runs):  # interleaved, so machine noise hits every case alike
+            for case in cases:
+                seconds[case.name].append(_seconds(case, python))
+        wall = {name: statistics.median(values) for name, values in seconds.items()}
+        counts: dict[str, int] = {}
+        if not args.no_callgrind:
+            with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+                counts = dict(
+                    zip(
+                        [c.name for c in cases],
+                        pool.map(lambda c: _instructions(c, python), cases),
+                        strict=False,
+                    )
+                )
+    by_name = {c.name: c for c in cases}
+
+    def net(figures: dict[str, Any], name: str) -> float:
+        base = by_name[name].base
+        return figures[name] - (figures[base] if base else 0)
+
+    boto3 = "import boto3 (runtime)"
+    print(
+        f"\nCold start as shipped ({args.build_dir.relative_to(ROOT) if args.build_dir.is_relative_to(ROOT) else args.build_dir}),"
+        " Python 3.13, net of the interpreter's start; x = ratio to a bare `import boto3`"
+    )
+    print(f"{'import':44} {'M instr':>9} {'x boto3':>8} {'wall ms':>8} {'x boto3':>8}")
+    for case in cases:
+        if not case.base:
+            instr = f"{counts[case.name] / 1e6:9.0f}" if counts else f"{'-':>9}"
+            print(f"{case.name:44} {instr} {'':>8} {wall[case.name] * 1000:8.1f} {'':>8}")
+            continue
+        instr_cell, ratio_cell = f"{'-':>9}", f"{'-':>8}"
+        if counts:
+            instr_cell = f"{net(counts, case.name) / 1e6:9.0f}"
+            ratio_cell = f"{net(counts, case.name) / net(counts, boto3):8.2f}"
+        wall_ratio = net(wall, case.name) / net(wall, boto3)
+        label = case.name if case.base == INTERPRETER else f"  + {case.name.split(': ', 1)[1]}"
+        print(f"{label:44} {instr_cell} {ratio_cell} {net(wall, case.name) * 1000:8.1f} {wall_ratio:8.2f}")
+    print("Goals: HTTP functions and send_invite <= 1.5x, verify_mailbox's init <= 2.0x (instructions).")
+    print(f"\nArtifacts ({args.build_dir.name}): MB unzipped / zipped")
+    for name, unzipped, zipped in _artifact_sizes(args.build_dir):
+        print(f"{name:44} {unzipped:9.1f} {zipped:8.1f}")
 
 
 if __name__ == "__main__":

@@ -46,8 +46,12 @@ SFN_STANDARD_USD_PER_TRANSITION = 0.025 / 1_000
 DDB_ON_DEMAND_USD_PER_WRU = 0.625 / 1_000_000
 DDB_ON_DEMAND_USD_PER_RRU = 0.125 / 1_000_000
 SES_USD_PER_EMAIL = 0.10 / 1_000
-SECRETS_USD_PER_SECRET_MONTH = 0.40
+SECRETS_USD_PER_SECRET_MONTH = 0.40  # what a Secrets Manager secret per mailbox cost (before KMS sealing)
 SECRETS_USD_PER_API_CALL = 0.05 / 10_000
+KMS_USD_PER_REQUEST = 0.03 / 10_000
+KMS_USD_PER_KEY_MONTH = 1.00  # the one customer-managed key of the whole service, not per mailbox
+DDB_USD_PER_GB_MONTH = 0.25  # DynamoDB Standard table storage
+DDB_ITEM_OVERHEAD_BYTES = 100  # DynamoDB bills 100 bytes of index overhead per item
 HTTP_API_USD_PER_REQUEST = 1.00 / 1_000_000  # API Gateway HTTP API, first 300 million a month
 
 # ---- The onboardings -------------------------------------------------------------------------------
@@ -389,7 +393,8 @@ class Result:
     emails: list[dict[str, Any]]
     transitions: int
     executions: Counter[str]
-    secrets_left: Counter[str]  # secrets kept at the end, by the agent's final status
+    secrets_left: Counter[str]  # sealed secrets kept at the end, by the agent's final status
+    secret_bytes: list[int]  # billed storage bytes of each sealed secret kept
     item_sizes: list[int]  # bytes of each agent item at the end
     memory_mb: dict[str, int]
     problems: list[str]
@@ -440,19 +445,18 @@ def agent_item_sizes(moto_url: str, table: str) -> list[int]:
     return [_size(item) for page in pages for item in page["Items"] if _is_agent(item)]
 
 
-def secrets_kept(moto_url: str, prefix: str, jobs: list[Onboarding]) -> Counter[str]:
-    """Mailbox password secrets still stored at the end (`<prefix>/<tenant>/<agent>`), by final status."""
+def secrets_kept(moto_url: str, table: str, jobs: list[Onboarding]) -> tuple[Counter[str], list[int]]:
+    """Sealed mailbox secrets still stored at the end (items `TENANT#<tenant>`), by the agent's final
+    status, and the billed storage size of each (item bytes + DynamoDB's 100 bytes per item)."""
     import boto3
 
-    client = boto3.client("secretsmanager", endpoint_url=moto_url, region_name="us-east-1")
-    pages = client.get_paginator("list_secrets").paginate()
-    names = [secret["Name"] for page in pages for secret in page["SecretList"]]
+    ddb = boto3.client("dynamodb", endpoint_url=moto_url, region_name="us-east-1")
+    items = [item for page in ddb.get_paginator("scan").paginate(TableName=table) for item in page["Items"]]
     status = {job.tenant: job.status for job in jobs}
     kept: Counter[str] = Counter()
-    for name in names:
-        if name.startswith(prefix + "/"):
-            kept[status.get(name.removeprefix(prefix + "/").split("/")[0], "other")] += 1
-    return kept
+    for item in items:
+        kept[status.get(item["pk"]["S"].removeprefix("TENANT#"), "other")] += 1
+    return kept, [_size(item) + DDB_ITEM_OVERHEAD_BYTES for item in items]
 
 
 def dashboard_problems(base_url: str, jobs: list[Onboarding]) -> list[str]:
@@ -521,8 +525,10 @@ def run(
             meter.paused = True
             problems = check(jobs, inbox, emails) + dashboard_problems(stack.base_url, jobs)
             transitions, executions = state_transitions(stack.moto_url)
-            secrets_left = secrets_kept(stack.moto_url, os.environ["CREDENTIALS_PREFIX"], jobs)
-            item_sizes = agent_item_sizes(stack.moto_url, os.environ["AGENTS_TABLE_NAME"])
+            secrets_left, secret_bytes = secrets_kept(
+                stack.moto_url, stack.physical_names["CredentialsTable"], jobs
+            )
+            item_sizes = agent_item_sizes(stack.moto_url, stack.physical_names["AgentsTable"])
     finally:
         with contextlib.redirect_stdout(quiet_out) if quiet else contextlib.nullcontext():
             stack.stop()
@@ -530,7 +536,17 @@ def run(
         if status == "RUNNING":
             problems.append(f"{count} Step Functions executions still RUNNING at the end")
     return Result(
-        jobs, wall, meter, emails, transitions, executions, secrets_left, item_sizes, memory_sizes(), problems
+        jobs,
+        wall,
+        meter,
+        emails,
+        transitions,
+        executions,
+        secrets_left,
+        secret_bytes,
+        item_sizes,
+        memory_sizes(),
+        problems,
     )
 
 
@@ -653,10 +669,18 @@ def cost_rows(result: Result) -> list[tuple[str, float, float]]:
     )
     add("SES emails", ses, SES_USD_PER_EMAIL)
     secrets_calls = sum(c for (_, svc, _), c in meter.calls.items() if svc == "secretsmanager")
-    add("Secrets Manager API calls", secrets_calls, SECRETS_USD_PER_API_CALL)
+    add("Secrets Manager API calls (CSRF key, cached)", secrets_calls, SECRETS_USD_PER_API_CALL)
+    kms_calls = sum(c for (_, svc, _), c in meter.calls.items() if svc == "kms")
+    add("KMS API calls (seal, unseal)", kms_calls, KMS_USD_PER_REQUEST)
+    per_secret_gb = statistics.mean(result.secret_bytes or [0]) / 1e9
     for status, kept in sorted(result.secrets_left.items()):
-        add(f"Secrets kept, {status} agents: secret-months", kept, SECRETS_USD_PER_SECRET_MONTH)
+        add(f"Secrets kept, {status} agents: GB-months", kept * per_secret_gb, DDB_USD_PER_GB_MONTH)
     return rows
+
+
+def at_rest_per_mailbox_month(result: Result) -> float:
+    """USD per verified mailbox per month for keeping its sealed password (the key's $1 is per service)."""
+    return statistics.mean(result.secret_bytes or [0]) / 1e9 * DDB_USD_PER_GB_MONTH
 
 
 def print_cost(result: Result) -> None:
@@ -672,7 +696,13 @@ def print_cost(result: Result) -> None:
     print(f"{'total once, without status polls':56} {'':15} {'':18} {once * 1000:14.4f}")
     print(f"{'status polls (bench: every 1 s)':56} {'':15} {'':18} {polls * 1000:14.4f}")
     print(
-        f"{'every month after: the passwords kept in Secrets Manager':56} {'':15} {'':18} {monthly * 1000:14.4f}"
+        f"{'every month after: the sealed passwords kept (DynamoDB)':56} {'':15} {'':18} {monthly * 1000:14.6f}"
+    )
+    bytes_kept = statistics.mean(result.secret_bytes or [0])
+    print(
+        f"At rest per mailbox-month: ${at_rest_per_mailbox_month(result):.9f} (a {bytes_kept:.0f}-byte sealed item; "
+        f"was ${SECRETS_USD_PER_SECRET_MONTH:.2f} as a Secrets Manager secret), plus "
+        f"${KMS_USD_PER_KEY_MONTH:.2f} a month for the service's one KMS key"
     )
     by_function: dict[str, list[str]] = defaultdict(list)
     for (label, svc, op), count in sorted(result.meter.calls.items()):

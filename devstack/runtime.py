@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import threading
 import time
 import uuid
@@ -41,29 +42,72 @@ class LambdaContext:
         return max(0, int((self.timeout_seconds - (time.monotonic() - self.started)) * 1000))
 
 
-class FunctionRunner:
-    """Imports a handler once and invokes it serially, like one warm Lambda instance."""
+# All functions share this process (and so os.environ): their cold starts take turns.
+_INIT_LOCK = threading.Lock()
 
-    def __init__(self, name: str, module: str, handler: str, lock: threading.Lock | None = None) -> None:
+
+class FunctionRunner:
+    """Imports a handler once and invokes it serially, like one warm Lambda instance.
+
+    With `environment`, the import (the function's cold start, where it reads and validates its settings)
+    sees exactly that environment on top of the process's AWS_* plumbing, and nothing another function
+    was given: a variable the template does not give the function is missing here as on AWS."""
+
+    def __init__(
+        self,
+        name: str,
+        module: str,
+        handler: str,
+        lock: threading.Lock | None = None,
+        environment: dict[str, str] | None = None,
+        hidden: frozenset[str] = frozenset(),
+    ) -> None:
         self.name = name
         self.module = module
         self.handler_name = handler
+        self.environment = environment
+        self.hidden = hidden  # variables other functions are given: not this one's business
         self._lock = lock or threading.Lock()
         self._handler: Callable[[dict[str, Any], Any], Any] | None = None
         self.invocations = 0
 
+    def load(self) -> None:
+        """The cold start: import the handler module (settings are validated there)."""
+        with self._lock:
+            self._load()
+
+    def _load(self) -> None:
+        if self._handler is not None:
+            return
+        if self.environment is None:
+            self._handler = getattr(importlib.import_module(self.module), self.handler_name)
+            return
+        with _INIT_LOCK:
+            saved = dict(os.environ)
+            for name in self.hidden:
+                os.environ.pop(name, None)
+            os.environ.update(self.environment)
+            try:
+                self._handler = getattr(importlib.import_module(self.module), self.handler_name)
+            finally:
+                os.environ.clear()
+                os.environ.update(saved)
+
     def invoke(self, event: dict[str, Any]) -> Any:
         with self._lock:
-            if self._handler is None:
-                self._handler = getattr(importlib.import_module(self.module), self.handler_name)
+            self._load()
             self.invocations += 1
-            return self._handler(event, LambdaContext(function_name=self.name))
+            return self._handler(event, LambdaContext(function_name=self.name))  # type: ignore[misc]
 
 
 def runners_from_template(
-    template: dict[str, Any] | None = None, *, prefix: str = "local"
+    template: dict[str, Any] | None = None,
+    *,
+    prefix: str = "local",
+    environments: dict[str, dict[str, str]] | None = None,
 ) -> dict[str, FunctionRunner]:
-    """One runner per AWS::Serverless::Function, keyed by logical id; the name is `<prefix>-<logical id>`."""
+    """One runner per AWS::Serverless::Function, keyed by logical id; the name is `<prefix>-<logical id>`.
+    `environments` (by logical id): what each function's cold start sees (see FunctionRunner)."""
     from devstack import template as tpl
 
     template = template or tpl.load_template()
@@ -71,10 +115,14 @@ def runners_from_template(
     # two HTTP functions running at once in one process would read each other's request. On AWS each
     # function has its own process; here the functions behind the gateway take turns on one lock.
     http_lock = threading.Lock()
+    declared = frozenset(name for env in (environments or {}).values() for name in env)
     runners = {}
     for logical_id, body in tpl.resources(template, "AWS::Serverless::Function").items():
         module, handler = tpl.function_module(body)
         events = body["Properties"].get("Events", {}).values()
         shared = http_lock if any(event.get("Type") == "HttpApi" for event in events) else None
-        runners[logical_id] = FunctionRunner(f"{prefix}-{logical_id}", module, handler, shared)
+        environment = None if environments is None else environments[logical_id]
+        runners[logical_id] = FunctionRunner(
+            f"{prefix}-{logical_id}", module, handler, shared, environment, hidden=declared
+        )
     return runners

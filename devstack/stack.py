@@ -37,7 +37,7 @@ from devstack.streams import StreamPoller, stream_mappings
 REGION = "us-east-1"
 DEMO_TENANT = "demo"
 DASHBOARD = Path(__file__).parent / "dashboard"
-LOCAL_SENDER = "Mailbox Onboarding <invites@example.com>"
+LOCAL_SENDER = "invites@example.com"
 # Where "Sign in with Microsoft" returns to (registered with the identity simulator as the app's redirect URI).
 M365_REDIRECT_PATH = "/connect/oauth/callback"
 
@@ -115,12 +115,14 @@ class LocalStack:
     runners: dict[str, FunctionRunner] = field(default_factory=dict)
     _lambdas: Any = None
     _gateway_server: BaseWSGIServer | None = None
-    secret_arns: dict[str, str] = field(default_factory=dict)
+    secret_arns: dict[str, str] = field(default_factory=dict)  # and the KMS keys' ids and ARNs
     parameters: dict[str, str] = field(default_factory=dict)  # template parameters set by the stack
     with_exchange: bool = True
     exchange: ExchangeSimulator | None = None
     with_identity: bool = True
     identity: IdentitySimulator | None = None
+    # Local values for variables the template gives a function (only those: nothing AWS would not give).
+    local_overrides: dict[str, str] = field(default_factory=dict)
     pollers: list[StreamPoller] = field(default_factory=list)
     queue_urls: dict[str, str] = field(default_factory=dict)
     _emails_printed: int = 0
@@ -166,9 +168,13 @@ class LocalStack:
             self._create_resources()
             self._restore()
             self._register_m365_app()
-            self._configure_environment()
             self._point_m365_at_identity_simulator()
-            self.runners = runners_from_template(prefix=self.stage)
+            self.runners = runners_from_template(prefix=self.stage, environments=self.function_environments())
+            for runner in self.runners.values():
+                runner.load()  # cold starts now: a function missing a variable fails here, naming it
+            from onboarding import aws
+
+            aws.reset_clients()
             self._lambdas = handlers_installed(self.runners)
             self._lambdas.__enter__()
             self._serve_gateway()
@@ -225,7 +231,7 @@ class LocalStack:
         if not self.with_exchange:
             return
         self.exchange = ExchangeSimulator().start()
-        os.environ.update(
+        self.local_overrides.update(
             {
                 # Local only: the simulator lives on loopback, which the SSRF guard refuses elsewhere.
                 "EXCHANGE_ALLOW_NETWORKS": "127.0.0.0/8",
@@ -262,7 +268,7 @@ class LocalStack:
         """Where Microsoft is: settings the template leaves to their production defaults."""
         if self.identity is not None:
             env = self.identity.environment()
-            os.environ.update(
+            self.local_overrides.update(
                 {k: env[k] for k in ("M365_AUTHORITY_HOST", "GRAPH_BASE_URL", "M365_CA_BUNDLE")}
             )
 
@@ -324,16 +330,18 @@ class LocalStack:
             refs[logical_id] = str(tpl.resolve(body["Properties"]["Name"], refs))
         return refs
 
-    def _configure_environment(self) -> None:
-        """Give the handlers (all in this process) the environment the template gives them on AWS."""
+    def function_environments(self) -> dict[str, dict[str, str]]:
+        """Each function's environment exactly as the template gives it on AWS (with local values for
+        the variables named in `local_overrides`, where the function has them)."""
         refs = self.refs()
         template = tpl.load_template()
-        # All handlers share this process, so they share one environment: the union of theirs.
+        environments = {}
         for logical_id in tpl.resources(template, "AWS::Serverless::Function"):
-            os.environ.update(tpl.function_environment(logical_id, refs, template))
-        from onboarding import aws
-
-        aws.reset_clients()
+            own = tpl.function_environment(logical_id, refs, template)
+            environments[logical_id] = {
+                name: self.local_overrides.get(name, value) for name, value in own.items()
+            }
+        return environments
 
     def _point_aws_at_moto(self) -> None:
         os.environ.update(
@@ -359,6 +367,11 @@ class LocalStack:
             created = secrets_client.create_secret(Name=f"{self.stage}/{logical_id}", SecretString=value)
             self.secret_arns[logical_id] = created["ARN"]
             self._secret_values[logical_id] = value
+        kms = boto3.client("kms", endpoint_url=self.moto_url, region_name=REGION)
+        for logical_id, body in tpl.resources(tpl.load_template(), "AWS::KMS::Key").items():
+            key = kms.create_key(Description=str(body["Properties"].get("Description", logical_id)))
+            self.secret_arns[logical_id] = key["KeyMetadata"]["KeyId"]
+            self.secret_arns[f"{logical_id}.Arn"] = key["KeyMetadata"]["Arn"]
         self._create_email_resources()
         sfn = boto3.client("stepfunctions", endpoint_url=self.moto_url, region_name=REGION)
         refs = self.refs()
@@ -372,12 +385,11 @@ class LocalStack:
 
     def _create_email_resources(self) -> None:
         """SES needs the sender verified; the configuration sets and queues exist as on AWS."""
-        from email.utils import parseaddr
 
         refs = self.refs()
         template = tpl.load_template()
         ses = boto3.client("sesv2", endpoint_url=self.moto_url, region_name=REGION)
-        ses.create_email_identity(EmailIdentity=parseaddr(LOCAL_SENDER)[1])
+        ses.create_email_identity(EmailIdentity=LOCAL_SENDER)
         for logical_id in tpl.resources(template, "AWS::SES::ConfigurationSet"):
             ses.create_configuration_set(ConfigurationSetName=refs[logical_id])
         sqs = boto3.client("sqs", endpoint_url=self.moto_url, region_name=REGION)

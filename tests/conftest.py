@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 # Powertools reads these when Logger/Metrics are created (at first import of the handlers), as on
 # Lambda, where the template's Globals set them before any code runs.
@@ -30,8 +31,49 @@ from devstack.events import api_event, load_event  # noqa: F401  (re-exported fo
 from onboarding import deps
 from onboarding.store import DynamoAgentRepository
 
+# Records every AWS call each function makes (the IAM contract, tests/contract/).
+pytest_plugins = ["tests.contract.recorder"]
+
 ROOT = Path(__file__).resolve().parent.parent
 TABLE_NAME = "test-agents"
+CREDENTIALS_TABLE = "test-credentials"
+STATE_MACHINE_ARN = "arn:aws:states:us-east-1:123456789012:stateMachine:verify-mailbox"
+# What the template's references resolve to in the tests (a deployment named `test`). The KMS key and the
+# CSRF secret are created per test under moto; these stand in until then.
+TEST_REFS = {
+    **tpl.parameter_defaults(),
+    "Stage": "test",
+    "InviteSender": "invites@example.com",
+    "PublicBaseUrl": "",
+    "HttpApi": "test",
+    "AWS::Region": "us-east-1",
+    "AWS::AccountId": "123456789012",
+    "AWS::Partition": "aws",
+    "AgentsTable": TABLE_NAME,
+    "CredentialsTable": CREDENTIALS_TABLE,
+    "VerifyMailboxStateMachine": STATE_MACHINE_ARN,
+    "CsrfKeySecret": "arn:aws:secretsmanager:us-east-1:123456789012:secret:csrf-key-AbCdEf",
+    "CredentialsKey.Arn": "arn:aws:kms:us-east-1:123456789012:key/00000000-0000-0000-0000-000000000000",
+    "InviteConfigurationSet": "invites",
+}
+
+
+def template_environment(logical_id: str | None = None) -> dict[str, str]:
+    """The environment template.yaml gives a function (all of them, merged, when none is named)."""
+    names = (
+        [logical_id] if logical_id else list(tpl.resources(tpl.load_template(), "AWS::Serverless::Function"))
+    )
+    merged: dict[str, str] = {}
+    for name in names:
+        merged.update(tpl.function_environment(name, TEST_REFS))
+    return merged
+
+
+# The handler modules validate their settings when imported (cold start): give them the template's values
+# before any test module imports them. Each test gets them again (and restored) from `aws_environment`.
+for _name, _value in template_environment().items():
+    if not _name.startswith("POWERTOOLS_"):
+        os.environ.setdefault(_name, _value)
 
 
 @pytest.fixture(autouse=True)
@@ -44,23 +86,37 @@ def aws_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         "AWS_SESSION_TOKEN": "testing",
         "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_REGION": "us-east-1",
-        "AGENTS_TABLE_NAME": TABLE_NAME,
-        "CREDENTIALS_PREFIX": "mailbox-onboarding/test",
-        "STATE_MACHINE_ARN": "arn:aws:states:us-east-1:123456789012:stateMachine:verify-mailbox",
+        **{k: v for k, v in template_environment().items() if not k.startswith("POWERTOOLS_")},
     }.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     monkeypatch.delenv("AWS_PROFILE", raising=False)
 
 
+def create_resources(monkeypatch: pytest.MonkeyPatch) -> str:
+    """Inside moto: every DynamoDB table of template.yaml (from the template itself) and the credentials
+    KMS key, whose ARN the functions get as CREDENTIALS_KEY_ARN."""
+    tpl.create_tables(
+        boto3.client("dynamodb"), {"AgentsTable": TABLE_NAME, "CredentialsTable": CREDENTIALS_TABLE}
+    )
+    key_arn: str = boto3.client("kms").create_key(Description="credentials")["KeyMetadata"]["Arn"]
+    monkeypatch.setenv("CREDENTIALS_KEY_ARN", key_arn)
+    return key_arn
+
+
 @pytest.fixture
-def moto_aws(aws_environment: None) -> Iterator[None]:
-    """moto in-process, with every DynamoDB table of template.yaml created from the template itself."""
+def moto_aws(aws_environment: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """moto in-process, with the template's tables and the credentials key."""
     with mock_aws():
         deps.reset()
-        tpl.create_tables(boto3.client("dynamodb"), {"AgentsTable": TABLE_NAME})
+        create_resources(monkeypatch)
         yield
         deps.reset()
+
+
+@pytest.fixture
+def key_arn(moto_aws: None) -> str:
+    return os.environ["CREDENTIALS_KEY_ARN"]
 
 
 @pytest.fixture
@@ -103,7 +159,10 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSta
 
     port, moto_port = free_port(), free_port()
     log = tmp_path_factory.mktemp("devstack") / "devstack.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "POWERTOOLS_"))}
+    declared = set(template_environment())  # the tests' values: the stack gives each function its own
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "POWERTOOLS_")) and k not in declared
+    }
     with log.open("w") as out:
         process = subprocess.Popen(
             [
@@ -141,3 +200,17 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSta
         process.wait(timeout=10)
     except subprocess.TimeoutExpired:
         process.kill()
+
+
+def stored_secrets(agent_id: str | None = None) -> list[dict[str, Any]]:
+    """The sealed items in the credentials table (of one agent when named)."""
+    items: list[dict[str, Any]] = boto3.client("dynamodb").scan(TableName=CREDENTIALS_TABLE)["Items"]
+    return [item for item in items if agent_id is None or f"#{agent_id}#" in item["sk"]["S"]]
+
+
+def stored_password(agent_id: str, tenant: str = "demo") -> str:
+    """What the verification function would read: the agent's password, unsealed."""
+    from onboarding.credentials import KmsCredentialStore
+
+    store = KmsCredentialStore(CREDENTIALS_TABLE, os.environ["CREDENTIALS_KEY_ARN"])
+    return store.get(tenant, agent_id).get_secret_value()

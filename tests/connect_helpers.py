@@ -8,6 +8,7 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from email.utils import parseaddr
 from typing import Any
 from urllib.parse import urlencode
 
@@ -92,7 +93,8 @@ def connect_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[ConnectEnv]
         "DASHBOARD_URL": DASHBOARD_URL,
         "CSRF_KEY_SECRET_ARN": secret["ARN"],
         "SETTINGS_TIMEOUT_SECONDS": "600",
-        "INVITE_SENDER": SENDER,
+        "INVITE_SENDER": parseaddr(SENDER)[1],
+        "INVITE_SENDER_NAME": parseaddr(SENDER)[0],
         "SES_CONFIGURATION_SET": "invites",
     }.items():
         monkeypatch.setenv(name, value)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import select
 import socket
 import ssl
@@ -27,13 +28,19 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
 AUTODISCOVER_PATH = "/autodiscover/autodiscover.svc"
+AUTODISCOVER_XML_PATH = "/autodiscover/autodiscover.xml"
+AUTODISCOVER_V2_PREFIX = "/autodiscover/autodiscover.json/v1.0/"
 EWS_PATH = "/ews/exchange.asmx"
+OWA_PREFIX = "/owa"
+# The Bearer challenge Exchange Server sends when hybrid modern auth is on (OAuth configured against Entra ID):
+# quoted parameters, one of them holding commas (several trusted issuers).
 BEARER_CHALLENGE = (
     'Bearer client_id="00000002-0000-0ff1-ce00-000000000000", '
-    'trusted_issuers="00000001-0000-0000-c000-000000000000@*", '
+    'trusted_issuers="00000001-0000-0000-c000-000000000000@*,00000004-0000-0ff1-ce00-000000000000@*", '
     'token_types="app_asserted_user_v1 service_asserted_app_v1", '
     'authorization_uri="https://login.microsoftonline.com/common/oauth2/authorize"'
 )
+WEBSITE = b"<!doctype html><html><head><title>Welcome</title></head><body><h1>Our company</h1></body></html>"
 
 
 @dataclass
@@ -47,6 +54,18 @@ class SeenRequest:
     operation: str | None = None
     auth_scheme: str | None = None
     status: int = 0
+
+
+@dataclass(frozen=True)
+class CredentialArrival:
+    """A request that carried a credential (a Basic header or an NTLM AUTHENTICATE message), wherever it went:
+    the record behind the password-destination rule."""
+
+    host: str
+    port_kind: str  # "https" | "http"
+    path: str
+    scheme: str  # "Basic" | "NTLM" | "Negotiate"
+    login: str
 
 
 @dataclass
@@ -68,6 +87,8 @@ class World:
     build: str = EXCHANGE_BUILD
     requests_seen: list[SeenRequest] = field(default_factory=list)
     auth_attempts: list[AuthAttempt] = field(default_factory=list)
+    credentials_seen: list[CredentialArrival] = field(default_factory=list)
+    busy_answered: set[str] = field(default_factory=set)  # mailboxes whose last answer was ServerBusy
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def mailbox_for_login(self, login: str) -> str | None:
@@ -76,6 +97,13 @@ class World:
             if any(wanted == name.lower() for name in box.logins):
                 return email
         return None
+
+    def canonical(self, address: str) -> str:
+        """The mailbox an SMTP address (primary or proxy) belongs to."""
+        for email, box in self.mailboxes.items():
+            if address in box.aliases:
+                return email
+        return address
 
     def record_attempt(self, login: str, scheme: str, ok: bool) -> None:
         with self.lock:
@@ -134,6 +162,24 @@ class _Handler(BaseHTTPRequestHandler):
         )
         with self.world.lock:
             self.world.requests_seen.append(self._seen)
+        arrival = _credential_in(auth)
+        if arrival is not None:
+            scheme, login = arrival
+            with self.world.lock:
+                self.world.credentials_seen.append(
+                    CredentialArrival(self._seen.host, port_kind, self.path.split("?", 1)[0], scheme, login)
+                )
+
+    def _send_page(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+        self._seen.status = status
 
 
 class _RedirectHandler(_Handler):
@@ -143,7 +189,9 @@ class _RedirectHandler(_Handler):
         self._begin("http")
         self._read_body()
         spec = self.world.hosts.get(self._seen.host)
-        if spec and spec.http_redirect and self.path.lower().startswith(AUTODISCOVER_PATH):
+        # Microsoft documents GET http://autodiscover.<domain>/autodiscover/autodiscover.xml; IIS redirects
+        # the whole virtual directory.
+        if spec and spec.http_redirect and self.path.lower().startswith("/autodiscover/"):
             self._send(302, headers={"Location": spec.http_redirect})
         else:
             self._send(404)
@@ -159,11 +207,30 @@ class _ExchangeHandler(_Handler):
         body = self._read_body()
         spec = self.world.hosts.get(self._seen.host)
         path = self.path.split("?", 1)[0].lower()
-        serves = spec is not None and (
-            (path == AUTODISCOVER_PATH and spec.autodiscover) or (path == EWS_PATH and spec.ews)
-        )
-        if spec is None or not serves:
+        if spec is None:
             self._send(404)
+            return
+        if spec.https_redirect:  # every path moved (IIS HTTP Redirect on the site)
+            self._send(302, headers={"Location": spec.https_redirect})
+            return
+        if spec.autodiscover_v2 and path.startswith(AUTODISCOVER_V2_PREFIX):
+            self._autodiscover_v2(path[len(AUTODISCOVER_V2_PREFIX) :])
+            return
+        if path == AUTODISCOVER_XML_PATH and spec.autodiscover:
+            self._pox(spec)
+            return
+        if spec.ews and path.startswith(OWA_PREFIX):
+            # Outlook on the web: forms-based sign-in, never HTTP authentication.
+            self._send_page(302, b"", {"Location": f"https://{self._seen.host}/owa/auth/logon.aspx"})
+            return
+        serves = (path == AUTODISCOVER_PATH and spec.autodiscover) or (path == EWS_PATH and spec.ews)
+        if not serves:
+            if spec.website == "page":
+                self._send_page(200, WEBSITE)  # a catch-all site: any path, any method
+            elif spec.website == "redirect_www":
+                self._send_page(301, b"", {"Location": f"https://www.{self._seen.host}/"})
+            else:
+                self._send(404)
             return
         request = soap.parse_request(body) if body else None
         self._seen.operation = request.operation if request else None
@@ -186,17 +253,19 @@ class _ExchangeHandler(_Handler):
 
     # ------------------------------------------------------------ authentication
 
-    def _challenge(self, spec: Host, ntlm_token: str | None = None) -> None:
+    def _challenge(self, spec: Host, ntlm_token: str | None = None, ntlm_scheme: str = "NTLM") -> None:
         values = []
         for scheme in spec.auth:
             if scheme == "NTLM":
                 values += ["Negotiate", "NTLM"]
+            elif scheme == "Negotiate":  # IIS with NTLM only as a provider of Negotiate
+                values.append("Negotiate")
             elif scheme == "Basic":
                 values.append(f'Basic realm="{self._seen.host}"')
             else:
                 values.append(BEARER_CHALLENGE)
         if ntlm_token:
-            values = [f"NTLM {ntlm_token}"]
+            values = [f"{ntlm_scheme} {ntlm_token}"]
         self.send_response(401)
         for value in dict.fromkeys(values):
             self.send_header("WWW-Authenticate", value)
@@ -211,6 +280,8 @@ class _ExchangeHandler(_Handler):
         scheme = scheme.lower()
         if scheme == "ntlm" and "NTLM" in spec.auth:
             return self._ntlm(spec, token.strip())
+        if scheme == "negotiate" and ("NTLM" in spec.auth or "Negotiate" in spec.auth):
+            return self._ntlm(spec, token.strip(), "Negotiate")  # raw NTLM inside Negotiate (MS-SPNG)
         if scheme == "basic" and "Basic" in spec.auth:
             return self._basic(spec, token.strip())
         if not header and self._identity:
@@ -232,7 +303,7 @@ class _ExchangeHandler(_Handler):
             return None
         return login
 
-    def _ntlm(self, spec: Host, token: str) -> str | None:
+    def _ntlm(self, spec: Host, token: str, scheme: str = "NTLM") -> str | None:
         try:
             raw = base64.b64decode(token)
         except binascii.Error:
@@ -243,7 +314,9 @@ class _ExchangeHandler(_Handler):
             self._identity = None
             self._ntlm_ctx = spnego.server(protocol="ntlm")
             out = self._ntlm_ctx.step(raw)
-            self._challenge(spec, base64.b64encode(out).decode())
+            if spec.netbios_domain:
+                out = _announce_domain(self._ntlm_ctx, spec.netbios_domain)
+            self._challenge(spec, base64.b64encode(out).decode(), scheme)
             return None
         if message_type == 3 and self._ntlm_ctx is not None:
             ctx, self._ntlm_ctx = self._ntlm_ctx, None
@@ -266,14 +339,68 @@ class _ExchangeHandler(_Handler):
         if request.operation != "GetUserSettings":
             self._send(400)
             return
-        users: list[tuple[str, dict[str, str] | None]] = []
+        users: list[soap.UserAnswer] = []
         for email in soap.requested_mailboxes(request):
             box = self.world.mailboxes.get(email.lower())
             if box is None:
-                users.append((email, None))
+                users.append(soap.UserAnswer(email, error=("InvalidUser", f"Invalid user: '{email}'")))
                 continue
-            users.append((email, _user_settings(email, box, soap.requested_settings(request))))
+            if box.autodiscover_error == "Garbled":
+                self._send(200, b"<?xml version='1.0'?><s:Envelope><s:Body><Oops")
+                return
+            if box.autodiscover_error == "ServerBusy":
+                # Busy every other time it is asked: a client that asks once more gets its answer.
+                with self.world.lock:
+                    busy = email.lower() not in self.world.busy_answered
+                    (self.world.busy_answered.add if busy else self.world.busy_answered.discard)(
+                        email.lower()
+                    )
+                if busy:
+                    body = soap.user_settings_error(self.world.build, "ServerBusy", "The server is too busy.")
+                    self._send(200, body)
+                    return
+            elif box.autodiscover_error:  # InvalidRequest, InternalServerError: the Response's own ErrorCode
+                body = soap.user_settings_error(
+                    self.world.build, box.autodiscover_error, box.autodiscover_error
+                )
+                self._send(200, body)
+                return
+            if box.redirect_address:
+                users.append(soap.UserAnswer(email, redirect=("RedirectAddress", box.redirect_address)))
+            elif box.redirect_url:
+                users.append(soap.UserAnswer(email, redirect=("RedirectUrl", box.redirect_url)))
+            else:
+                users.append(
+                    soap.UserAnswer(email, _user_settings(email, box, soap.requested_settings(request)))
+                )
         self._send(200, soap.user_settings_response(self.world.build, users))
+
+    def _pox(self, spec: Host) -> None:
+        """The POX endpoint (Autodiscover.xml): behind the same authentication; we never expect a client here."""
+        login = self._authenticate(spec)
+        if login is None:
+            return
+        self._send(200, soap.pox_error("600", "Invalid Request"))
+
+    def _autodiscover_v2(self, rest: str) -> None:
+        """Autodiscover v2 (unauthenticated): ``/autodiscover/autodiscover.json/v1.0/{email}?Protocol=EWS``."""
+        from urllib.parse import parse_qs, unquote, urlsplit
+
+        email = unquote(rest.split("?", 1)[0]).lower()
+        protocol = (parse_qs(urlsplit(self.path).query).get("Protocol") or [""])[0]
+        box = self.world.mailboxes.get(email)
+        if protocol.lower() != "ews" or box is None or not box.ews_url:
+            body = b'{"ErrorCode":"InvalidUser","ErrorMessage":"The user is not found."}'
+            status = 400 if protocol.lower() != "ews" else 404
+        else:
+            body = json.dumps({"Protocol": "EWS", "Url": box.ews_url}).encode()
+            status = 200
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+        self._seen.status = status
 
     def _ews(self, request: soap.SoapRequest, login: str, own_mailbox: str | None) -> None:
         op = request.operation
@@ -293,7 +420,7 @@ class _ExchangeHandler(_Handler):
             self._send(200, soap.response_messages(op, build, [message]))
 
     def _get_folder(self, req: soap.FolderRequest, own_mailbox: str | None) -> str:
-        target = (req.mailbox or own_mailbox or "").lower()
+        target = self.world.canonical((req.mailbox or own_mailbox or "").lower())
         box = self.world.mailboxes.get(target)
         if box is None:
             return soap.error_message(
@@ -328,6 +455,44 @@ def _user_settings(email: str, box: Mailbox, wanted: list[str]) -> dict[str, str
         "CasVersion": EXCHANGE_BUILD,
     }
     return {k: v for k, v in available.items() if k in wanted and v}
+
+
+def _announce_domain(ctx: Any, domain: str) -> bytes:
+    """Rewrite the CHALLENGE pyspnego's acceptor just made so that it names ``domain`` as a domain-joined
+    Exchange server does (TargetName and MsvAvNbDomainName; pyspnego always says WORKSTATION). The acceptor
+    keeps the rewritten message, so the AUTHENTICATE's MIC is checked against what the client really saw."""
+    from spnego._ntlm_raw.messages import AvId, Challenge, NegotiateFlags, TargetInfo
+
+    old = ctx._temp_challenge
+    info = TargetInfo()
+    for key, value in old.target_info.items():
+        info[key] = value
+    info[AvId.nb_domain_name] = domain.upper()
+    info[AvId.dns_domain_name] = f"{domain.lower()}.test"
+    flags = (old.flags & ~NegotiateFlags.target_type_server) | NegotiateFlags.target_type_domain
+    new = Challenge(
+        flags, old.server_challenge, target_name=domain.upper(), target_info=info, version=old.version
+    )
+    ctx._temp_challenge = new
+    return bytes(new.pack())
+
+
+def _credential_in(header: str) -> tuple[str, str] | None:
+    """(scheme, login) when an Authorization header carries a credential: Basic, or an NTLM AUTHENTICATE."""
+    scheme, _, token = header.partition(" ")
+    try:
+        raw = base64.b64decode(token.strip())
+    except (binascii.Error, ValueError):
+        return None
+    if scheme.lower() == "basic":
+        return "Basic", raw.decode("utf-8", errors="replace").partition(":")[0]
+    if (
+        scheme.lower() in ("ntlm", "negotiate")
+        and raw[:8] == b"NTLMSSP\x00"
+        and raw[8:12] == b"\x03\x00\x00\x00"
+    ):
+        return scheme.capitalize() if scheme.lower() == "negotiate" else "NTLM", _ntlm_login(raw)
+    return None
 
 
 def _ntlm_login(raw: bytes) -> str:

@@ -79,7 +79,10 @@ class Routing:
         try:
             return list(real(name, port, family, type, proto, flags | socket.AI_NUMERICHOST))
         except socket.gaierror:
-            pass
+            if flags & socket.AI_NUMERICHOST:
+                # Honour the flag: a routing installed on top of this one (a second simulator in the same
+                # process) asks this way, and must then resolve the name with its own DNS and ports.
+                raise
         lname = name.lower().rstrip(".")
         if lname == "localhost":
             return list(real(name, port, family, type, proto, flags))

@@ -17,7 +17,10 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 Https = Literal["serve", "wrong_cert", "hang", "refuse"]
-Auth = Literal["NTLM", "Basic", "Bearer"]
+# NTLM: "Negotiate" + "NTLM" headers (IIS default); Negotiate: only "Negotiate" (NTLM as a Negotiate provider);
+# Bearer: Exchange's hybrid modern-auth challenge (quoted parameters with commas).
+Auth = Literal["NTLM", "Negotiate", "Basic", "Bearer"]
+Website = Literal["page", "redirect_www"]
 
 EXCHANGE_BUILD = "15.2.1544.4"  # Exchange Server 2019 CU14
 OK = "ok"
@@ -32,7 +35,11 @@ class Host:
     http_redirect: str | None = None  # port 80: 302 to this URL for GET /autodiscover/autodiscover.svc
     autodiscover: bool = False  # serves POST /autodiscover/autodiscover.svc (SOAP GetUserSettings)
     ews: bool = False  # serves POST /EWS/Exchange.asmx
-    auth: tuple[Auth, ...] = ("NTLM",)  # offered in the 401 challenge, in this order
+    auth: tuple[Auth, ...] = ("NTLM",)  # offered in the 401 challenge (one header each), in this order
+    website: Website | None = None  # any other path: a web site (200 HTML), or a 301 to https://www.<host>/
+    https_redirect: str | None = None  # port 443: 302 to this URL for every path (IIS HTTP Redirect)
+    autodiscover_v2: bool = False  # serves GET /autodiscover/autodiscover.json/v1.0/{email}?Protocol=EWS
+    netbios_domain: str | None = None  # the NTLM CHALLENGE names this domain (a domain-joined server)
 
 
 @dataclass(frozen=True)
@@ -45,6 +52,12 @@ class Mailbox:
     ews_url: str = ""  # ExternalEwsUrl/InternalEwsUrl answered by autodiscover
     locked: bool = False  # correct password -> HTTP 456 (Exchange: account locked out / password expired)
     display_name: str = ""
+    aliases: tuple[str, ...] = ()  # other SMTP (proxy) addresses of this mailbox: EWS resolves them to it
+    redirect_address: str | None = None  # autodiscover answers RedirectAddress with this address
+    redirect_url: str | None = None  # autodiscover answers RedirectUrl with this URL
+    # The Response's ErrorCode: "ServerBusy" (every other time), "InvalidRequest", "InternalServerError",
+    # or "Garbled" (an answer that is not XML)
+    autodiscover_error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -61,6 +74,7 @@ class Scenario:
     expect_verify: str = OK
     inbox_count: int | None = None
     slow: bool = False  # plain exchangelib waits a long time here (bench)
+    confirm_host: str | None = None  # discovery asks the owner to confirm this host (another domain)
     tags: tuple[str, ...] = field(default_factory=tuple)
 
     @property
@@ -74,8 +88,10 @@ def _ews(host: str) -> str:
 
 HOSTS: dict[str, Host] = {
     # contoso.test: autodiscover on the domain itself (step 1), NTLM.
-    "contoso.test": Host(https="serve", autodiscover=True, auth=("NTLM",)),
-    "mail.contoso.test": Host(https="serve", ews=True, autodiscover=True, auth=("NTLM", "Basic")),
+    "contoso.test": Host(https="serve", autodiscover=True, auth=("NTLM",), netbios_domain="CONTOSO"),
+    "mail.contoso.test": Host(
+        https="serve", ews=True, autodiscover=True, auth=("NTLM", "Basic"), netbios_domain="CONTOSO"
+    ),
     "down.contoso.test": Host(https="refuse"),
     # fabrikam.test: no A record for the domain; autodiscover.<domain> (step 2), Basic.
     "autodiscover.fabrikam.test": Host(https="serve", autodiscover=True, auth=("Basic",)),
@@ -110,6 +126,62 @@ HOSTS: dict[str, Host] = {
     "autodiscover.evil2.test": Host(
         https="refuse", http_redirect="https://169.254.169.254/autodiscover/autodiscover.svc"
     ),
+    # woodgrove.test: a company website on the bare domain (answers every path with 200 HTML); autodiscover
+    # on autodiscover.<domain>.
+    "woodgrove.test": Host(https="serve", website="page"),
+    "autodiscover.woodgrove.test": Host(https="serve", autodiscover=True, auth=("NTLM",)),
+    "mail.woodgrove.test": Host(https="serve", ews=True, auth=("NTLM",)),
+    # wingtip.test: the bare domain 301s to www.<domain>, a website.
+    "wingtip.test": Host(https="serve", website="redirect_www"),
+    "www.wingtip.test": Host(https="serve", website="page"),
+    "autodiscover.wingtip.test": Host(https="serve", autodiscover=True, ews=True, auth=("NTLM",)),
+    # proseware.test: autodiscover answers RedirectAddress (the mailbox moved to corp.proseware.test).
+    "autodiscover.proseware.test": Host(https="serve", autodiscover=True, auth=("NTLM",)),
+    "autodiscover.corp.proseware.test": Host(https="serve", autodiscover=True, auth=("NTLM",)),
+    "mail.corp.proseware.test": Host(https="serve", ews=True, auth=("NTLM",)),
+    # relecloud.test: autodiscover answers RedirectUrl to another server of the domain.
+    "autodiscover.relecloud.test": Host(https="serve", autodiscover=True, auth=("NTLM",)),
+    "mail.relecloud.test": Host(https="serve", autodiscover=True, ews=True, auth=("NTLM",)),
+    # fineart.test: the port-80 redirect names Autodiscover.xml (the form Microsoft documents).
+    "autodiscover.fineart.test": Host(
+        https="refuse", http_redirect="https://mail.fineart.test/Autodiscover/Autodiscover.xml"
+    ),
+    "mail.fineart.test": Host(https="serve", autodiscover=True, ews=True, auth=("NTLM",)),
+    # vanarsdel.test: IIS offers NTLM only inside Negotiate.
+    "autodiscover.vanarsdel.test": Host(https="serve", autodiscover=True, auth=("Negotiate",)),
+    "mail.vanarsdel.test": Host(https="serve", ews=True, auth=("Negotiate",)),
+    # lucerne.test: hybrid modern auth on, NTLM still on: three challenge headers, Bearer's with commas.
+    "autodiscover.lucerne.test": Host(https="serve", autodiscover=True, auth=("Bearer", "NTLM")),
+    "mail.lucerne.test": Host(https="serve", ews=True, auth=("Bearer", "NTLM", "Basic")),
+    # cloudonly.test: only the hybrid Bearer challenge (quoted parameters with commas).
+    "autodiscover.cloudonly.test": Host(https="serve", autodiscover=True, ews=True, auth=("Bearer",)),
+    # busy.test / badreq.test / ise.test / garbled.test: autodiscover error codes.
+    "autodiscover.busy.test": Host(https="serve", autodiscover=True, ews=True, auth=("NTLM",)),
+    "autodiscover.badreq.test": Host(https="serve", autodiscover=True, auth=("NTLM",)),
+    "mail.badreq.test": Host(https="serve", ews=True, auth=("NTLM",)),
+    "autodiscover.ise.test": Host(https="serve", autodiscover=True, auth=("NTLM",)),
+    "autodiscover.garbled.test": Host(https="serve", autodiscover=True, auth=("NTLM",)),
+    # chain.test: three redirects before the autodiscover server.
+    "autodiscover.chain.test": Host(https="serve", https_redirect="https://hop1.chain.test/"),
+    "hop1.chain.test": Host(https="serve", https_redirect="https://hop2.chain.test/owa/"),
+    "hop2.chain.test": Host(
+        https="serve", https_redirect="https://mail.chain.test/autodiscover/autodiscover.xml"
+    ),
+    "mail.chain.test": Host(https="serve", autodiscover=True, ews=True, auth=("NTLM",)),
+    # loop.test: two addresses whose autodiscover answers redirect to each other.
+    "autodiscover.loop.test": Host(https="serve", autodiscover=True, auth=("NTLM",)),
+    # fourthcoffee.test: the port-80 redirect names a hosting provider's server in another domain.
+    "autodiscover.fourthcoffee.test": Host(
+        https="refuse", http_redirect="https://mail.hoster.test/autodiscover/autodiscover.svc"
+    ),
+    "mail.hoster.test": Host(https="serve", autodiscover=True, ews=True, auth=("NTLM",)),
+    # movedcloud.test: autodiscover answers RedirectAddress to the Exchange Online routing address (hybrid).
+    "autodiscover.movedcloud.test": Host(https="serve", autodiscover=True, auth=("NTLM",)),
+    # v2.test: Autodiscover v2 (JSON, unauthenticated) next to SOAP.
+    "autodiscover.v2.test": Host(https="serve", autodiscover=True, autodiscover_v2=True, auth=("NTLM",)),
+    "mail.v2.test": Host(https="serve", ews=True, auth=("NTLM",)),
+    # cloudv2.test: hybrid; Autodiscover v2 names Exchange Online's EWS (the SOAP service would ask for NTLM).
+    "autodiscover.cloudv2.test": Host(https="serve", autodiscover=True, autodiscover_v2=True, auth=("NTLM",)),
 }
 
 SRV_RECORDS: dict[str, list[tuple[int, int, int, str]]] = {
@@ -178,6 +250,105 @@ MAILBOXES: dict[str, Mailbox] = {
     ),
     "eve@evil.test": Mailbox(
         password="Eve-Pass-12", logins=("eve@evil.test",), ews_url="https://10.0.0.5/EWS/Exchange.asmx"
+    ),
+    "frank@woodgrove.test": Mailbox(
+        password="Frank-Pass-18",
+        logins=("WOODGROVE\\frank", "frank@woodgrove.test"),
+        inbox_count=4,
+        ews_url=_ews("mail.woodgrove.test"),
+    ),
+    "gina@wingtip.test": Mailbox(
+        password="Gina-Pass-19",
+        logins=("WINGTIP\\gina", "gina@wingtip.test"),
+        inbox_count=6,
+        ews_url=_ews("autodiscover.wingtip.test"),
+    ),
+    # the old organisation's autodiscover only knows where hana's mailbox went
+    "hana@proseware.test": Mailbox(
+        password="Hana-Pass-20", logins=(), redirect_address="hana@corp.proseware.test"
+    ),
+    "hana@corp.proseware.test": Mailbox(
+        password="Hana-Pass-20",
+        logins=("PROSEWARE\\hana", "hana@corp.proseware.test"),
+        aliases=("hana@proseware.test",),
+        inbox_count=8,
+        ews_url=_ews("mail.corp.proseware.test"),
+    ),
+    "ivan@relecloud.test": Mailbox(
+        password="Ivan-Pass-21",
+        logins=("RELECLOUD\\ivan", "ivan@relecloud.test"),
+        inbox_count=12,
+        ews_url=_ews("mail.relecloud.test"),
+    ),
+    "kim@fineart.test": Mailbox(
+        password="Kim-Pass-22",
+        logins=("FINEART\\kim", "kim@fineart.test"),
+        inbox_count=13,
+        ews_url=_ews("mail.fineart.test"),
+    ),
+    "liam@vanarsdel.test": Mailbox(
+        password="Liam-Pass-23",
+        logins=("VANARSDEL\\liam", "liam@vanarsdel.test"),
+        inbox_count=14,
+        ews_url=_ews("mail.vanarsdel.test"),
+    ),
+    "mona@lucerne.test": Mailbox(
+        password="Mona-Pass-24",
+        logins=("LUCERNE\\mona", "mona@lucerne.test"),
+        inbox_count=15,
+        ews_url=_ews("mail.lucerne.test"),
+    ),
+    "nora@cloudonly.test": Mailbox(password="Nora-Pass-25", logins=("nora@cloudonly.test",)),
+    "omar@busy.test": Mailbox(
+        password="Omar-Pass-26",
+        logins=("omar@busy.test",),
+        inbox_count=16,
+        ews_url=_ews("autodiscover.busy.test"),
+        autodiscover_error="ServerBusy",
+    ),
+    "pia@badreq.test": Mailbox(
+        password="Pia-Pass-27",
+        logins=("BADREQ\\pia", "pia@badreq.test"),
+        inbox_count=17,
+        autodiscover_error="InvalidRequest",
+    ),
+    "raj@ise.test": Mailbox(
+        password="Raj-Pass-28", logins=("raj@ise.test",), autodiscover_error="InternalServerError"
+    ),
+    "sam@garbled.test": Mailbox(
+        password="Sam-Pass-29", logins=("sam@garbled.test",), autodiscover_error="Garbled"
+    ),
+    "tess@chain.test": Mailbox(
+        password="Tess-Pass-30",
+        logins=("CHAIN\\tess", "tess@chain.test"),
+        inbox_count=18,
+        ews_url=_ews("mail.chain.test"),
+    ),
+    "umar@loop.test": Mailbox(
+        password="Umar-Pass-31", logins=("umar@loop.test",), redirect_address="umar.alias@loop.test"
+    ),
+    "umar.alias@loop.test": Mailbox(password="Umar-Pass-31", logins=(), redirect_address="umar@loop.test"),
+    "vera@fourthcoffee.test": Mailbox(
+        password="Vera-Pass-32",
+        logins=("vera@fourthcoffee.test",),
+        inbox_count=19,
+        ews_url=_ews("mail.hoster.test"),
+    ),
+    "will@movedcloud.test": Mailbox(
+        password="Will-Pass-33",
+        logins=("MOVEDCLOUD\\will", "will@movedcloud.test"),
+        redirect_address="will@movedcloud.mail.onmicrosoft.com",
+    ),
+    "yara@cloudv2.test": Mailbox(
+        password="Yara-Pass-35",
+        logins=("yara@cloudv2.test",),
+        ews_url="https://outlook.office365.com/EWS/Exchange.asmx",
+    ),
+    "xena@v2.test": Mailbox(
+        password="Xena-Pass-34",
+        logins=("V2\\xena", "xena@v2.test"),
+        inbox_count=20,
+        ews_url=_ews("mail.v2.test"),
     ),
 }
 
@@ -358,6 +529,157 @@ SCENARIOS: tuple[Scenario, ...] = (
         expect_discover="blocked_address",
         expect_verify="blocked_address",
         tags=("ssrf",),
+    ),
+    Scenario(
+        "website_on_domain",
+        "A company website on the bare domain answers every path with 200 HTML; autodiscover.<domain> works.",
+        "frank@woodgrove.test",
+        "Frank-Pass-18",
+        inbox_count=4,
+    ),
+    Scenario(
+        "website_redirect_www",
+        "The bare domain 301s to www.<domain> (a website); autodiscover.<domain> works.",
+        "gina@wingtip.test",
+        "Gina-Pass-19",
+        inbox_count=6,
+    ),
+    Scenario(
+        "redirect_address",
+        "Autodiscover answers RedirectAddress (the mailbox moved): restart with the new address.",
+        "hana@proseware.test",
+        "Hana-Pass-20",
+        username="PROSEWARE\\hana",
+        inbox_count=8,
+    ),
+    Scenario(
+        "redirect_url",
+        "Autodiscover answers RedirectUrl: ask again at that server.",
+        "ivan@relecloud.test",
+        "Ivan-Pass-21",
+        inbox_count=12,
+    ),
+    Scenario(
+        "xml_redirect",
+        "The port-80 redirect names .../Autodiscover/Autodiscover.xml: only its host is used.",
+        "kim@fineart.test",
+        "Kim-Pass-22",
+        inbox_count=13,
+    ),
+    Scenario(
+        "negotiate_only",
+        "IIS offers only WWW-Authenticate: Negotiate (NTLM inside Negotiate).",
+        "liam@vanarsdel.test",
+        "Liam-Pass-23",
+        username="VANARSDEL\\liam",
+        inbox_count=14,
+    ),
+    Scenario(
+        "hybrid_challenge_headers",
+        "Hybrid modern auth on with NTLM still on: Bearer (commas in quoted values), Negotiate and NTLM headers.",
+        "mona@lucerne.test",
+        "Mona-Pass-24",
+        inbox_count=15,
+    ),
+    Scenario(
+        "bearer_with_commas",
+        "Only the hybrid Bearer challenge, whose quoted trusted_issuers hold a comma.",
+        "nora@cloudonly.test",
+        "Nora-Pass-25",
+        server="autodiscover.cloudonly.test",
+        expect_discover="modern_auth_required",
+        expect_verify="modern_auth_required",
+    ),
+    Scenario(
+        "server_busy",
+        "Autodiscover answers ServerBusy once: asked once more, it answers.",
+        "omar@busy.test",
+        "Omar-Pass-26",
+        inbox_count=16,
+    ),
+    Scenario(
+        "invalid_request",
+        "Autodiscover answers ErrorCode InvalidRequest: ask for the settings; the manual server works.",
+        "pia@badreq.test",
+        "Pia-Pass-27",
+        server="mail.badreq.test",
+        expect_discover="autodiscover_failed",
+        inbox_count=17,
+    ),
+    Scenario(
+        "internal_server_error",
+        "Autodiscover answers ErrorCode InternalServerError: ask for the settings.",
+        "raj@ise.test",
+        "Raj-Pass-28",
+        expect_discover="autodiscover_failed",
+        expect_verify="autodiscover_failed",
+    ),
+    Scenario(
+        "garbled_answer",
+        "Autodiscover answers something that is not XML: ask for the settings.",
+        "sam@garbled.test",
+        "Sam-Pass-29",
+        expect_discover="autodiscover_failed",
+        expect_verify="autodiscover_failed",
+    ),
+    Scenario(
+        "owa_url_as_server",
+        "The owner typed the Outlook on the web address as the server: its host is used.",
+        "dave@adatum.test",
+        "Dave-Pass-7",
+        username="ADATUM\\dave",
+        server="https://mail.adatum.test/owa/",
+        expect_discover="autodiscover_failed",
+        inbox_count=5,
+    ),
+    Scenario(
+        "redirect_chain",
+        "autodiscover.<domain> 302s three times (to an OWA and an Autodiscover.xml URL on the way).",
+        "tess@chain.test",
+        "Tess-Pass-30",
+        inbox_count=18,
+    ),
+    Scenario(
+        "redirect_loop",
+        "Two addresses whose autodiscover answers redirect to each other.",
+        "umar@loop.test",
+        "Umar-Pass-31",
+        expect_discover="autodiscover_failed",
+        expect_verify="autodiscover_failed",
+    ),
+    Scenario(
+        "cross_domain_redirect",
+        "The port-80 redirect names a hosting provider's server in another domain: the owner confirms first.",
+        "vera@fourthcoffee.test",
+        "Vera-Pass-32",
+        server="mail.hoster.test",
+        expect_discover="confirm_server",
+        confirm_host="mail.hoster.test",
+        inbox_count=19,
+    ),
+    Scenario(
+        "redirect_to_exchange_online",
+        "Hybrid: autodiscover answers RedirectAddress to <tenant>.mail.onmicrosoft.com (moved to Exchange Online).",
+        "will@movedcloud.test",
+        "Will-Pass-33",
+        username="MOVEDCLOUD\\will",
+        expect_discover="modern_auth_required",
+        expect_verify="modern_auth_required",
+    ),
+    Scenario(
+        "autodiscover_v2",
+        "Autodiscover v2 (JSON) answers the EWS URL before any password is sent.",
+        "xena@v2.test",
+        "Xena-Pass-34",
+        inbox_count=20,
+    ),
+    Scenario(
+        "autodiscover_v2_exchange_online",
+        "Autodiscover v2 names Exchange Online's EWS URL: modern auth, and no password sent anywhere.",
+        "yara@cloudv2.test",
+        "Yara-Pass-35",
+        expect_discover="modern_auth_required",
+        expect_verify="modern_auth_required",
     ),
 )
 

@@ -16,6 +16,7 @@ from .http_server import (
     AuthAttempt,
     BlackHole,
     ClosedPort,
+    CredentialArrival,
     SeenRequest,
     World,
     make_http_server,
@@ -206,6 +207,11 @@ class ExchangeSimulator:
         return self.world.requests_seen
 
     @property
+    def credentials_seen(self) -> list[CredentialArrival]:
+        """Every request that carried a credential (Basic, NTLM/Negotiate AUTHENTICATE), wherever it went."""
+        return self.world.credentials_seen
+
+    @property
     def auth_attempts(self) -> list[AuthAttempt]:
         return self.world.auth_attempts
 
@@ -220,6 +226,8 @@ class ExchangeSimulator:
         with self.world.lock:
             self.world.requests_seen.clear()
             self.world.auth_attempts.clear()
+            self.world.credentials_seen.clear()
+            self.world.busy_answered.clear()
         self.dns_queries.clear()
         if self.routing:
             self.routing.connects.clear()

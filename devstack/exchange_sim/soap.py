@@ -73,41 +73,84 @@ def requested_settings(req: SoapRequest) -> list[str]:
     return [(s.text or "").strip() for s in req.body.iter(f"{{{ANS}}}Setting")]
 
 
-def user_settings_response(build: str, users: list[tuple[str, dict[str, str] | None]]) -> bytes:
-    """GetUserSettings answer; ``users`` is [(email, settings or None for an unknown user)]."""
+@dataclass(frozen=True)
+class UserAnswer:
+    """One UserResponse: settings, an error (code, message) or a redirect ("RedirectAddress" | "RedirectUrl",
+    target)."""
+
+    email: str
+    settings: dict[str, str] | None = None
+    error: tuple[str, str] | None = None
+    redirect: tuple[str, str] | None = None
+
+
+def _autodiscover_header(build: str) -> str:
     major, minor, mb, nb = _build_parts(build)
-    header = (
+    return (
         f'<a:Action s:mustUnderstand="1" xmlns:a="{WSA}">'
         "http://schemas.microsoft.com/exchange/2010/Autodiscover/Autodiscover/GetUserSettingsResponse</a:Action>"
         f'<h:ServerVersionInfo xmlns:h="{ANS}" xmlns:i="{XSI}"><h:MajorVersion>{major}</h:MajorVersion>'
         f"<h:MinorVersion>{minor}</h:MinorVersion><h:MajorBuildNumber>{mb}</h:MajorBuildNumber>"
         f"<h:MinorBuildNumber>{nb}</h:MinorBuildNumber><h:Version>Exchange2015</h:Version></h:ServerVersionInfo>"
     )
+
+
+def user_settings_response(build: str, users: list[UserAnswer]) -> bytes:
+    """GetUserSettings answer (MS-OXWSADISC 3.1.4.2 GetUserSettingsResponseMessage): per user, settings, an
+    ErrorCode (InvalidUser, ...) or a redirect, whose target is in ``RedirectTarget``."""
     parts = []
-    for email, settings in users:
-        if settings is None:
+    for user in users:
+        if user.error is not None:
+            code, message = user.error
             parts.append(
-                "<UserResponse><ErrorCode>InvalidUser</ErrorCode>"
-                f"<ErrorMessage>Invalid user: '{escape(email)}'</ErrorMessage>"
+                f"<UserResponse><ErrorCode>{code}</ErrorCode><ErrorMessage>{escape(message)}</ErrorMessage>"
                 '<RedirectTarget i:nil="true"/><UserSettingErrors/><UserSettings/></UserResponse>'
             )
-            continue
-        values = "".join(
-            f'<UserSetting i:type="StringSetting"><Name>{escape(k)}</Name>'
-            f"<Value>{escape(v)}</Value></UserSetting>"
-            for k, v in settings.items()
-        )
-        parts.append(
-            "<UserResponse><ErrorCode>NoError</ErrorCode><ErrorMessage>No error.</ErrorMessage>"
-            f'<RedirectTarget i:nil="true"/><UserSettingErrors/><UserSettings>{values}</UserSettings>'
-            "</UserResponse>"
-        )
+        elif user.redirect is not None:
+            code, target = user.redirect
+            parts.append(
+                f"<UserResponse><ErrorCode>{code}</ErrorCode><ErrorMessage>Redirection address.</ErrorMessage>"
+                f"<RedirectTarget>{escape(target)}</RedirectTarget><UserSettingErrors/><UserSettings/>"
+                "</UserResponse>"
+            )
+        else:
+            values = "".join(
+                f'<UserSetting i:type="StringSetting"><Name>{escape(k)}</Name>'
+                f"<Value>{escape(v)}</Value></UserSetting>"
+                for k, v in (user.settings or {}).items()
+            )
+            parts.append(
+                "<UserResponse><ErrorCode>NoError</ErrorCode><ErrorMessage>No error.</ErrorMessage>"
+                f'<RedirectTarget i:nil="true"/><UserSettingErrors/><UserSettings>{values}</UserSettings>'
+                "</UserResponse>"
+            )
     body = (
         f'<GetUserSettingsResponseMessage xmlns="{ANS}" xmlns:i="{XSI}"><Response>'
         "<ErrorCode>NoError</ErrorCode><ErrorMessage/>"
         f"<UserResponses>{''.join(parts)}</UserResponses></Response></GetUserSettingsResponseMessage>"
     )
-    return _envelope(header, body)
+    return _envelope(_autodiscover_header(build), body)
+
+
+def user_settings_error(build: str, code: str, message: str) -> bytes:
+    """A GetUserSettings answer whose Response itself carries the ErrorCode (ServerBusy, InvalidRequest,
+    InternalServerError: "Handling Autodiscover error messages", Microsoft Learn)."""
+    body = (
+        f'<GetUserSettingsResponseMessage xmlns="{ANS}" xmlns:i="{XSI}"><Response>'
+        f"<ErrorCode>{code}</ErrorCode><ErrorMessage>{escape(message)}</ErrorMessage>"
+        "<UserResponses/></Response></GetUserSettingsResponseMessage>"
+    )
+    return _envelope(_autodiscover_header(build), body)
+
+
+def pox_error(code: str, message: str) -> bytes:
+    """A POX (Autodiscover.xml) error answer, as Exchange gives to a request it cannot serve."""
+    return (
+        '<?xml version="1.0" encoding="utf-8"?>'
+        '<Autodiscover xmlns="http://schemas.microsoft.com/exchange/autodiscover/responseschema/2006">'
+        f'<Response><Error Time="00:00:00.0000000" Id="1"><ErrorCode>{code}</ErrorCode>'
+        f"<Message>{escape(message)}</Message><DebugData /></Error></Response></Autodiscover>"
+    ).encode()
 
 
 # ---------------------------------------------------------------- EWS

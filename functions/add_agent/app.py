@@ -7,7 +7,6 @@ from http import HTTPStatus
 from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
-from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -15,18 +14,16 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from onboarding import agents, aws, invites
 from onboarding import deps as wiring
 from onboarding.api import current_tenant, current_tenant_name, register_error_handlers
-from onboarding.models import Agent, AgentPage, AgentStatus, ErrorResponse, GatewayError, NewAgent
+from onboarding.models import Agent, AgentPage, AgentStatus, AgentTrace, ErrorResponse, GatewayError, NewAgent
 from onboarding.observability import logger, metrics
 from onboarding.settings import AgentsApiSettings, agents_api_settings
 from onboarding.store import AgentRepository
 
+agents_api_settings()  # validated at cold start: a missing variable fails the init, naming it
+
 app = APIGatewayHttpResolver(enable_validation=True)
 register_error_handlers(app)
 
-# Every route needs the dashboard's access token (API Gateway's JWT authorizer checks it first).
-SECURITY_SCHEMES: dict[str, Any] = {
-    "bearerAuth": HTTPBearer(description="The dashboard's access token (JWT)", bearerFormat="JWT")
-}
 _ERROR_BODY = {"application/json": {"model": ErrorResponse}}
 _401 = {
     "description": "Missing or invalid access token (answered by API Gateway's JWT authorizer)",
@@ -47,6 +44,7 @@ def _errors(*, not_found: str | None = None, conflict: str | None = None) -> dic
     return responses
 
 
+API_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
 _NO_AGENT = "No such agent in this account (or an agent id no route accepts)"
 
 
@@ -64,7 +62,7 @@ def deps() -> Deps:
         settings=settings,
         repo=wiring.agent_repository(settings.agents_table_name),
         cleanup=agents.Cleanup(
-            wiring.credential_store(settings.credentials_prefix),
+            wiring.credential_store(settings.credentials_table_name),
             aws.client("stepfunctions"),
             settings.state_machine_arn,
         ),
@@ -135,6 +133,23 @@ def get_agent(agentId: Annotated[str, Path(max_length=64)]) -> Agent:
     return agents.get_agent(_repo(), _tenant(), agentId)
 
 
+@app.get(
+    "/agents/<agentId>/trace",
+    summary="Read the IT admin's trace of the agent's last connection attempt",
+    operation_id="getAgentTrace",
+    responses={
+        200: {
+            "description": "Each step of discovery and verification (no secrets); trace is null before the "
+            "first attempt",
+            "content": {"application/json": {"model": AgentTrace}},
+        },
+        **_errors(not_found=_NO_AGENT),
+    },
+)
+def get_agent_trace(agentId: Annotated[str, Path(max_length=64)]) -> AgentTrace:
+    return agents.get_agent_trace(_repo(), _tenant(), agentId)
+
+
 @app.delete(
     "/agents/<agentId>",
     summary="Remove an agent",
@@ -176,6 +191,17 @@ def resend_invite(agentId: Annotated[str, Path(max_length=64)]) -> Response[dict
     )
 
 
+def _security_schemes() -> dict[str, Any]:
+    """Every route needs the dashboard's access token (API Gateway's JWT authorizer checks it first).
+
+    Imported here: Powertools' OpenAPI document models cost about 0.3x of a bare boto3 import at cold
+    start (bench/cold_start.py), and only this route needs them (validation does not).
+    """
+    from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
+
+    return {"bearerAuth": HTTPBearer(description="The dashboard's access token (JWT)", bearerFormat="JWT")}
+
+
 @app.get("/openapi.json", include_in_schema=False)
 def openapi() -> Response[str]:
     return Response(
@@ -184,7 +210,7 @@ def openapi() -> Response[str]:
         body=app.get_openapi_json_schema(
             title="Mailbox onboarding API",
             version="1.0.0",
-            security_schemes=SECURITY_SCHEMES,
+            security_schemes=_security_schemes(),
             security=[{"bearerAuth": []}],
         ),
     )
@@ -193,4 +219,7 @@ def openapi() -> Response[str]:
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return app.resolve(event, context)
+    response = app.resolve(event, context)
+    # Agents are per-tenant data: never cached by a browser or proxy, never sniffed as another type.
+    response["headers"] = {**(response.get("headers") or {}), **API_HEADERS}
+    return response

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import base64
 import functools
 import json
 from dataclasses import dataclass
@@ -13,13 +14,12 @@ from urllib.parse import parse_qs, urlsplit
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.shared.cookies import Cookie, SameSite
-from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
 from onboarding import aws, pages
 from onboarding import deps as wiring
-from onboarding.connect import ConnectService, ConnectView, CredentialsForm, SettingsForm
+from onboarding.connect import AllowServerForm, ConnectService, ConnectView, CredentialsForm, SettingsForm
 from onboarding.errors import (
     CsrfError,
     FormError,
@@ -40,6 +40,8 @@ from onboarding.settings import AuthCallbackSettings, auth_callback_settings
 
 if TYPE_CHECKING:  # msal and requests load only on the two routes that sign in with Microsoft
     from onboarding.m365.signin import SignInService
+
+auth_callback_settings()  # validated at cold start: a missing variable fails the init, naming it
 
 app = APIGatewayHttpResolver()
 MODERN_AUTH_REQUIRED = Diagnosis.MODERN_AUTH_REQUIRED.value  # an Exchange server that accepts only OAuth
@@ -72,10 +74,21 @@ class Deps:
     service: ConnectService
     m365: M365Config
 
-    @functools.cached_property
+    @property
     def csrf_key(self) -> bytes:
-        """The form-nonce signing key, read once, when a page first needs it."""
-        return str(parameters.get_secret(self.settings.csrf_key_secret_arn, max_age=3600)).encode()
+        """The form-nonce signing key through Powertools Parameters, which caches it for its own max age
+        (CSRF_KEY_MAX_AGE_SECONDS), so a rotated key is seen. Imported on the first page that needs the
+        key, not at init (the utility imports boto3), and given our botocore client."""
+        settings = self.settings
+        return str(
+            self.secrets_provider.get(settings.csrf_key_secret_arn, max_age=settings.csrf_key_max_age_seconds)
+        ).encode()
+
+    @functools.cached_property
+    def secrets_provider(self) -> Any:
+        from aws_lambda_powertools.utilities.parameters import SecretsProvider
+
+        return SecretsProvider(boto3_client=aws.client("secretsmanager"))
 
     @functools.cached_property
     def signin(self) -> SignInService:
@@ -95,16 +108,13 @@ def deps() -> Deps:
     service = ConnectService(
         wiring.agent_repository(settings.agents_table_name),
         wiring.invite_repository(settings.agents_table_name),
-        wiring.credential_store(settings.credentials_prefix, settings.credentials_kms_key_id),
+        wiring.credential_store(settings.credentials_table_name, settings.credentials_key_arn),
         aws.client("stepfunctions"),
         state_machine_arn=settings.state_machine_arn,
         settings_timeout_seconds=settings.settings_timeout_seconds,
         router=Router(m365) if m365.enabled else None,
     )
     return Deps(settings=settings, service=service, m365=m365)
-
-
-wiring.on_reset(parameters.clear_caches)
 
 
 def _service() -> ConnectService:
@@ -171,9 +181,32 @@ def _context(view: ConnectView, **extra: Any) -> dict[str, Any]:
     }
 
 
+# The forms have at most 7 fields of at most ~1 KB (password 1024, server 300): anything far bigger is not
+# a person filling them in, and is refused before it is parsed.
+MAX_FORM_BYTES = 8 * 1024
+MAX_FORM_FIELDS = 16
+
+
+class UnreadableFormError(Exception):
+    """A body that is not a form we can read (too big, too many fields, not UTF-8): a 400, never a 500."""
+
+
 def _form() -> dict[str, str]:
-    body = app.current_event.decoded_body or ""
-    return {key: values[0] for key, values in parse_qs(body, keep_blank_values=True).items()}
+    event = app.current_event
+    raw = event.body or ""
+    if len(raw) > MAX_FORM_BYTES * 4 // 3 + 4:  # base64 of the limit, before decoding anything
+        raise UnreadableFormError("too large")
+    try:
+        data = base64.b64decode(raw, validate=True) if event.is_base64_encoded else raw.encode("utf-8")
+        if len(data) > MAX_FORM_BYTES:
+            raise UnreadableFormError("too large")
+        text = data.decode("utf-8")
+        pairs = parse_qs(
+            text, keep_blank_values=True, max_num_fields=MAX_FORM_FIELDS, encoding="utf-8", errors="strict"
+        )
+    except (ValueError, UnicodeError) as error:  # binascii.Error and too many fields are ValueErrors
+        raise UnreadableFormError(type(error).__name__) from None
+    return {key: values[0] for key, values in pairs.items()}
 
 
 def _check_post(token: str, form: dict[str, str]) -> None:
@@ -388,6 +421,37 @@ def submit_settings(token: str) -> Response[str]:
     return _redirect(_status_url(token))
 
 
+@app.post("/connect/<token>/allow")
+def allow_server(token: str) -> Response[str]:
+    form = _form()
+    _check_post(_valid_token(token), form)
+    try:
+        _service().allow_server(token, AllowServerForm.model_validate(form))
+    except ValidationError as error:
+        return _form_again(token, _problems(error))
+    except NotNowError:
+        pass
+    return _redirect(_status_url(token))
+
+
+@app.get("/connect/<token>/report.txt")
+def report(token: str) -> Response[str]:
+    """The IT admin's trace as a text file the owner can forward (no secrets in it)."""
+    view = _service().view(_valid_token(token), for_status=True)
+    trace = view.trace
+    body = trace.to_text() if trace else "No connection attempt has been recorded yet.\n"
+    return Response(
+        200,
+        "text/plain; charset=utf-8",
+        body,
+        headers={
+            **pages.SECURITY_HEADERS,
+            "Content-Disposition": 'attachment; filename="mailbox-connection-report.txt"',
+            "Cache-Control": "no-store",
+        },
+    )
+
+
 @app.get("/connect/<token>/status")
 def status(token: str) -> Response[str]:
     view = _service().view(_valid_token(token), for_status=True)
@@ -421,6 +485,10 @@ def status(token: str) -> Response[str]:
             can_retry=view.status is AgentStatus.FAILED,
             tries_left=view.tries_left,
             settings_problem=view.settings_problem,
+            confirm_host=view.confirm_host,
+            trace_text=view.trace.to_text()
+            if view.trace and view.status is not AgentStatus.VERIFIED
+            else None,
             open_advanced=bool(view.record.connection.conn_server),
             # Microsoft 365 agents retry with Microsoft; so does a mailbox Exchange found to be in Exchange
             # Online (autodiscovery led to a server that accepts only OAuth, e.g. a moved hybrid mailbox).
@@ -506,6 +574,18 @@ def _use_microsoft(error: UseMicrosoftSignInError) -> Response[str]:
         view, problem=error.message, provider="m365", m365_available=True, title="Use Sign in with Microsoft"
     )
     return _html(pages.render("connect/connect.html", **context), HTTPStatus.BAD_REQUEST)
+
+
+@app.exception_handler(UnreadableFormError)
+def _unreadable_form(error: UnreadableFormError) -> Response[str]:
+    logger.warning("Refused a form post", extra={"reason": f"unreadable: {error}"})
+    page = pages.render(
+        "connect/link_problem.html",
+        heading="We could not read this form",
+        message="Open the link from the email again and fill in the form there.",
+        base_url=_base_url(),
+    )
+    return _html(page, HTTPStatus.BAD_REQUEST)
 
 
 @app.exception_handler(FormError)

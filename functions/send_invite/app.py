@@ -25,6 +25,8 @@ from onboarding.observability import logger, metrics
 from onboarding.settings import send_invite_settings
 from onboarding.store import AgentRepository
 
+send_invite_settings()  # validated at cold start: a missing variable fails the init, naming it
+
 processor = BatchProcessor(
     event_type=EventType.DynamoDBStreams,
     model=DynamoDBStreamRecordModel,
@@ -47,7 +49,7 @@ def deps() -> Deps:
         repo=wiring.agent_repository(settings.agents_table_name),
         invites=wiring.invite_repository(settings.agents_table_name),
         mailer=Mailer(
-            settings.invite_sender, aws.client("sesv2"), configuration_set=settings.ses_configuration_set
+            settings.sender, aws.client("sesv2"), configuration_set=settings.ses_configuration_set or None
         ),
         config=InviteConfig(
             public_base_url=settings.link_base_url,

@@ -22,6 +22,9 @@ def deps() -> AgentRepository:
     return wiring.agent_repository(invite_events_settings().agents_table_name)
 
 
+invite_events_settings()  # validated at cold start: a missing variable fails the init, naming it
+
+
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, int]:

@@ -6,15 +6,14 @@ import functools
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from aws_lambda_powertools import Tracer
 from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from onboarding import deps as wiring
-from onboarding.exchange import ExchangeConfig
 from onboarding.m365.config import M365Config
 from onboarding.observability import logger, metrics
 from onboarding.settings import verify_mailbox_settings
-from onboarding.tracing import tracer
 from onboarding.verification import TaskInput, VerificationSteps
 
 if TYPE_CHECKING:
@@ -38,17 +37,24 @@ def _graph_verifier(config: M365Config, credentials: CredentialStore) -> Callabl
     return build
 
 
+verify_mailbox_settings()  # validated at cold start: a missing variable fails the init, naming it
+M365Config.from_env()  # likewise the Microsoft 365 settings (an https host, a secret ARN with a client id)
+# X-Ray subsegments for this function only: the X-Ray SDK (its requirements.txt, not the layer) builds a
+# botocore client when imported, which the HTTP functions' cold start could not afford.
+tracer = Tracer()
+
+
 @wiring.cached
 def deps() -> VerificationSteps:
     """The steps with their repositories, credential store, Exchange and Microsoft 365 configuration."""
     settings = verify_mailbox_settings()
-    credentials = wiring.credential_store(settings.credentials_prefix, settings.credentials_kms_key_id)
+    credentials = wiring.credential_store(settings.credentials_table_name, settings.credentials_key_arn)
     m365 = M365Config.from_env()
     return VerificationSteps(
         wiring.agent_repository(settings.agents_table_name),
         wiring.invite_repository(settings.agents_table_name),
         credentials,
-        ExchangeConfig.from_env(),
+        settings.exchange,
         max_settings_rounds=settings.max_settings_rounds,
         graph=_graph_verifier(m365, credentials) if m365.enabled else None,
     )

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.conftest import template_environment
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -15,7 +17,7 @@ def test_three_onboardings_pass_the_bench_check() -> None:
     # Its own process: the local stack sets AWS_* variables and patches moto and botocore in-process.
     # One owner at a time: the local stack runs the API functions in one process, where concurrent
     # requests to two functions can see each other's event (Powertools keeps it on a class attribute).
-    test_only = {"AGENTS_TABLE_NAME", "CREDENTIALS_PREFIX", "STATE_MACHINE_ARN"}  # from tests/conftest.py
+    test_only = set(template_environment())  # the tests' values (tests/conftest.py), not the stack's
     env = {
         k: v
         for k, v in os.environ.items()

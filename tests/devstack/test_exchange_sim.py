@@ -158,3 +158,57 @@ def test_standalone_runner_lists_scenarios() -> None:
     ).stdout
     assert "autodiscover_domain" in out
     assert "wrong_password" in out
+
+
+def test_negotiate_only_and_hybrid_challenges(exchange_sim: ExchangeSimulator, trust_sim_ca: None) -> None:
+    # Given IIS with NTLM only inside Negotiate, and one with hybrid modern auth next to NTLM
+    negotiate = requests.post("https://mail.vanarsdel.test/EWS/Exchange.asmx", data=b"<x/>", timeout=5)
+    hybrid = requests.post("https://mail.lucerne.test/EWS/Exchange.asmx", data=b"<x/>", timeout=5)
+    # Then the first offers only Negotiate; the second sends one header per scheme, Bearer's with commas inside
+    assert negotiate.raw.headers.getlist("WWW-Authenticate") == ["Negotiate"]
+    headers = hybrid.raw.headers.getlist("WWW-Authenticate")
+    assert headers[0].startswith("Bearer ")
+    assert "@*," in headers[0]
+    assert headers[1:] == ["Negotiate", "NTLM", 'Basic realm="mail.lucerne.test"']
+
+
+def test_a_website_answers_every_path_and_credentials_are_recorded_wherever_they_go(
+    exchange_sim: ExchangeSimulator, trust_sim_ca: None
+) -> None:
+    # Given a company website on the bare domain
+    response = requests.post(
+        "https://woodgrove.test/autodiscover/autodiscover.svc", data=b"<x/>", auth=("frank", "pw"), timeout=5
+    )
+    # Then it answers like a website, and the credential it was sent is on the simulator's record
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].startswith("text/html")
+    (arrival,) = exchange_sim.credentials_seen
+    assert (arrival.host, arrival.path, arrival.scheme, arrival.login) == (
+        "woodgrove.test",
+        "/autodiscover/autodiscover.svc",
+        "Basic",
+        "frank",
+    )
+
+
+def test_autodiscover_v2_answers_the_ews_url_without_credentials(
+    exchange_sim: ExchangeSimulator, trust_sim_ca: None
+) -> None:
+    response = requests.get(
+        "https://autodiscover.v2.test/autodiscover/autodiscover.json/v1.0/xena@v2.test?Protocol=EWS",
+        timeout=5,
+    )
+    assert response.json() == {"Protocol": "EWS", "Url": "https://mail.v2.test/EWS/Exchange.asmx"}
+
+
+def test_a_second_simulator_routes_on_top_of_the_first() -> None:
+    # Given a simulator whose routing is installed for the whole session (as the workflow tests keep one)
+    with ExchangeSimulator() as outer:
+        # When a second one installs its routing on top (as the layer tests do per test)
+        with ExchangeSimulator() as inner:
+            # Then names go to the second one's listeners, not to the first's
+            (info,) = socket.getaddrinfo("mail.contoso.test", 443)
+            assert info[4][1] == inner.https_port
+        # And back to the first when the second is gone
+        (info,) = socket.getaddrinfo("mail.contoso.test", 443)
+        assert info[4][1] == outer.https_port

@@ -149,3 +149,53 @@ def test_a_link_replaced_by_a_resend_shows_a_friendly_page(page: Any, local_stac
     assert "new invite" in page.content()
     response = page.goto(second)
     assert response.status == 200
+
+
+def test_a_server_in_another_domain_is_named_and_used_only_once_allowed(
+    page: Any, local_stack: RunningStack
+) -> None:
+    # Given a domain whose autodiscover redirect names a hosting provider's server in another domain
+    scenario = S["cross_domain_redirect"]
+    add_agent_in_dashboard(page, local_stack, "Vera", scenario.email)
+    sign_in(page, wait_for_invite(local_stack, scenario.email), scenario.password)
+    # Then the page names the host and asks before the password goes there
+    wait_for_heading(page, f"Allow {scenario.confirm_host}")
+    # And the IT admin's details are there, readable and downloadable, without the password
+    page.click("#it-details summary")
+    details = page.locator("#it-details pre").inner_text()
+    assert "candidate" in details
+    assert str(scenario.confirm_host) in details
+    assert scenario.password not in details
+    with page.expect_download() as download:
+        page.click("#it-details a[download]")
+    report = download.value.path().read_text()
+    assert "Mailbox connection report" in report
+    assert scenario.password not in report
+    # When the owner allows it
+    page.click("#allow-server button[type=submit]")
+    # Then the mailbox connects through that server
+    wait_for_heading(page, "Your mailbox is connected")
+    assert tick_shown(page, local_stack, scenario.email)
+
+
+def test_a_failure_shows_the_it_details_and_the_api_returns_the_trace(
+    page: Any, local_stack: RunningStack
+) -> None:
+    # Given a mailbox whose server's certificate is for another name
+    scenario = S["wrong_certificate"]
+    add_agent_in_dashboard(page, local_stack, "Walt", scenario.email)
+    sign_in(page, wait_for_invite(local_stack, scenario.email), scenario.password)
+    wait_for_heading(page, "We could not connect your mailbox")
+    # Then the failure page offers the details for IT, naming the TLS problem
+    page.click("#it-details summary")
+    assert "tls" in page.locator("#it-details pre").inner_text()
+    # And the dashboard API returns the same trace
+    token = local_stack.token("demo")
+    headers = {"Authorization": f"Bearer {token}"}
+    listed = requests.get(f"{local_stack.base_url}/agents?limit=100", headers=headers, timeout=10).json()
+    agent_id = next(a["agentId"] for a in listed["items"] if a["email"] == scenario.email)
+    body = requests.get(f"{local_stack.base_url}/agents/{agent_id}/trace", headers=headers, timeout=10).json()
+    assert body["agentId"] == agent_id
+    assert body["trace"]["verdict"] == "tls_error"
+    assert any(step["kind"] == "tls" for step in body["trace"]["steps"])
+    assert scenario.password not in str(body)

@@ -207,6 +207,7 @@ def test_the_openapi_document_names_operations_and_the_bearer_token_and_only_pos
         ("/agents/{agentId}", "get"): "getAgent",
         ("/agents/{agentId}", "delete"): "removeAgent",
         ("/agents/{agentId}/invite", "post"): "resendInvite",
+        ("/agents/{agentId}/trace", "get"): "getAgentTrace",
     }
     # And each documents 401, 404 only where a path names an agent, 409 only where a conflict can happen
     codes = {key: set(op["responses"]) for key, op in operations.items()}
@@ -215,6 +216,7 @@ def test_the_openapi_document_names_operations_and_the_bearer_token_and_only_pos
         ("/agents/{agentId}", "get"),
         ("/agents/{agentId}", "delete"),
         ("/agents/{agentId}/invite", "post"),
+        ("/agents/{agentId}/trace", "get"),
     }
     assert {key for key, found in codes.items() if "409" in found} == {
         ("/agents", "post"),
@@ -223,3 +225,48 @@ def test_the_openapi_document_names_operations_and_the_bearer_token_and_only_pos
     }
     unauthorized = operations[("/agents", "get")]["responses"]["401"]["content"]["application/json"]["schema"]
     assert unauthorized == {"$ref": "#/components/schemas/GatewayError"}
+
+
+def get_trace(agent_id: str, tenant: str = "demo") -> tuple[int, Any, dict[str, str]]:
+    return call(
+        api_event(
+            "GET",
+            f"/agents/{agent_id}/trace",
+            tenant=tenant,
+            route="/agents/{agentId}/trace",
+            path_params={"agentId": agent_id},
+        )
+    )
+
+
+def test_the_trace_is_null_before_an_attempt_and_404_for_another_tenant() -> None:
+    _, agent, _ = add()
+    assert get_trace(agent["agentId"])[:2] == (200, {"agentId": agent["agentId"], "trace": None})
+    status, body, _ = get_trace(agent["agentId"], tenant="acme")
+    assert status == 404
+    assert_error_body(body, "agent_not_found")
+
+
+def test_the_trace_of_the_last_attempt_is_returned() -> None:
+    from onboarding.deps import reset
+    from onboarding.exchange.trace import TraceRecorder
+    from onboarding.models import AgentStatus, Attr
+    from onboarding.store import DynamoAgentRepository
+
+    _, agent, _ = add()
+    trace = TraceRecorder("contoso.com")
+    trace.add("dns", host="autodiscover.contoso.com", addresses=("203.0.113.7",))
+    trace.verdict = "unreachable"
+    reset()
+    repo = app.deps().repo
+    assert isinstance(repo, DynamoAgentRepository)
+    repo.update_attributes(
+        "demo",
+        agent["agentId"],
+        {Attr.EXCHANGE_TRACE: trace.snapshot().model_dump_json()},
+        expected_status=AgentStatus.INVITE_PENDING,
+    )
+    status, body, _ = get_trace(agent["agentId"])
+    assert status == 200
+    assert body["trace"]["verdict"] == "unreachable"
+    assert body["trace"]["steps"][0]["addresses"] == ["203.0.113.7"]

@@ -19,7 +19,7 @@ from onboarding import invites, pages
 from onboarding.invite_tokens import token_hash
 from onboarding.models import AgentStatus, Attr
 from tests import lifecycle
-from tests.conftest import TABLE_NAME
+from tests.conftest import TABLE_NAME, stored_password
 from tests.connect_helpers import (
     CSRF_KEY,
     DASHBOARD_URL,
@@ -182,10 +182,7 @@ def test_a_valid_post_stores_the_password_and_starts_the_workflow(
     assert item["status"] == "connecting"
     assert item[Attr.ATTEMPT] == 1
     assert item[Attr.INVITE_HASH] == token_hash(invited.token)
-    secret = boto3.client("secretsmanager").get_secret_value(
-        SecretId=f"mailbox-onboarding/test/demo/{invited.agent_id}"
-    )
-    assert json.loads(secret["SecretString"]) == {"password": PASSWORD}
+    assert stored_password(invited.agent_id) == PASSWORD
     (execution,) = env.executions()
     described = env.sfn.describe_execution(executionArn=execution["executionArn"])
     assert json.loads(described["input"]) == {
@@ -371,10 +368,7 @@ def test_of_two_submissions_only_the_first_starts_a_workflow(env: ConnectEnv, in
     assert second.headers["location"] == first.headers["location"]
     assert len(env.executions()) == 1
     assert env.item(invited.agent_id)[Attr.ATTEMPT] == 1
-    secret = boto3.client("secretsmanager").get_secret_value(
-        SecretId=f"mailbox-onboarding/test/demo/{invited.agent_id}"
-    )
-    assert json.loads(secret["SecretString"])["password"] == PASSWORD
+    assert stored_password(invited.agent_id) == PASSWORD
 
 
 def test_of_two_truly_racing_submissions_the_conditional_write_lets_one_through(
@@ -394,10 +388,7 @@ def test_of_two_truly_racing_submissions_the_conditional_write_lets_one_through(
     assert answer.headers["location"].endswith("/status")
     assert len(env.executions()) == 1
     assert env.item(invited.agent_id)[Attr.ATTEMPT] == 1
-    secret = boto3.client("secretsmanager").get_secret_value(
-        SecretId=f"mailbox-onboarding/test/demo/{invited.agent_id}"
-    )
-    assert json.loads(secret["SecretString"])["password"] == PASSWORD
+    assert stored_password(invited.agent_id) == PASSWORD
 
 
 def test_a_retry_after_a_failure_starts_attempt_two(env: ConnectEnv, invited: Invited) -> None:
@@ -594,10 +585,7 @@ def test_settings_with_a_new_password_replace_the_stored_one(env: ConnectEnv, in
         "demo", invited.agent_id, {Attr.TASK_TOKEN: "no-such-task-token"}, expected_status=S.NEEDS_SETTINGS
     )
     post(f"/connect/{invited.token}/settings", settings_form(invited.token, password="N3w-password"))
-    secret = boto3.client("secretsmanager").get_secret_value(
-        SecretId=f"mailbox-onboarding/test/demo/{invited.agent_id}"
-    )
-    assert json.loads(secret["SecretString"]) == {"password": "N3w-password"}
+    assert stored_password(invited.agent_id) == "N3w-password"
 
 
 def test_bad_settings_are_a_400_with_the_settings_form(env: ConnectEnv, invited: Invited) -> None:
@@ -657,3 +645,76 @@ def test_the_stylesheet_and_script_are_served(name: str, content_type: str) -> N
 @pytest.mark.parametrize("name", ["other.js", "..%2Fpages.py", "connect.html", "__init__.py"])
 def test_any_other_static_file_is_404(name: str) -> None:
     assert get(f"/connect-static/{name}").status == 404
+
+
+# -- 9. a server in another domain: the owner allows it, or not ----------------------------------------
+def waiting_for_permission(env: ConnectEnv, invited: Invited, host: str = "mail.hoster.test") -> None:
+    submit(invited.token)
+    env.repo.transition("demo", invited.agent_id, S.NEEDS_SETTINGS, reason="confirm_server")
+    env.repo.update_attributes(
+        "demo",
+        invited.agent_id,
+        {Attr.TASK_TOKEN: "a-task-token", Attr.CONFIRM_HOST: host},
+        expected_status=S.NEEDS_SETTINGS,
+    )
+
+
+def test_the_status_page_names_the_server_waiting_for_permission(env: ConnectEnv, invited: Invited) -> None:
+    waiting_for_permission(env, invited)
+    answer = get(f"/connect/{invited.token}/status")
+    assert "Allow mail.hoster.test" in answer.body
+    assert f'action="{BASE_URL}/connect/{invited.token}/allow"' in answer.body
+    assert f'action="{BASE_URL}/connect/{invited.token}/settings"' in answer.body  # or enter the settings
+
+
+def test_allowing_the_named_server_resumes_the_workflow_with_it(env: ConnectEnv, invited: Invited) -> None:
+    waiting_for_permission(env, invited)
+    nonce = pages.csrf_nonce(CSRF_KEY, invited.token)
+    answer = post(f"/connect/{invited.token}/allow", {"nonce": nonce, "host": "MAIL.hoster.test"})
+    assert answer.status == 303
+    item = env.item(invited.agent_id)
+    assert item["status"] == "connecting"
+    assert item[Attr.CONFIRMED_HOST] == "mail.hoster.test"
+    assert Attr.CONFIRM_HOST not in item
+    assert Attr.TASK_TOKEN not in item
+
+
+@pytest.mark.parametrize("host", ["evil.example", "mail.hoster.test.evil.example"])
+def test_only_the_named_server_can_be_allowed(env: ConnectEnv, invited: Invited, host: str) -> None:
+    waiting_for_permission(env, invited)
+    before = scan()
+    nonce = pages.csrf_nonce(CSRF_KEY, invited.token)
+    answer = post(f"/connect/{invited.token}/allow", {"nonce": nonce, "host": host})
+    assert answer.status == 303
+    assert scan() == before
+
+
+def test_allowing_without_the_form_nonce_is_refused(env: ConnectEnv, invited: Invited) -> None:
+    waiting_for_permission(env, invited)
+    before = scan()
+    answer = post(f"/connect/{invited.token}/allow", {"nonce": "forged", "host": "mail.hoster.test"})
+    assert answer.status == 403
+    assert scan() == before
+
+
+def test_the_report_download_is_plain_text_without_secrets(env: ConnectEnv, invited: Invited) -> None:
+    from onboarding.exchange.trace import TraceRecorder
+
+    waiting_for_permission(env, invited)
+    trace = TraceRecorder("hoster.test")
+    trace.mask_also("Sup3r-Secret")
+    trace.add("http", url="https://mail.hoster.test/autodiscover/autodiscover.svc?x=Sup3r-Secret", status=401)
+    trace.verdict = "confirm_server"
+    env.repo.update_attributes(
+        "demo",
+        invited.agent_id,
+        {Attr.EXCHANGE_TRACE: trace.snapshot().model_dump_json()},
+        expected_status=S.NEEDS_SETTINGS,
+    )
+    answer = get(f"/connect/{invited.token}/report.txt")
+    assert answer.status == 200
+    assert answer.headers["content-type"].startswith("text/plain")
+    assert "attachment" in answer.headers["content-disposition"]
+    assert "https://mail.hoster.test/autodiscover/autodiscover.svc HTTP 401" in answer.body
+    assert "Sup3r-Secret" not in answer.body
+    assert "Details for your IT admin" in get(f"/connect/{invited.token}/status").body

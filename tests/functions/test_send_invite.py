@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from email.utils import parseaddr
 from typing import Any
 
 import boto3
@@ -39,7 +40,8 @@ S = AgentStatus
 
 @pytest.fixture
 def env(moto_aws: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[StreamReader]:
-    monkeypatch.setenv("INVITE_SENDER", SENDER)
+    monkeypatch.setenv("INVITE_SENDER", parseaddr(SENDER)[1])
+    monkeypatch.setenv("INVITE_SENDER_NAME", parseaddr(SENDER)[0])
     monkeypatch.setenv("PUBLIC_BASE_URL", BASE_URL)
     monkeypatch.setenv("SES_CONFIGURATION_SET", "invites")
     verify_sender()

@@ -25,7 +25,10 @@ class Lifecycle(RuleBasedStateMachine):
         self.mock = mock_aws()
         self.mock.start()
         deps.reset()
-        tpl.create_tables(boto3.client("dynamodb", region_name="us-east-1"), {"AgentsTable": TABLE})
+        tpl.create_tables(
+            boto3.client("dynamodb", region_name="us-east-1"),
+            {"AgentsTable": TABLE, "CredentialsTable": "property-credentials"},
+        )
         self.repo: DynamoAgentRepository = deps.agent_repository(TABLE)
         agent = agents.add_agent(
             self.repo, "demo", NewAgent(name="P", email="p@contoso.com", type="ms_exchange")

@@ -5,19 +5,19 @@ import pytest
 
 from devstack import template as tpl
 from onboarding import aws, deps
-from onboarding.credentials import SecretsManagerCredentialStore
+from onboarding.credentials import KmsCredentialStore
 from onboarding.invite_store import DynamoInviteRepository
 from onboarding.mailer import Mailer
-from tests.conftest import TABLE_NAME
+from tests.conftest import CREDENTIALS_TABLE, TABLE_NAME
 from tests.exchange_fixtures import (  # noqa: F401 - pytest fixtures
+    config_for,
     exchange_config,
     exchange_sim,
     exchange_sim_server,
     strict_config,
+    timeout_config,
 )
 from tests.invite_helpers import SENDER, verify_sender
-
-PREFIX = "mailbox-onboarding/test"
 
 
 @pytest.fixture
@@ -26,8 +26,8 @@ def invite_repo(moto_aws: None) -> DynamoInviteRepository:
 
 
 @pytest.fixture
-def credentials(moto_aws: None) -> SecretsManagerCredentialStore:
-    return deps.credential_store(PREFIX)
+def credentials(key_arn: str) -> KmsCredentialStore:
+    return deps.credential_store(CREDENTIALS_TABLE, key_arn)
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import pytest
 from pydantic import SecretStr
 
 from onboarding import agents
-from onboarding.credentials import SecretsManagerCredentialStore
+from onboarding.credentials import KmsCredentialStore
 from onboarding.errors import AgentNotFoundError, CredentialNotFoundError, DuplicateAgentError
 from onboarding.executions import execution_name
 from onboarding.models import AgentStatus, Attr, NewAgent
@@ -57,7 +57,7 @@ def test_listing_pages_through_one_tenants_agents_by_status(repo: DynamoAgentRep
 
 
 def test_removing_a_connecting_agent_deletes_its_password_and_stops_its_workflow(
-    repo: DynamoAgentRepository, credentials: SecretsManagerCredentialStore, sfn: Any, state_machine_arn: str
+    repo: DynamoAgentRepository, credentials: KmsCredentialStore, sfn: Any, state_machine_arn: str
 ) -> None:
     # Given an agent whose first connection attempt runs, with its password stored
     agent = lifecycle.add_at(repo, S.INVITED)
@@ -80,7 +80,7 @@ def test_removing_a_connecting_agent_deletes_its_password_and_stops_its_workflow
 
 
 def test_removing_twice_is_not_an_error(
-    repo: DynamoAgentRepository, credentials: SecretsManagerCredentialStore, sfn: Any, state_machine_arn: str
+    repo: DynamoAgentRepository, credentials: KmsCredentialStore, sfn: Any, state_machine_arn: str
 ) -> None:
     agent = lifecycle.add(repo)
     cleanup = agents.Cleanup(credentials, sfn, state_machine_arn)

@@ -6,11 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from pydantic import SecretStr
 
 from onboarding.connect import ConnectService, CredentialsForm, SettingsForm
-from onboarding.credentials import SecretsManagerCredentialStore
-from onboarding.errors import NotNowError, WrongMailboxError
+from onboarding.credentials import KmsCredentialStore
+from onboarding.errors import CredentialNotFoundError, NotNowError, WrongMailboxError
 from onboarding.invite_store import DynamoInviteRepository
 from onboarding.invite_tokens import token_hash
 from onboarding.mailer import Mailer
@@ -26,7 +25,7 @@ EMAIL = "ann@contoso.com"
 def service(
     repo: DynamoAgentRepository,
     invite_repo: DynamoInviteRepository,
-    credentials: SecretsManagerCredentialStore,
+    credentials: KmsCredentialStore,
     sfn: Any,
     state_machine_arn: str,
 ) -> ConnectService:
@@ -56,7 +55,7 @@ def test_credentials_start_the_first_attempt_with_references_only(
     service: ConnectService,
     token: str,
     repo: DynamoAgentRepository,
-    credentials: SecretsManagerCredentialStore,
+    credentials: KmsCredentialStore,
     sfn: Any,
     state_machine_arn: str,
 ) -> None:
@@ -103,7 +102,7 @@ def test_settings_nobody_waits_for_are_kept_and_the_agent_fails_with_a_timeout(
     service: ConnectService,
     token: str,
     repo: DynamoAgentRepository,
-    credentials: SecretsManagerCredentialStore,
+    credentials: KmsCredentialStore,
 ) -> None:
     # Given a mailbox asked for settings, with no workflow waiting for them (no task token kept)
     agent = repo.get(*_ids(service, token))
@@ -113,7 +112,7 @@ def test_settings_nobody_waits_for_are_kept_and_the_agent_fails_with_a_timeout(
         {"server": "mail.contoso.com", "username": "CONTOSO\\ann", "password": "new"}
     )
     view = service.submit_settings(token, form)
-    # Then they are kept, the new password too, and the page says the wait is over
+    # Then they are kept (not the password: nothing will read it), and the page says the wait is over
     assert (view.status, view.reason) == (S.FAILED, SETTINGS_TIMEOUT)
     connection = view.record.connection
     assert (connection.conn_server, connection.conn_username, connection.task_token) == (
@@ -121,7 +120,8 @@ def test_settings_nobody_waits_for_are_kept_and_the_agent_fails_with_a_timeout(
         "CONTOSO\\ann",
         None,
     )
-    assert credentials.get(*_ids(service, token)) == SecretStr("new")
+    with pytest.raises(CredentialNotFoundError):
+        credentials.get(*_ids(service, token))
 
 
 def test_settings_when_none_were_asked_for_are_not_now(service: ConnectService, token: str) -> None:

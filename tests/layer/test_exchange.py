@@ -16,7 +16,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from devstack.exchange_sim import SCENARIOS, SCENARIOS_BY_NAME, ExchangeSimulator, Scenario
+from devstack.exchange_sim import MAILBOXES, SCENARIOS, SCENARIOS_BY_NAME, ExchangeSimulator, Scenario
+from devstack.exchange_sim.http_server import CredentialArrival
 from onboarding.exchange import (
     Diagnosis,
     ExchangeConfig,
@@ -47,7 +48,12 @@ def run_verify(scenario: Scenario, config: ExchangeConfig) -> tuple[str, object]
         return outcome(
             lambda: verify(scenario.email, scenario.password, scenario.login, scenario.server, config=config)
         )
-    settings = discover(scenario.email, scenario.password, scenario.username, config=config)
+    code, found = outcome(
+        lambda: discover(scenario.email, scenario.password, scenario.username, config=config)
+    )
+    if not isinstance(found, ExchangeSettings):
+        return code, found
+    settings = found
     return outcome(
         lambda: verify(
             scenario.email,
@@ -55,6 +61,7 @@ def run_verify(scenario: Scenario, config: ExchangeConfig) -> tuple[str, object]
             settings.username,
             ews_url=settings.ews_url,
             auth_type=settings.auth_type,
+            server_build=settings.server_build,
             config=config,
         )
     )
@@ -63,8 +70,51 @@ def run_verify(scenario: Scenario, config: ExchangeConfig) -> tuple[str, object]
 # ---------------------------------------------------------------- every scenario's verdict
 
 
+def allowed_password_destination(arrival: CredentialArrival, scenario: Scenario, ews_hosts: set[str]) -> bool:
+    """The password-destination rule: HTTPS only, only the SOAP autodiscover service or EWS, only on a host of
+    the mailbox's domain, a host the owner typed or confirmed, or the EWS host an authenticated autodiscover
+    answer named."""
+    domain = scenario.email.rpartition("@")[2]
+    typed = {(scenario.server or "").split("://")[-1].split("/")[0].lower(), (scenario.confirm_host or "")}
+    path = arrival.path.lower()
+    in_domain = arrival.host == domain or arrival.host.endswith("." + domain)
+    if arrival.port_kind != "https":
+        return False
+    if path == "/autodiscover/autodiscover.svc":
+        return in_domain or arrival.host in typed
+    if path == "/ews/exchange.asmx":
+        return in_domain or arrival.host in typed or arrival.host in ews_hosts
+    return False
+
+
+def _ews_hosts() -> set[str]:
+    from urllib.parse import urlsplit
+
+    return {(urlsplit(box.ews_url).hostname or "") for box in MAILBOXES.values() if box.ews_url}
+
+
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.name)
-def test_discover_gives_the_expected_verdict(scenario: Scenario, exchange_config: ExchangeConfig) -> None:
+def test_the_password_goes_only_where_the_rule_allows(
+    scenario: Scenario, exchange_sim: ExchangeSimulator, config_for: Callable[[Scenario], ExchangeConfig]
+) -> None:
+    exchange_config = config_for(scenario)
+    # Given a simulated mailbox owner
+    # When discovery runs, then verification (manual server, or what discovery found)
+    outcome(lambda: discover(scenario.email, scenario.password, scenario.username, config=exchange_config))
+    run_verify(scenario, exchange_config)
+    # Then every request the simulator saw carrying a credential went to an allowed destination
+    ews_hosts = _ews_hosts()
+    wrong = [
+        a for a in exchange_sim.credentials_seen if not allowed_password_destination(a, scenario, ews_hosts)
+    ]
+    assert wrong == []
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.name)
+def test_discover_gives_the_expected_verdict(
+    scenario: Scenario, config_for: Callable[[Scenario], ExchangeConfig]
+) -> None:
+    exchange_config = config_for(scenario)
     # Given a simulated mailbox owner typing email + password (+ login)
     # When we discover their settings
     code, result = outcome(
@@ -81,7 +131,10 @@ def test_discover_gives_the_expected_verdict(scenario: Scenario, exchange_config
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.name)
-def test_verify_gives_the_expected_verdict(scenario: Scenario, exchange_config: ExchangeConfig) -> None:
+def test_verify_gives_the_expected_verdict(
+    scenario: Scenario, config_for: Callable[[Scenario], ExchangeConfig]
+) -> None:
+    exchange_config = config_for(scenario)
     # Given a mailbox owner with a manual server, or the settings discovery recorded
     # When we verify access
     code, result = run_verify(scenario, exchange_config)
@@ -114,6 +167,62 @@ def test_recorded_settings_skip_the_probes(
     assert all(r.operation is not None for r in exchange_sim.requests_seen)
 
 
+# ---------------------------------------------------------------- another domain: the owner confirms first
+
+
+def test_a_server_in_another_domain_gets_the_password_only_once_confirmed(
+    exchange_sim: ExchangeSimulator, exchange_config: ExchangeConfig
+) -> None:
+    # Given a domain whose port-80 redirect names a hosting provider's server in another domain
+    s = SCENARIOS_BY_NAME["cross_domain_redirect"]
+    # When we discover without the owner's confirmation
+    code, failure = outcome(lambda: discover(s.email, s.password, s.username, config=exchange_config))
+    # Then discovery stops, naming the host, and no credential went anywhere
+    assert code == Diagnosis.CONFIRM_SERVER
+    assert isinstance(failure, ExchangeFailure)
+    assert failure.host == "mail.hoster.test"
+    assert exchange_sim.credentials_seen == []
+    # When the owner allows that host
+    settings = discover(
+        s.email, s.password, s.username, config=exchange_config, confirmed_hosts=("mail.hoster.test",)
+    )
+    # Then discovery completes there (the password went to that host's SOAP autodiscover only)
+    assert settings.ews_url == "https://mail.hoster.test/EWS/Exchange.asmx"
+    assert {(a.host, a.path.lower()) for a in exchange_sim.credentials_seen} == {
+        ("mail.hoster.test", "/autodiscover/autodiscover.svc")
+    }
+
+
+@pytest.mark.parametrize(
+    ("name", "verdict"),
+    [("autodiscover_v2", "ok"), ("autodiscover_v2_exchange_online", "modern_auth_required")],
+)
+def test_autodiscover_v2_finds_the_server_before_any_password_is_sent(
+    name: str, verdict: str, exchange_sim: ExchangeSimulator, exchange_config: ExchangeConfig
+) -> None:
+    # Given a server that answers Autodiscover v2 (JSON, unauthenticated)
+    s = SCENARIOS_BY_NAME[name]
+    # When we discover
+    code, _ = outcome(lambda: discover(s.email, s.password, s.username, config=exchange_config))
+    # Then the verdict came without any credential sent (the password goes to EWS only when verifying)
+    assert code == verdict
+    assert exchange_sim.credentials_seen == []
+
+
+def test_redirect_chains_share_one_hop_limit(
+    exchange_sim: ExchangeSimulator, exchange_config: ExchangeConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import onboarding.exchange.discovery as discovery
+
+    # Given a hop limit below the 3 redirects of chain.test
+    monkeypatch.setattr(discovery, "MAX_HOPS", 2)
+    s = SCENARIOS_BY_NAME["redirect_chain"]
+    # Then discovery gives up (and asks for the settings) without sending the password
+    code, _ = outcome(lambda: discover(s.email, s.password, s.username, config=exchange_config))
+    assert code == Diagnosis.AUTODISCOVER_FAILED
+    assert exchange_sim.credentials_seen == []
+
+
 # ---------------------------------------------------------------- the password stays secret
 
 LEAKY = [
@@ -131,11 +240,12 @@ LEAKY = [
 
 @pytest.mark.parametrize("name", LEAKY)
 def test_password_never_appears_in_failures_or_logs(
-    name: str, exchange_config: ExchangeConfig, caplog: pytest.LogCaptureFixture
+    name: str, config_for: Callable[[Scenario], ExchangeConfig], caplog: pytest.LogCaptureFixture
 ) -> None:
     # Given everything logged at DEBUG is captured
     caplog.set_level(logging.DEBUG)
     s = SCENARIOS_BY_NAME[name]
+    exchange_config = config_for(s)
     basic = base64.b64encode(f"{s.login}:{s.password}".encode()).decode()
     # When discovery and verification run (succeeding or failing)
     texts: list[str] = []
@@ -375,6 +485,8 @@ def test_credentials_never_go_over_plain_http(
         ("fc00::1", False),
         ("fd12::1", False),
         ("fe80::1", False),
+        ("fec0::1", False),
+        ("feff:ffff::1", False),
         ("::ffff:10.0.0.1", False),
         ("::ffff:127.0.0.1", False),
         ("64:ff9b::a00:1", False),
@@ -448,27 +560,121 @@ def test_failure_repr_and_str_carry_code_and_detail() -> None:
     assert failure.code is Diagnosis.TIMEOUT
 
 
-def test_config_from_env() -> None:
-    config = ExchangeConfig.from_env(
-        {
-            "EXCHANGE_DISCOVERY_TIMEOUT": "4.5",
-            "EXCHANGE_VERIFY_TIMEOUT": "6",
-            "EXCHANGE_ALLOW_NETWORKS": "127.0.0.0/8, ::1/128",
-            "EXCHANGE_CA_BUNDLE": "/tmp/ca.pem",
-        }
-    )
-    assert config == ExchangeConfig(
-        discovery_timeout=4.5,
-        verify_timeout=6,
-        allow_networks=("127.0.0.0/8", "::1/128"),
-        ca_bundle="/tmp/ca.pem",
-    )
-    assert ExchangeConfig.from_env({}) == ExchangeConfig()
-
-
 def test_importing_the_module_does_not_import_exchangelib() -> None:
     env = {**os.environ, "PYTHONPATH": f"{REPO / 'layers' / 'common'}{os.pathsep}{REPO}"}
     code = (
         "import sys, onboarding.exchange; sys.exit('exchangelib' in sys.modules or 'requests' in sys.modules)"
     )
     assert subprocess.run([sys.executable, "-c", code], env=env, check=False).returncode == 0
+
+
+# ---------------------------------------------------------------- the IT admin's trace
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "autodiscover_http_redirect",
+        "wrong_password",
+        "wrong_certificate",
+        "cross_domain_redirect",
+        "autodiscover_subdomain",
+    ],
+)
+def test_the_trace_shows_each_step_and_no_secret(
+    name: str, exchange_config: ExchangeConfig, exchange_sim: ExchangeSimulator
+) -> None:
+    from onboarding.exchange.trace import TraceRecorder
+
+    # Given a trace recorder handed to discovery and verification
+    s = SCENARIOS_BY_NAME[name]
+    trace = TraceRecorder(s.email.rpartition("@")[2])
+    # When both run
+    code, found = outcome(
+        lambda: discover(s.email, s.password, s.username, config=exchange_config, trace=trace)
+    )
+    if isinstance(found, ExchangeSettings):
+        code, _ = outcome(
+            lambda: verify(
+                s.email,
+                s.password,
+                found.username,
+                ews_url=found.ews_url,
+                auth_type=found.auth_type,
+                server_build=found.server_build,
+                config=exchange_config,
+                trace=trace,
+            )
+        )
+    record = trace.snapshot()
+    stored = record.model_dump_json()
+    text = record.to_text()
+    # Then the verdict and the steps are there: candidates, DNS, TCP, TLS, HTTP with the offered schemes
+    assert record.verdict == ("verified" if code == "ok" else code)
+    kinds = {step.kind for step in record.steps}
+    assert {"candidate", "dns", "tcp", "http", "verdict"} <= kinds
+    assert any(step.kind == "tls" for step in record.steps)
+    if code != Diagnosis.TLS_ERROR:
+        assert any(step.status == 401 and step.schemes for step in record.steps)
+    # And no secret: neither the password, nor a credential header built from it, nor any NTLM token
+    basic = base64.b64encode(f"{s.login}:{s.password}".encode()).decode()
+    for blob in (stored, text):
+        assert s.password not in blob
+        assert basic not in blob
+        assert "TlRMTVNT" not in blob  # base64 of "NTLMSSP"
+    # And every request that carried a credential shows up as such
+    sent = [st for st in record.steps if st.kind == "http" and (st.result or "").startswith("POST with ")]
+    assert len(sent) >= len(exchange_sim.credentials_seen)
+
+
+def test_the_trace_is_bounded_and_masks_what_it_is_told() -> None:
+    from onboarding.exchange.trace import MAX_STEPS, MAX_TEXT, TraceRecorder
+
+    # Given a recorder that knows the password, and a server that echoes it in a URL and a long text
+    trace = TraceRecorder("contoso.test")
+    trace.mask_also("Hunter-2-Secret")
+    for i in range(MAX_STEPS + 25):
+        trace.add(
+            "http",
+            url=f"https://user:pw@mail.contoso.test/EWS/Exchange.asmx?token=abc&n={i}",
+            result="echo Hunter-2-Secret " + "x" * 1000,
+        )
+    record = trace.snapshot()
+    # Then it keeps MAX_STEPS steps and counts the rest, clips texts, drops user info and queries, masks the secret
+    assert len(record.steps) == MAX_STEPS
+    assert record.truncated == 25
+    step = record.steps[0]
+    assert step.url == "https://mail.contoso.test/EWS/Exchange.asmx"
+    assert step.result is not None
+    assert len(step.result) <= MAX_TEXT
+    assert "Hunter-2-Secret" not in record.model_dump_json()
+    assert "25 more steps left out" in record.to_text()
+
+
+@pytest.mark.parametrize("step", ["discover", "verify"])
+def test_an_email_address_refused_as_login_suggests_the_domain_the_server_named(
+    step: str, exchange_config: ExchangeConfig
+) -> None:
+    # Given a domain-joined server (its NTLM challenge names CONTOSO) refusing alice's email address as login
+    s = SCENARIOS_BY_NAME["wrong_password"]
+    if step == "discover":
+        code, failure = outcome(lambda: discover(s.email, s.password, config=exchange_config))
+    else:
+        code, failure = outcome(
+            lambda: verify(s.email, s.password, s.email, s.server, config=exchange_config)
+        )
+    # Then the verdict suggests CONTOSO\alice, and the owner's message says how to enter it
+    assert code == Diagnosis.AUTH_FAILED
+    assert isinstance(failure, ExchangeFailure)
+    assert failure.hint == "CONTOSO\\alice"
+    assert "CONTOSO\\alice" in message_for(failure.code, hint=failure.hint)
+
+
+def test_a_refused_domain_login_gets_no_login_hint(exchange_config: ExchangeConfig) -> None:
+    s = SCENARIOS_BY_NAME["wrong_password"]
+    code, failure = outcome(
+        lambda: verify(s.email, s.password, "CONTOSO\\alice", s.server, config=exchange_config)
+    )
+    assert code == Diagnosis.AUTH_FAILED
+    assert isinstance(failure, ExchangeFailure)
+    assert failure.hint is None

@@ -4,6 +4,7 @@ run by the real verify_mailbox handler, talking to the Exchange simulator."""
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,14 +20,13 @@ from devstack.exchange_sim.simulator import ExchangeSimulator
 from devstack.lambdas import handlers_installed
 from devstack.runtime import runners_from_template
 from onboarding import deps
-from onboarding.credentials import SecretsManagerCredentialStore
+from onboarding.credentials import KmsCredentialStore
 from onboarding.models import AgentStatus, Attr
 from onboarding.store import DynamoAgentRepository
 from tests import lifecycle
-from tests.conftest import TABLE_NAME
+from tests.conftest import CREDENTIALS_TABLE, TABLE_NAME, create_resources
 from tests.m365_fixtures import identity_sim, identity_sim_server  # noqa: F401 - pytest fixtures
 
-PREFIX = "mailbox-onboarding/test"
 STAGE = "test"
 
 
@@ -40,7 +40,7 @@ def exchange_sim() -> Iterator[ExchangeSimulator]:
 class Workflow:
     sfn: Any
     repo: DynamoAgentRepository
-    credentials: SecretsManagerCredentialStore
+    credentials: KmsCredentialStore
     arn: str
 
     def add_invited_agent(self, email: str, tenant: str = "demo") -> str:
@@ -130,7 +130,6 @@ class Workflow:
 def workflow(
     exchange_sim: ExchangeSimulator, monkeypatch: pytest.MonkeyPatch, moto_aws_sfn: None
 ) -> Iterator[Workflow]:
-    monkeypatch.setenv("CREDENTIALS_PREFIX", PREFIX)
     monkeypatch.setenv("EXCHANGE_ALLOW_NETWORKS", "127.0.0.0/8")
     monkeypatch.setenv("EXCHANGE_CA_BUNDLE", exchange_sim.ca_bundle)
     monkeypatch.setenv("EXCHANGE_DISCOVERY_TIMEOUT", "4")
@@ -146,18 +145,18 @@ def workflow(
         yield Workflow(
             sfn=sfn,
             repo=deps.agent_repository(TABLE_NAME),
-            credentials=deps.credential_store(PREFIX),
+            credentials=deps.credential_store(CREDENTIALS_TABLE, os.environ["CREDENTIALS_KEY_ARN"]),
             arn=arn,
         )
     deps.reset()
 
 
 @pytest.fixture
-def moto_aws_sfn(aws_environment: None) -> Iterator[None]:
+def moto_aws_sfn(aws_environment: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """moto with Step Functions executing state machines and Lambda without Docker."""
     config = {"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
     with mock_aws(config=config):  # type: ignore[arg-type]
         deps.reset()
-        tpl.create_tables(boto3.client("dynamodb"), {"AgentsTable": TABLE_NAME})
+        create_resources(monkeypatch)
         yield
         deps.reset()

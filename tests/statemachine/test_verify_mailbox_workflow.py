@@ -8,7 +8,7 @@ import boto3
 
 from devstack.exchange_sim.scenarios import SCENARIOS_BY_NAME as S
 from onboarding.models import AgentStatus
-from tests.conftest import TABLE_NAME
+from tests.conftest import TABLE_NAME, stored_secrets
 from tests.statemachine.conftest import Workflow
 
 DONE = {AgentStatus.VERIFIED, AgentStatus.FAILED}
@@ -72,8 +72,7 @@ def test_a_wrong_password_fails_with_its_diagnosis(workflow: Workflow) -> None:
     item = workflow.repo.get_item("demo", agent_id) or {}
     assert (item["status"], item["statusReason"]) == ("failed", "auth_failed")
     # A password that did not connect is not kept.
-    names = [s["Name"] for s in boto3.client("secretsmanager").list_secrets()["SecretList"]]
-    assert not [name for name in names if agent_id in name]
+    assert stored_secrets(agent_id) == []
 
 
 def test_a_failing_lambda_task_ends_failed_not_stuck_connecting(workflow: Workflow) -> None:
@@ -138,8 +137,7 @@ def test_removing_an_agent_that_waits_for_settings_stops_the_workflow_and_delete
     )
     assert stops == [execution]
     assert workflow.repo.get_item("demo", agent_id) is None
-    names = [s["Name"] for s in boto3.client("secretsmanager").list_secrets()["SecretList"]]
-    assert not [name for name in names if agent_id in name]
+    assert stored_secrets(agent_id) == []
     # AWS aborts the waiting execution at once; moto 5.2.5 only notices the stop when the waiting task
     # returns, so wake it: the execution then ends ABORTED and writes nothing.
     workflow.sfn.send_task_success(taskToken=waiting["taskToken"], output="{}")

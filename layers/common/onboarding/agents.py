@@ -9,10 +9,11 @@ from botocore.exceptions import ClientError
 
 from onboarding.credentials import CredentialStore
 from onboarding.errors import AgentNotFoundError, error_code
+from onboarding.exchange.trace import ExchangeTrace
 from onboarding.executions import execution_arn
 from onboarding.ids import new_id
 from onboarding.invites import first_invite
-from onboarding.models import Agent, AgentPage, AgentRecord, AgentStatus, NewAgent, utcnow
+from onboarding.models import Agent, AgentPage, AgentRecord, AgentStatus, AgentTrace, NewAgent, utcnow
 from onboarding.observability import logger, metrics
 from onboarding.store import AgentRepository
 
@@ -55,6 +56,16 @@ def get_agent(repo: AgentRepository, tenant_id: str, agent_id: str) -> Agent:
     if agent.status is AgentStatus.REMOVED:
         raise AgentNotFoundError(f"No agent {agent_id} in this account")
     return agent
+
+
+def get_agent_trace(repo: AgentRepository, tenant_id: str, agent_id: str) -> AgentTrace:
+    """The IT admin's trace of the agent's last discovery/verification (none before the first attempt)."""
+    record = repo.get_record(tenant_id, agent_id)
+    if record is None or record.agent.status is AgentStatus.REMOVED:
+        raise AgentNotFoundError(f"No agent {agent_id} in this account")
+    text = record.connection.exchange_trace
+    trace = ExchangeTrace.model_validate_json(text) if text else None
+    return AgentTrace(agent_id=agent_id, trace=trace)
 
 
 @dataclass(frozen=True)

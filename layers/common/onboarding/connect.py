@@ -7,7 +7,6 @@ goes to the credential store and the workflow starts with references only.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
 from dataclasses import dataclass
@@ -15,10 +14,11 @@ from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 from botocore.exceptions import ClientError
-from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, SecretStr, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, StringConstraints
 
 from onboarding import invites
-from onboarding.credentials import CredentialStore
+from onboarding.credentials import CredentialStore, Purpose
+from onboarding.email_address import EmailAddress
 from onboarding.errors import (
     ConcurrentModificationError,
     IllegalTransitionError,
@@ -28,12 +28,21 @@ from onboarding.errors import (
     WrongMailboxError,
     error_code,
 )
-from onboarding.exchange import Diagnosis, message_for
+from onboarding.exchange.diagnoses import Diagnosis, message_for
+from onboarding.exchange.trace import ExchangeTrace
 from onboarding.executions import execution_name
 from onboarding.invite_store import InviteRepository
 from onboarding.m365 import outcomes as m365_outcomes
 from onboarding.m365.routing import Evidence, Router
-from onboarding.models import INTERNAL_ERROR, SETTINGS_TIMEOUT, AgentRecord, AgentStatus, Attr
+from onboarding.models import (
+    DISCOVERY_TIMEOUT,
+    INTERNAL_ERROR,
+    SETTINGS_TIMEOUT,
+    VERIFICATION_TIMEOUT,
+    AgentRecord,
+    AgentStatus,
+    Attr,
+)
 from onboarding.observability import logger, metrics
 from onboarding.store import AgentRepository
 
@@ -50,6 +59,14 @@ def _username(value: str | None) -> str | None:
     return value
 
 
+def _dns_name_ok(host: str) -> bool:
+    """An IP literal, or a DNS name: labels of 1 to 63 characters (none empty), 253 in all."""
+    if host.startswith("["):
+        return True
+    labels = host.split(".")
+    return len(host) <= 253 and all(1 <= len(label) <= 63 and not label.startswith("-") for label in labels)
+
+
 def _server(value: str | None) -> str | None:
     """Accept what people paste (`https://mail.example.com/owa/`) and keep the host name."""
     if not value:
@@ -58,7 +75,7 @@ def _server(value: str | None) -> str | None:
     host = urlsplit(text if "://" in text else f"https://{text}").hostname or ""
     if text.startswith("[") or (":" in host and not host.startswith("[")):
         host = f"[{host}]" if ":" in host else host
-    if not _HOST.match(host):
+    if not _HOST.match(host) or not _dns_name_ok(host):
         raise ValueError("enter the server's name, e.g. mail.example.com")
     return host.lower()
 
@@ -79,7 +96,7 @@ class _Form(BaseModel):
 
 
 class CredentialsForm(_Form):
-    email: EmailStr
+    email: EmailAddress
     password: Password
     username: Username = None
     server: Server = None
@@ -93,8 +110,21 @@ class SettingsForm(_Form):
     password: Annotated[SecretStr | None, Field(max_length=1024)] = None
 
 
+class AllowServerForm(_Form):
+    """The owner allows the server in another domain that discovery named (Outlook's "Allow this website to
+    configure server settings?")."""
+
+    host: Annotated[
+        str, StringConstraints(strip_whitespace=True, to_lower=True, min_length=1, max_length=253)
+    ]
+
+
 EXTRA_MESSAGES = {
     SETTINGS_TIMEOUT: "We waited too long for the advanced settings. Enter your details again to retry.",
+    DISCOVERY_TIMEOUT: "Finding your mail server took too long. Enter your details again, or add the server "
+    "under advanced settings.",
+    VERIFICATION_TIMEOUT: "Your mail server took too long to answer. Check that it is reachable from the "
+    "internet (not only over VPN), then try again.",
     INTERNAL_ERROR: "Something went wrong on our side while checking your mailbox. Please try again.",
 }
 
@@ -167,6 +197,22 @@ class ConnectView:
             None,
             Diagnosis.AUTODISCOVER_FAILED.value,
         )
+
+    @property
+    def confirm_host(self) -> str | None:
+        """The server in another domain waiting for the owner's permission, if any."""
+        if self.status is AgentStatus.NEEDS_SETTINGS and self.reason == Diagnosis.CONFIRM_SERVER.value:
+            return self.record.connection.confirm_host
+        return None
+
+    @property
+    def trace(self) -> ExchangeTrace | None:
+        """The IT admin's trace of the last attempt (secret-free)."""
+        text = self.record.connection.exchange_trace
+        try:
+            return ExchangeTrace.model_validate_json(text) if text else None
+        except ValueError:
+            return None
 
 
 class ConnectService:
@@ -308,7 +354,32 @@ class ConnectService:
         if form.password is not None and form.password.get_secret_value():
             self.credentials.put(tenant_id, agent_id, form.password)
         if not self._resume(task_token, agent_id):
-            # The wait timed out or the execution ended meanwhile: say so instead of spinning forever.
+            # The wait timed out or the execution ended meanwhile: say so instead of spinning forever, and
+            # delete the password: nothing will ever read it.
+            self._abandon(tenant_id, agent_id, SETTINGS_TIMEOUT)
+        return self.view(token)
+
+    def allow_server(self, token: str, form: AllowServerForm) -> ConnectView:
+        """The owner allows the server discovery named: the waiting workflow discovers again, allowed to send
+        the password there."""
+        view = self.view(token)
+        if view.confirm_host is None or form.host != view.confirm_host:
+            raise NotNowError("No server waits for permission")
+        task_token = view.record.connection.task_token
+        agent = view.record.agent
+        tenant_id, agent_id = agent.tenant_id, agent.agent_id
+        try:
+            self.repo.transition(
+                tenant_id,
+                agent_id,
+                AgentStatus.CONNECTING,
+                expected_version=agent.version,
+                set_attributes={Attr.CONFIRMED_HOST: form.host},
+                remove_attributes=(Attr.TASK_TOKEN, Attr.CONFIRM_HOST, Attr.SERVER),
+            )
+        except (ConcurrentModificationError, IllegalTransitionError) as error:
+            raise NotNowError("This answer was already sent") from error
+        if not self._resume(task_token, agent_id):
             self.repo.transition(tenant_id, agent_id, AgentStatus.FAILED, reason=SETTINGS_TIMEOUT)
         return self.view(token)
 
@@ -326,13 +397,29 @@ class ConnectService:
             return False
         return True
 
+    def _abandon(self, tenant_id: str, agent_id: str, reason: str) -> None:
+        """End a connection that cannot go on: the agent `failed` (the page says why and offers the form
+        again), its secrets deleted. Each part is tried even if the other fails."""
+        try:
+            self.repo.transition(
+                tenant_id, agent_id, AgentStatus.FAILED, reason=reason, remove_attributes=(Attr.TASK_TOKEN,)
+            )
+        except Exception:
+            logger.exception(
+                "Could not mark the agent failed", extra={"agent_id": agent_id, "reason": reason}
+            )
+        try:
+            self.credentials.delete(tenant_id, agent_id)
+        except Exception:
+            logger.exception("Could not delete the secrets of a failed start", extra={"agent_id": agent_id})
+
     def _start(
         self,
         view: ConnectView,
         attempt: int,
         secret: SecretStr,
         *,
-        purpose: str = "password",
+        purpose: Purpose = "password",
         method: str = EWS,
     ) -> None:
         tenant_id, agent_id = view.record.agent.tenant_id, view.record.agent.agent_id
@@ -351,13 +438,13 @@ class ConnectService:
                     }
                 ),
             )
-        except ClientError as error:
-            logger.exception(
-                "Could not start the verification", extra={"agent_id": agent_id, "error": error_code(error)}
-            )
-            self.repo.transition(tenant_id, agent_id, AgentStatus.FAILED, reason=INTERNAL_ERROR)
-            with contextlib.suppress(ClientError):  # a secret of an attempt that never ran must not linger
-                self.credentials.delete(tenant_id, agent_id)
+        except Exception as error:  # any failure at all (timeouts, endpoint errors, bugs): no half-done start
+            extra = {
+                "agent_id": agent_id,
+                "error": error_code(error) if isinstance(error, ClientError) else "",
+            }
+            logger.exception("Could not start the verification", extra=extra)
+            self._abandon(tenant_id, agent_id, INTERNAL_ERROR)
             return
         metrics.add_metric(name="ConnectionStarted", unit="Count", value=1)
         logger.info("Verification started", extra={"agent_id": agent_id, "attempt": attempt})

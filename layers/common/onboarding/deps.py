@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from onboarding import aws, settings
-from onboarding.credentials import SecretsManagerCredentialStore
+from onboarding.credentials import KmsCredentialStore
 from onboarding.invite_store import DynamoInviteRepository
 from onboarding.store import DynamoAgentRepository
 
@@ -54,5 +54,6 @@ def invite_repository(table_name: str) -> DynamoInviteRepository:
     return DynamoInviteRepository(table_name, aws.client("dynamodb"))
 
 
-def credential_store(prefix: str, kms_key_id: str | None = None) -> SecretsManagerCredentialStore:
-    return SecretsManagerCredentialStore(prefix, kms_key_id, client=aws.client("secretsmanager"))
+def credential_store(table_name: str, key_arn: str | None = None) -> KmsCredentialStore:
+    """Without a key the store can only delete (what the dashboard API may do)."""
+    return KmsCredentialStore(table_name, key_arn, kms=aws.client("kms"), ddb=aws.client("dynamodb"))

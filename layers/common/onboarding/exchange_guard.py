@@ -28,6 +28,7 @@ import hashlib
 import ipaddress
 import os
 import socket
+import ssl
 import tempfile
 import threading
 import time
@@ -43,11 +44,20 @@ import requests.adapters
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
+from urllib3.util.ssl_match_hostname import CertificateError
+
+from onboarding.exchange.trace import TraceRecorder, safe_url
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-MICROSOFT_ONLINE_SUFFIXES = ("outlook.office365.com", "outlook.office.com", "outlook.com", "office365.com")
+MICROSOFT_ONLINE_SUFFIXES = (
+    "outlook.office365.com",
+    "outlook.office.com",
+    "outlook.com",
+    "office365.com",
+    "onmicrosoft.com",  # tenants' own domains, e.g. the hybrid routing address <tenant>.mail.onmicrosoft.com
+)
 _CGNAT = ipaddress.IPv4Network("100.64.0.0/10")
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 _SIXTOFOUR = ipaddress.IPv6Network("2002::/16")
@@ -97,6 +107,9 @@ def is_public(ip: IPAddress) -> bool:
         and not ip.is_loopback
         and not ip.is_link_local
         and not ip.is_unspecified
+        and not (
+            isinstance(ip, ipaddress.IPv6Address) and ip.is_site_local
+        )  # fec0::/10, deprecated, not global
     )
 
 
@@ -130,6 +143,7 @@ class Observation:
     blocked: list[str] = field(default_factory=list)  # "host (reason)"
     modern_hosts: list[str] = field(default_factory=list)
     transport: list[str] = field(default_factory=list)  # "tls" | "timeout" | "unreachable"
+    ntlm_domain: str | None = None  # the NetBIOS domain an NTLM CHALLENGE named
 
     @property
     def bearer_only(self) -> bool:
@@ -142,6 +156,7 @@ class GuardContext:
     observation: Observation
     deadline: float | None = None  # time.monotonic() value
     request_timeout: float | None = None
+    trace: TraceRecorder | None = None  # the IT admin's trace: DNS, TCP, TLS and HTTP steps land here
 
     def remaining(self) -> float | None:
         return None if self.deadline is None else self.deadline - time.monotonic()
@@ -157,10 +172,17 @@ def current() -> GuardContext:
 
 @contextmanager
 def guarded(
-    policy: GuardPolicy, deadline: float | None = None, request_timeout: float | None = None
+    policy: GuardPolicy,
+    deadline: float | None = None,
+    request_timeout: float | None = None,
+    trace: TraceRecorder | None = None,
 ) -> Iterator[Observation]:
-    """Run a block under ``policy``; yields the block's fresh ``Observation``."""
-    ctx = GuardContext(policy, Observation(), deadline, request_timeout)
+    """Run a block under ``policy``; yields the block's fresh ``Observation``. Steps go to ``trace`` (if given,
+    else to the enclosing block's trace)."""
+    outer = _CURRENT.get()
+    if trace is None and outer is not None:
+        trace = outer.trace
+    ctx = GuardContext(policy, Observation(), deadline, request_timeout, trace)
     token = _CURRENT.set(ctx)
     try:
         yield ctx.observation
@@ -210,15 +232,24 @@ class _GuardedConnectionMixin:
         remaining = ctx.remaining()
         if remaining is not None:
             timeout = max(0.01, min(timeout if timeout is not None else remaining, remaining))
+        started = time.monotonic()
+        trace = ctx.trace
         try:
             infos = _resolve(host, self.port, timeout)
         except socket.gaierror as e:
+            if trace:
+                trace.add("dns", host=host, result=f"no answer ({e.strerror or e})", started=started)
             # EAI_AGAIN: the DNS server did not answer in time (as opposed to "no such name").
             ctx.observation.transport.append("timeout" if e.errno == socket.EAI_AGAIN else "unreachable")
             raise NameResolutionError(self.host, self, e) from e  # type: ignore[arg-type]
         except TimeoutError as e:
             ctx.observation.transport.append("timeout")
+            if trace:
+                trace.add("dns", host=host, result="timed out", started=started)
             raise ConnectTimeoutError(self, f"DNS lookup of {host} timed out") from e
+        if trace:
+            addresses = tuple(dict.fromkeys(str(i[4][0]) for i in infos))
+            trace.add("dns", host=host, addresses=addresses, started=started)
         if not infos:
             ctx.observation.transport.append("unreachable")
             raise NewConnectionError(self, f"{host} has no address")  # type: ignore[arg-type]
@@ -226,9 +257,12 @@ class _GuardedConnectionMixin:
             address = str(info[4][0])
             if not ctx.policy.allows(address):
                 ctx.observation.blocked.append(f"{host} ({address})")
+                if trace:
+                    trace.add("tcp", host=host, addresses=(address,), result="refused: not a public address")
                 raise BlockedAddressError(f"{host} resolves to a non-public address")
         family, socktype, proto, _, sockaddr = infos[0]
         sock = socket.socket(family, socktype, proto)
+        started = time.monotonic()
         try:
             for opt in self.socket_options or ():
                 sock.setsockopt(*opt)
@@ -238,11 +272,24 @@ class _GuardedConnectionMixin:
         except TimeoutError as e:
             sock.close()
             ctx.observation.transport.append("timeout")
+            if trace:
+                trace.add("tcp", host=host, result=f"port {self.port}: timed out", started=started)
             raise ConnectTimeoutError(self, f"Connection to {host} timed out") from e
         except OSError as e:
             sock.close()
             ctx.observation.transport.append("unreachable")
+            if trace:
+                trace.add(
+                    "tcp",
+                    host=host,
+                    result=f"port {self.port}: {e.strerror or type(e).__name__}",
+                    started=started,
+                )
             raise NewConnectionError(self, f"Failed to establish a new connection: {e}") from e  # type: ignore[arg-type]
+        if trace:
+            trace.add(
+                "tcp", host=host, addresses=(peer,), result=f"port {self.port}: connected", started=started
+            )
         if not ctx.policy.allows(peer):
             sock.close()
             ctx.observation.blocked.append(f"{host} (peer {peer})")
@@ -255,7 +302,46 @@ class GuardedHTTPConnection(_GuardedConnectionMixin, HTTPConnection):
 
 
 class GuardedHTTPSConnection(_GuardedConnectionMixin, HTTPSConnection):
-    pass
+    def connect(self) -> None:
+        started = time.monotonic()
+        try:
+            super().connect()
+        except Exception as e:
+            trace = current().trace
+            if trace and isinstance(e, ssl.SSLError | CertificateError):
+                trace.add("tls", host=self.host, result=f"failed: {_tls_reason(e)}", started=started)
+            raise
+        trace = current().trace
+        if trace and self.sock is not None:
+            trace.add(
+                "tls", host=self.host, tls=_certificate_summary(self.sock), result="ok", started=started
+            )
+
+
+def _tls_reason(error: BaseException) -> str:
+    reason = getattr(error, "verify_message", None) or getattr(error, "reason", None) or str(error)
+    return str(reason)[:200]
+
+
+def _certificate_summary(sock: Any) -> tuple[str, str, str]:
+    """(subject CN, issuer CN, notAfter) of the peer's certificate; names matched (the handshake checked)."""
+    try:
+        cert = sock.getpeercert() or {}
+    except (AttributeError, ValueError, OSError):
+        return ("?", "?", "?")
+
+    def common_name(field: Any) -> str:
+        for rdn in field or ():
+            for key, value in rdn:
+                if key == "commonName":
+                    return str(value)
+        return "?"
+
+    names = [value for kind, value in cert.get("subjectAltName", ()) if kind == "DNS"]
+    subject = common_name(cert.get("subject"))
+    if names:
+        subject += f" [names: {', '.join(names[:4])}{', ...' if len(names) > 4 else ''}]"
+    return (subject, common_name(cert.get("issuer")), str(cert.get("notAfter", "?")))
 
 
 class GuardedHTTPConnectionPool(HTTPConnectionPool):
@@ -291,17 +377,17 @@ def _default_ca_bundle() -> str:
 # ---------------------------------------------------------------- adapter
 
 
+def _content_kind(response: requests.Response) -> str:
+    return (response.headers.get("Content-Type") or "no content").split(";", 1)[0].strip()
+
+
 def _challenge_schemes(response: requests.Response) -> tuple[str, ...]:
+    from onboarding.exchange.auth import parse_challenges, schemes
+
     raw = response.raw.headers.getlist("WWW-Authenticate") if response.raw is not None else []
-    if not raw:
-        raw = [response.headers.get("WWW-Authenticate", "")]
-    schemes: list[str] = []
-    for value in raw:
-        for part in value.split(","):
-            token = part.strip().split(" ", 1)[0].lower()
-            if token and "=" not in token:
-                schemes.append(token)
-    return tuple(dict.fromkeys(schemes))
+    if not raw and response.headers.get("WWW-Authenticate"):
+        raw = [response.headers["WWW-Authenticate"]]
+    return schemes(parse_challenges(raw))
 
 
 class GuardedHTTPAdapter(requests.adapters.HTTPAdapter):
@@ -340,6 +426,7 @@ class GuardedHTTPAdapter(requests.adapters.HTTPAdapter):
                 ctx.observation.blocked.append(f"{host} (clear-text {url.scheme})")
                 raise BlockedAddressError("credentials and SOAP requests only travel over HTTPS")
         timeout = self._clamp(ctx, timeout)
+        started = time.monotonic()
         try:
             response = super().send(
                 request,
@@ -351,18 +438,55 @@ class GuardedHTTPAdapter(requests.adapters.HTTPAdapter):
             )
         except requests.exceptions.SSLError:
             ctx.observation.transport.append("tls")
+            self._trace(ctx, request, started, result="TLS failed")
             raise
         except requests.exceptions.Timeout:
             ctx.observation.transport.append("timeout")
+            self._trace(ctx, request, started, result="no answer in time")
             raise
         except requests.exceptions.ConnectionError:
             if not ctx.observation.transport:
                 ctx.observation.transport.append("unreachable")
+            self._trace(ctx, request, started, result="connection failed")
             raise
         ctx.observation.statuses.append(response.status_code)
+        schemes: tuple[str, ...] = ()
         if response.status_code == 401:
-            ctx.observation.challenges.append(_challenge_schemes(response))
+            schemes = _challenge_schemes(response)
+            ctx.observation.challenges.append(schemes)
+        location = response.headers.get("Location") if response.is_redirect else None
+        self._trace(
+            ctx,
+            request,
+            started,
+            status=response.status_code,
+            schemes=schemes,
+            result=f"redirect to {safe_url(location)}" if location else _content_kind(response),
+        )
         return response
+
+    @staticmethod
+    def _trace(
+        ctx: GuardContext,
+        request: requests.PreparedRequest,
+        started: float,
+        *,
+        status: int | None = None,
+        schemes: tuple[str, ...] = (),
+        result: str | None = None,
+    ) -> None:
+        if ctx.trace is None:
+            return
+        auth = (request.headers.get("Authorization") or "").split(" ", 1)[0]
+        what = f"{request.method} {'with ' + auth + ' credentials' if auth else 'without credentials'}"
+        ctx.trace.add(
+            "http",
+            url=request.url or "",
+            status=status,
+            schemes=schemes,
+            result=f"{what}; {result}" if result else what,
+            started=started,
+        )
 
     @staticmethod
     def _clamp(ctx: GuardContext, timeout: Any) -> Any:

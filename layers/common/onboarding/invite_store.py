@@ -64,10 +64,21 @@ class InviteRepository(ABC):
     def consume(self, invite: Invite, *, at: datetime, max_failed_attempts: int) -> Invite: ...
 
     @abstractmethod
-    def add_failed_attempt(self, invite: Invite, *, max_failed_attempts: int) -> int: ...
+    def add_failed_attempt(
+        self, invite: Invite, *, max_failed_attempts: int, once_per: str | None = None
+    ) -> int: ...
 
     @abstractmethod
     def count_send_failure(self, tenant_id: str, agent_id: str, invite_version: int) -> int | None: ...
+
+    @abstractmethod
+    def claim_send(self, tenant_id: str, agent_id: str, invite_version: int) -> bool:
+        """Mark the agent's invite `sending` before the email goes to SES; False if this version was
+        claimed before (an earlier run may have sent it)."""
+
+    @abstractmethod
+    def release_send(self, tenant_id: str, agent_id: str, invite_version: int) -> None:
+        """Nothing was sent: a retry may claim this version again."""
 
 
 class DynamoInviteRepository(InviteRepository):
@@ -157,23 +168,40 @@ class DynamoInviteRepository(InviteRepository):
             raise self._why_unusable(invite.token_hash, max_failed_attempts) from error
         return invite.model_copy(update={"used_at": at})
 
-    def add_failed_attempt(self, invite: Invite, *, max_failed_attempts: int) -> int:
-        """Count one wrong password; returns the attempts so far. Refused once used or locked."""
+    def add_failed_attempt(
+        self, invite: Invite, *, max_failed_attempts: int, once_per: str | None = None
+    ) -> int:
+        """Count one wrong password; returns the attempts so far. Refused once used or locked.
+
+        `once_per` names what is counted (an attempt's verdict): counting it again (a retried step)
+        changes nothing and returns the count as it is."""
+        update, condition = "ADD failedAttempts :one", ""
+        values: dict[str, Any] = {":one": 1, ":max": max_failed_attempts}
+        if once_per is not None:
+            update += ", countedFailures :keys"
+            condition = " AND NOT contains(countedFailures, :key)"
+            values.update({":keys": {once_per}, ":key": once_per})
         try:
             response = self.ddb.update_item(
                 TableName=self.table_name,
                 Key=self._key(invite.token_hash),
-                UpdateExpression="ADD failedAttempts :one",
+                UpdateExpression=update,
                 ConditionExpression=(
                     "attribute_exists(pk) AND attribute_not_exists(usedAt)"
-                    " AND (attribute_not_exists(failedAttempts) OR failedAttempts < :max)"
+                    " AND (attribute_not_exists(failedAttempts) OR failedAttempts < :max)" + condition
                 ),
-                ExpressionAttributeValues=to_item({":one": 1, ":max": max_failed_attempts}),
+                ExpressionAttributeValues=to_item(values),
                 ReturnValues="UPDATED_NEW",
             )
         except ClientError as error:
             if error_code(error) != "ConditionalCheckFailedException":
                 raise
+            current = self.ddb.get_item(
+                TableName=self.table_name, Key=self._key(invite.token_hash), ConsistentRead=True
+            ).get("Item")
+            counted = from_item(current).get("countedFailures", set()) if current else set()
+            if once_per is not None and once_per in counted:
+                return int(from_item(current or {}).get("failedAttempts", 0))
             raise self._why_unusable(invite.token_hash, max_failed_attempts) from error
         return int(from_item(response["Attributes"])["failedAttempts"])
 
@@ -186,6 +214,41 @@ class DynamoInviteRepository(InviteRepository):
         if current.failed_attempts >= max_failed_attempts:
             return InviteLockedError("Too many failed attempts with this invite; ask for a new one")
         return InviteRevokedError("This invite is no longer valid")
+
+    def claim_send(self, tenant_id: str, agent_id: str, invite_version: int) -> bool:
+        # The write keeps the agent `invite_pending`, so the stream filter ignores the record it makes.
+        try:
+            self.ddb.update_item(
+                TableName=self.table_name,
+                Key=to_item({"pk": tenant_pk(tenant_id), "sk": agent_sk(agent_id)}),
+                UpdateExpression="SET inviteSending = :v",
+                ConditionExpression=(
+                    "inviteVersion = :v AND #status = :pending"
+                    " AND (attribute_not_exists(inviteSending) OR inviteSending <> :v)"
+                ),
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues=to_item(
+                    {":v": invite_version, ":pending": AgentStatus.INVITE_PENDING.value}
+                ),
+            )
+        except ClientError as error:
+            if error_code(error) == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def release_send(self, tenant_id: str, agent_id: str, invite_version: int) -> None:
+        try:
+            self.ddb.update_item(
+                TableName=self.table_name,
+                Key=to_item({"pk": tenant_pk(tenant_id), "sk": agent_sk(agent_id)}),
+                UpdateExpression="REMOVE inviteSending",
+                ConditionExpression="inviteSending = :v",
+                ExpressionAttributeValues=to_item({":v": invite_version}),
+            )
+        except ClientError as error:
+            if error_code(error) != "ConditionalCheckFailedException":
+                raise
 
     def count_send_failure(self, tenant_id: str, agent_id: str, invite_version: int) -> int | None:
         """Count a failed send of the agent's current invite; None if the agent moved on meanwhile.

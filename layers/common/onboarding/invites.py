@@ -131,6 +131,13 @@ def deliver_invite(
         return DeliveryOutcome.SKIPPED
 
     now = now or datetime.now(UTC)
+    if not invites.claim_send(agent.tenant_id, agent.agent_id, request.invite_version):
+        # An earlier run of this very invite got as far as SES and then died (or never heard back): its
+        # link may be in the owner's inbox. A second valid link must never follow: take it as sent (if it
+        # was not, the dashboard's resend issues a new version).
+        logger.warning("Invite may have been sent already; not sending again", extra=log)
+        _mark_invited(repo, agent, now, now + config.valid_for, log)
+        return DeliveryOutcome.SENT
     token = new_token()
     invite = Invite(
         token_hash=token_hash(token),
@@ -159,9 +166,12 @@ def deliver_invite(
     try:
         message_id = mailer.send(email, tags=tags)
     except EmailRejectedError as error:
+        invites.release_send(agent.tenant_id, agent.agent_id, request.invite_version)
         _mark_failed(repo, agent, error.message, log)
         raise InviteDeliveryFailedError(error.message) from error
     except EmailNotSentError as error:
+        if _surely_not_sent(error):  # SES answered no, or was never reached: a retry may send
+            invites.release_send(agent.tenant_id, agent.agent_id, request.invite_version)
         attempts = invites.count_send_failure(agent.tenant_id, agent.agent_id, request.invite_version)
         logger.warning(
             "Invite not sent; will retry", extra={**log, "attempts": attempts, "error": error.message}
@@ -172,21 +182,35 @@ def deliver_invite(
             raise InviteDeliveryFailedError(reason) from error
         raise
 
+    _mark_invited(repo, agent, now, invite.expires_at, log)
+    logger.info("Invite sent", extra={**log, "ses_message_id": message_id})
+    metrics.add_metric(name="InviteSent", unit="Count", value=1)
+    return DeliveryOutcome.SENT
+
+
+def _mark_invited(
+    repo: AgentRepository, agent: Agent, now: datetime, expires_at: datetime, log: dict[str, object]
+) -> None:
     try:
         repo.transition(
             agent.tenant_id,
             agent.agent_id,
             S.INVITED,
             expected_version=agent.version,
-            set_attributes={Attr.INVITE_SENT_AT: _iso(now), Attr.INVITE_EXPIRES_AT: _iso(invite.expires_at)},
+            set_attributes={Attr.INVITE_SENT_AT: _iso(now), Attr.INVITE_EXPIRES_AT: _iso(expires_at)},
             remove_attributes=(Attr.INVITE_ATTEMPTS,),
         )
     except (AgentNotFoundError, ConcurrentModificationError, IllegalTransitionError):
         # Removed, bounced or re-requested while the email was on its way: that change stands.
         logger.info("Agent changed while its invite was sent", extra=log)
-    logger.info("Invite sent", extra={**log, "ses_message_id": message_id})
-    metrics.add_metric(name="InviteSent", unit="Count", value=1)
-    return DeliveryOutcome.SENT
+
+
+def _surely_not_sent(error: EmailNotSentError) -> bool:
+    """SES answered with an error, or the connection never opened. A read timeout is not sure: SES may
+    have accepted the email and the answer got lost."""
+    from botocore.exceptions import ClientError, ConnectTimeoutError, EndpointConnectionError
+
+    return isinstance(error.__cause__, ClientError | ConnectTimeoutError | EndpointConnectionError)
 
 
 def _mark_failed(repo: AgentRepository, agent: Agent, reason: str, log: dict[str, object]) -> None:
@@ -271,14 +295,15 @@ def resolve_invite(
     if invite.invite_version != state.invite_version:
         raise InviteRevokedError("This invite was replaced by a newer one")
     used = invite.used_at is not None or agent.status is S.VERIFIED
-    if used:
-        if allow_used:
-            return invite, agent
+    if used and not allow_used:
         raise InviteUsedError("This invite was already used")
-    if agent.status not in CONNECTABLE:
-        raise InviteRevokedError("This invite is no longer valid")
+    # An expired link shows nothing, not even the status page of a used one.
     if (now or datetime.now(UTC)) >= invite.expires_at:
         raise InviteExpiredError("This invite has expired; ask for a new one")
+    if used:
+        return invite, agent
+    if agent.status not in CONNECTABLE:
+        raise InviteRevokedError("This invite is no longer valid")
     if invite.failed_attempts >= max_failed_attempts:
         raise InviteLockedError("Too many failed attempts with this invite; ask for a new one")
     return invite, agent

@@ -21,13 +21,15 @@ from datetime import datetime
 from email.message import EmailMessage
 from email.utils import formataddr, parseaddr
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from onboarding.errors import EmailNotSentError, EmailRejectedError, error_code
 from onboarding.observability import logger
+
+if TYPE_CHECKING:
+    from jinja2 import Environment
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -65,6 +67,9 @@ class RenderedEmail:
 
 @functools.cache
 def _environment() -> Environment:
+    # Imported here: only sending an invite renders one (jinja2 is ~0.1x of a bare boto3 import at cold start).
+    from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
     return Environment(
         loader=FileSystemLoader(TEMPLATES),
         autoescape=select_autoescape(enabled_extensions=("html.j2",), default_for_string=True, default=True),

@@ -9,15 +9,11 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-import email_validator
-from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 from pydantic.alias_generators import to_camel
 
-# `.test` is reserved for testing (RFC 2606); the Exchange simulator's mailboxes live there. Allowing it
-# costs nothing in production (no real mailbox can have such an address) and keeps one code path.
-email_validator.SPECIAL_USE_DOMAIN_NAMES = [
-    d for d in email_validator.SPECIAL_USE_DOMAIN_NAMES if d != "test"
-]
+from onboarding.email_address import EmailAddress
+from onboarding.exchange.trace import ExchangeTrace
 
 CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -80,7 +76,9 @@ def utcnow() -> str:
 
 
 # Reasons (`statusReason`) the service sets itself, next to the Exchange diagnoses.
-SETTINGS_TIMEOUT = "settings_timeout"
+SETTINGS_TIMEOUT = "settings_timeout"  # the owner did not send the advanced settings in time
+DISCOVERY_TIMEOUT = "discovery_timeout"  # the autodiscovery task ran past its Step Functions timeout
+VERIFICATION_TIMEOUT = "verification_timeout"  # the verification task ran past its timeout
 INTERNAL_ERROR = "internal_error"
 
 
@@ -119,6 +117,12 @@ class ConnectionState(_StateModel):
     # How the mailbox is verified: "ews" (password, Exchange) or "graph" (Sign in with Microsoft).
     verify_method: str | None = None
     m365_signed_in_as: str | None = None  # the account signed in with, when it was not the invited one
+    # A server in another domain that discovery met (reason confirm_server), and the one the owner allowed.
+    confirm_host: str | None = None
+    confirmed_host: str | None = None
+    # The IT admin's trace of the last discovery/verification (onboarding.exchange.trace.ExchangeTrace as
+    # JSON, size-bounded, secret-free).
+    exchange_trace: str | None = Field(default=None, repr=False)
 
 
 def _stored(model: type[BaseModel], field: str) -> str:
@@ -150,6 +154,9 @@ class Attr:
     INBOX_COUNT = _stored(ConnectionState, "inbox_item_count")
     VERIFY_METHOD = _stored(ConnectionState, "verify_method")
     M365_SIGNED_IN_AS = _stored(ConnectionState, "m365_signed_in_as")
+    CONFIRM_HOST = _stored(ConnectionState, "confirm_host")
+    CONFIRMED_HOST = _stored(ConnectionState, "confirmed_host")
+    EXCHANGE_TRACE = _stored(ConnectionState, "exchange_trace")
 
 
 class _ApiModel(BaseModel):
@@ -160,7 +167,7 @@ class NewAgent(_ApiModel):
     """Body of `POST /agents`. The tenant never comes from here: only from the verified token."""
 
     name: AgentName = Field(description="Display name of the person or team behind the mailbox")
-    email: EmailStr = Field(description="The mailbox address; compared case-insensitively")
+    email: EmailAddress = Field(description="The mailbox address; compared case-insensitively")
     type: Literal["ms_exchange"] = Field(description="Mailbox provider; only `ms_exchange` for now")
 
 
@@ -214,6 +221,13 @@ class AgentRecord(BaseModel):
             **self.connection.model_dump(mode="json", by_alias=True, exclude_unset=True, exclude_none=True),
             **self.agent.model_dump(mode="json", by_alias=True),
         }
+
+
+class AgentTrace(_ApiModel):
+    """`GET /agents/{agentId}/trace`: what the last discovery/verification did, step by step, for IT."""
+
+    agent_id: AgentId = Field(alias="agentId")
+    trace: ExchangeTrace | None = Field(description="None before the first connection attempt")
 
 
 class AgentPage(_ApiModel):

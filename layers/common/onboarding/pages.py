@@ -13,12 +13,13 @@ import hmac
 import secrets
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from jinja2 import Environment, FileSystemLoader, select_autoescape
-
 from onboarding.errors import CsrfError
+
+if TYPE_CHECKING:
+    from jinja2 import Environment
 
 HERE = Path(__file__).parent
 STATIC_FILES = {"connect.css": "text/css; charset=utf-8", "connect.js": "text/javascript; charset=utf-8"}
@@ -38,6 +39,9 @@ SECURITY_HEADERS = {
 
 @functools.cache
 def environment() -> Environment:
+    # Imported here: static files, JSON status and redirects render nothing.
+    from jinja2 import Environment, FileSystemLoader, select_autoescape
+
     return Environment(
         loader=FileSystemLoader(HERE / "templates"),
         autoescape=select_autoescape(default=True, default_for_string=True),

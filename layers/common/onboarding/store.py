@@ -19,10 +19,10 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import Any
 
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 from pydantic import TypeAdapter, ValidationError
 
+from onboarding import dynamo_types
 from onboarding.errors import (
     AgentNotFoundError,
     ConcurrentModificationError,
@@ -41,9 +41,6 @@ from onboarding.models import (
     can_transition,
     utcnow,
 )
-
-_serializer = TypeSerializer()
-_deserializer = TypeDeserializer()
 
 STATUS_INDEX = "ByStatus"
 _AGENT_ID: TypeAdapter[str] = TypeAdapter(AgentId)
@@ -66,11 +63,11 @@ def status_pk(tenant_id: str, status: AgentStatus) -> str:
 
 
 def to_item(values: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: _serializer.serialize(v) for k, v in values.items() if v is not None}
+    return {k: dynamo_types.serialize(v) for k, v in values.items() if v is not None}
 
 
 def from_item(item: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: _deserializer.deserialize(v) for k, v in item.items()}
+    return {k: dynamo_types.deserialize(v) for k, v in item.items()}
 
 
 def _agent_from_item(item: Mapping[str, Any]) -> Agent:

@@ -23,10 +23,11 @@ from onboarding.errors import (
     InviteError,
 )
 from onboarding.exchange import Diagnosis, ExchangeConfig, ExchangeFailure, ExchangeSettings, discover, verify
+from onboarding.exchange.trace import ExchangeTrace, TraceRecorder
 from onboarding.invite_models import Invite
 from onboarding.invite_store import InviteRepository
 from onboarding.invites import MAX_FAILED_ATTEMPTS
-from onboarding.models import INTERNAL_ERROR, SETTINGS_TIMEOUT, AgentRecord, AgentStatus, Attr
+from onboarding.models import INTERNAL_ERROR, AgentRecord, AgentStatus, Attr, ConnectionState
 from onboarding.observability import logger, metrics
 from onboarding.store import AgentRepository
 
@@ -48,6 +49,7 @@ OWNER_FIXABLE = frozenset(
         Diagnosis.MAILBOX_NOT_FOUND,
         Diagnosis.ACCESS_DENIED,
         Diagnosis.BLOCKED_ADDRESS,
+        Diagnosis.CONFIRM_SERVER,
     }
 )
 
@@ -65,7 +67,14 @@ class Outcome(StrEnum):
 class TaskInput(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    action: Literal["autodiscover", "verify", "request_settings", "record_verified", "record_failure"]
+    action: Literal[
+        "autodiscover",
+        "verify",
+        "request_settings",
+        "record_verified",
+        "record_failure",
+        "discard_credentials",
+    ]
     tenant_id: str = Field(alias="tenantId", min_length=1)
     agent_id: str = Field(alias="agentId", min_length=1)
     attempt: int = Field(ge=1)
@@ -103,7 +112,13 @@ class VerificationSteps:
 
     def run(self, task: TaskInput) -> TaskOutput:
         record = self.repo.get_record(task.tenant_id, task.agent_id)
-        if record is None or record.connection.connect_attempt != task.attempt:
+        if record is None:
+            # Removed (perhaps while the connect page was still storing the password): nothing can use a
+            # stored secret any more.
+            self.credentials.delete(task.tenant_id, task.agent_id)
+            logger.info("Agent removed: secrets deleted", extra={"agent_id": task.agent_id})
+            return TaskOutput(outcome=Outcome.STALE)
+        if record.connection.connect_attempt != task.attempt:
             logger.info("Stale verification step", extra={"agent_id": task.agent_id, "action": task.action})
             return TaskOutput(outcome=Outcome.STALE)
         step = getattr(self, task.action)
@@ -123,24 +138,24 @@ class VerificationSteps:
         if connection.conn_server:
             return TaskOutput(outcome=Outcome.MANUAL)
         password = self.credentials.get(task.tenant_id, task.agent_id)
+        trace = _recorder(record)
         try:
             settings = discover(
                 record.agent.email,
                 password.get_secret_value(),
                 connection.conn_username,
                 config=self.exchange,
+                confirmed_hosts=_confirmed(connection),
+                trace=trace,
             )
         except ExchangeFailure as failure:
             logger.info("Autodiscovery failed", extra={"agent_id": task.agent_id, "code": failure.code.value})
-            if failure.code is Diagnosis.AUTODISCOVER_FAILED:
+            pending = {Attr.CONFIRM_HOST: failure.host} if failure.code is Diagnosis.CONFIRM_SERVER else {}
+            self._keep_trace(task, trace, pending)
+            if failure.code in (Diagnosis.AUTODISCOVER_FAILED, Diagnosis.CONFIRM_SERVER):
                 return TaskOutput(outcome=Outcome.NEEDS_SETTINGS, code=failure.code.value)
             return TaskOutput(outcome=Outcome.FAILED, code=failure.code.value)
-        self.repo.update_attributes(
-            task.tenant_id,
-            task.agent_id,
-            _settings_attributes(settings),
-            expected_status=AgentStatus.CONNECTING,
-        )
+        self._keep_trace(task, trace, _settings_attributes(settings))
         return TaskOutput(outcome=Outcome.FOUND)
 
     def verify(self, task: TaskInput, record: AgentRecord) -> TaskOutput:
@@ -149,6 +164,9 @@ class VerificationSteps:
         password = self.credentials.get(task.tenant_id, task.agent_id).get_secret_value()
         email, connection = record.agent.email, record.connection
         manual = bool(connection.conn_server)
+        trace = _recorder(record)
+        if not manual:
+            trace.continuing(_stored_trace(connection.exchange_trace))
         try:
             if connection.conn_server:
                 result = verify(
@@ -157,30 +175,43 @@ class VerificationSteps:
                     connection.conn_username or email,
                     connection.conn_server,
                     config=self.exchange,
+                    trace=trace,
                 )
             else:
+                found = _found_settings(connection)
+                if found is None:
+                    # The owner allowed a server in another domain: discover again, now allowed to use it.
+                    found = discover(
+                        email,
+                        password,
+                        connection.conn_username,
+                        config=self.exchange,
+                        confirmed_hosts=_confirmed(connection),
+                        trace=trace,
+                    )
                 result = verify(
                     email,
                     password,
-                    connection.exchange_username or email,
-                    ews_url=connection.ews_url,
-                    auth_type=connection.auth_type,
+                    found.username or email,
+                    ews_url=found.ews_url,
+                    auth_type=found.auth_type,
+                    server_build=found.server_build,
                     config=self.exchange,
+                    trace=trace,
                 )
         except ExchangeFailure as failure:
             logger.info("Verification failed", extra={"agent_id": task.agent_id, "code": failure.code.value})
+            self._keep_trace(task, trace, {})
             # Settings sent from the settings form (rounds >= 1) that do not work: ask again, a few times.
             # Settings typed on the first form fail like any first attempt: the page offers the form again.
             rounds = connection.settings_rounds
             if manual and failure.code in OWNER_FIXABLE and 1 <= rounds < self.max_settings_rounds:
                 if failure.code is Diagnosis.AUTH_FAILED:
-                    self._count_wrong_password(record)
+                    self._count_wrong_password(record, once_per=f"{task.attempt}:round{rounds}")
                 return TaskOutput(outcome=Outcome.NEEDS_SETTINGS, code=failure.code.value)
             return TaskOutput(outcome=Outcome.FAILED, code=failure.code.value)
         values = {**_settings_attributes(result.settings), Attr.INBOX_COUNT: result.inbox_item_count}
-        self.repo.update_attributes(
-            task.tenant_id, task.agent_id, values, expected_status=AgentStatus.CONNECTING
-        )
+        self._keep_trace(task, trace, values)
         return TaskOutput(outcome=Outcome.VERIFIED)
 
     def _verify_with_graph(self, task: TaskInput, record: AgentRecord) -> TaskOutput:
@@ -213,6 +244,15 @@ class VerificationSteps:
         )
         return TaskOutput(outcome=Outcome.VERIFIED)
 
+    def _keep_trace(self, task: TaskInput, trace: TraceRecorder, values: dict[str, Any]) -> None:
+        """Store what was found (``values``) and the IT admin's trace with the agent, in one write."""
+        self.repo.update_attributes(
+            task.tenant_id,
+            task.agent_id,
+            {**values, Attr.EXCHANGE_TRACE: trace.snapshot().model_dump_json()},
+            expected_status=AgentStatus.CONNECTING,
+        )
+
     def request_settings(self, task: TaskInput, record: AgentRecord) -> TaskOutput:
         """Wait for the owner: keep the task token on the agent; the connect page resumes the workflow."""
         self.repo.transition(
@@ -238,15 +278,18 @@ class VerificationSteps:
     def record_failure(self, task: TaskInput, record: AgentRecord) -> TaskOutput:
         failure = task.failure or {}
         code = str(failure.get("code") or _code_from_error(failure))
+        # Idempotent per attempt: a retried step (the write landed, the answer was lost) neither counts the
+        # wrong password again nor trips over the transition it already made.
         if code == Diagnosis.AUTH_FAILED.value:
-            self._count_wrong_password(record)
-        self.repo.transition(
-            task.tenant_id,
-            task.agent_id,
-            AgentStatus.FAILED,
-            reason=code,
-            remove_attributes=(Attr.TASK_TOKEN,),
-        )
+            self._count_wrong_password(record, once_per=f"{task.attempt}:failure")
+        if record.agent.status is not AgentStatus.FAILED:
+            self.repo.transition(
+                task.tenant_id,
+                task.agent_id,
+                AgentStatus.FAILED,
+                reason=code,
+                remove_attributes=(Attr.TASK_TOKEN,),
+            )
         # A password that did not connect is of no use and must not linger (a retry asks for it again).
         self.credentials.delete(task.tenant_id, task.agent_id)
         metrics.add_metric(name="MailboxVerificationFailed", unit="Count", value=1)
@@ -269,13 +312,21 @@ class VerificationSteps:
                 "Invite not consumed", extra={"agent_id": record.agent.agent_id, "reason": error.code}
             )
 
-    def _count_wrong_password(self, record: AgentRecord) -> None:
+    def discard_credentials(self, task: TaskInput, record: AgentRecord) -> TaskOutput:
+        """Record Failure kept failing: at least no password stays stored for an attempt that is over."""
+        self.credentials.delete(task.tenant_id, task.agent_id)
+        logger.error("Failure not recorded; secrets deleted", extra={"agent_id": task.agent_id})
+        return TaskOutput(outcome=Outcome.RECORDED)
+
+    def _count_wrong_password(self, record: AgentRecord, *, once_per: str) -> None:
         """Wrong passwords count against the invite; after N the link locks (protects the account)."""
         invite = self._invite(record)
         if invite is None:
             return
         try:
-            attempts = self.invites.add_failed_attempt(invite, max_failed_attempts=self.max_failed_passwords)
+            attempts = self.invites.add_failed_attempt(
+                invite, max_failed_attempts=self.max_failed_passwords, once_per=once_per
+            )
         except InviteError as error:
             logger.info(
                 "Wrong password not counted", extra={"agent_id": record.agent.agent_id, "reason": error.code}
@@ -284,6 +335,36 @@ class VerificationSteps:
         logger.warning(
             "Wrong password", extra={"agent_id": record.agent.agent_id, "failed_attempts": attempts}
         )
+
+
+def _recorder(record: AgentRecord) -> TraceRecorder:
+    return TraceRecorder(record.agent.email.rpartition("@")[2])
+
+
+def _confirmed(connection: ConnectionState) -> tuple[str, ...]:
+    return (connection.confirmed_host,) if connection.confirmed_host else ()
+
+
+def _stored_trace(text: str | None) -> ExchangeTrace | None:
+    if not text:
+        return None
+    try:
+        return ExchangeTrace.model_validate_json(text)
+    except ValueError:
+        return None
+
+
+def _found_settings(connection: ConnectionState) -> ExchangeSettings | None:
+    """The settings discovery recorded, if it did."""
+    if not connection.ews_url or not connection.auth_type:
+        return None
+    return ExchangeSettings(
+        ews_url=connection.ews_url,
+        server=connection.ews_url.split("/")[2],
+        auth_type=connection.auth_type,
+        server_build=connection.server_build,
+        username=connection.exchange_username or "",
+    )
 
 
 def _settings_attributes(settings: ExchangeSettings) -> dict[str, Any]:
@@ -296,6 +377,8 @@ def _settings_attributes(settings: ExchangeSettings) -> dict[str, Any]:
 
 
 def _code_from_error(error: dict[str, Any]) -> str:
-    """A Catch in the state machine hands over {Error, Cause}; Cause may hold a stack: keep only the type."""
-    name = str(error.get("Error", ""))
-    return SETTINGS_TIMEOUT if name in {"States.Timeout", "States.HeartbeatTimeout"} else INTERNAL_ERROR
+    """A Catch in the state machine hands over {Error, Cause} (Cause may hold a stack: never kept). Each
+    task's timeout has its own Catch that names it (discovery/verification/settings_timeout); what
+    reaches here unnamed is ours to fix."""
+    logger.warning("Step failed", extra={"error": str(error.get("Error", ""))[:100]})
+    return INTERNAL_ERROR

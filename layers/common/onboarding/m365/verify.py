@@ -8,12 +8,13 @@ and how big the inbox is. Nothing here returns or logs a token.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Final
 
 from onboarding.credentials import CredentialStore
 from onboarding.m365.graph import GraphClient, GraphFailure, GraphMailbox
 from onboarding.m365.oauth import OAuthClient, SignInError
 
-REFRESH_TOKEN = "refresh_token"  # noqa: S105  (the credential store's purpose, not a token)
+REFRESH_TOKEN: Final = "refresh_token"  # noqa: S105  (the credential store's purpose, not a token)
 
 
 class GraphVerifier:

@@ -1,0 +1,1 @@
+"""Turning `sam build`'s output into what Lambda should run (`make build`)."""

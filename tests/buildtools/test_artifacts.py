@@ -1,0 +1,182 @@
+"""What `make build` leaves in .aws-sam/build is what Lambda should run (arm64, Python 3.13, lean).
+
+Runs when ARTIFACTS_DIR names a finished build (`.ci/run` does `make build`, then this module):
+`ARTIFACTS_DIR=.aws-sam/build .venv/bin/python -m pytest tests/buildtools/test_artifacts.py`.
+Without it the module is skipped: building takes a minute and needs Python 3.13.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from buildtools import postprocess
+from devstack import template as tpl
+
+ROOT = Path(__file__).resolve().parents[2]
+BUILD = Path(os.environ.get("ARTIFACTS_DIR", "")).resolve() if os.environ.get("ARTIFACTS_DIR") else None
+pytestmark = pytest.mark.skipif(BUILD is None, reason="set ARTIFACTS_DIR to a `make build` output")
+
+EM_AARCH64 = 183
+LAYER_BUDGET = 15_000_000  # bytes unzipped (the issue's goal)
+LAMBDA_UNZIPPED_LIMIT = 250 * 1024 * 1024  # a function with all its layers
+
+
+def _artifacts() -> list[postprocess.Artifact]:
+    assert BUILD is not None
+    return postprocess.artifacts(BUILD)
+
+
+def _requirement_names(path: Path) -> set[str]:
+    names = set()
+    for line in path.read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if line and not line.startswith("-"):
+            names.add(postprocess.normalise(re.split(r"[\[=<>~!]", line)[0]))
+    return names
+
+
+def _closure(names: set[str]) -> set[str]:
+    """The names and everything they depend on (per the installed metadata, extras included)."""
+    seen: set[str] = set()
+    todo = list(names)
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        try:
+            requires = importlib.metadata.requires(name) or []
+        except importlib.metadata.PackageNotFoundError:
+            continue
+        todo.extend(postprocess.normalise(re.split(r"[\s\[=<>~!;(]", r)[0]) for r in requires)
+    return seen
+
+
+def _python313() -> str:
+    folder = subprocess.run(
+        [str(ROOT / "buildtools" / "find-python.sh"), "3.13"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    return f"{folder}/python3.13"
+
+
+def test_every_function_and_the_layer_were_built() -> None:
+    # Given
+    template = tpl.load_template()
+    functions = tpl.resources(template, "AWS::Serverless::Function")
+    # When
+    built = {a.logical_id for a in _artifacts()}
+    # Then
+    assert built == {*functions, "CommonLayer"}
+
+
+def test_handlers_are_where_lambda_looks_for_them() -> None:
+    folders = {a.logical_id: a.path for a in _artifacts()}
+    for logical_id, body in tpl.resources(tpl.load_template(), "AWS::Serverless::Function").items():
+        module = body["Properties"]["Handler"].rsplit(".", 1)[0]
+        assert (folders[logical_id] / f"{module.replace('.', '/')}.py").is_file(), logical_id
+
+
+def test_native_extensions_are_built_for_arm64() -> None:
+    found = 0
+    for artifact in _artifacts():
+        for library in artifact.path.rglob("*.so*"):
+            if not library.is_file():
+                continue
+            header = library.read_bytes()[:20]
+            assert header[:4] == b"\x7fELF", library
+            assert int.from_bytes(header[18:20], "little") == EM_AARCH64, library
+            assert "x86_64" not in library.name, library
+            found += 1
+    assert found > 0  # pydantic-core at least
+
+
+def test_no_runtime_provided_dev_or_test_packages_are_shipped() -> None:
+    # Given: what only the tests and tools need
+    runtime = _requirement_names(ROOT / "layers/common/requirements.txt")
+    for requirements in ROOT.glob("functions/*/requirements.txt"):
+        runtime |= _requirement_names(requirements)
+    dev_only = _requirement_names(ROOT / "requirements-dev.txt") - _closure(runtime)
+    forbidden = dev_only | postprocess.RUNTIME_PROVIDED
+    for artifact in _artifacts():
+        # When
+        shipped = set(postprocess.distributions(artifact.site))
+        # Then
+        assert not shipped & forbidden, artifact.logical_id
+        assert not [p for p in artifact.path.rglob("*") if p.name in {"tests", "test", "conftest.py"}]
+        assert not list(artifact.path.rglob("requirements*.txt"))
+
+
+def test_no_distribution_is_shipped_twice() -> None:
+    artifacts = _artifacts()
+    layer = set(postprocess.distributions(next(a for a in artifacts if a.kind == "layer").site))
+    for artifact in artifacts:
+        if artifact.kind == "function":
+            assert not set(postprocess.distributions(artifact.site)) & layer, artifact.logical_id
+
+
+def test_the_tracer_ships_only_with_verify_mailbox() -> None:
+    for artifact in _artifacts():
+        has_xray = "aws-xray-sdk" in postprocess.distributions(artifact.site)
+        assert has_xray == (artifact.logical_id == "VerifyMailboxFunction"), artifact.logical_id
+
+
+def test_every_module_has_valid_python_313_bytecode() -> None:
+    """Python 3.13 itself checks every .pyc: its magic, unchecked-hash flags, the hash of the source
+    beside it, that it unmarshals, and the Lambda path it names."""
+    checker = r"""
+import importlib.util, json, marshal, sys
+from pathlib import Path
+problems, counts = [], {"with_source": 0, "sourceless": 0}
+for root, prefix in json.loads(sys.argv[1]):
+    root = Path(root)
+    for source in root.rglob("*.py"):
+        cached = Path(importlib.util.cache_from_source(str(source)))
+        if not cached.is_file():
+            problems.append(f"no bytecode: {source}")
+            continue
+        data = cached.read_bytes()
+        if data[8:16] != importlib.util.source_hash(source.read_bytes()):
+            problems.append(f"stale bytecode: {source}")
+        counts["with_source"] += 1
+    for compiled in root.rglob("*.pyc"):
+        data = compiled.read_bytes()
+        if data[:4] != importlib.util.MAGIC_NUMBER:
+            problems.append(f"not 3.13 bytecode: {compiled}")
+        elif int.from_bytes(data[4:8], "little") != 1:
+            problems.append(f"not unchecked-hash: {compiled}")
+        elif not marshal.loads(data[16:]).co_filename.startswith(prefix):
+            problems.append(f"names another path: {compiled}")
+        if compiled.parent.name != "__pycache__":
+            counts["sourceless"] += 1
+            if compiled.with_suffix(".py").exists():
+                problems.append(f"sourceless beside its source: {compiled}")
+print(json.dumps({"problems": problems[:20], **counts}))
+"""
+    roots = [[str(a.path), postprocess.LAMBDA_PATHS[a.kind] + "/"] for a in _artifacts()]
+    out = subprocess.run(
+        [_python313(), "-c", checker, json.dumps(roots)], capture_output=True, text=True, check=True
+    ).stdout
+    result = json.loads(out)
+    assert result["problems"] == []
+    assert result["with_source"] > 10  # our code: onboarding and the handlers
+    assert result["sourceless"] > 1000  # the libraries
+
+
+def test_sizes_stay_within_budget() -> None:
+    artifacts = _artifacts()
+    layer = next(a for a in artifacts if a.kind == "layer")
+    layer_size = postprocess.size(layer.path)
+    print(f"\n{layer.logical_id}: {layer_size / 1e6:.1f} MB unzipped")
+    assert layer_size < LAYER_BUDGET
+    for artifact in artifacts:
+        if artifact.kind == "function":
+            own = postprocess.size(artifact.path)
+            print(f"{artifact.logical_id}: {own / 1e6:.1f} MB unzipped")
+            assert own + layer_size < LAMBDA_UNZIPPED_LIMIT

@@ -1,0 +1,195 @@
+"""The IAM contract: what each function's policy in template.yaml grants is exactly what its code calls.
+
+`calls.json` is every AWS call each function made across the whole test suite (recorded by
+tests/contract/recorder.py, rewritten by a whole-suite run and failing it when it changes). The template
+is expanded by SAM's own translator and evaluated as IAM would, with the real resource ARNs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import TEST_REFS
+from tests.contract.iam import (
+    Request,
+    Statement,
+    allows,
+    check,
+    function_policies,
+    platform_policies,
+    reference_problems,
+)
+
+CALLS = Path(__file__).with_name("calls.json")
+ACCOUNT_REGION = "us-east-1:123456789012"
+IAM_REFS = {
+    **TEST_REFS,
+    "AgentsTable.Arn": f"arn:aws:dynamodb:{ACCOUNT_REGION}:table/{TEST_REFS['AgentsTable']}",
+    "CredentialsTable.Arn": f"arn:aws:dynamodb:{ACCOUNT_REGION}:table/{TEST_REFS['CredentialsTable']}",
+    "VerifyMailboxStateMachine.Name": TEST_REFS["VerifyMailboxStateMachine"].rsplit(":", 1)[-1],
+}
+FUNCTIONS = (
+    "AddAgentFunction",
+    "AuthCallbackFunction",
+    "SendInviteFunction",
+    "InviteEventsFunction",
+    "VerifyMailboxFunction",
+)
+
+
+@pytest.fixture(scope="module")
+def policies() -> dict[str, list[Statement]]:
+    return function_policies(IAM_REFS)
+
+
+@pytest.fixture(scope="module")
+def calls() -> dict[str, set[Request]]:
+    recorded = json.loads(CALLS.read_text(encoding="utf-8"))
+    return {function: {Request.from_json(row) for row in rows} for function, rows in recorded.items()}
+
+
+def test_each_function_is_granted_exactly_what_it_calls(
+    policies: dict[str, list[Statement]], calls: dict[str, set[Request]]
+) -> None:
+    """Given the calls recorded across the suite, every call is allowed by the function's own policy,
+    every granted action on every granted resource is used, and the IAM service reference accepts each."""
+    assert set(policies) == set(FUNCTIONS)
+    assert set(calls) == set(FUNCTIONS), "every function was exercised by the suite"
+    report = check(policies, calls)
+    assert report.ok, f"\n{report}"
+
+
+def _without(statements: list[Statement], sid: str, action: str) -> list[Statement]:
+    changed = []
+    for statement in statements:
+        if statement.sid == sid:
+            statement = dataclasses.replace(
+                statement, actions=tuple(a for a in statement.actions if a != action)
+            )
+        if statement.actions:
+            changed.append(statement)
+    return changed
+
+
+def test_removing_any_single_permission_breaks_the_contract(
+    policies: dict[str, list[Statement]], calls: dict[str, set[Request]]
+) -> None:
+    """Given the real policies, when any one granted action is taken away, then a recorded call is denied."""
+    removed = 0
+    for function, statements in policies.items():
+        for statement in statements:
+            for action in statement.actions:
+                weaker = {**policies, function: _without(statements, statement.sid, action)}
+                report = check(weaker, calls)
+                assert report.denied.get(function), (
+                    f"{function} still passes without {statement.sid}: {action}"
+                )
+                removed += 1
+    assert removed >= 15
+
+
+def test_the_verification_function_without_decrypt_is_denied(
+    policies: dict[str, list[Statement]], calls: dict[str, set[Request]]
+) -> None:
+    weaker = {
+        **policies,
+        "VerifyMailboxFunction": _without(policies["VerifyMailboxFunction"], "UnsealSecrets", "kms:Decrypt"),
+    }
+    report = check(weaker, calls)
+    assert [r.action for r in report.denied["VerifyMailboxFunction"]] == ["kms:Decrypt"]
+
+
+def test_a_permission_nobody_uses_breaks_the_contract(
+    policies: dict[str, list[Statement]], calls: dict[str, set[Request]]
+) -> None:
+    """Given a grant the code never exercises (the old secret deletion), the contract reports it."""
+    extra = Statement(
+        "Leftover", ("secretsmanager:DeleteSecret",), (f"arn:aws:secretsmanager:{ACCOUNT_REGION}:secret:x/*",)
+    )
+    report = check({**policies, "VerifyMailboxFunction": [*policies["VerifyMailboxFunction"], extra]}, calls)
+    assert report.unused["VerifyMailboxFunction"] == [
+        f"Leftover: secretsmanager:DeleteSecret on {extra.resources[0]}"
+    ]
+
+
+def test_the_service_reference_catches_resources_an_action_cannot_take() -> None:
+    """SendTask* name no resource (task tokens): granted on a state machine ARN they would be refused."""
+    on_machine = Statement("Resume", ("states:SendTaskSuccess",), (TEST_REFS["VerifyMailboxStateMachine"],))
+    assert reference_problems(on_machine) == [
+        f"Resume: states:SendTaskSuccess accepts only *, not {TEST_REFS['VerifyMailboxStateMachine']}"
+    ]
+    table_on_star = Statement("Wide", ("dynamodb:GetItem",), ("*",))
+    assert "takes" in reference_problems(table_on_star)[0]
+    assert reference_problems(Statement("Typo", ("dynamodb:GetItems",), ("*",))) == [
+        "Typo: dynamodb:GetItems is not an IAM action"
+    ]
+
+
+# -- what the policies say about the secrets --------------------------------------------------------
+CREDENTIALS = IAM_REFS["CredentialsTable.Arn"]
+KEY = IAM_REFS["CredentialsKey.Arn"]
+CONTEXT = (
+    ("kms:EncryptionContext:agentId", ("A1",)),
+    ("kms:EncryptionContext:purpose", ("password",)),
+    ("kms:EncryptionContext:tenantId", ("demo",)),
+    ("kms:EncryptionContextKeys", ("agentId", "purpose", "tenantId")),
+)
+
+
+def _allowed(policies: dict[str, list[Statement]], function: str, request: Request) -> bool:
+    return any(allows(statement, request) for statement in policies[function])
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_only_the_verification_function_can_read_a_secret(
+    policies: dict[str, list[Statement]], function: str
+) -> None:
+    reads = [
+        Request("dynamodb:GetItem", CREDENTIALS),
+        Request("dynamodb:Query", CREDENTIALS),
+        Request("dynamodb:Scan", CREDENTIALS),
+        Request("dynamodb:DeleteItem", CREDENTIALS, (("dynamodb:ReturnValues", ("ALL_OLD",)),)),
+        Request("kms:Decrypt", KEY, CONTEXT),
+    ]
+    can_read = [r.action for r in reads if _allowed(policies, function, r)]
+    expected = ["dynamodb:GetItem", "kms:Decrypt"] if function == "VerifyMailboxFunction" else []
+    assert can_read == expected
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_only_the_connect_page_can_seal_a_secret(policies: dict[str, list[Statement]], function: str) -> None:
+    seal = Request("kms:GenerateDataKey", KEY, CONTEXT)
+    assert _allowed(policies, function, seal) is (function == "AuthCallbackFunction")
+
+
+def test_keys_are_used_only_with_the_tenant_bound_encryption_context(
+    policies: dict[str, list[Statement]],
+) -> None:
+    without_context = Request("kms:GenerateDataKey", KEY)
+    other_context = Request(
+        "kms:GenerateDataKey",
+        KEY,
+        (("kms:EncryptionContext:purpose", ("backup",)), ("kms:EncryptionContextKeys", ("purpose",))),
+    )
+    assert not _allowed(policies, "AuthCallbackFunction", without_context)
+    assert not _allowed(policies, "AuthCallbackFunction", other_context)
+
+
+def test_invites_go_out_only_from_the_configured_sender(policies: dict[str, list[Statement]]) -> None:
+    identity = f"arn:aws:ses:{ACCOUNT_REGION}:identity/example.com"
+    ours = Request("ses:SendEmail", identity, (("ses:FromAddress", (TEST_REFS["InviteSender"],)),))
+    spoofed = Request("ses:SendEmail", identity, (("ses:FromAddress", ("ceo@example.com",)),))
+    assert _allowed(policies, "SendInviteFunction", ours)
+    assert not _allowed(policies, "SendInviteFunction", spoofed)
+
+
+def test_what_sam_grants_for_the_platform_is_listed_apart() -> None:
+    """Logs and traces (managed policies), the stream and the failure queue are used by Lambda itself."""
+    platform = platform_policies()
+    assert "AWSLambdaBasicExecutionRole" in platform["VerifyMailboxFunction"]
+    assert "AWSLambdaDynamoDBExecutionRole" in platform["SendInviteFunction"]
+    assert "sqs:SendMessage" in platform["InviteEventsFunction"]

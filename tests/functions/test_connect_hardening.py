@@ -1,0 +1,114 @@
+"""The connect page refuses what no person's browser sends: bodies too big, too many fields, not UTF-8 or
+not base64, server names that are not DNS names -- each a 400 page, never a 500. An expired link shows
+no status page, even once used."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from urllib.parse import urlencode
+
+import boto3
+import pytest
+
+from onboarding.invite_tokens import token_hash
+from tests.conftest import TABLE_NAME
+from tests.connect_helpers import (
+    BASE_URL,
+    ConnectEnv,
+    Invited,
+    call,
+    connect_environment,
+    credentials,
+    event_for,
+    get,
+    nonce_of,
+    post,
+)
+
+
+@pytest.fixture
+def env(moto_aws: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[ConnectEnv]:
+    with connect_environment(monkeypatch) as connect_env:
+        yield connect_env
+
+
+@pytest.fixture
+def invited(env: ConnectEnv) -> Invited:
+    return env.invite()
+
+
+def _raw_post(token: str, body: str, *, base64_encoded: bool) -> int:
+    event = event_for("POST", f"/connect/{token}", raw_body=body)
+    event["isBase64Encoded"] = base64_encoded
+    event["headers"] = {
+        **event.get("headers", {}),
+        "content-type": "application/x-www-form-urlencoded",
+        "origin": BASE_URL,
+    }
+    answer = call(event)
+    assert "could not read this form" in answer.body or answer.status != 400
+    return answer.status
+
+
+@pytest.mark.parametrize(
+    ("body", "encoded"),
+    [
+        pytest.param(base64.b64encode(b"\xff\xfe\x00binary").decode(), True, id="not-utf8"),
+        pytest.param("%%%not base64%%%", True, id="not-base64"),
+        pytest.param("a=" + "x" * 9000, False, id="too-large"),
+        pytest.param(base64.b64encode(b"a=" + b"x" * 9000).decode(), True, id="too-large-base64"),
+        pytest.param("&".join(f"f{i}=1" for i in range(40)), False, id="too-many-fields"),
+    ],
+)
+def test_an_unreadable_form_is_a_400_page(
+    env: ConnectEnv, invited: Invited, body: str, encoded: bool
+) -> None:
+    assert _raw_post(invited.token, body, base64_encoded=encoded) == 400
+    assert env.item(invited.agent_id)["status"] == "invited"  # nothing changed
+
+
+@pytest.mark.parametrize(
+    "server",
+    ["mail..contoso.com", ".contoso.com", "a" * 64 + ".contoso.com", "-mail.contoso.com"],
+)
+def test_a_server_that_is_not_a_dns_name_is_a_400_page_naming_the_field(
+    env: ConnectEnv, invited: Invited, server: str
+) -> None:
+    nonce = nonce_of(get(f"/connect/{invited.token}").body)
+    answer = post(f"/connect/{invited.token}", credentials(nonce, server=server))
+    assert answer.status == 400
+    assert "Server" in answer.body
+    assert env.item(invited.agent_id)["status"] == "invited"
+
+
+def test_a_form_within_the_limits_still_works(env: ConnectEnv, invited: Invited) -> None:
+    nonce = nonce_of(get(f"/connect/{invited.token}").body)
+    body = urlencode(credentials(nonce, server="a" * 63 + ".contoso.com"))
+    assert _raw_post(invited.token, base64.b64encode(body.encode()).decode(), base64_encoded=True) == 303
+
+
+def test_a_used_link_past_its_expiry_shows_no_status(env: ConnectEnv, invited: Invited) -> None:
+    table = boto3.client("dynamodb")
+    key = {"pk": {"S": f"INVITE#{token_hash(invited.token)}"}, "sk": {"S": "INVITE"}}
+    now = datetime.now(UTC)
+    table.update_item(
+        TableName=TABLE_NAME,
+        Key=key,
+        UpdateExpression="SET usedAt = :now",
+        ExpressionAttributeValues={
+            ":now": {"S": now.isoformat(timespec="milliseconds").replace("+00:00", "Z")}
+        },
+    )
+    assert get(f"/connect/{invited.token}/status").status == 200  # used, not expired: the status page
+    past = (now - timedelta(minutes=1)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    table.update_item(
+        TableName=TABLE_NAME,
+        Key=key,
+        UpdateExpression="SET expiresAt = :past",
+        ExpressionAttributeValues={":past": {"S": past}},
+    )
+    answer = get(f"/connect/{invited.token}/status")
+    assert answer.status == 410
+    assert "expired" in answer.body

@@ -1,0 +1,332 @@
+"""No half-done onboarding: a fault at each point between "connecting" and a recorded verdict (and in the
+invite sender) ends in a defined state, with no stored password left that nothing can use.
+
+Faults are injected where AWS would raise them (the real repositories and stores under moto, one
+collaborator made to fail)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
+
+from onboarding import invites
+from onboarding.connect import ConnectService, CredentialsForm, reason_message
+from onboarding.credentials import KmsCredentialStore
+from onboarding.errors import EmailNotSentError
+from onboarding.exchange import ExchangeConfig
+from onboarding.invite_models import DeliveryOutcome, InviteRequested
+from onboarding.invite_store import DynamoInviteRepository
+from onboarding.mailer import Mailer
+from onboarding.models import (
+    DISCOVERY_TIMEOUT,
+    INTERNAL_ERROR,
+    SETTINGS_TIMEOUT,
+    VERIFICATION_TIMEOUT,
+    AgentStatus,
+)
+from onboarding.store import DynamoAgentRepository
+from onboarding.verification import Outcome, TaskInput, VerificationSteps
+from tests import lifecycle
+from tests.conftest import stored_secrets
+from tests.invite_helpers import emails, throttling
+
+S = AgentStatus
+EMAIL = "ann@contoso.com"
+ASL = Path(__file__).resolve().parents[2] / "statemachine" / "verify_mailbox.asl.json"
+
+
+@pytest.fixture
+def service(
+    repo: DynamoAgentRepository,
+    invite_repo: DynamoInviteRepository,
+    credentials: KmsCredentialStore,
+    sfn: Any,
+    state_machine_arn: str,
+) -> ConnectService:
+    return ConnectService(
+        repo, invite_repo, credentials, sfn, state_machine_arn=state_machine_arn, settings_timeout_seconds=600
+    )
+
+
+@pytest.fixture
+def steps(
+    repo: DynamoAgentRepository, invite_repo: DynamoInviteRepository, credentials: KmsCredentialStore
+) -> VerificationSteps:
+    return VerificationSteps(repo, invite_repo, credentials, ExchangeConfig(), max_failed_passwords=3)
+
+
+@pytest.fixture
+def token(repo: DynamoAgentRepository, invite_repo: DynamoInviteRepository, mailer: Mailer) -> str:
+    return lifecycle.send_invite(repo, invite_repo, mailer, lifecycle.add(repo, email=EMAIL))
+
+
+def _form() -> CredentialsForm:
+    return CredentialsForm.model_validate({"email": EMAIL, "password": "Pa55-word"})
+
+
+def _task(agent_id: str, action: str, attempt: int = 1, **fields: Any) -> TaskInput:
+    return TaskInput.model_validate(
+        {"action": action, "tenantId": "demo", "agentId": agent_id, "attempt": attempt, **fields}
+    )
+
+
+class _Failing:
+    """Wraps a client or store: `method` raises `error` (once, or always)."""
+
+    def __init__(self, real: Any, method: str, error: BaseException, *, times: int = 10**6) -> None:
+        self._real, self._method, self._error, self._times = real, method, error, times
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._real, name)
+        if name != self._method or self._times <= 0:
+            return attribute
+
+        def fail(*args: Any, **kwargs: Any) -> Any:
+            self._times -= 1
+            raise self._error
+
+        return fail
+
+
+# -- between "connecting" and the workflow start ------------------------------------------------------
+@pytest.mark.parametrize(
+    ("where", "error"),
+    [
+        pytest.param(
+            "credentials.put", EndpointConnectionError(endpoint_url="https://kms"), id="kms-unreachable"
+        ),
+        pytest.param(
+            "credentials.put", ReadTimeoutError(endpoint_url="https://dynamodb"), id="store-timeout"
+        ),
+        pytest.param(
+            "sfn.start_execution", ReadTimeoutError(endpoint_url="https://states"), id="start-timeout"
+        ),
+        pytest.param(
+            "sfn.start_execution",
+            ClientError({"Error": {"Code": "ExecutionLimitExceeded", "Message": "x"}}, "StartExecution"),
+            id="start-refused",
+        ),
+        pytest.param("sfn.start_execution", RuntimeError("a bug"), id="start-bug"),
+    ],
+)
+def test_any_failure_before_the_workflow_starts_ends_failed_with_no_password_kept(
+    service: ConnectService, token: str, repo: DynamoAgentRepository, where: str, error: BaseException
+) -> None:
+    # Given the store or Step Functions failing with this error
+    owner, method = where.split(".")
+    setattr(service, owner, _Failing(getattr(service, owner), method, error))
+    # When the owner submits the credentials
+    view = service.submit_credentials(token, _form())
+    # Then the agent is failed (internal_error), the page can say so and offer the form, no password stays
+    assert (view.status, view.reason) == (S.FAILED, INTERNAL_ERROR)
+    assert "on our side" in view.message
+    assert stored_secrets(view.record.agent.agent_id) == []
+
+
+def test_after_a_failed_start_the_owner_can_try_again(
+    service: ConnectService, token: str, sfn: Any, state_machine_arn: str
+) -> None:
+    real = service.sfn
+    service.sfn = _Failing(real, "start_execution", ReadTimeoutError(endpoint_url="https://states"), times=1)
+    first = service.submit_credentials(token, _form())
+    second = service.submit_credentials(token, _form())
+    assert (first.status, second.status) == (S.FAILED, S.CONNECTING)
+    assert second.record.connection.connect_attempt == 2
+    assert len(stored_secrets(second.record.agent.agent_id)) == 1
+
+
+# -- a DELETE racing the connect --------------------------------------------------------------------
+def test_an_agent_removed_while_connecting_leaves_no_password(
+    service: ConnectService, token: str, repo: DynamoAgentRepository, steps: VerificationSteps
+) -> None:
+    # Given the dashboard removed the agent after the connect page stored the password and started the
+    # workflow (the removal's own secret deletion ran before the password was written)
+    view = service.submit_credentials(token, _form())
+    agent_id = view.record.agent.agent_id
+    repo.delete("demo", agent_id)
+    assert len(stored_secrets(agent_id)) == 1
+    # When the workflow's first step runs, Then it stops and deletes what nothing can use any more
+    assert steps.run(_task(agent_id, "autodiscover")).outcome is Outcome.STALE
+    assert stored_secrets(agent_id) == []
+
+
+# -- settings posted after the wait ended -------------------------------------------------------------
+def test_settings_with_a_password_after_the_wait_ended_keep_no_password(
+    service: ConnectService, token: str, repo: DynamoAgentRepository, credentials: KmsCredentialStore
+) -> None:
+    from onboarding.connect import SettingsForm
+
+    view = service.submit_credentials(token, _form())
+    agent = view.record.agent
+    credentials.delete("demo", agent.agent_id)  # the workflow ended (settings timeout) and deleted it
+    lifecycle.walk(repo, repo.get("demo", agent.agent_id), S.NEEDS_SETTINGS)
+    form = SettingsForm.model_validate({"server": "mail.contoso.com", "password": "N3w-pass"})
+    after = service.submit_settings(token, form)
+    assert (after.status, after.reason) == (S.FAILED, SETTINGS_TIMEOUT)
+    assert stored_secrets(agent.agent_id) == []
+
+
+# -- Record Failure ------------------------------------------------------------------------------
+def test_a_retried_record_failure_counts_the_wrong_password_once(
+    service: ConnectService,
+    token: str,
+    steps: VerificationSteps,
+    invite_repo: DynamoInviteRepository,
+    repo: DynamoAgentRepository,
+) -> None:
+    # Given an attempt whose password was wrong
+    agent_id = service.submit_credentials(token, _form()).record.agent.agent_id
+    task = _task(agent_id, "record_failure", failure={"code": "auth_failed"})
+    # When Step Functions runs Record Failure twice (the first answer was lost, the Retry ran it again)
+    first, second = steps.run(task), steps.run(task)
+    # Then both say recorded, the link counted one wrong try, the agent is failed and holds no password
+    assert (first.outcome, second.outcome) == (Outcome.RECORDED, Outcome.RECORDED)
+    invite, _ = invites.resolve_invite(repo, invite_repo, token)
+    assert invite.failed_attempts == 1
+    assert repo.get("demo", agent_id).status_reason == "auth_failed"
+    assert stored_secrets(agent_id) == []
+
+
+def test_the_count_failing_midway_is_retried_without_counting_twice(
+    service: ConnectService,
+    token: str,
+    steps: VerificationSteps,
+    invite_repo: DynamoInviteRepository,
+    repo: DynamoAgentRepository,
+) -> None:
+    """The count landed, then the agent write failed: the retry finishes the job and counts nothing more."""
+    agent_id = service.submit_credentials(token, _form()).record.agent.agent_id
+    task = _task(agent_id, "record_failure", failure={"code": "auth_failed"})
+    real_repo = steps.repo
+    steps.repo = _Failing(real_repo, "transition", ReadTimeoutError(endpoint_url="https://dynamodb"), times=1)
+    with pytest.raises(ReadTimeoutError):
+        steps.run(task)
+    assert steps.run(task).outcome is Outcome.RECORDED
+    invite, _ = invites.resolve_invite(repo, invite_repo, token)
+    assert invite.failed_attempts == 1
+    assert repo.get("demo", agent_id).status is S.FAILED
+    assert stored_secrets(agent_id) == []
+
+
+def test_when_record_failure_cannot_write_the_last_resort_deletes_the_password(
+    service: ConnectService, token: str, steps: VerificationSteps
+) -> None:
+    agent_id = service.submit_credentials(token, _form()).record.agent.agent_id
+    steps.repo = _Failing(steps.repo, "transition", ReadTimeoutError(endpoint_url="https://dynamodb"))
+    with pytest.raises(ReadTimeoutError):
+        steps.run(_task(agent_id, "record_failure", failure={"code": "unreachable"}))
+    assert steps.run(_task(agent_id, "discard_credentials")).outcome is Outcome.RECORDED
+    assert stored_secrets(agent_id) == []
+
+
+def test_record_failure_has_its_own_catch_that_discards_the_password_and_fails_loudly() -> None:
+    states = json.loads(ASL.read_text())["States"]
+    (catch,) = states["Record Failure"]["Catch"]
+    assert (catch["ErrorEquals"], catch["Next"]) == (["States.ALL"], "Discard Credentials")
+    discard = states["Discard Credentials"]
+    assert discard["Parameters"]["Payload"]["action"] == "discard_credentials"
+    assert discard["Next"] == "Failure Not Recorded"
+    assert discard["Catch"][0]["Next"] == "Failure Not Recorded"
+    assert states["Failure Not Recorded"]["Type"] == "Fail"
+
+
+# -- each timeout its own reason --------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("state", "reason"),
+    [
+        ("Autodiscover", DISCOVERY_TIMEOUT),
+        ("Verify Mailbox", VERIFICATION_TIMEOUT),
+        ("Request Advanced Settings", SETTINGS_TIMEOUT),
+    ],
+)
+def test_each_task_timeout_is_recorded_with_its_own_reason(
+    state: str,
+    reason: str,
+    service: ConnectService,
+    token: str,
+    steps: VerificationSteps,
+    repo: DynamoAgentRepository,
+) -> None:
+    # Given the state machine: the task's States.Timeout goes to a Pass state naming the reason
+    states = json.loads(ASL.read_text())["States"]
+    first = states[state]["Catch"][0]
+    assert first["ErrorEquals"] == ["States.Timeout"]
+    named = states[first["Next"]]
+    assert (named["Parameters"], named["Next"]) == ({"code": reason}, "Record Failure")
+    # When Record Failure gets what that Pass state hands over
+    agent_id = service.submit_credentials(token, _form()).record.agent.agent_id
+    output = steps.run(_task(agent_id, "record_failure", failure={"code": reason}))
+    # Then the agent failed for that reason, with its own words on the page, and no password is kept
+    assert output.code == reason
+    assert repo.get("demo", agent_id).status_reason == reason
+    assert reason_message(reason) not in ("", reason_message(INTERNAL_ERROR))
+    assert stored_secrets(agent_id) == []
+
+
+# -- the invite email, at most once per version ----------------------------------------------------------
+def _request(repo: DynamoAgentRepository, agent_id: str) -> InviteRequested:
+    record = repo.get_record("demo", agent_id)
+    assert record is not None
+    return InviteRequested(tenant_id="demo", agent_id=agent_id, invite_version=record.invite.invite_version)
+
+
+def test_an_invite_accepted_by_ses_is_not_sent_again_after_a_crash(
+    repo: DynamoAgentRepository, invite_repo: DynamoInviteRepository, mailer: Mailer
+) -> None:
+    # Given SES accepted the email, then the function died before writing `invited`
+    agent = lifecycle.add(repo, email=EMAIL)
+    crashing = _Failing(repo, "transition", RuntimeError("killed at the time limit"), times=1)
+    config = lifecycle.INVITE_CONFIG
+    with pytest.raises(RuntimeError):
+        invites.deliver_invite(
+            _request(repo, agent.agent_id), repo=crashing, invites=invite_repo, mailer=mailer, config=config
+        )
+    assert len(emails()) == 1
+    # When Lambda retries the stream record, Then no second link goes out, and the agent shows invited
+    outcome = invites.deliver_invite(
+        _request(repo, agent.agent_id), repo=repo, invites=invite_repo, mailer=mailer, config=config
+    )
+    assert outcome is DeliveryOutcome.SENT
+    assert len(emails()) == 1
+    assert repo.get("demo", agent.agent_id).status is S.INVITED
+
+
+def test_an_invite_whose_sending_outcome_is_unknown_is_not_sent_again(
+    repo: DynamoAgentRepository, invite_repo: DynamoInviteRepository, mailer: Mailer
+) -> None:
+    """A read timeout from SES: it may have accepted the email. At most once wins over at least once."""
+    agent = lifecycle.add(repo, email=EMAIL)
+    mailer.ses = _Failing(mailer.ses, "send_email", ReadTimeoutError(endpoint_url="https://email"), times=1)
+    config = lifecycle.INVITE_CONFIG
+    with pytest.raises(EmailNotSentError):
+        invites.deliver_invite(
+            _request(repo, agent.agent_id), repo=repo, invites=invite_repo, mailer=mailer, config=config
+        )
+    invites.deliver_invite(
+        _request(repo, agent.agent_id), repo=repo, invites=invite_repo, mailer=mailer, config=config
+    )
+    assert emails() == []
+    assert repo.get("demo", agent.agent_id).status is S.INVITED
+
+
+def test_an_invite_ses_refused_is_sent_on_the_retry(
+    repo: DynamoAgentRepository, invite_repo: DynamoInviteRepository, mailer: Mailer
+) -> None:
+    """SES answered (throttled past the in-call retries): nothing went out, so the retry sends it."""
+    agent = lifecycle.add(repo, email=EMAIL)
+    mailer.ses = _Failing(mailer.ses, "send_email", throttling())
+    config = lifecycle.INVITE_CONFIG
+    with pytest.raises(EmailNotSentError):
+        invites.deliver_invite(
+            _request(repo, agent.agent_id), repo=repo, invites=invite_repo, mailer=mailer, config=config
+        )
+    mailer.ses = mailer.ses._real
+    invites.deliver_invite(
+        _request(repo, agent.agent_id), repo=repo, invites=invite_repo, mailer=mailer, config=config
+    )
+    assert len(emails()) == 1
+    assert repo.get("demo", agent.agent_id).status is S.INVITED

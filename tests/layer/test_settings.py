@@ -1,0 +1,115 @@
+"""Each function's settings: validated once at cold start from exactly the environment template.yaml gives
+it; a missing or malformed variable fails the init with a message naming it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from onboarding import settings
+from tests.conftest import template_environment
+
+ROOT = Path(__file__).resolve().parents[2]
+MODELS: dict[str, type[settings._FunctionSettings]] = {
+    "AddAgentFunction": settings.AgentsApiSettings,
+    "AuthCallbackFunction": settings.AuthCallbackSettings,
+    "SendInviteFunction": settings.SendInviteSettings,
+    "InviteEventsFunction": settings.InviteEventsSettings,
+    "VerifyMailboxFunction": settings.VerifyMailboxSettings,
+}
+
+
+def _read(model: type[settings._FunctionSettings]) -> set[str]:
+    return {name.upper() for name in model.model_fields}
+
+
+@pytest.mark.parametrize("function", MODELS)
+def test_the_template_gives_each_function_every_variable_it_reads(function: str) -> None:
+    env = template_environment(function)
+    assert _read(MODELS[function]) <= set(env), "a variable read but not given by the template"
+    MODELS[function].from_environ(env)  # the template's values (defaults included) are valid
+
+
+@pytest.mark.parametrize(
+    ("function", "variable"),
+    [(function, variable) for function, model in MODELS.items() for variable in sorted(_read(model))],
+)
+def test_a_missing_variable_fails_naming_it(function: str, variable: str) -> None:
+    env = {k: v for k, v in template_environment(function).items() if k != variable}
+    with pytest.raises(settings.ConfigurationError, match=rf"{variable}: not set"):
+        MODELS[function].from_environ(env)
+
+
+@pytest.mark.parametrize(
+    ("function", "variable", "value"),
+    [
+        ("AddAgentFunction", "STATE_MACHINE_ARN", "verify-mailbox"),
+        ("AddAgentFunction", "DEFAULT_PAGE_SIZE", "1000"),
+        ("AuthCallbackFunction", "CREDENTIALS_KEY_ARN", "alias/credentials"),
+        ("AuthCallbackFunction", "DASHBOARD_URL", "app.example.com"),
+        ("SendInviteFunction", "INVITE_SENDER", "Team <invites@example.com>"),
+        ("VerifyMailboxFunction", "EXCHANGE_VERIFY_TIMEOUT", "0"),
+    ],
+)
+def test_a_malformed_variable_fails_naming_it(function: str, variable: str, value: str) -> None:
+    env = {**template_environment(function), variable: value}
+    with pytest.raises(settings.ConfigurationError, match=rf"{variable}: "):
+        MODELS[function].from_environ(env)
+
+
+def test_invite_links_need_a_base_url() -> None:
+    env = {**template_environment("SendInviteFunction"), "PUBLIC_BASE_URL": "", "API_BASE_URL": ""}
+    with pytest.raises(settings.ConfigurationError, match="PUBLIC_BASE_URL or API_BASE_URL"):
+        settings.SendInviteSettings.from_environ(env)
+
+
+def test_the_exchange_code_gets_a_typed_config_not_the_environment() -> None:
+    env = {
+        **template_environment("VerifyMailboxFunction"),
+        "EXCHANGE_ALLOW_NETWORKS": "127.0.0.0/8, ::1/128",
+        "EXCHANGE_CA_BUNDLE": "/tmp/ca.pem",
+        "EXCHANGE_DISCOVERY_TIMEOUT": "4",
+    }
+    config = settings.VerifyMailboxSettings.from_environ(env).exchange
+    assert (config.discovery_timeout, config.allow_networks, config.ca_bundle) == (
+        4,
+        ("127.0.0.0/8", "::1/128"),
+        "/tmp/ca.pem",
+    )
+    production = settings.VerifyMailboxSettings.from_environ(
+        template_environment("VerifyMailboxFunction")
+    ).exchange
+    assert (production.allow_networks, production.ca_bundle) == ((), None)
+
+
+def test_a_function_without_a_variable_fails_its_cold_start_in_the_local_stack() -> None:
+    """Given the dashboard API's template environment without STATE_MACHINE_ARN (and every other
+    function's variables present in the process), when the local stack starts it, its import fails
+    naming the variable, as the init would on AWS."""
+    script = (
+        "from devstack.runtime import runners_from_template\n"
+        "from tests.conftest import template_environment\n"
+        "envs = {f: template_environment(f) for f in "
+        "('AddAgentFunction','AuthCallbackFunction','SendInviteFunction','InviteEventsFunction','VerifyMailboxFunction')}\n"
+        "del envs['AddAgentFunction']['STATE_MACHINE_ARN']\n"
+        "runners_from_template(environments=envs)['AddAgentFunction'].load()\n"
+    )
+    env = {
+        **os.environ,  # holds the union of every function's variables (tests/conftest.py)
+        "PYTHONPATH": f"{ROOT / 'layers' / 'common'}{os.pathsep}{ROOT}",
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode != 0
+    assert "ConfigurationError: AgentsApiSettings: STATE_MACHINE_ARN: not set" in done.stderr
