@@ -53,6 +53,8 @@ TEST_REFS = {
     "CredentialsTable": CREDENTIALS_TABLE,
     "VerifyMailboxStateMachine": STATE_MACHINE_ARN,
     "CsrfKeySecret": "arn:aws:secretsmanager:us-east-1:123456789012:secret:csrf-key-AbCdEf",
+    # The Entra app's client secret as the Microsoft 365 tests store it (Secrets Manager adds 6 characters).
+    "EntraClientSecretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:entra-app-AbCdEf",
     "CredentialsKey.Arn": "arn:aws:kms:us-east-1:123456789012:key/00000000-0000-0000-0000-000000000000",
     "InviteConfigurationSet": "invites",
 }

@@ -68,6 +68,8 @@ def _canonical(arn: str) -> str:
         return TEST_REFS["CredentialsKey.Arn"]
     if re.fullmatch(rf"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:csrf-key-\w{{6}}", arn):
         return TEST_REFS["CsrfKeySecret"]
+    if re.fullmatch(rf"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:entra-app-\w{{6}}", arn):
+        return TEST_REFS["EntraClientSecretArn"]
     return arn
 
 

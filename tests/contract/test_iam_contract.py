@@ -166,6 +166,22 @@ def test_only_the_connect_page_can_seal_a_secret(policies: dict[str, list[Statem
     assert _allowed(policies, function, seal) is (function == "AuthCallbackFunction")
 
 
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_a_refresh_token_is_sealed_by_the_connect_page_and_resealed_only_by_verification(
+    policies: dict[str, list[Statement]], function: str
+) -> None:
+    """Microsoft rotates refresh tokens when they are used: verification may seal the new one, and only
+    under the refresh-token purpose (the password test above shows it cannot seal a password)."""
+    refresh_context = tuple(
+        (key, ("refresh_token",)) if key == "kms:EncryptionContext:purpose" else (key, values)
+        for key, values in CONTEXT
+    )
+    seal = Request("kms:GenerateDataKey", KEY, refresh_context)
+    assert _allowed(policies, function, seal) is (
+        function in {"AuthCallbackFunction", "VerifyMailboxFunction"}
+    )
+
+
 def test_keys_are_used_only_with_the_tenant_bound_encryption_context(
     policies: dict[str, list[Statement]],
 ) -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from pydantic import SecretStr
 
-from functions.add_agent import app
+from onboarding.credentials import KmsCredentialStore
 from onboarding.errors import CredentialNotFoundError
-from tests.conftest import api_event
+from tests.conftest import CREDENTIALS_TABLE, api_event, stored_secrets
 from tests.functions.test_add_agent import add, delete
 
 
@@ -15,15 +17,17 @@ from tests.functions.test_add_agent import add, delete
 def test_removing_the_agent_deletes_its_refresh_token_and_password() -> None:
     # Given an agent connected with "Sign in with Microsoft" (and a password from an earlier attempt)
     _, agent, _ = add(email="mia@m365.test")
-    store = app.deps().cleanup.credentials
-    store.put("demo", agent["agentId"], SecretStr("0.AAAA-refresh-token"), purpose="refresh_token")
-    store.put("demo", agent["agentId"], SecretStr("an old password"))
+    sealing = KmsCredentialStore(CREDENTIALS_TABLE, os.environ["CREDENTIALS_KEY_ARN"])  # as the connect page
+    sealing.put("demo", agent["agentId"], SecretStr("0.AAAA-refresh-token"), purpose="refresh_token")
+    sealing.put("demo", agent["agentId"], SecretStr("an old password"))
+    assert len(stored_secrets(agent["agentId"])) == 2
     # When the dashboard removes it
     assert delete(agent["agentId"])[0] == 204
     # Then nothing is kept for it, whatever the purpose
+    assert stored_secrets(agent["agentId"]) == []
     for purpose in ("refresh_token", "password"):
         with pytest.raises(CredentialNotFoundError):
-            store.get("demo", agent["agentId"], purpose=purpose)
+            sealing.get("demo", agent["agentId"], purpose=purpose)
 
 
 @pytest.mark.usefixtures("moto_aws")

@@ -5,6 +5,7 @@ identity platform simulator; AWS is moto."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import socket
 import ssl
@@ -17,9 +18,10 @@ import pytest
 
 from devstack.identity_sim import IdentitySimulator
 from onboarding import deps
+from onboarding.credentials import KmsCredentialStore
 from onboarding.m365.oauth import digest
 from onboarding.models import AgentStatus, Attr
-from tests.conftest import api_event
+from tests.conftest import CREDENTIALS_TABLE, api_event, stored_secrets
 from tests.connect_helpers import (
     PASSWORD,
     Answer,
@@ -221,8 +223,7 @@ def test_a_password_typed_for_a_microsoft_365_mailbox_is_never_sent_or_stored(
     assert "was not stored or sent" in answer.body
     assert env.item(invited.agent_id)["status"] == "invited"
     assert env.executions() == []
-    names = [x["Name"] for x in boto3.client("secretsmanager").list_secrets()["SecretList"]]
-    assert not [name for name in names if invited.agent_id in name]
+    assert stored_secrets(invited.agent_id) == []
     assert PASSWORD not in str(scan())
     # And no request carrying the password left the process
     if not server:
@@ -286,11 +287,11 @@ def test_sign_in_redeems_the_code_stores_the_refresh_token_and_starts_the_workfl
         "settingsTimeoutSeconds": 600,
         "method": "graph",
     }
-    secret = boto3.client("secretsmanager").get_secret_value(
-        SecretId=f"mailbox-onboarding/test/demo/{invited.agent_id}/refresh_token"
-    )
-    refresh_token = json.loads(secret["SecretString"])["refresh_token"]
+    # And the refresh token is sealed in the credentials table (what the verification unseals)
+    sealed = KmsCredentialStore(CREDENTIALS_TABLE, os.environ["CREDENTIALS_KEY_ARN"])
+    refresh_token = sealed.get("demo", invited.agent_id, purpose="refresh_token").get_secret_value()
     assert refresh_token
+    assert refresh_token not in str(stored_secrets(invited.agent_id))
     # The refresh token is nowhere else: not in DynamoDB, the workflow input, the pages or the logs
     captured = capsys.readouterr()
     for place in (

@@ -14,7 +14,7 @@ from onboarding import deps
 from onboarding.m365.config import M365Config
 from onboarding.m365.oauth import OAuthClient
 from onboarding.models import AgentStatus, Attr
-from tests.conftest import TABLE_NAME
+from tests.conftest import TABLE_NAME, stored_secrets
 from tests.m365_fixtures import REDIRECT_URI, Person
 from tests.statemachine.conftest import Workflow
 
@@ -122,8 +122,7 @@ def test_graph_verdicts_are_recorded_as_failures_and_the_token_is_deleted(
     assert (item["status"], item.get("statusReason")) == ("failed", reason)
     if reason == "m365_wrong_account":
         assert item[Attr.M365_SIGNED_IN_AS] == "olivia.hart@m365.test"
-    names = [s["Name"] for s in boto3.client("secretsmanager").list_secrets()["SecretList"]]
-    assert not [n for n in names if agent_id in n]  # a token that did not connect is not kept
+    assert stored_secrets(agent_id) == []  # a token that did not connect is not kept
 
 
 def test_a_revoked_refresh_token_is_its_own_verdict(

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 
 if TYPE_CHECKING:
     from onboarding.exchange import ExchangeConfig
+    from onboarding.m365.config import M365Config
 
 _HTTP_URL = r"^https?://[^\s]+$"
 _OPTIONAL_HTTP_URL = r"^(https?://[^\s]+)?$"
@@ -169,3 +170,15 @@ def send_invite_settings() -> SendInviteSettings:
 @functools.cache
 def invite_events_settings() -> InviteEventsSettings:
     return InviteEventsSettings.from_environ()
+
+
+@functools.cache
+def m365_settings() -> M365Config:
+    """ "Sign in with Microsoft" (the connect page and the verification): read at cold start like the rest,
+    from the M365_* / GRAPH_* variables the template gives those two functions."""
+    from onboarding.m365.config import M365Config
+
+    try:
+        return M365Config.from_env()
+    except ValueError as error:
+        raise ConfigurationError(f"M365Config: {error}") from None
