@@ -96,6 +96,11 @@ def requests_for(service: str, operation: str, params: dict[str, Any]) -> list[R
         if operation == "BatchWriteItem":
             return [Request("dynamodb:BatchWriteItem", _table(name)) for name in params["RequestItems"]]
         context = {"dynamodb:ReturnValues": params["ReturnValues"]} if "ReturnValues" in params else {}
+        item_key = params.get("Key") or params.get("Item") or {}
+        if "pk" in item_key:
+            # What AWS gives conditions on an item operation: its partition key (ids vary per test: the
+            # prefix is kept, e.g. `OAUTH#<id>`).
+            context["dynamodb:LeadingKeys"] = re.sub(r"#.*", "#<id>", str(item_key["pk"].get("S", "")))
         return [
             Request(
                 f"dynamodb:{operation}",
@@ -120,7 +125,9 @@ def requests_for(service: str, operation: str, params: dict[str, Any]) -> list[R
         return [Request(f"secretsmanager:{operation}", _canonical(str(params["SecretId"])))]
     if service in ("sfn", "stepfunctions"):
         resource = params.get("stateMachineArn") or params.get("executionArn") or "*"
-        return [Request(f"states:{operation}", str(resource))]
+        # An execution is named after its agent and attempt (ids vary per test).
+        resource = re.sub(r"(:execution:[^:]+:)[^:]+$", r"\1<agentId>-<attempt>", str(resource))
+        return [Request(f"states:{operation}", resource)]
     if service == "sesv2" and operation == "SendEmail":
         address = parseaddr(params.get("FromEmailAddress", ""))[1]
         context = (("ses:ApiVersion", ("2",)), ("ses:FromAddress", (address,)))

@@ -100,7 +100,13 @@ def test_the_verification_function_without_decrypt_is_denied(
         "VerifyMailboxFunction": _without(policies["VerifyMailboxFunction"], "UnsealSecrets", "kms:Decrypt"),
     }
     report = check(weaker, calls)
-    assert [r.action for r in report.denied["VerifyMailboxFunction"]] == ["kms:Decrypt"]
+    denied = report.denied["VerifyMailboxFunction"]
+    # Every unsealing is refused: the password's and the refresh token's, and nothing else
+    assert {r.action for r in denied} == {"kms:Decrypt"}
+    assert {dict(r.context)["kms:EncryptionContext:purpose"] for r in denied} == {
+        ("password",),
+        ("refresh_token",),
+    }
 
 
 def test_a_permission_nobody_uses_breaks_the_contract(
