@@ -190,6 +190,8 @@ def _condition_holds(
                 ok = present and all(any(fnmatchcase(v, w) for w in wanted) for v in values)
             elif operator == "ForAllValues:StringEquals":
                 ok = values <= wanted
+            elif operator == "ForAllValues:StringLike":
+                ok = all(any(fnmatchcase(v, w) for w in wanted) for v in values)
             elif operator == "ForAnyValue:StringEquals":
                 ok = bool(values & wanted)
             elif operator == "Null":

@@ -215,3 +215,14 @@ def test_what_sam_grants_for_the_platform_is_listed_apart() -> None:
     assert "AWSLambdaBasicExecutionRole" in platform["VerifyMailboxFunction"]
     assert "AWSLambdaDynamoDBExecutionRole" in platform["SendInviteFunction"]
     assert "sqs:SendMessage" in platform["InviteEventsFunction"]
+
+
+def test_the_connect_page_puts_and_deletes_only_pending_microsoft_sign_ins(
+    policies: dict[str, list[Statement]],
+) -> None:
+    agents = IAM_REFS["AgentsTable.Arn"]
+    for action in ("dynamodb:PutItem", "dynamodb:DeleteItem"):
+        an_agent = Request(action, agents, (("dynamodb:LeadingKeys", ("TENANT#<id>",)),))
+        a_sign_in = Request(action, agents, (("dynamodb:LeadingKeys", ("OAUTH#<id>",)),))
+        assert not _allowed(policies, "AuthCallbackFunction", an_agent)
+        assert _allowed(policies, "AuthCallbackFunction", a_sign_in)
