@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from werkzeug.datastructures import MultiDict
-from werkzeug.exceptions import HTTPException, NotFound
+from werkzeug.exceptions import HTTPException, NotFound, abort
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
@@ -96,6 +96,11 @@ def normalise_scopes(raw: str) -> tuple[tuple[str, ...], str | None]:
     return tuple(out), None
 
 
+def _consent_action(flow: Flow) -> str:
+    """Where the consent and "Need admin approval" pages post the person's decision."""
+    return f"/{flow.tenant_path}/Consent/Set"
+
+
 def _wants_client_info(request: Request) -> bool:
     """Microsoft adds ``client_info`` (``{"uid", "utid"}``) only when the request asks ``client_info=1``."""
     return request.form.get("client_info") == "1"
@@ -136,7 +141,12 @@ class IdentityPlatform:
         except HTTPException as exc:
             return _json({"error": "invalid_request", "error_description": exc.description}, exc.code or 400)
         handler = getattr(self, f"on_{endpoint}")
-        response: Response = handler(request, **args)
+        try:
+            response: Response = handler(request, **args)
+        except HTTPException as exc:
+            if exc.response is None:
+                raise
+            return exc.get_response()  # a check refused the request: ``abort(<error page or JSON error>)``
         return response
 
     def issuer(self, tenant_id: str) -> str:
@@ -245,14 +255,13 @@ class IdentityPlatform:
             "Login": login,
             "NameSpaceType": tenant.namespace,
             "DomainName": domain,
-            "FederationBrandName": tenant.display_name,
+            "FederationBrandName": tenant.brand_name,
             "CloudInstanceName": "microsoftonline.com",
             "CloudInstanceIssuerUri": "urn:federation:MicrosoftOnline",
         }
         if tenant.federation is not None:
             out["FederationGlobalVersion"] = -1
             out["AuthURL"] = tenant.federation.auth_url + login
-            out["FederationBrandName"] = tenant.federation.brand_name
         return out
 
     def _realm_v2(self, login: str) -> dict[str, Any]:
@@ -264,14 +273,13 @@ class IdentityPlatform:
             "NameSpaceType": tenant.namespace,
             "Login": login,
             "DomainName": domain,
-            "FederationBrandName": tenant.display_name,
+            "FederationBrandName": tenant.brand_name,
             "TenantBrandingInfo": None,
             "cloud_instance_name": "microsoftonline.com",
         }
         if tenant.federation is not None:
             out["federation_protocol"] = tenant.federation.protocol
             out["AuthURL"] = tenant.federation.auth_url + login
-            out["FederationBrandName"] = tenant.federation.brand_name
         return out
 
     def _realm_v1(self, login: str) -> dict[str, Any]:
@@ -312,11 +320,10 @@ class IdentityPlatform:
         return Response(status=302, headers={"Location": flow.redirect_uri + sep + urlencode(params)})
 
     def _redirect_error(self, flow: Flow, err: Aadsts, **values: str) -> Response:
-        params = {
-            "error": err.error,
-            "error_description": aadsts.body(err, **values)["error_description"],
-            "error_uri": f"https://login.microsoftonline.com/error?code={err.code}",
-        }
+        """The error goes back to the app's redirect URI: ``error``, ``error_description`` and ``error_uri`` as
+        the token endpoint's JSON body words them (plus ``state``, and ``admin_consent`` on that flow)."""
+        body = aadsts.body(err, **values)
+        params = {name: body[name] for name in ("error", "error_description", "error_uri")}
         if flow.admin_consent:
             params["admin_consent"] = "True"
         return self._respond(flow, params)
@@ -326,13 +333,7 @@ class IdentityPlatform:
 
     def on_authorize(self, request: Request, tenant: str) -> Response:
         params = self._params(request)
-        resolved = self.resolve(tenant)
-        if resolved is None:
-            return self._error_page("Sign in", aadsts.INVALID_TENANT, tenant=tenant)
-        app, problem = self._app_and_redirect(params, tenant)
-        if problem is not None:
-            return problem
-        assert app is not None
+        app = self._registered_app(params, tenant)
         flow = Flow(
             ctx=self.state.new_id(),
             tenant_path=tenant,
@@ -370,26 +371,27 @@ class IdentityPlatform:
             self.state.flows[flow.ctx] = flow
         return self._start_sign_in(request, flow)
 
-    def _app_and_redirect(
-        self, params: MultiDict[str, str], tenant: str
-    ) -> tuple[RegisteredApp | None, Response | None]:
-        """client_id and redirect_uri are checked before anything is sent back: a wrong one gets a page."""
+    def _registered_app(self, params: MultiDict[str, str], tenant: str) -> RegisteredApp:
+        """Tenant, client_id and redirect_uri are checked before anything is sent back: a wrong one gets a page
+        (``abort``), never a redirect to a URI not known to be the app's."""
+        if self.resolve(tenant) is None:
+            abort(self._error_page("Sign in", aadsts.INVALID_TENANT, tenant=tenant))
         client_id = params.get("client_id", "")
         if not client_id:
-            return None, self._error_page("Sign in", aadsts.MISSING_PARAMETER, name="client_id")
+            abort(self._error_page("Sign in", aadsts.MISSING_PARAMETER, name="client_id"))
         app = self.state.apps.get(client_id)
         if app is None:
-            return None, self._error_page(
-                "Sign in", aadsts.UNKNOWN_CLIENT, client_id=client_id, tenant=tenant
-            )
+            abort(self._error_page("Sign in", aadsts.UNKNOWN_CLIENT, client_id=client_id, tenant=tenant))
         redirect_uri = params.get("redirect_uri", "")
         if not redirect_uri:
-            return None, self._error_page("Sign in", aadsts.MISSING_PARAMETER, name="redirect_uri")
+            abort(self._error_page("Sign in", aadsts.MISSING_PARAMETER, name="redirect_uri"))
         if redirect_uri not in app.redirect_uris:
-            return None, self._error_page(
-                "Sign in", aadsts.REDIRECT_MISMATCH, redirect_uri=redirect_uri, client_id=client_id
+            abort(
+                self._error_page(
+                    "Sign in", aadsts.REDIRECT_MISMATCH, redirect_uri=redirect_uri, client_id=client_id
+                )
             )
-        return app, None
+        return app
 
     def _start_sign_in(self, request: Request, flow: Flow) -> Response:
         session_user = self._session_user(request)
@@ -481,36 +483,34 @@ class IdentityPlatform:
             return self._redirect_error(flow, aadsts.USER_DISABLED)
         if user.behaviour is Behaviour.CONDITIONAL_ACCESS_BLOCKED:
             return self._redirect_error(flow, aadsts.CONDITIONAL_ACCESS)
-        action = f"/{flow.tenant_path}/Consent/Set"
         if flow.admin_consent:
             if not user.admin:
                 return self._redirect_error(flow, aadsts.ADMIN_APPROVAL_NEEDED)
-            return _html(
-                pages.consent(
-                    action=action,
-                    ctx=flow.ctx,
-                    app_name=flow.app.display_name,
-                    user=user,
-                    scopes=flow.scopes,
-                    admin=True,
-                )
-            )
+            return self._consent_page(flow, user, admin=True)
         if self.state.consented(user, flow.app, flow.scopes) and flow.prompt != "consent":
             return self._issue_code(flow, user)
         if user.behaviour is Behaviour.ADMIN_CONSENT_REQUIRED:
             return _html(
                 pages.admin_approval(
-                    action=action, ctx=flow.ctx, app_name=flow.app.display_name, user=user, trace=flow.ctx[:8]
+                    action=_consent_action(flow),
+                    ctx=flow.ctx,
+                    app_name=flow.app.display_name,
+                    user=user,
+                    trace=flow.ctx[:8],
                 )
             )
+        return self._consent_page(flow, user, admin=False)
+
+    def _consent_page(self, flow: Flow, user: User, *, admin: bool) -> Response:
+        """The "Permissions requested" page: for the user alone, or (``admin``) for the whole organization."""
         return _html(
             pages.consent(
-                action=action,
+                action=_consent_action(flow),
                 ctx=flow.ctx,
                 app_name=flow.app.display_name,
                 user=user,
                 scopes=flow.scopes,
-                admin=False,
+                admin=admin,
             )
         )
 
@@ -554,13 +554,7 @@ class IdentityPlatform:
         return self._respond(flow, params)
 
     def on_adminconsent(self, request: Request, tenant: str) -> Response:
-        resolved = self.resolve(tenant)
-        if resolved is None:
-            return self._error_page("Sign in", aadsts.INVALID_TENANT, tenant=tenant)
-        app, problem = self._app_and_redirect(request.args, tenant)
-        if problem is not None:
-            return problem
-        assert app is not None
+        app = self._registered_app(request.args, tenant)
         flow = Flow(
             ctx=self.state.new_id(),
             tenant_path=tenant,
@@ -602,22 +596,23 @@ class IdentityPlatform:
     def _token_error(self, err: Aadsts, **values: str) -> Response:
         return _json(aadsts.body(err, **values), err.status)
 
-    def _authenticate_client(self, request: Request) -> tuple[RegisteredApp | None, Response | None]:
+    def _authenticate_client(self, request: Request) -> RegisteredApp:
+        """The confidential client's id and secret (in the body or as Basic): a wrong one ends the request."""
         client_id = request.form.get("client_id", "")
         secret = request.form.get("client_secret")
         if request.authorization is not None and request.authorization.type == "basic":
             client_id = request.authorization.username or client_id
             secret = request.authorization.password
         if not client_id:
-            return None, self._token_error(aadsts.MISSING_PARAMETER, name="client_id")
+            abort(self._token_error(aadsts.MISSING_PARAMETER, name="client_id"))
         app = self.state.apps.get(client_id)
         if app is None:
-            return None, self._token_error(aadsts.UNKNOWN_CLIENT, client_id=client_id, tenant="organizations")
+            abort(self._token_error(aadsts.UNKNOWN_CLIENT, client_id=client_id, tenant="organizations"))
         if not secret:
-            return None, self._token_error(aadsts.MISSING_CLIENT_SECRET)
+            abort(self._token_error(aadsts.MISSING_CLIENT_SECRET))
         if secret != app.client_secret:
-            return None, self._token_error(aadsts.WRONG_CLIENT_SECRET, client_id=client_id)
-        return app, None
+            abort(self._token_error(aadsts.WRONG_CLIENT_SECRET, client_id=client_id))
+        return app
 
     def on_token(self, request: Request, tenant: str) -> Response:
         if self.resolve(tenant) is None:
@@ -627,10 +622,7 @@ class IdentityPlatform:
             return self._token_error(aadsts.MISSING_PARAMETER, name="grant_type")
         if grant_type not in ("authorization_code", "refresh_token"):
             return self._token_error(aadsts.UNSUPPORTED_GRANT, grant_type=grant_type)
-        app, problem = self._authenticate_client(request)
-        if problem is not None:
-            return problem
-        assert app is not None
+        app = self._authenticate_client(request)
         if grant_type == "authorization_code":
             return self._redeem_code(request, app)
         return self._redeem_refresh_token(request, app)

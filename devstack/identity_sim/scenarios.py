@@ -43,6 +43,11 @@ class Tenant:
     namespace: Namespace = "Managed"
     federation: Federation | None = None
 
+    @property
+    def brand_name(self) -> str:
+        """What home realm discovery shows as ``FederationBrandName``: the federation's brand, else the name."""
+        return self.federation.brand_name if self.federation is not None else self.display_name
+
 
 @dataclass(frozen=True)
 class Inbox:
