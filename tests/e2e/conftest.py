@@ -9,6 +9,9 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import RunningStack
+from tests.e2e.pages import ConnectPage, Dashboard, OpenInvite, SentMail
+
 CHROMIUM = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or "/usr/bin/chromium"
 
 
@@ -43,3 +46,35 @@ def page(browser: Any) -> Iterator[Any]:
     page.set_default_timeout(20_000)
     yield page
     context.close()
+
+
+# ------------------------------------------------------------------ the people's pages (tests/e2e/pages.py)
+
+
+@pytest.fixture
+def dashboard(page: Any, local_stack: RunningStack) -> Dashboard:
+    return Dashboard(page, local_stack)
+
+
+@pytest.fixture
+def sent_mail(local_stack: RunningStack) -> SentMail:
+    return SentMail(local_stack)
+
+
+@pytest.fixture
+def connect(page: Any) -> ConnectPage:
+    return ConnectPage(page)
+
+
+@pytest.fixture
+def open_invite(dashboard: Dashboard, sent_mail: SentMail, connect: ConnectPage) -> OpenInvite:
+    """The onboarding's first steps: the admin adds the agent ``(name, email)`` in the dashboard, the invite
+    is sent, and its owner opens the link (returned) on the connect page."""
+
+    def steps(name: str, email: str) -> str:
+        dashboard.open().add_agent(name, email)
+        link = sent_mail.invite_to(email)
+        connect.open(link)
+        return link
+
+    return steps

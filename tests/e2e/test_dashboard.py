@@ -8,37 +8,35 @@ import pytest
 import requests
 
 from tests.conftest import RunningStack
+from tests.e2e.pages import Dashboard
 
 pytestmark = pytest.mark.browser
 
 
-def test_adding_and_removing_an_agent_from_the_dashboard(page: Any, local_stack: RunningStack) -> None:
-    page.goto(local_stack.base_url + "/")
-    page.fill("input[name=name]", "Dana <b>Dashboard</b>")
-    page.fill("input[name=email]", "dana.dashboard@contoso.test")
-    page.click("button[type=submit]")
-    row = page.locator("tr", has_text="dana.dashboard@contoso.test")
-    row.wait_for()
+def test_adding_and_removing_an_agent_from_the_dashboard(page: Any, dashboard: Dashboard) -> None:
+    # Given an agent whose name looks like markup
+    row = dashboard.open().add_agent("Dana <b>Dashboard</b>", "dana.dashboard@contoso.test")
     assert "Dana <b>Dashboard</b>" in row.inner_text()  # shown as text, never as markup
+    # When the admin presses Remove
     row.get_by_role("button", name="Remove").click()
-    # Nothing is removed before the admin confirms, however often the list refreshes meanwhile.
+    # Then nothing is removed before the admin confirms, however often the list refreshes meanwhile
     question = row.locator(".confirm")
     assert "Remove Dana <b>Dashboard</b>?" in question.inner_text()
     with page.expect_response(lambda response: "/agents?limit=" in response.url):
         pass  # the list refreshed (every 2 s) while the question was open
     assert row.locator(".confirm").is_visible()
+    # And once confirmed, the agent goes
     row.get_by_role("button", name="Yes, remove").click()
     row.wait_for(state="detached")
 
 
-def test_cancelling_a_removal_keeps_the_agent(page: Any, local_stack: RunningStack) -> None:
-    page.goto(local_stack.base_url + "/")
-    page.fill("input[name=name]", "Cole")
-    page.fill("input[name=email]", "cole.cancel@contoso.test")
-    page.click("button[type=submit]")
-    row = page.locator("tr", has_text="cole.cancel@contoso.test")
+def test_cancelling_a_removal_keeps_the_agent(local_stack: RunningStack, dashboard: Dashboard) -> None:
+    # Given an agent the admin starts to remove
+    row = dashboard.open().add_agent("Cole", "cole.cancel@contoso.test")
     row.get_by_role("button", name="Remove").click()
+    # When the admin cancels
     row.get_by_role("button", name="Cancel").click()
+    # Then the row is back as it was, and the API still lists the agent
     assert row.get_by_role("button", name="Remove").is_visible()
     token = local_stack.token("demo")
     listed = requests.get(
@@ -47,11 +45,10 @@ def test_cancelling_a_removal_keeps_the_agent(page: Any, local_stack: RunningSta
     assert "cole.cancel@contoso.test" in [agent["email"] for agent in listed]
 
 
-def test_statuses_read_as_words(page: Any, local_stack: RunningStack) -> None:
-    page.goto(local_stack.base_url + "/")
-    page.fill("input[name=name]", "Ivy")
-    page.fill("input[name=email]", "ivy.invited@contoso.test")
-    page.click("button[type=submit]")
+def test_statuses_read_as_words(page: Any, dashboard: Dashboard) -> None:
+    # When an agent is added and its invite sent
+    dashboard.open().add_agent("Ivy", "ivy.invited@contoso.test")
+    # Then its status reads as words
     row = page.locator("tr[data-status=invited]", has_text="ivy.invited@contoso.test")
     row.wait_for()
     assert row.locator("td.status").inner_text() == "Invite sent"
@@ -62,15 +59,20 @@ def test_at_phone_width_nothing_scrolls_sideways(browser: Any, local_stack: Runn
         viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True
     )
     try:
+        # Given the dashboard on a phone, with an agent whose name and address are long
         page = context.new_page()
-        page.goto(local_stack.base_url + "/")
-        page.fill("input[name=name]", "Maximilian Alexander Longname-Fitzgerald")
-        page.fill("input[name=email]", "maximilian.alexander.longname-fitzgerald@subsidiary.contoso.test")
-        page.click("button[type=submit]")
-        row = page.locator("tr", has_text="maximilian.alexander")
-        row.wait_for()
-        row.get_by_role("button", name="Remove").click()  # the widest state of a row
+        row = (
+            Dashboard(page, local_stack)
+            .open()
+            .add_agent(
+                "Maximilian Alexander Longname-Fitzgerald",
+                "maximilian.alexander.longname-fitzgerald@subsidiary.contoso.test",
+            )
+        )
+        # When its row is at its widest (the removal question)
+        row.get_by_role("button", name="Remove").click()
         row.locator(".confirm").wait_for()
+        # Then nothing scrolls sideways and the buttons are on screen
         overflow = page.evaluate(
             "document.documentElement.scrollWidth - document.documentElement.clientWidth"
         )
@@ -83,14 +85,11 @@ def test_at_phone_width_nothing_scrolls_sideways(browser: Any, local_stack: Runn
         context.close()
 
 
-def test_the_dashboard_shows_what_is_wrong_with_bad_input(page: Any, local_stack: RunningStack) -> None:
-    page.goto(local_stack.base_url + "/")
-    page.fill("input[name=name]", "Eve")
-    page.fill("input[name=email]", "eve@contoso.test")
-    page.click("button[type=submit]")
-    page.locator("tr", has_text="eve@contoso.test").wait_for()
-    page.fill("input[name=name]", "Eve again")
-    page.fill("input[name=email]", "EVE@contoso.test")
-    page.click("button[type=submit]")
+def test_the_dashboard_shows_what_is_wrong_with_bad_input(page: Any, dashboard: Dashboard) -> None:
+    # Given an agent
+    dashboard.open().add_agent("Eve", "eve@contoso.test")
+    # When the admin adds the same address again, in other letter case
+    dashboard.submit_agent("Eve again", "EVE@contoso.test")
+    # Then the form says what is wrong
     page.wait_for_function("document.querySelector('#add-error').textContent.length > 0")
     assert "already exists" in page.locator("#add-error").inner_text()

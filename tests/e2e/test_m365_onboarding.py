@@ -8,16 +8,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import yaml
 
-from devstack.identity_sim.scenarios import SCENARIOS_FILE
 from tests.conftest import RunningStack
-from tests.e2e.test_onboarding import add_agent_in_dashboard, tick_shown, wait_for_heading, wait_for_invite
+from tests.e2e.pages import CONNECTED, ConnectPage, Dashboard, OpenInvite
 
 pytestmark = pytest.mark.browser
-PASSWORDS = {
-    user["address"]: user["password"] for user in yaml.safe_load(SCENARIOS_FILE.read_text())["users"]
-}
 
 
 @pytest.fixture
@@ -31,49 +26,38 @@ def page(browser: Any) -> Iterator[Any]:
     context.close()
 
 
-def open_invite(page: Any, stack: RunningStack, address: str) -> None:
-    add_agent_in_dashboard(page, stack, "Owner", address)
-    page.goto(wait_for_invite(stack, address))
-
-
-def sign_in_with_microsoft(page: Any, account: str, *, consent: str = "Accept") -> None:
-    """On our page: the button; on Microsoft's: the account, its password, and the consent choice."""
-    page.get_by_role("button", name="Sign in with Microsoft").click()
-    page.locator("form#signin").wait_for()
-    page.fill("input[name=login]", account)
-    page.fill("input[name=passwd]", PASSWORDS[account])
-    page.click("#idSIButton9")
-    # Next: Microsoft's consent page, its "need admin approval" page, or (consented before) our page
-    page.wait_for_selector("form#consent, form#approval, main.card")
-    if page.locator("form#consent").count():
-        assert consent, "a consent page was not expected"
-        page.get_by_role("button", name=consent).click()
-    elif page.locator("form#approval").count():
-        page.locator("form#approval button").click()
-
-
 def test_a_microsoft_365_mailbox_signs_in_with_microsoft_and_gets_its_tick(
-    page: Any, local_stack: RunningStack
+    page: Any,
+    local_stack: RunningStack,
+    open_invite: OpenInvite,
+    connect: ConnectPage,
+    dashboard: Dashboard,
 ) -> None:
-    open_invite(page, local_stack, "mia@m365.test")
-    # The page routed the address before any password: no password field, the Microsoft button instead
+    # Given the owner of a Microsoft 365 mailbox opens the invite
+    open_invite("Owner", "mia@m365.test")
+    # Then the page routed the address before any password: no password field, the Microsoft button instead
     assert page.locator("input[type=password]").count() == 0
     assert (
         page.get_by_role("link", name="Microsoft 365 (work or school account)").get_attribute("aria-current")
         == "page"
     )
-    sign_in_with_microsoft(page, "mia@m365.test")
-    assert page.url.startswith(local_stack.base_url)  # back on our page
-    wait_for_heading(page, "Your mailbox is connected")
-    assert tick_shown(page, local_stack, "mia@m365.test")
+    # When the owner signs in with Microsoft and consents
+    connect.sign_in_with_microsoft("mia@m365.test")
+    # Then the owner is back on our page, the mailbox connected, with its tick in the dashboard
+    assert page.url.startswith(local_stack.base_url)
+    connect.heading("Your mailbox is connected")
+    assert dashboard.status_of("mia@m365.test") == CONNECTED
 
 
 def test_an_alias_invite_is_connected_by_the_accounts_proxy_addresses(
-    page: Any, local_stack: RunningStack
+    open_invite: OpenInvite, connect: ConnectPage
 ) -> None:
-    open_invite(page, local_stack, "sales@m365.test")
-    sign_in_with_microsoft(page, "olivia@m365.test")
-    wait_for_heading(page, "Your mailbox is connected")
+    # Given an invite to an alias of Olivia's mailbox
+    open_invite("Owner", "sales@m365.test")
+    # When Olivia signs in with her own account
+    connect.sign_in_with_microsoft("olivia@m365.test")
+    # Then the mailbox is connected: the alias is one of the account's proxy addresses
+    connect.heading("Your mailbox is connected")
 
 
 @pytest.mark.parametrize(
@@ -116,11 +100,22 @@ def test_an_alias_invite_is_connected_by_the_accounts_proxy_addresses(
     ],
 )
 def test_each_outcome_ends_on_its_own_plain_page_with_a_way_forward(
-    page: Any, local_stack: RunningStack, invited: str, account: str, consent: str, heading: str, forward: str
+    page: Any,
+    local_stack: RunningStack,
+    open_invite: OpenInvite,
+    connect: ConnectPage,
+    invited: str,
+    account: str,
+    consent: str,
+    heading: str,
+    forward: str,
 ) -> None:
-    open_invite(page, local_stack, invited)
-    sign_in_with_microsoft(page, account, consent=consent)
-    wait_for_heading(page, heading, timeout=60_000)
+    # Given an invite opened by its owner
+    open_invite("Owner", invited)
+    # When the owner signs in with Microsoft as ``account`` and makes the ``consent`` choice
+    connect.sign_in_with_microsoft(account, consent=consent)
+    # Then our own page says what happened, with a way forward
+    connect.heading(heading, timeout=60_000)
     assert page.url.startswith(local_stack.base_url)
     if forward == "admin":
         link = page.locator("#admin-consent-link")
