@@ -14,6 +14,8 @@ import requests
 
 from devstack.identity_sim import IdentitySimulator
 from onboarding.m365.config import M365Config
+from onboarding.settings import VerifyMailboxSettings
+from tests.conftest import template_environment
 
 REDIRECT_URI = "https://127.0.0.1:3000/connect/oauth/callback"
 
@@ -30,15 +32,21 @@ def identity_sim(identity_sim_server: IdentitySimulator) -> IdentitySimulator:
     return identity_sim_server
 
 
+def production_config(sim: IdentitySimulator, secret_arn: str) -> M365Config:
+    """What the verification function builds from the environment template.yaml gives it, with the hosts,
+    the client id and the CA pointing at the simulator (as the local stack does)."""
+    env = {
+        **template_environment("VerifyMailboxFunction"),
+        **sim.environment(),
+        "M365_CLIENT_SECRET_ARN": secret_arn,
+    }
+    return VerifyMailboxSettings.from_environ(env).m365
+
+
 @pytest.fixture
 def m365_config(identity_sim: IdentitySimulator) -> M365Config:
     """Production config with only the hosts and the CA pointing at the simulator; small budgets."""
-    config = M365Config.from_env(
-        {
-            **identity_sim.environment(),
-            "M365_CLIENT_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:1:secret:x",
-        }
-    )
+    config = production_config(identity_sim, "arn:aws:secretsmanager:us-east-1:1:secret:x")
     return replace(config, routing_budget=2.0, token_timeout=2.0, graph_timeout=2.0, graph_budget=6.0)
 
 

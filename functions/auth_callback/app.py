@@ -36,13 +36,12 @@ from onboarding.m365.config import CALLBACK_PATH, M365Config
 from onboarding.m365.routing import Router
 from onboarding.models import AgentStatus
 from onboarding.observability import logger, metrics
-from onboarding.settings import AuthCallbackSettings, auth_callback_settings, m365_settings
+from onboarding.settings import AuthCallbackSettings, auth_callback_settings
 
 if TYPE_CHECKING:  # msal and requests load only on the two routes that sign in with Microsoft
     from onboarding.m365.signin import SignInService
 
 auth_callback_settings()  # validated at cold start: a missing variable fails the init, naming it
-m365_settings()  # likewise "Sign in with Microsoft"'s (https hosts, a secret ARN with the client id)
 
 app = APIGatewayHttpResolver()
 MODERN_AUTH_REQUIRED = Diagnosis.MODERN_AUTH_REQUIRED.value  # an Exchange server that accepts only OAuth
@@ -105,7 +104,7 @@ class Deps:
 @wiring.cached
 def deps() -> Deps:
     settings = auth_callback_settings()
-    m365 = m365_settings()
+    m365 = settings.m365
     service = ConnectService(
         wiring.agent_repository(settings.agents_table_name),
         wiring.invite_repository(settings.agents_table_name),

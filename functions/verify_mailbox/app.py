@@ -13,7 +13,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from onboarding import deps as wiring
 from onboarding.m365.config import M365Config
 from onboarding.observability import logger, metrics
-from onboarding.settings import m365_settings, verify_mailbox_settings
+from onboarding.settings import verify_mailbox_settings
 from onboarding.verification import TaskInput, VerificationSteps
 
 if TYPE_CHECKING:
@@ -38,7 +38,6 @@ def _graph_verifier(config: M365Config, credentials: CredentialStore) -> Callabl
 
 
 verify_mailbox_settings()  # validated at cold start: a missing variable fails the init, naming it
-m365_settings()  # likewise "Sign in with Microsoft"'s (https hosts, a secret ARN with the client id)
 # X-Ray subsegments for this function only: the X-Ray SDK (its requirements.txt, not the layer) builds a
 # botocore client when imported, which the HTTP functions' cold start could not afford.
 tracer = Tracer()
@@ -49,7 +48,7 @@ def deps() -> VerificationSteps:
     """The steps with their repositories, credential store, Exchange and Microsoft 365 configuration."""
     settings = verify_mailbox_settings()
     credentials = wiring.credential_store(settings.credentials_table_name, settings.credentials_key_arn)
-    m365 = m365_settings()
+    m365 = settings.m365
     return VerificationSteps(
         wiring.agent_repository(settings.agents_table_name),
         wiring.invite_repository(settings.agents_table_name),

@@ -34,6 +34,12 @@ def test_the_template_gives_each_function_every_variable_it_reads(function: str)
     MODELS[function].from_environ(env)  # the template's values (defaults included) are valid
 
 
+@pytest.mark.parametrize("function", MODELS)
+def test_the_template_gives_each_function_only_what_it_reads(function: str) -> None:
+    given = {name for name in template_environment(function) if not name.startswith("POWERTOOLS_")}
+    assert given <= _read(MODELS[function]), "a variable given by the template but read by no setting"
+
+
 @pytest.mark.parametrize(
     ("function", "variable"),
     [(function, variable) for function, model in MODELS.items() for variable in sorted(_read(model))],
@@ -53,6 +59,12 @@ def test_a_missing_variable_fails_naming_it(function: str, variable: str) -> Non
         ("AuthCallbackFunction", "DASHBOARD_URL", "app.example.com"),
         ("SendInviteFunction", "INVITE_SENDER", "Team <invites@example.com>"),
         ("VerifyMailboxFunction", "EXCHANGE_VERIFY_TIMEOUT", "0"),
+        ("AuthCallbackFunction", "M365_AUTHORITY_HOST", "http://login.microsoftonline.com"),
+        ("AuthCallbackFunction", "M365_FLOW_TTL_SECONDS", "30"),
+        ("AuthCallbackFunction", "M365_TENANT", ""),
+        ("VerifyMailboxFunction", "GRAPH_BASE_URL", "graph.microsoft.com"),
+        ("VerifyMailboxFunction", "M365_TOKEN_TIMEOUT", "0"),
+        ("VerifyMailboxFunction", "GRAPH_BUDGET", "soon"),
     ],
 )
 def test_a_malformed_variable_fails_naming_it(function: str, variable: str, value: str) -> None:
@@ -84,6 +96,51 @@ def test_the_exchange_code_gets_a_typed_config_not_the_environment() -> None:
         template_environment("VerifyMailboxFunction")
     ).exchange
     assert (production.allow_networks, production.ca_bundle) == ((), None)
+
+
+@pytest.mark.parametrize("function", ["AuthCallbackFunction", "VerifyMailboxFunction"])
+def test_a_microsoft_client_id_needs_its_secret(function: str) -> None:
+    env = {
+        **template_environment(function),
+        "M365_CLIENT_ID": "5d3c7f1a-9b2e-4c8d-a6f0-1e2b3c4d5e6f",
+        "M365_CLIENT_SECRET_ARN": "",
+    }
+    with pytest.raises(settings.ConfigurationError, match=r"M365_CLIENT_SECRET_ARN: .*M365_CLIENT_ID is set"):
+        MODELS[function].from_environ(env)
+
+
+def test_the_microsoft_365_code_gets_a_typed_config_not_the_environment() -> None:
+    sim = {
+        "M365_CLIENT_ID": "5d3c7f1a-9b2e-4c8d-a6f0-1e2b3c4d5e6f",
+        "M365_CLIENT_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:123456789012:secret:entra-AbCdEf",
+        "M365_AUTHORITY_HOST": "https://127.0.0.1:4431",
+        "M365_CA_BUNDLE": "/tmp/ca.pem",
+        "GRAPH_BASE_URL": "https://127.0.0.1:4432",
+    }
+    verify = settings.VerifyMailboxSettings.from_environ(
+        {**template_environment("VerifyMailboxFunction"), **sim, "GRAPH_BUDGET": "5"}
+    ).m365
+    assert (verify.enabled, verify.authority, verify.graph_base_url, verify.verify, verify.graph_budget) == (
+        True,
+        "https://127.0.0.1:4431/organizations",
+        "https://127.0.0.1:4432",
+        "/tmp/ca.pem",
+        5,
+    )
+    connect = settings.AuthCallbackSettings.from_environ(
+        {**template_environment("AuthCallbackFunction"), **sim, "M365_FLOW_TTL_SECONDS": "120"}
+    ).m365
+    assert (connect.client_secret_arn, connect.flow_ttl_seconds, connect.token_timeout) == (
+        sim["M365_CLIENT_SECRET_ARN"],
+        120,
+        10,
+    )
+    production = settings.AuthCallbackSettings.from_environ(template_environment("AuthCallbackFunction")).m365
+    assert (production.enabled, production.authority, production.verify) == (
+        False,
+        "https://login.microsoftonline.com/organizations",
+        True,
+    )
 
 
 def test_a_function_without_a_variable_fails_its_cold_start_in_the_local_stack() -> None:

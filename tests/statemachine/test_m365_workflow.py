@@ -11,11 +11,10 @@ from pydantic import SecretStr
 
 from devstack.identity_sim import IdentitySimulator
 from onboarding import deps
-from onboarding.m365.config import M365Config
 from onboarding.m365.oauth import OAuthClient
 from onboarding.models import AgentStatus, Attr
 from tests.conftest import TABLE_NAME, stored_secrets
-from tests.m365_fixtures import REDIRECT_URI, Person
+from tests.m365_fixtures import REDIRECT_URI, Person, production_config
 from tests.statemachine.conftest import Workflow
 
 
@@ -40,7 +39,7 @@ def m365_workflow(
 
 def refresh_token_for(sim: IdentitySimulator, address: str) -> SecretStr:
     """What the connect page's callback obtained when `address` signed in."""
-    config = M365Config.from_env({**sim.environment(), "M365_CLIENT_SECRET_ARN": "arn:x"})
+    config = production_config(sim, "arn:x")
     oauth = OAuthClient(config, lambda: sim.client_secret)
     flow = oauth.start(login_hint=address, redirect_uri=REDIRECT_URI)
     return oauth.redeem(flow, Person(sim).sign_in(flow["auth_uri"], address)).refresh_token

@@ -15,15 +15,25 @@ import functools
 import os
 from collections.abc import Mapping
 from email.utils import formataddr
-from typing import TYPE_CHECKING, Annotated, Self
+from typing import TYPE_CHECKING, Annotated, Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 if TYPE_CHECKING:
     from onboarding.exchange import ExchangeConfig
     from onboarding.m365.config import M365Config
 
 _HTTP_URL = r"^https?://[^\s]+$"
+_HTTPS_URL = r"^https://[^\s]+$"
 _OPTIONAL_HTTP_URL = r"^(https?://[^\s]+)?$"
 TableName = Annotated[str, StringConstraints(min_length=3, max_length=255, pattern=r"^[A-Za-z0-9_.-]+$")]
 StateMachineArn = Annotated[
@@ -60,6 +70,38 @@ class _FunctionSettings(BaseModel):
             raise ConfigurationError(f"{cls.__name__}: " + "; ".join(problems)) from None
 
 
+class _Microsoft365Settings(_FunctionSettings):
+    """What "Sign in with Microsoft" needs in the connect page and in the verification. The local stack points
+    the hosts and the CA bundle at its simulators; an empty M365_CLIENT_ID offers the Exchange form only."""
+
+    m365_client_id: str = Field(description="The Entra app's client id; empty: not set up")
+    m365_client_secret_arn: str = Field(description="Secrets Manager secret with the app's client secret")
+    m365_tenant: str = Field(min_length=1, description="organizations, or the single tenant's id")
+    m365_authority_host: str = Field(pattern=_HTTPS_URL, description="Microsoft's identity platform")
+    m365_ca_bundle: str = Field(description="Extra CA bundle to trust (local stack only); empty: none")
+    m365_token_timeout: float = Field(gt=0, description="Seconds per call to the token endpoint")
+
+    @field_validator("m365_client_secret_arn")
+    @classmethod
+    def _secret_with_the_client_id(cls, value: str, info: ValidationInfo) -> str:
+        if info.data.get("m365_client_id") and not value:
+            raise ValueError("empty while M365_CLIENT_ID is set")
+        return value
+
+    def _m365(self, **for_this_function: Any) -> M365Config:
+        from onboarding.m365.config import M365Config  # only these two functions load the Microsoft code
+
+        return M365Config(
+            client_id=self.m365_client_id,
+            client_secret_arn=self.m365_client_secret_arn,
+            tenant=self.m365_tenant,
+            authority_host=self.m365_authority_host,
+            ca_bundle=self.m365_ca_bundle or None,
+            token_timeout=self.m365_token_timeout,
+            **for_this_function,
+        )
+
+
 class AgentsApiSettings(_FunctionSettings):
     """The dashboard API function (`functions/add_agent`)."""
 
@@ -70,7 +112,7 @@ class AgentsApiSettings(_FunctionSettings):
     state_machine_arn: StateMachineArn = Field(description="Verification workflow (to stop it)")
 
 
-class VerifyMailboxSettings(_FunctionSettings):
+class VerifyMailboxSettings(_Microsoft365Settings):
     """The workflow's task function (`functions/verify_mailbox`)."""
 
     credentials_table_name: TableName
@@ -80,6 +122,9 @@ class VerifyMailboxSettings(_FunctionSettings):
     exchange_verify_timeout: float = Field(gt=0, le=50)
     exchange_allow_networks: str = Field(description="CIDRs the SSRF guard lets through (local stack only)")
     exchange_ca_bundle: str = Field(description="Extra CA bundle to trust (local stack only); empty: none")
+    graph_base_url: str = Field(pattern=_HTTPS_URL, description="Microsoft Graph")
+    graph_timeout: float = Field(gt=0, description="Seconds per Graph call")
+    graph_budget: float = Field(gt=0, description="Seconds for the whole Graph check, retries included")
 
     @property
     def exchange(self) -> ExchangeConfig:
@@ -93,8 +138,17 @@ class VerifyMailboxSettings(_FunctionSettings):
             ca_bundle=self.exchange_ca_bundle or None,
         )
 
+    @property
+    def m365(self) -> M365Config:
+        """The typed value the Microsoft 365 code takes (it never reads the environment itself)."""
+        return self._m365(
+            graph_base_url=self.graph_base_url,
+            graph_timeout=self.graph_timeout,
+            graph_budget=self.graph_budget,
+        )
 
-class AuthCallbackSettings(_FunctionSettings):
+
+class AuthCallbackSettings(_Microsoft365Settings):
     """The hosted connect page (`functions/auth_callback`)."""
 
     credentials_table_name: TableName
@@ -109,6 +163,12 @@ class AuthCallbackSettings(_FunctionSettings):
     )
     csrf_key_max_age_seconds: int = Field(ge=0, le=86400, description="How long the key is cached")
     settings_timeout_seconds: int = Field(ge=60)
+    m365_flow_ttl_seconds: int = Field(ge=60, le=3600, description="How long a started sign-in may take")
+
+    @property
+    def m365(self) -> M365Config:
+        """The typed value the Microsoft 365 code takes (it never reads the environment itself)."""
+        return self._m365(flow_ttl_seconds=self.m365_flow_ttl_seconds)
 
 
 class SendInviteSettings(_FunctionSettings):
@@ -170,15 +230,3 @@ def send_invite_settings() -> SendInviteSettings:
 @functools.cache
 def invite_events_settings() -> InviteEventsSettings:
     return InviteEventsSettings.from_environ()
-
-
-@functools.cache
-def m365_settings() -> M365Config:
-    """ "Sign in with Microsoft" (the connect page and the verification): read at cold start like the rest,
-    from the M365_* / GRAPH_* variables the template gives those two functions."""
-    from onboarding.m365.config import M365Config
-
-    try:
-        return M365Config.from_env()
-    except ValueError as error:
-        raise ConfigurationError(f"M365Config: {error}") from None

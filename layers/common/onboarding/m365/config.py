@@ -1,15 +1,15 @@
-"""Where Microsoft is and who we are to it: read from the environment once (no simulator branches).
+"""Where Microsoft is and who we are to it, as the Microsoft 365 code takes it (no simulator branches).
 
-Production leaves the hosts at their defaults; the local stack points them at the identity and Graph
-simulators and trusts the simulators' CA through `M365_CA_BUNDLE`, as `EXCHANGE_CA_BUNDLE` does for the
-Exchange simulator. An empty `M365_CLIENT_ID` means the Microsoft 365 sign-in is not set up: the connect
-page then offers the Exchange form only.
+The functions build it from their settings (`onboarding.settings`: `AuthCallbackSettings.m365`,
+`VerifyMailboxSettings.m365`), read at cold start from the M365_* / GRAPH_* variables template.yaml gives
+them; this code never reads the environment. Production leaves the hosts at Microsoft's; the local stack
+points them at the identity and Graph simulators and trusts the simulators' CA through `M365_CA_BUNDLE`, as
+`EXCHANGE_CA_BUNDLE` does for the Exchange simulator. An empty `client_id` means the Microsoft 365 sign-in
+is not set up: the connect page then offers the Exchange form only.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import quote
 
@@ -52,31 +52,3 @@ class M365Config:
             f"{self.authority_host.rstrip('/')}/{quote(domain, safe='')}/adminconsent"
             f"?client_id={quote(self.client_id, safe='')}&redirect_uri={quote(redirect_uri, safe='')}"
         )
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> M365Config:
-        env = os.environ if environ is None else environ
-        values: dict[str, object] = {}
-        for key, name, kind in (
-            ("client_id", "M365_CLIENT_ID", str),
-            ("client_secret_arn", "M365_CLIENT_SECRET_ARN", str),
-            ("tenant", "M365_TENANT", str),
-            ("authority_host", "M365_AUTHORITY_HOST", str),
-            ("graph_base_url", "GRAPH_BASE_URL", str),
-            ("ca_bundle", "M365_CA_BUNDLE", str),
-            ("flow_ttl_seconds", "M365_FLOW_TTL_SECONDS", int),
-            ("token_timeout", "M365_TOKEN_TIMEOUT", float),
-            ("graph_timeout", "GRAPH_TIMEOUT", float),
-            ("graph_budget", "GRAPH_BUDGET", float),
-        ):
-            if env.get(name):
-                values[key] = kind(env[name])
-        config = cls(**values)  # type: ignore[arg-type]
-        for url in (config.authority_host, config.graph_base_url):
-            if not url.startswith("https://"):
-                raise ValueError(f"Microsoft endpoints must be https:// URLs, got {url!r}")
-        if not 60 <= config.flow_ttl_seconds <= 3600:
-            raise ValueError("M365_FLOW_TTL_SECONDS must be between 60 and 3600")
-        if config.enabled and not config.client_secret_arn:
-            raise ValueError("M365_CLIENT_ID is set but M365_CLIENT_SECRET_ARN is not")
-        return config
