@@ -51,6 +51,8 @@ def m365_config(identity_sim: IdentitySimulator) -> M365Config:
 
 
 class _Forms(HTMLParser):
+    """The forms of a page: action, id, input values and named buttons."""
+
     def __init__(self) -> None:
         super().__init__()
         self.forms: list[dict[str, Any]] = []
@@ -58,22 +60,38 @@ class _Forms(HTMLParser):
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         a = {k: v or "" for k, v in attrs}
         if tag == "form":
-            self.forms.append({"action": a.get("action", ""), "id": a.get("id", ""), "fields": {}})
+            self.forms.append(
+                {"action": a.get("action", ""), "id": a.get("id", ""), "fields": {}, "buttons": []}
+            )
         elif tag == "input" and self.forms and a.get("name"):
             self.forms[-1]["fields"][a["name"]] = a.get("value", "")
+        elif tag == "button" and self.forms and a.get("name"):
+            self.forms[-1]["buttons"].append((a["name"], a.get("value", "")))
 
 
 @dataclass
 class Page:
+    """One answer of the simulator's pages, as a browser that does not follow redirects sees it."""
+
     url: str
     status: int
     text: str
-    location: str | None
+    location: str | None = None
 
-    def form(self, form_id: str) -> dict[str, Any]:
+    def forms(self) -> list[dict[str, Any]]:
         parser = _Forms()
         parser.feed(self.text)
-        return next(f for f in parser.forms if f["id"] == form_id)
+        return parser.forms
+
+    def form(self, form_id: str) -> dict[str, Any]:
+        return next(f for f in self.forms() if f["id"] == form_id)
+
+
+def redirect_params(page: Page) -> dict[str, str]:
+    """What the app's redirect URI receives (the query of the 302's Location)."""
+    assert page.status == 302, page.text
+    assert page.location is not None
+    return {k: v[0] for k, v in parse_qs(urlsplit(page.location).query).items()}
 
 
 class Person:
@@ -88,25 +106,32 @@ class Person:
     def _page(self, response: requests.Response) -> Page:
         return Page(response.url, response.status_code, response.text, response.headers.get("Location"))
 
+    def open(self, url: str) -> Page:
+        return self._page(self.http.get(url, allow_redirects=False, timeout=10))
+
     def submit(self, page: Page, form_id: str, **fields: str) -> Page:
         form = page.form(form_id)
         url = urljoin(page.url, form["action"])
         data = {**form["fields"], **fields}
         return self._page(self.http.post(url, data=data, allow_redirects=False, timeout=10))
 
+    def enter_password(self, authorize_url: str, address: str) -> Page:
+        """Open the authorize URL and sign in as `address` with its simulator password; the next page."""
+        page = self.open(authorize_url)
+        assert page.status == 200, page.text
+        return self.submit(page, "signin", login=address, passwd=self.sim.users[address].password)
+
     def sign_in(self, authorize_url: str, address: str, *, consent: str = "accept") -> dict[str, str]:
         """Sign in as `address` (its simulator password); returns what Microsoft sends to the redirect URI."""
-        page = self._page(self.http.get(authorize_url, allow_redirects=False, timeout=10))
-        assert page.status == 200, page.text
-        page = self.submit(page, "signin", login=address, passwd=self.sim.users[address].password)
-        if page.status == 200 and "consent" in [f["id"] for f in _all_forms(page)]:
+        page = self.enter_password(authorize_url, address)
+        if page.status == 200 and "consent" in [f["id"] for f in page.forms()]:
             page = self.submit(page, "consent", decision=consent)
-        assert page.status == 302, page.text
-        assert page.location is not None
-        return {k: v[0] for k, v in parse_qs(urlsplit(page.location).query).items()}
+        return redirect_params(page)
 
-
-def _all_forms(page: Page) -> list[dict[str, Any]]:
-    parser = _Forms()
-    parser.feed(page.text)
-    return parser.forms
+    def answer(self, authorize_url: str, address: str, decision: str = "accept") -> dict[str, str]:
+        """Sign in as `address` and answer whichever page follows (consent, or "need admin approval",
+        whose form goes back to the app) with `decision`; what the redirect URI receives."""
+        page = self.enter_password(authorize_url, address)
+        while page.status == 200:
+            page = self.submit(page, page.forms()[0]["id"], decision=decision)
+        return redirect_params(page)

@@ -14,7 +14,6 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import parse_qs, urljoin, urlsplit
 
@@ -25,6 +24,7 @@ import requests
 from cryptography import x509
 
 from devstack.identity_sim import IdentitySimulator
+from tests.m365_fixtures import Page
 
 # MSAL recommends response_mode=form_post for web apps; these tests read the code from the query on purpose.
 pytestmark = pytest.mark.filterwarnings("ignore:response_mode='form_post' is recommended:UserWarning")
@@ -78,36 +78,6 @@ def msal_app(sim: IdentitySimulator) -> msal.ConfidentialClientApplication:
 
 
 # ------------------------------------------------------------------ a browser made of form posts
-
-
-class _Forms(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__()
-        self.forms: list[dict[str, Any]] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        a = {k: v or "" for k, v in attrs}
-        if tag == "form":
-            self.forms.append(
-                {"action": a.get("action", ""), "id": a.get("id", ""), "fields": {}, "buttons": []}
-            )
-        elif tag == "input" and self.forms and a.get("name"):
-            self.forms[-1]["fields"][a["name"]] = a.get("value", "")
-        elif tag == "button" and self.forms and a.get("name"):
-            self.forms[-1]["buttons"].append((a["name"], a.get("value", "")))
-
-
-@dataclass
-class Page:
-    url: str
-    status: int
-    text: str
-    location: str | None = None
-
-    def form(self, form_id: str) -> dict[str, Any]:
-        parser = _Forms()
-        parser.feed(self.text)
-        return next(f for f in parser.forms if f["id"] == form_id)
 
 
 class Browser:
@@ -521,7 +491,7 @@ def test_admin_consent_required_until_the_admin_consents(sim: IdentitySimulator)
     page = browser.sign_in(authorize_url(sim), ben.address, ben.password)
     assert "Need admin approval" in page.text
     assert aadsts(page.text) == 90094
-    assert "consent" not in {f["id"] for f in _forms(page)}
+    assert "consent" not in {f["id"] for f in page.forms()}
     response = callback(browser.submit(page, "approval", button=("decision", "return")))
     assert response["error"] == "access_denied"
     assert aadsts(response["error_description"]) == 90094
@@ -547,12 +517,6 @@ def test_admin_consent_required_until_the_admin_consents(sim: IdentitySimulator)
     # Then Ben goes straight back to the app with a code
     page = Browser(sim).sign_in(authorize_url(sim), ben.address, ben.password)
     assert "code" in callback(page)
-
-
-def _forms(page: Page) -> list[dict[str, Any]]:
-    parser = _Forms()
-    parser.feed(page.text)
-    return parser.forms
 
 
 def test_a_session_skips_the_sign_in_page_and_prompt_login_forces_it(sim: IdentitySimulator) -> None:
@@ -591,7 +555,7 @@ def test_response_mode_form_post_posts_the_code_to_the_app(sim: IdentitySimulato
     page = browser.consent(
         browser.sign_in(authorize_url(sim, response_mode="form_post"), mia.address, mia.password)
     )
-    form = _forms(page)[0]
+    form = page.forms()[0]
     assert form["action"] == REDIRECT_URI
     assert form["fields"]["state"] == "st-123"
     assert form["fields"]["code"]

@@ -370,20 +370,6 @@ def test_the_start_needs_the_form_nonce(env: ConnectEnv) -> None:
 
 
 # -- 4. outcomes ------------------------------------------------------------------------------------
-def sign_in_answer(
-    sim: IdentitySimulator, authorize: str, address: str, consent: str = "accept"
-) -> dict[str, str]:
-    person = Person(sim)
-    page = person._page(person.http.get(authorize, allow_redirects=False, timeout=10))
-    page = person.submit(page, "signin", login=address, passwd=sim.users[address].password)
-    while page.status == 200:
-        from tests.m365_fixtures import _all_forms
-
-        page = person.submit(page, _all_forms(page)[0]["id"], decision=consent)
-    assert page.location is not None
-    return {k: v[0] for k, v in parse_qs(urlsplit(page.location).query).items()}
-
-
 @pytest.mark.parametrize(
     ("address", "consent", "reason", "text"),
     [
@@ -399,7 +385,7 @@ def test_each_sign_in_outcome_has_its_own_page_with_a_way_forward(
 ) -> None:
     invited = invite(env, address)
     authorize, cookie, _ = start_with_cookie(invited.token)
-    answer, _ = finish(sign_in_answer(sim, authorize, address, consent), cookie)
+    answer, _ = finish(Person(sim).answer(authorize, address, consent), cookie)
     assert answer.status == 200
     assert reason_of(answer) == reason
     assert text in answer.body
@@ -414,7 +400,7 @@ def test_the_admin_consent_page_gives_the_link_to_forward_to_it(
 ) -> None:
     invited = invite(env, "ben@strict-m365.test")
     authorize, cookie, _ = start_with_cookie(invited.token)
-    answer, _ = finish(sign_in_answer(sim, authorize, "ben@strict-m365.test"), cookie)
+    answer, _ = finish(Person(sim).answer(authorize, "ben@strict-m365.test"), cookie)
     link = re.search(r'id="admin-consent-link" href="([^"]+)"', answer.body)
     assert link
     url = link.group(1).replace("&amp;", "&")

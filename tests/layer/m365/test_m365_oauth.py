@@ -90,28 +90,11 @@ def test_errors_sent_back_by_microsoft_have_their_own_reason(
     identity_sim: IdentitySimulator, oauth: OAuthClient, address: str, consent: str, reason: M365Reason
 ) -> None:
     flow = oauth.start(login_hint=address, redirect_uri=REDIRECT_URI)
-    answer = _sign_in_or_error(identity_sim, flow["auth_uri"], address, consent)
+    answer = Person(identity_sim).answer(flow["auth_uri"], address, consent)
     assert "error" in answer
     with pytest.raises(SignInError) as raised:
         oauth.redeem(flow, answer)
     assert raised.value.reason is reason
-
-
-def _sign_in_or_error(sim: IdentitySimulator, url: str, address: str, consent: str) -> dict[str, str]:
-    person = Person(sim)
-    page = person._page(person.http.get(url, allow_redirects=False, timeout=10))
-    page = person.submit(page, "signin", login=address, passwd=sim.users[address].password)
-    while page.status == 200:  # consent, or "need admin approval" (its form goes back to the app)
-        form_ids = [f["id"] for f in _forms(page)]
-        page = person.submit(page, form_ids[0], decision=consent)
-    assert page.location is not None
-    return {k: v[0] for k, v in parse_qs(urlsplit(page.location).query).items()}
-
-
-def _forms(page: object) -> list[dict[str, object]]:
-    from tests.m365_fixtures import _all_forms
-
-    return _all_forms(page)  # type: ignore[arg-type]
 
 
 def test_a_token_endpoint_that_never_answers_is_a_timeout(
