@@ -115,11 +115,13 @@ class Person:
         data = {**form["fields"], **fields}
         return self._page(self.http.post(url, data=data, allow_redirects=False, timeout=10))
 
-    def enter_password(self, authorize_url: str, address: str) -> Page:
-        """Open the authorize URL and sign in as `address` with its simulator password; the next page."""
+    def enter_password(self, authorize_url: str, address: str, password: str | None = None) -> Page:
+        """Open the authorize URL and sign in as `address` with `password` (else its simulator password);
+        the next page."""
         page = self.open(authorize_url)
         assert page.status == 200, page.text
-        return self.submit(page, "signin", login=address, passwd=self.sim.users[address].password)
+        secret = self.sim.users[address].password if password is None else password
+        return self.submit(page, "signin", login=address, passwd=secret)
 
     def sign_in(self, authorize_url: str, address: str, *, consent: str = "accept") -> dict[str, str]:
         """Sign in as `address` (its simulator password); returns what Microsoft sends to the redirect URI."""

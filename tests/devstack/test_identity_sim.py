@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qs, urljoin, urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import jwt
 import msal
@@ -24,7 +24,7 @@ import requests
 from cryptography import x509
 
 from devstack.identity_sim import IdentitySimulator
-from tests.m365_fixtures import Page
+from tests.m365_fixtures import Page, Person
 
 # MSAL recommends response_mode=form_post for web apps; these tests read the code from the query on purpose.
 pytestmark = pytest.mark.filterwarnings("ignore:response_mode='form_post' is recommended:UserWarning")
@@ -80,35 +80,11 @@ def msal_app(sim: IdentitySimulator) -> msal.ConfidentialClientApplication:
 # ------------------------------------------------------------------ a browser made of form posts
 
 
-class Browser:
+class Browser(Person):
     """Follows the simulator's pages like a person would; stops at the redirect to the app."""
 
-    def __init__(self, sim: IdentitySimulator) -> None:
-        self.http = requests.Session()
-        self.http.verify = sim.ca_bundle
-        self.http.trust_env = False
-
-    def _page(self, response: requests.Response) -> Page:
-        return Page(response.url, response.status_code, response.text, response.headers.get("Location"))
-
-    def open(self, url: str) -> Page:
-        return self._page(self.http.get(url, allow_redirects=False, timeout=10))
-
-    def submit(self, page: Page, form_id: str, button: tuple[str, str] | None = None, **fields: str) -> Page:
-        form = page.form(form_id)
-        data = {**form["fields"], **fields}
-        if button:
-            data[button[0]] = button[1]
-        url = urljoin(page.url, form["action"])
-        return self._page(self.http.post(url, data=data, allow_redirects=False, timeout=10))
-
-    def sign_in(self, url: str, address: str, password: str) -> Page:
-        page = self.open(url)
-        assert page.status == 200, page.text
-        return self.submit(page, "signin", login=address, passwd=password)
-
     def consent(self, page: Page, decision: str = "accept") -> Page:
-        return self.submit(page, "consent", button=("decision", decision))
+        return self.submit(page, "consent", decision=decision)
 
 
 def callback(page: Page) -> dict[str, str]:
@@ -121,7 +97,7 @@ def callback(page: Page) -> dict[str, str]:
 
 def full_sign_in(sim: IdentitySimulator, url: str, address: str) -> dict[str, str]:
     browser = Browser(sim)
-    page = browser.sign_in(url, address, sim.users[address].password)
+    page = browser.enter_password(url, address, sim.users[address].password)
     if page.status == 200 and "Permissions requested" in page.text:
         page = browser.consent(page)
     return callback(page)
@@ -438,7 +414,7 @@ def test_login_hint_prefills_and_another_account_can_be_typed(sim: IdentitySimul
 
 def test_a_wrong_password_is_shown_on_the_sign_in_page(sim: IdentitySimulator) -> None:
     browser = Browser(sim)
-    page = browser.sign_in(authorize_url(sim), "mia@m365.test", "not-her-password")
+    page = browser.enter_password(authorize_url(sim), "mia@m365.test", "not-her-password")
     assert page.status == 200
     assert page.location is None
     assert "Your account or password is incorrect" in page.text
@@ -449,7 +425,7 @@ def test_a_wrong_password_is_shown_on_the_sign_in_page(sim: IdentitySimulator) -
 
 
 def test_an_unknown_account_is_shown_on_the_sign_in_page(sim: IdentitySimulator) -> None:
-    page = Browser(sim).sign_in(authorize_url(sim), "alice@contoso.test", "whatever")
+    page = Browser(sim).enter_password(authorize_url(sim), "alice@contoso.test", "whatever")
     assert page.status == 200
     assert "find an account with that username" in page.text
     assert aadsts(page.text) == 50034
@@ -457,7 +433,7 @@ def test_an_unknown_account_is_shown_on_the_sign_in_page(sim: IdentitySimulator)
 
 def test_cancel_on_the_consent_page_is_aadsts65004(sim: IdentitySimulator) -> None:
     browser = Browser(sim)
-    page = browser.sign_in(authorize_url(sim), "mia@m365.test", sim.users["mia@m365.test"].password)
+    page = browser.enter_password(authorize_url(sim), "mia@m365.test", sim.users["mia@m365.test"].password)
     response = callback(browser.consent(page, "cancel"))
     assert response["error"] == "access_denied"
     assert aadsts(response["error_description"]) == 65004
@@ -470,7 +446,7 @@ def test_cancel_on_the_consent_page_is_aadsts65004(sim: IdentitySimulator) -> No
     [("dan@m365.test", 50057), ("carl@m365.test", 53003), ("zoe@dormant-m365.test", 5000225)],
 )
 def test_directory_refusals_go_back_to_the_app(sim: IdentitySimulator, address: str, code: int) -> None:
-    page = Browser(sim).sign_in(authorize_url(sim), address, sim.users[address].password)
+    page = Browser(sim).enter_password(authorize_url(sim), address, sim.users[address].password)
     response = callback(page)
     assert response["error"] == "access_denied"
     assert aadsts(response["error_description"]) == code
@@ -478,7 +454,7 @@ def test_directory_refusals_go_back_to_the_app(sim: IdentitySimulator, address: 
 
 
 def test_a_user_of_another_tenant_is_refused_by_a_tenant_authority(sim: IdentitySimulator) -> None:
-    page = Browser(sim).sign_in(
+    page = Browser(sim).enter_password(
         authorize_url(sim, "m365.test"), "ben@strict-m365.test", sim.users["ben@strict-m365.test"].password
     )
     assert aadsts(callback(page)["error_description"]) == 50020
@@ -488,11 +464,11 @@ def test_admin_consent_required_until_the_admin_consents(sim: IdentitySimulator)
     ben = sim.users["ben@strict-m365.test"]
     # Given a tenant where users may not consent: Ben sees "Need admin approval"
     browser = Browser(sim)
-    page = browser.sign_in(authorize_url(sim), ben.address, ben.password)
+    page = browser.enter_password(authorize_url(sim), ben.address, ben.password)
     assert "Need admin approval" in page.text
     assert aadsts(page.text) == 90094
     assert "consent" not in {f["id"] for f in page.forms()}
-    response = callback(browser.submit(page, "approval", button=("decision", "return")))
+    response = callback(browser.submit(page, "approval", decision="return"))
     assert response["error"] == "access_denied"
     assert aadsts(response["error_description"]) == 90094
     # A non-admin cannot grant admin consent
@@ -500,12 +476,12 @@ def test_admin_consent_required_until_the_admin_consents(sim: IdentitySimulator)
         f"{sim.authority('strict-m365.test')}/adminconsent?client_id={sim.client_id}"
         f"&redirect_uri={requests.utils.quote(REDIRECT_URI, safe='')}&state=adm-1"
     )
-    denied = callback(Browser(sim).sign_in(admin_url, ben.address, ben.password))
+    denied = callback(Browser(sim).enter_password(admin_url, ben.address, ben.password))
     assert (denied["error"], denied["admin_consent"]) == ("access_denied", "True")
     # When the admin grants consent for the organization
     admin = sim.users["admin@strict-m365.test"]
     browser = Browser(sim)
-    page = browser.sign_in(admin_url, admin.address, admin.password)
+    page = browser.enter_password(admin_url, admin.address, admin.password)
     assert "for all users in your organization" in page.text
     granted = callback(browser.consent(page))
     assert granted == {
@@ -515,14 +491,14 @@ def test_admin_consent_required_until_the_admin_consents(sim: IdentitySimulator)
         "state": "adm-1",
     }
     # Then Ben goes straight back to the app with a code
-    page = Browser(sim).sign_in(authorize_url(sim), ben.address, ben.password)
+    page = Browser(sim).enter_password(authorize_url(sim), ben.address, ben.password)
     assert "code" in callback(page)
 
 
 def test_a_session_skips_the_sign_in_page_and_prompt_login_forces_it(sim: IdentitySimulator) -> None:
     browser = Browser(sim)
     mia = sim.users["mia@m365.test"]
-    callback(browser.consent(browser.sign_in(authorize_url(sim), mia.address, mia.password)))
+    callback(browser.consent(browser.enter_password(authorize_url(sim), mia.address, mia.password)))
     again = browser.open(authorize_url(sim))
     assert "code" in callback(again)  # signed in and consented already
     assert browser.open(authorize_url(sim, prompt="login")).form("signin")
@@ -532,7 +508,7 @@ def test_a_session_skips_the_sign_in_page_and_prompt_login_forces_it(sim: Identi
 def test_sign_out_ends_the_session(sim: IdentitySimulator) -> None:
     browser = Browser(sim)
     mia = sim.users["mia@m365.test"]
-    callback(browser.consent(browser.sign_in(authorize_url(sim), mia.address, mia.password)))
+    callback(browser.consent(browser.enter_password(authorize_url(sim), mia.address, mia.password)))
     target = requests.utils.quote(REDIRECT_URI, safe="")
     out = browser.open(f"{sim.authority()}/oauth2/v2.0/logout?post_logout_redirect_uri={target}")
     assert (out.status, out.location) == (302, REDIRECT_URI)
@@ -553,7 +529,7 @@ def test_response_mode_form_post_posts_the_code_to_the_app(sim: IdentitySimulato
     browser = Browser(sim)
     mia = sim.users["mia@m365.test"]
     page = browser.consent(
-        browser.sign_in(authorize_url(sim, response_mode="form_post"), mia.address, mia.password)
+        browser.enter_password(authorize_url(sim, response_mode="form_post"), mia.address, mia.password)
     )
     form = page.forms()[0]
     assert form["action"] == REDIRECT_URI
@@ -628,7 +604,7 @@ def test_msal_passes_an_authorization_error_through(
 ) -> None:
     flow = msal_app.initiate_auth_code_flow(SCOPES, redirect_uri=REDIRECT_URI)
     browser = Browser(sim)
-    page = browser.sign_in(flow["auth_uri"], "mia@m365.test", sim.users["mia@m365.test"].password)
+    page = browser.enter_password(flow["auth_uri"], "mia@m365.test", sim.users["mia@m365.test"].password)
     result = msal_app.acquire_token_by_auth_code_flow(flow, callback(browser.consent(page, "cancel")))
     assert result["error"] == "access_denied"
     assert "AADSTS65004" in result["error_description"]
