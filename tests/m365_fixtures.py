@@ -9,10 +9,12 @@ from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import parse_qs, urljoin, urlsplit
 
+import boto3
 import pytest
 import requests
 
 from devstack.identity_sim import IdentitySimulator
+from onboarding import deps
 from onboarding.m365.config import M365Config
 from onboarding.settings import VerifyMailboxSettings
 from tests.conftest import template_environment
@@ -41,6 +43,15 @@ def production_config(sim: IdentitySimulator, secret_arn: str) -> M365Config:
         "M365_CLIENT_SECRET_ARN": secret_arn,
     }
     return VerifyMailboxSettings.from_environ(env).m365
+
+
+def point_functions_at(sim: IdentitySimulator, monkeypatch: pytest.MonkeyPatch, **overrides: str) -> None:
+    """What the local stack does for the functions (under moto): the Entra app's secret in Secrets Manager,
+    the hosts, the client id and the CA pointing at the simulator (plus `overrides`); settings read again."""
+    secret = boto3.client("secretsmanager").create_secret(Name="entra-app", SecretString=sim.client_secret)
+    for name, value in {**sim.environment(), "M365_CLIENT_SECRET_ARN": secret["ARN"], **overrides}.items():
+        monkeypatch.setenv(name, value)
+    deps.reset()
 
 
 @pytest.fixture

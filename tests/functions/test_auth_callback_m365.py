@@ -37,7 +37,7 @@ from tests.connect_helpers import (
     scan,
 )
 from tests.invite_helpers import BASE_URL
-from tests.m365_fixtures import REDIRECT_URI, Person
+from tests.m365_fixtures import REDIRECT_URI, Person, point_functions_at
 
 CALLBACK = f"{BASE_URL}/connect/oauth/callback"
 COOKIE = re.compile(r"m365_signin=([^;]*)")
@@ -56,16 +56,7 @@ def sim(identity_sim: IdentitySimulator) -> IdentitySimulator:
 @pytest.fixture
 def env(moto_aws: None, monkeypatch: pytest.MonkeyPatch, sim: IdentitySimulator) -> Iterator[ConnectEnv]:
     with connect_environment(monkeypatch) as connect_env:
-        secret = boto3.client("secretsmanager").create_secret(
-            Name="entra-app", SecretString=sim.client_secret
-        )
-        for name, value in {
-            **sim.environment(),
-            "M365_CLIENT_SECRET_ARN": secret["ARN"],
-            "M365_TOKEN_TIMEOUT": "1",
-        }.items():
-            monkeypatch.setenv(name, value)
-        deps.reset()
+        point_functions_at(sim, monkeypatch, M365_TOKEN_TIMEOUT="1")
         yield connect_env
 
 
@@ -81,7 +72,8 @@ def open_page(token: str, provider: str | None = None) -> Answer:
 
 
 # -- requests of the new routes --------------------------------------------------------------------
-def start(token: str, nonce: str | None = None) -> Answer:
+def start_event(token: str, nonce: str | None = None) -> dict[str, Any]:
+    """The form post of "Sign in with Microsoft" (with the nonce of a fresh view of the page)."""
     nonce = nonce or nonce_of(open_page(token, "m365").body)
     event = api_event(
         "POST",
@@ -96,7 +88,11 @@ def start(token: str, nonce: str | None = None) -> Answer:
         "content-type": "application/x-www-form-urlencoded",
         "origin": BASE_URL,
     }
-    return call(event)
+    return event
+
+
+def start(token: str, nonce: str | None = None) -> Answer:
+    return call(start_event(token, nonce))
 
 
 def call_with_cookies(event: dict[str, Any]) -> tuple[Answer, list[str]]:
@@ -112,21 +108,7 @@ def call_with_cookies(event: dict[str, Any]) -> tuple[Answer, list[str]]:
 
 # Powertools puts cookies in the v2 response's `cookies` list; read them from there.
 def start_with_cookie(token: str) -> tuple[str, str, list[str]]:
-    nonce = nonce_of(open_page(token, "m365").body)
-    event = api_event(
-        "POST",
-        f"/connect/{token}/microsoft",
-        tenant=None,
-        route="/connect/{token}/microsoft",
-        path_params={"token": token},
-        raw_body=urlencode({"nonce": nonce}),
-    )
-    event["headers"] = {
-        **event["headers"],
-        "content-type": "application/x-www-form-urlencoded",
-        "origin": BASE_URL,
-    }
-    answer, cookies = call_with_cookies(event)
+    answer, cookies = call_with_cookies(start_event(token))
     assert answer.status == 303, answer.body
     (value,) = [c for c in cookies if c.startswith("m365_signin=")]
     return answer.headers["location"], COOKIE.search(value).group(1), cookies  # type: ignore[union-attr]

@@ -10,11 +10,10 @@ import pytest
 from pydantic import SecretStr
 
 from devstack.identity_sim import IdentitySimulator
-from onboarding import deps
 from onboarding.m365.oauth import OAuthClient
 from onboarding.models import AgentStatus, Attr
 from tests.conftest import TABLE_NAME, stored_secrets
-from tests.m365_fixtures import REDIRECT_URI, Person, production_config
+from tests.m365_fixtures import REDIRECT_URI, Person, point_functions_at, production_config
 from tests.statemachine.conftest import Workflow
 
 
@@ -24,16 +23,7 @@ def m365_workflow(
     identity_sim: IdentitySimulator,
     monkeypatch: pytest.MonkeyPatch,
 ) -> Workflow:
-    secret = boto3.client("secretsmanager").create_secret(
-        Name="entra-app", SecretString=identity_sim.client_secret
-    )
-    for name, value in {
-        **identity_sim.environment(),
-        "M365_CLIENT_SECRET_ARN": secret["ARN"],
-        "GRAPH_BUDGET": "5",
-    }.items():
-        monkeypatch.setenv(name, value)
-    deps.reset()
+    point_functions_at(identity_sim, monkeypatch, GRAPH_BUDGET="5")
     return workflow
 
 
