@@ -31,6 +31,7 @@ for entry in (ROOT, ROOT / "layers" / "common"):
 from devstack.exchange_sim import SCENARIOS, ExchangeSimulator, Scenario  # noqa: E402
 from onboarding.exchange import (  # noqa: E402
     ExchangeConfig,
+    ExchangeContext,
     ExchangeFailure,
     clear_exchangelib_caches,
     discover,
@@ -41,18 +42,13 @@ from onboarding.exchange import (  # noqa: E402
 def ours(s: Scenario, config: ExchangeConfig, step: str) -> str:
     try:
         if step == "manual":
-            result = verify(s.email, s.password, s.login, s.server, config=config)
-        else:
-            found = discover(s.email, s.password, s.username, config=config)
             result = verify(
-                s.email,
-                s.password,
-                found.username,
-                ews_url=found.ews_url,
-                auth_type=found.auth_type,
-                server_build=found.server_build,
-                config=config,
+                s.email, s.password, ExchangeContext(config=config, username=s.login, server=s.server)
             )
+        else:
+            context = ExchangeContext(config=config, username=s.username)
+            found = discover(s.email, s.password, context)
+            result = verify(s.email, s.password, context.found(found))
     except ExchangeFailure as failure:
         return failure.code.value
     return f"ok ({result.inbox_item_count})"

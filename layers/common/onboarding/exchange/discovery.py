@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .diagnoses import Diagnosis, ExchangeFailure
-from .models import ExchangeConfig, ExchangeSettings
+from .models import ExchangeConfig, ExchangeContext, ExchangeSettings
 from .probing import (
     REDIRECT_STATUSES,
     Probe,
@@ -291,24 +291,17 @@ def _no_candidate_verdict(outcomes: list[_Outcome]) -> ExchangeFailure:
 # ---------------------------------------------------------------- discover
 
 
-def discover(
-    email: str,
-    password: str,
-    username: str | None = None,
-    *,
-    config: ExchangeConfig,
-    confirmed_hosts: tuple[str, ...] = (),
-    trace: TraceRecorder | None = None,
-) -> ExchangeSettings:
+def discover(email: str, password: str, context: ExchangeContext) -> ExchangeSettings:
     """Find the EWS settings for ``email`` (autodiscover, SOAP). Raises ``ExchangeFailure``.
 
-    ``trace`` (optional) receives every step for the IT admin's report (see ``trace``)."""
-
+    ``context`` gives the login (``username``), the servers in another domain the owner allowed
+    (``confirmed_hosts``), the budgets (``config``) and the IT admin's trace (``trace``, optional)."""
+    trace = context.trace
     if trace is not None:
         trace.mask_also(password)
         trace.phase = "discover"
     try:
-        settings = _discover_traced(email, password, username, config, confirmed_hosts, trace)
+        settings = _discover_traced(email, password, context)
     except ExchangeFailure as failure:
         if trace is not None:
             trace.add("verdict", host=failure.host, result=f"{failure.code.value}: {failure.detail}")
@@ -320,29 +313,23 @@ def discover(
     return settings
 
 
-def _discover_traced(
-    email: str,
-    password: str,
-    username: str | None,
-    config: ExchangeConfig,
-    confirmed_hosts: tuple[str, ...],
-    trace: TraceRecorder | None,
-) -> ExchangeSettings:
+def _discover_traced(email: str, password: str, context: ExchangeContext) -> ExchangeSettings:
     from ..exchange_guard import is_microsoft_online
 
     domain = domain_of(email)
     if is_microsoft_online(domain):
         raise ExchangeFailure(Diagnosis.MODERN_AUTH_REQUIRED, f"{domain} is Exchange Online")
     configure_exchangelib()
+    config = context.config
     deadline = time.monotonic() + config.discovery_timeout
-    login = (username or email).strip()
     walk = Walk(
         mailbox_domain=domain,
-        confirmed_hosts=frozenset(h.strip().lower().rstrip(".") for h in confirmed_hosts),
+        confirmed_hosts=frozenset(h.strip().lower().rstrip(".") for h in context.confirmed_hosts),
         deadline=deadline,
         policy=policy_for(config),
-        trace=trace,
+        trace=context.trace,
     )
+    login = context.login(email)
     try:
         return run_with_deadline(
             lambda: _discover(email.strip(), password, login, walk, config), deadline, "discover", password

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 from .diagnoses import Diagnosis, ExchangeFailure
 from .discovery import Walk, preemptive_sessions, settings_for
-from .models import ExchangeConfig, ExchangeSettings, VerificationResult
+from .models import ExchangeConfig, ExchangeContext, ExchangeSettings, VerificationResult
 from .probing import classify, with_login_hint
 from .runtime import (
     EWS_PATH,
@@ -44,31 +44,19 @@ def ews_endpoint(server: str) -> str:
     return f"https://{value}/{EWS_PATH}"
 
 
-def verify(
-    email: str,
-    password: str,
-    username: str,
-    server: str | None = None,
-    *,
-    ews_url: str | None = None,
-    auth_type: str | None = None,
-    server_build: str | None = None,
-    config: ExchangeConfig,
-    trace: TraceRecorder | None = None,
-) -> VerificationResult:
+def verify(email: str, password: str, context: ExchangeContext) -> VerificationResult:
     """Open the mailbox: inbox item count and server build. Raises ``ExchangeFailure``.
 
-    Give ``ews_url`` + ``auth_type`` recorded from ``discover()`` to skip the probes, or a manual ``server``;
-    ``server_build`` (the build autodiscover reported) spares exchangelib's version-guessing request.
-    ``trace`` (optional) receives every step for the IT admin's report.
+    ``context`` says where: the ``ews_url`` + ``auth_type`` (+ ``server_build``) discovery recorded (no probe),
+    or the ``server`` the owner typed; with the login (``username``), the budgets (``config``) and the IT
+    admin's trace (``trace``, optional).
     """
+    trace = context.trace
     if trace is not None:
         trace.mask_also(password)
         trace.phase = "verify"
     try:
-        result = _verify_traced(
-            email, password, username, server, ews_url, auth_type, server_build, config, trace
-        )
+        result = _verify_traced(email, password, context)
     except ExchangeFailure as failure:
         if trace is not None:
             trace.add("verdict", result=f"{failure.code.value}: {failure.detail}")
@@ -84,22 +72,12 @@ def verify(
     return result
 
 
-def _verify_traced(
-    email: str,
-    password: str,
-    username: str,
-    server: str | None,
-    ews_url: str | None,
-    auth_type: str | None,
-    server_build: str | None,
-    config: ExchangeConfig,
-    trace: TraceRecorder | None,
-) -> VerificationResult:
+def _verify_traced(email: str, password: str, context: ExchangeContext) -> VerificationResult:
     from ..exchange_guard import is_microsoft_online
 
-    if not ews_url and not server:
+    if not context.ews_url and not context.server:
         raise ExchangeFailure(Diagnosis.AUTODISCOVER_FAILED, "no server and no EWS URL given")
-    endpoint = ews_url or ews_endpoint(server or "")
+    endpoint = context.ews_url or ews_endpoint(context.server or "")
     host = host_of(endpoint)
     if not endpoint.lower().startswith("https://") or not host:
         raise ExchangeFailure(Diagnosis.BLOCKED_ADDRESS, "only https:// EWS URLs are accepted")
@@ -107,12 +85,21 @@ def _verify_traced(
         raise ExchangeFailure(Diagnosis.MODERN_AUTH_REQUIRED, f"{host} is Exchange Online")
     domain_of(email)
     configure_exchangelib()
+    config = context.config
     deadline = time.monotonic() + config.verify_timeout
-    login = username.strip() or email.strip()
+    login = context.login(email)
     try:
         return run_with_deadline(
             lambda: _verify(
-                email.strip(), password, login, endpoint, auth_type, server_build, config, deadline, trace
+                email.strip(),
+                password,
+                login,
+                endpoint,
+                context.auth_type,
+                context.server_build,
+                config,
+                deadline,
+                context.trace,
             ),
             deadline,
             "verify",
