@@ -182,6 +182,12 @@ HOSTS: dict[str, Host] = {
     "mail.v2.test": Host(https="serve", ews=True, auth=("NTLM",)),
     # cloudv2.test: hybrid; Autodiscover v2 names Exchange Online's EWS (the SOAP service would ask for NTLM).
     "autodiscover.cloudv2.test": Host(https="serve", autodiscover=True, autodiscover_v2=True, auth=("NTLM",)),
+    # margiestravel.test: a domain-joined server whose Windows (NetBIOS) domain is MTCORP, not the email
+    # domain's name; it takes only MTCORP\user as the login.
+    "autodiscover.margiestravel.test": Host(
+        https="serve", autodiscover=True, auth=("NTLM",), netbios_domain="MTCORP"
+    ),
+    "mail.margiestravel.test": Host(https="serve", ews=True, auth=("NTLM",), netbios_domain="MTCORP"),
 }
 
 SRV_RECORDS: dict[str, list[tuple[int, int, int, str]]] = {
@@ -343,6 +349,12 @@ MAILBOXES: dict[str, Mailbox] = {
         password="Yara-Pass-35",
         logins=("yara@cloudv2.test",),
         ews_url="https://outlook.office365.com/EWS/Exchange.asmx",
+    ),
+    "maya@margiestravel.test": Mailbox(
+        password="Maya-Pass-36",
+        logins=("MTCORP\\maya",),
+        inbox_count=21,
+        ews_url=_ews("mail.margiestravel.test"),
     ),
     "xena@v2.test": Mailbox(
         password="Xena-Pass-34",
@@ -680,6 +692,24 @@ SCENARIOS: tuple[Scenario, ...] = (
         "Yara-Pass-35",
         expect_discover="modern_auth_required",
         expect_verify="modern_auth_required",
+    ),
+    Scenario(
+        "netbios_domain_hint",
+        "The right password, but the server refuses the email address as the login; its NTLM challenge names "
+        "the Windows domain MTCORP: the owner is told to sign in as MTCORP\\maya.",
+        "maya@margiestravel.test",
+        "Maya-Pass-36",
+        server="mail.margiestravel.test",
+        expect_discover="auth_failed",
+        expect_verify="auth_failed",
+    ),
+    Scenario(
+        "netbios_domain_login",
+        "The same mailbox signed in as the suggested MTCORP\\maya: discovered and verified.",
+        "maya@margiestravel.test",
+        "Maya-Pass-36",
+        username="MTCORP\\maya",
+        inbox_count=21,
     ),
 )
 

@@ -637,11 +637,15 @@ def test_the_trace_is_bounded_and_masks_what_it_is_told() -> None:
 
 
 @pytest.mark.parametrize("step", ["discover", "verify"])
+@pytest.mark.parametrize(
+    ("name", "suggested"), [("wrong_password", "CONTOSO\\alice"), ("netbios_domain_hint", "MTCORP\\maya")]
+)
 def test_an_email_address_refused_as_login_suggests_the_domain_the_server_named(
-    step: str, exchange_config: ExchangeConfig
+    step: str, name: str, suggested: str, exchange_config: ExchangeConfig
 ) -> None:
-    # Given a domain-joined server (its NTLM challenge names CONTOSO) refusing alice's email address as login
-    s = SCENARIOS_BY_NAME["wrong_password"]
+    # Given a domain-joined server whose NTLM challenge names its Windows domain (CONTOSO for contoso.test;
+    # MTCORP for margiestravel.test, unlike the email domain) refusing the email address as the login
+    s = SCENARIOS_BY_NAME[name]
     if step == "discover":
         code, failure = outcome(
             lambda: discover(s.email, s.password, ExchangeContext(config=exchange_config))
@@ -650,11 +654,25 @@ def test_an_email_address_refused_as_login_suggests_the_domain_the_server_named(
         code, failure = outcome(
             lambda: verify(s.email, s.password, manual(exchange_config, s.email, s.server))
         )
-    # Then the verdict suggests CONTOSO\alice, and the owner's message says how to enter it
+    # Then the verdict suggests DOMAIN\user with that very domain, and the owner's message says to try it
     assert code == Diagnosis.AUTH_FAILED
     assert isinstance(failure, ExchangeFailure)
-    assert failure.hint == "CONTOSO\\alice"
-    assert "CONTOSO\\alice" in message_for(failure.code, hint=failure.hint)
+    assert failure.hint == suggested
+    assert f"Try signing in as {suggested}:" in message_for(failure.code, hint=failure.hint)
+
+
+def test_a_server_that_names_no_domain_gets_the_generic_login_form(exchange_config: ExchangeConfig) -> None:
+    # Given a Basic-auth server (no NTLM challenge, so no domain named) refusing an email address
+    code, failure = outcome(
+        lambda: discover("bea@fabrikam.test", "nope-nope", ExchangeContext(config=exchange_config))
+    )
+    # Then the hint is the generic form, and the message explains it without claiming a domain
+    assert code == Diagnosis.AUTH_FAILED
+    assert isinstance(failure, ExchangeFailure)
+    assert failure.hint == "DOMAIN\\bea"
+    text = message_for(failure.code, hint=failure.hint)
+    assert "written DOMAIN\\username (for example DOMAIN\\bea)" in text
+    assert "Try signing in as" not in text
 
 
 def test_a_refused_domain_login_gets_no_login_hint(exchange_config: ExchangeConfig) -> None:

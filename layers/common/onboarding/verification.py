@@ -154,7 +154,7 @@ class VerificationSteps:
         except ExchangeFailure as failure:
             logger.info("Autodiscovery failed", extra={"agent_id": task.agent_id, "code": failure.code.value})
             pending = {Attr.CONFIRM_HOST: failure.host} if failure.code is Diagnosis.CONFIRM_SERVER else {}
-            self._keep_trace(task, trace, pending)
+            self._keep_trace(task, trace, pending, hint=failure.hint)
             if failure.code in (Diagnosis.AUTODISCOVER_FAILED, Diagnosis.CONFIRM_SERVER):
                 return TaskOutput(outcome=Outcome.NEEDS_SETTINGS, code=failure.code.value)
             return TaskOutput(outcome=Outcome.FAILED, code=failure.code.value)
@@ -181,7 +181,7 @@ class VerificationSteps:
             result = verify(email, password, context)
         except ExchangeFailure as failure:
             logger.info("Verification failed", extra={"agent_id": task.agent_id, "code": failure.code.value})
-            self._keep_trace(task, trace, {})
+            self._keep_trace(task, trace, {}, hint=failure.hint)
             # Settings sent from the settings form (rounds >= 1) that do not work: ask again, a few times.
             # Settings typed on the first form fail like any first attempt: the page offers the form again.
             rounds = connection.settings_rounds
@@ -234,13 +234,21 @@ class VerificationSteps:
             trace=trace,
         )
 
-    def _keep_trace(self, task: TaskInput, trace: TraceRecorder, values: dict[str, Any]) -> None:
-        """Store what was found (``values``) and the IT admin's trace with the agent, in one write."""
+    def _keep_trace(
+        self, task: TaskInput, trace: TraceRecorder, values: dict[str, Any], *, hint: str | None = None
+    ) -> None:
+        """Store what was found (``values``), the IT admin's trace and the login to suggest to the owner
+        (``hint``: the last verdict's, so none stays from an earlier one) with the agent, in one write."""
         self.repo.update_attributes(
             task.tenant_id,
             task.agent_id,
-            {**values, Attr.EXCHANGE_TRACE: trace.snapshot().model_dump_json()},
+            {
+                **values,
+                Attr.EXCHANGE_TRACE: trace.snapshot().model_dump_json(),
+                **({Attr.LOGIN_HINT: hint} if hint else {}),
+            },
             expected_status=AgentStatus.CONNECTING,
+            remove_attributes=() if hint else (Attr.LOGIN_HINT,),
         )
 
     def request_settings(self, task: TaskInput, record: AgentRecord) -> TaskOutput:

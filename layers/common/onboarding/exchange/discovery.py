@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .diagnoses import Diagnosis, ExchangeFailure
+from .diagnoses import Diagnosis, ExchangeFailure, verdict_text
 from .models import ExchangeConfig, ExchangeContext, ExchangeSettings
 from .probing import (
     REDIRECT_STATUSES,
@@ -304,7 +304,7 @@ def discover(email: str, password: str, context: ExchangeContext) -> ExchangeSet
         settings = _discover_traced(email, password, context)
     except ExchangeFailure as failure:
         if trace is not None:
-            trace.add("verdict", host=failure.host, result=f"{failure.code.value}: {failure.detail}")
+            trace.add("verdict", host=failure.host, result=verdict_text(failure))
             trace.verdict = failure.code.value
         raise
     if trace is not None:

@@ -10,7 +10,7 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
-from .diagnoses import Diagnosis, ExchangeFailure
+from .diagnoses import Diagnosis, ExchangeFailure, verdict_text
 from .discovery import Walk, preemptive_sessions, settings_for
 from .models import ExchangeConfig, ExchangeContext, ExchangeSettings, VerificationResult
 from .probing import classify, with_login_hint
@@ -59,7 +59,7 @@ def verify(email: str, password: str, context: ExchangeContext) -> VerificationR
         result = _verify_traced(email, password, context)
     except ExchangeFailure as failure:
         if trace is not None:
-            trace.add("verdict", result=f"{failure.code.value}: {failure.detail}")
+            trace.add("verdict", result=verdict_text(failure))
             trace.verdict = failure.code.value
         raise
     if trace is not None:
