@@ -159,6 +159,28 @@ def test_recorded_settings_skip_the_probes(
     assert all(r.operation is not None for r in exchange_sim.requests_seen)
 
 
+def _tls_connections(sim: ExchangeSimulator) -> int:
+    return sum(1 for c in sim.connects if c.port == sim.https_port and not c.refused)
+
+
+def test_the_probes_connection_carries_the_authenticated_request(
+    exchange_sim: ExchangeSimulator, exchange_config: ExchangeConfig
+) -> None:
+    # Given a healthy NTLM mailbox (autodiscover on the domain, EWS on mail.<domain>)
+    s = SCENARIOS_BY_NAME["autodiscover_domain"]
+    # When we discover, then verify a typed server
+    discover(s.email, s.password, typed(s, exchange_config))
+    discovered = _tls_connections(exchange_sim)
+    exchange_sim.reset_observations()
+    verify(s.email, s.password, manual(exchange_config, s.login, "mail.contoso.test"))
+    # Then each host took one TLS connection (contoso.test and mail.contoso.test, then mail.contoso.test):
+    # the unauthenticated probe's, reused by the NTLM handshake
+    assert discovered == 2
+    assert _tls_connections(exchange_sim) == 1
+    # And the handshake was still made once per call (a wrong password would still be tried once)
+    assert [a.ok for a in exchange_sim.attempts_for("alice@contoso.test")] == [True]
+
+
 # ---------------------------------------------------------------- another domain: the owner confirms first
 
 

@@ -54,7 +54,7 @@ from .runtime import (
 )
 
 if TYPE_CHECKING:
-    from ..exchange_guard import GuardPolicy, Observation
+    from ..exchange_guard import GuardedHTTPAdapter, GuardPolicy, Observation
     from .trace import TraceRecorder
 
 MAX_HOPS = 10
@@ -74,6 +74,7 @@ class Walk:
     deadline: float
     policy: GuardPolicy
     trace: TraceRecorder | None = None
+    connections: GuardedHTTPAdapter | None = None  # shared by the walk's requests (see exchange_guard)
     hops: int = 0
     seen: set[str] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -219,7 +220,9 @@ def _probe_candidates(domain: str, address: str, walk: Walk, probe_timeout: floa
 
     def runner(index: int, name: str, job: Callable[[], Probe | None]) -> None:
         started = time.monotonic()
-        with guarded(walk.policy, deadline=probe_deadline, trace=walk.trace) as obs:
+        with guarded(
+            walk.policy, deadline=probe_deadline, trace=walk.trace, connections=walk.connections
+        ) as obs:
             try:
                 probe = job()
             except ExchangeFailure as failure:
@@ -319,10 +322,14 @@ def _discover_traced(email: str, password: str, context: ExchangeContext) -> Exc
     domain = domain_of(email)
     if is_microsoft_online(domain):
         raise ExchangeFailure(Diagnosis.MODERN_AUTH_REQUIRED, f"{domain} is Exchange Online")
+    from ..exchange_guard import GuardedHTTPAdapter
+
     configure_exchangelib()
     config = context.config
     deadline = time.monotonic() + config.discovery_timeout
+    connections = GuardedHTTPAdapter(max_retries=0)
     walk = Walk(
+        connections=connections,
         mailbox_domain=domain,
         confirmed_hosts=frozenset(h.strip().lower().rstrip(".") for h in context.confirmed_hosts),
         deadline=deadline,
@@ -335,6 +342,7 @@ def _discover_traced(email: str, password: str, context: ExchangeContext) -> Exc
             lambda: _discover(email.strip(), password, login, walk, config), deadline, "discover", password
         )
     finally:
+        connections.close()
         clear_exchangelib_caches()
 
 
@@ -406,7 +414,7 @@ def _ask_following_urls(probe: Probe, address: str, password: str, login: str, w
         walk.hop(target)
         from ..exchange_guard import guarded
 
-        with guarded(walk.policy, deadline=walk.deadline, trace=walk.trace):
+        with guarded(walk.policy, deadline=walk.deadline, trace=walk.trace, connections=walk.connections):
             probe = follow(probe_endpoint(target), walk)
         if not probe.live:
             raise ExchangeFailure(
@@ -444,7 +452,9 @@ def _get_user_settings(
             )
         )
         started = time.monotonic()
-        with guarded(walk.policy, deadline=walk.deadline, trace=walk.trace) as obs:
+        with guarded(
+            walk.policy, deadline=walk.deadline, trace=walk.trace, connections=walk.connections
+        ) as obs:
             try:
                 response: Any = protocol.get_user_settings(user=address)
                 if walk.trace:
@@ -482,9 +492,10 @@ def preemptive_sessions(offered: tuple[str, ...]) -> Callable[[Any], Any]:
     """A protocol's ``create_session`` whose NTLM sessions send NEGOTIATE with the first request (``ntlm``)."""
 
     def create_session(self: Any) -> Any:
+        from ..exchange_guard import share_connections
         from .ntlm import install
 
-        return install(super(type(self), self).create_session(), offered=offered)
+        return install(share_connections(super(type(self), self).create_session()), offered=offered)
 
     return create_session
 
@@ -498,7 +509,7 @@ def settings_for(ews_url: str, login: str, walk: Walk, build: str | None) -> Exc
         raise ExchangeFailure(Diagnosis.AUTODISCOVER_FAILED, "autodiscover answered a non-HTTPS EWS URL")
     if is_microsoft_online(host):
         raise ExchangeFailure(Diagnosis.MODERN_AUTH_REQUIRED, f"EWS URL is on {host} (Exchange Online)")
-    with guarded(walk.policy, deadline=walk.deadline, trace=walk.trace):
+    with guarded(walk.policy, deadline=walk.deadline, trace=walk.trace, connections=walk.connections):
         probe = probe_endpoint(ews_url)
     if not probe.live:
         code = probe.failure or Diagnosis.UNREACHABLE

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from .diagnoses import Diagnosis, ExchangeFailure, verdict_text
@@ -24,6 +24,9 @@ from .runtime import (
     run_with_deadline,
 )
 from .trace import TraceRecorder
+
+if TYPE_CHECKING:
+    from ..exchange_guard import GuardedHTTPAdapter, GuardPolicy
 
 
 def ews_endpoint(server: str) -> str:
@@ -120,12 +123,36 @@ def _verify(
     deadline: float,
     trace: TraceRecorder | None,
 ) -> VerificationResult:
+    from ..exchange_guard import GuardedHTTPAdapter
+
+    policy = policy_for(config)
+    # The probe's connection (when the auth scheme is not known yet) carries the first EWS request.
+    connections = GuardedHTTPAdapter(max_retries=0)
+    try:
+        return _open_mailbox(
+            email, password, login, endpoint, auth_type, server_build, policy, deadline, trace, connections
+        )
+    finally:
+        connections.close()
+
+
+def _open_mailbox(
+    email: str,
+    password: str,
+    login: str,
+    endpoint: str,
+    auth_type: str | None,
+    server_build: str | None,
+    policy: GuardPolicy,
+    deadline: float,
+    trace: TraceRecorder | None,
+    connections: GuardedHTTPAdapter,
+) -> VerificationResult:
     from exchangelib import DELEGATE, UTC, Account, Configuration, Credentials, FailFast
     from exchangelib.protocol import CachingProtocol, Protocol
 
     from ..exchange_guard import GuardedHTTPAdapter, guarded
 
-    policy = policy_for(config)
     offered: tuple[str, ...] = ()  # NTLM is tried under its own name first, then inside Negotiate
     if auth_type is None:
         walk = Walk(
@@ -134,6 +161,7 @@ def _verify(
             deadline=deadline,
             policy=policy,
             trace=trace,
+            connections=connections,
         )
         settings = settings_for(endpoint, login, walk, build=None)
         auth_type = settings.auth_type
@@ -157,7 +185,7 @@ def _verify(
         },
     )
     protocol = protocol_cls(config=protocol_config)
-    with guarded(policy, deadline=deadline, trace=trace) as obs:
+    with guarded(policy, deadline=deadline, trace=trace, connections=connections) as obs:
         try:
             account = Account(
                 primary_smtp_address=email,
