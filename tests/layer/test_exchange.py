@@ -705,3 +705,13 @@ def test_a_refused_domain_login_gets_no_login_hint(exchange_config: ExchangeConf
     assert code == Diagnosis.AUTH_FAILED
     assert isinstance(failure, ExchangeFailure)
     assert failure.hint is None
+
+
+@given(blob=st.binary(max_size=200), tail=st.binary(max_size=64))
+def test_reading_the_domain_from_any_challenge_never_fails(blob: bytes, tail: bytes) -> None:
+    from onboarding.exchange.ntlm import netbios_domain
+
+    # Given any bytes, including ones that start like a CHALLENGE message
+    for message in (blob, b"NTLMSSP\x00\x02\x00\x00\x00" + blob + tail):
+        # Then reading its NetBIOS domain gives a name or None, never an exception
+        assert netbios_domain(message) is None or isinstance(netbios_domain(message), str)
