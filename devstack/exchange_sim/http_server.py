@@ -522,6 +522,9 @@ class _SimHTTPServer(ThreadingHTTPServer):
         self.tls = tls
 
     def finish_request(self, request: Any, client_address: Any) -> None:
+        # http.server writes the headers and the body of an answer separately: without TCP_NODELAY, Nagle holds
+        # the body back until the client's delayed ACK (40 ms on Linux), a delay no real IIS adds to an answer.
+        request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         # TLS handshake here, in the connection's own thread: a slow client never blocks accept().
         if self.tls is not None:
             request.settimeout(10)
