@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 from .diagnoses import Diagnosis, ExchangeFailure, verdict_text
 from .discovery import Walk, preemptive_sessions, settings_for
-from .models import ExchangeConfig, ExchangeContext, ExchangeSettings, VerificationResult
+from .models import ExchangeContext, ExchangeSettings, VerificationResult
 from .probing import classify, with_login_hint
 from .runtime import (
     EWS_PATH,
@@ -23,10 +23,9 @@ from .runtime import (
     policy_for,
     run_with_deadline,
 )
-from .trace import TraceRecorder
 
 if TYPE_CHECKING:
-    from ..exchange_guard import GuardedHTTPAdapter, GuardPolicy
+    from ..exchange_guard import GuardedHTTPAdapter
 
 
 def ews_endpoint(server: str) -> str:
@@ -76,7 +75,7 @@ def verify(email: str, password: str, context: ExchangeContext) -> VerificationR
 
 
 def _verify_traced(email: str, password: str, context: ExchangeContext) -> VerificationResult:
-    from ..exchange_guard import is_microsoft_online
+    from ..exchange_guard import GuardedHTTPAdapter, is_microsoft_online
 
     if not context.ews_url and not context.server:
         raise ExchangeFailure(Diagnosis.AUTODISCOVER_FAILED, "no server and no EWS URL given")
@@ -88,27 +87,19 @@ def _verify_traced(email: str, password: str, context: ExchangeContext) -> Verif
         raise ExchangeFailure(Diagnosis.MODERN_AUTH_REQUIRED, f"{host} is Exchange Online")
     domain_of(email)
     configure_exchangelib()
-    config = context.config
-    deadline = time.monotonic() + config.verify_timeout
+    deadline = time.monotonic() + context.config.verify_timeout
     login = context.login(email)
+    # The probe's connection (when the auth scheme is not known yet) carries the first EWS request.
+    connections = GuardedHTTPAdapter(max_retries=0)
     try:
         return run_with_deadline(
-            lambda: _verify(
-                email.strip(),
-                password,
-                login,
-                endpoint,
-                context.auth_type,
-                context.server_build,
-                config,
-                deadline,
-                context.trace,
-            ),
+            lambda: _verify(email.strip(), password, login, endpoint, context, deadline, connections),
             deadline,
             "verify",
             password,
         )
     finally:
+        connections.close()
         clear_exchangelib_caches()
 
 
@@ -117,35 +108,8 @@ def _verify(
     password: str,
     login: str,
     endpoint: str,
-    auth_type: str | None,
-    server_build: str | None,
-    config: ExchangeConfig,
+    context: ExchangeContext,
     deadline: float,
-    trace: TraceRecorder | None,
-) -> VerificationResult:
-    from ..exchange_guard import GuardedHTTPAdapter
-
-    policy = policy_for(config)
-    # The probe's connection (when the auth scheme is not known yet) carries the first EWS request.
-    connections = GuardedHTTPAdapter(max_retries=0)
-    try:
-        return _open_mailbox(
-            email, password, login, endpoint, auth_type, server_build, policy, deadline, trace, connections
-        )
-    finally:
-        connections.close()
-
-
-def _open_mailbox(
-    email: str,
-    password: str,
-    login: str,
-    endpoint: str,
-    auth_type: str | None,
-    server_build: str | None,
-    policy: GuardPolicy,
-    deadline: float,
-    trace: TraceRecorder | None,
     connections: GuardedHTTPAdapter,
 ) -> VerificationResult:
     from exchangelib import DELEGATE, UTC, Account, Configuration, Credentials, FailFast
@@ -153,6 +117,7 @@ def _open_mailbox(
 
     from ..exchange_guard import GuardedHTTPAdapter, guarded
 
+    policy, trace, auth_type = policy_for(context.config), context.trace, context.auth_type
     offered: tuple[str, ...] = ()  # NTLM is tried under its own name first, then inside Negotiate
     if auth_type is None:
         walk = Walk(
@@ -166,7 +131,7 @@ def _open_mailbox(
         settings = settings_for(endpoint, login, walk, build=None)
         auth_type = settings.auth_type
     protocol_config = Configuration(
-        version=_version(server_build),
+        version=_version(context.server_build),
         service_endpoint=endpoint,
         credentials=Credentials(login, password),
         auth_type=auth_type,
