@@ -3,7 +3,7 @@
 
 As Lambda does it:
 - a fresh Python 3.13 per measurement, with Lambda's search path order: the function's folder (/var/task),
-  the layer's `python/` (/opt/python), the standard library, then the runtime's boto3 (pinned as in
+  its layers' `python/` (/opt/python), the standard library, then the runtime's boto3 (pinned as in
   requirements-dev.txt, bytecode compiled, as Lambda's runtime ships it) -- no site-packages;
 - code folders read-only (PYTHONDONTWRITEBYTECODE: nothing compiled on import is kept, like /var/task);
 - the function's environment from template.yaml (Globals + its own variables, parameters at their
@@ -177,7 +177,6 @@ def _cases(twin: Path, runtime: Path) -> list[Case]:
     template = tpl.load_template()
     refs = _refs(template)
     artifacts = {a.logical_id: a for a in postprocess.artifacts(twin)}
-    layer = next(a for a in artifacts.values() if a.kind == "layer")
     runtime_path = [str(runtime)]
     cases = [
         Case(INTERPRETER, "pass", runtime_path, base=""),
@@ -190,7 +189,9 @@ def _cases(twin: Path, runtime: Path) -> list[Case]:
         env = tpl.function_environment(logical_id, refs, template)
         memory = int(props.get("MemorySize", globals_.get("MemorySize", 128)))
         env.update(_lambda_env(logical_id, props["Handler"], memory))
-        path = [str(artifacts[logical_id].path), str(layer.site), *runtime_path]
+        # Lambda extracts the function's layers into one /opt/python (they ship no package twice)
+        layers = [str(artifacts[i].site) for i in artifacts[logical_id].layers]
+        path = [str(artifacts[logical_id].path), *layers, *runtime_path]
         cases.append(Case(logical_id, f"import {module}", path, env))
         if "exchangelib" in postprocess.distributions(artifacts[logical_id].site):
             step = Case(
