@@ -7,7 +7,8 @@ PY := $(VENV)/bin/python
 export PYTHONPATH := $(CURDIR)/layers/common:$(CURDIR)
 export SAM_CLI_TELEMETRY := 0
 
-REQUIREMENTS := requirements-dev.txt layers/common/requirements.txt functions/verify_mailbox/requirements.txt
+REQUIREMENTS := requirements-dev.txt layers/common/requirements.txt layers/credentials/requirements.txt \
+	functions/verify_mailbox/requirements.txt
 
 .PHONY: setup chromium dev test lint format typecheck validate check build bench clean
 

@@ -2,9 +2,9 @@
 # Print a folder that holds the Lambda runtime's Python (`python3.<minor>`, default 3.13), for
 # `sam build` (which needs it on PATH) and the bytecode compilation. Looks, in order:
 #   1. on PATH;
-#   2. in pyenv's versions (~/.pyenv, $PYENV_ROOT);
+#   2. in pyenv's versions ($PYENV_ROOT, ~/.pyenv), not necessarily on PATH;
 #   3. Debian's package (Debian 13 "trixie" ships python3.13): installed with apt-get when run as root.
-# Fails with what to install otherwise.
+# Fails with what to install otherwise (tests/buildtools/test_find_python.py runs each way).
 set -euo pipefail
 version="${1:-3.13}"
 exe="python${version}"
@@ -13,7 +13,7 @@ has_pip() { "$1" -m pip --version >/dev/null 2>&1; }
 if found="$(command -v "$exe" 2>/dev/null)" && "$found" -c pass 2>/dev/null && has_pip "$found"; then
   dirname "$found"; exit 0
 fi
-for root in "${PYENV_ROOT:-}" "$HOME/.pyenv" /root/.pyenv; do
+for root in "${PYENV_ROOT:-}" "${HOME:+$HOME/.pyenv}"; do
   [ -n "$root" ] || continue
   for candidate in "$root"/versions/"$version".*/bin/"$exe"; do
     if [ -x "$candidate" ] && "$candidate" -c pass 2>/dev/null && has_pip "$candidate"; then

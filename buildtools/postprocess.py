@@ -5,8 +5,10 @@ would cost every cold start, so this script, run by `make build` right after it:
 
 1. removes boto3, botocore and s3transfer from every artifact: the Lambda runtime provides them, and a
    copy in a layer or function loads *ahead* of the runtime's (the X-Ray SDK pulls in a 27 MB botocore);
-2. removes from each function the distributions the layer already ships at the same version (a function's
-   own copy would shadow the layer's); the same distribution at two versions fails the build;
+2. removes from each function the distributions its layers already ship at the same version (a function's
+   own copy would shadow the layer's), and from a layer what a layer listed before it beside it ships (the
+   credentials layer and the common one both pull in idna); the same distribution at two versions fails
+   the build;
 3. removes caches and type stubs (`__pycache__` of the build machine, `*.pyi`, `py.typed`), and the
    `requirements.txt` SAM copies in;
 4. compiles every module with the runtime's Python (3.13) into `__pycache__`, with `unchecked-hash`
@@ -52,6 +54,7 @@ class Artifact:
     logical_id: str
     kind: str  # "function" or "layer"
     path: Path
+    layers: tuple[str, ...] = ()  # a function's layers (logical ids, Globals' first, in Lambda's order)
 
     @property
     def site(self) -> Path:
@@ -68,10 +71,24 @@ class Distribution:
 
 
 class _Loader(yaml.SafeLoader):
-    """SafeLoader that accepts CloudFormation's short tags (the built template keeps some)."""
+    """SafeLoader that accepts CloudFormation's short tags (the built template keeps some): `!Ref X` reads
+    as `{"Ref": "X"}`, like the long form `sam build` writes; other tags' values are not needed here."""
 
 
-_Loader.add_multi_constructor("!", lambda loader, suffix, node: None)
+def _short_tag(loader: _Loader, suffix: str, node: yaml.Node) -> dict[str, Any] | None:
+    if suffix == "Ref" and isinstance(node, yaml.ScalarNode):
+        return {"Ref": loader.construct_scalar(node)}
+    return None
+
+
+_Loader.add_multi_constructor("!", _short_tag)
+
+
+def _layer_ids(value: Any) -> list[str]:
+    """The logical ids a `Layers` list references (`Ref` to a layer of this template)."""
+    return [
+        item["Ref"] for item in value or [] if isinstance(item, dict) and isinstance(item.get("Ref"), str)
+    ]
 
 
 def normalise(name: str) -> str:
@@ -82,18 +99,21 @@ def artifacts(build_dir: Path) -> list[Artifact]:
     """Every function and layer folder of the built template (deduplicated: functions may share one)."""
     text = (build_dir / "template.yaml").read_text(encoding="utf-8")
     template: dict[str, Any] = yaml.load(text, Loader=_Loader)  # noqa: S506  (SafeLoader subclass)
+    global_layers = _layer_ids(((template.get("Globals") or {}).get("Function") or {}).get("Layers"))
     found: dict[Path, Artifact] = {}
     for logical_id, body in template.get("Resources", {}).items():
         props = body.get("Properties") or {}
+        layers: tuple[str, ...] = ()
         if body.get("Type") == "AWS::Serverless::Function" and isinstance(props.get("CodeUri"), str):
             kind, uri = "function", props["CodeUri"]
+            layers = (*global_layers, *_layer_ids(props.get("Layers")))  # SAM appends a function's own
         elif body.get("Type") == "AWS::Serverless::LayerVersion" and isinstance(props.get("ContentUri"), str):
             kind, uri = "layer", props["ContentUri"]
         else:
             continue
         path = (build_dir / uri).resolve()
         if path.is_dir() and path not in found:
-            found[path] = Artifact(logical_id, kind, path)
+            found[path] = Artifact(logical_id, kind, path, layers)
     return sorted(found.values(), key=lambda a: (a.kind != "layer", a.logical_id))
 
 
@@ -145,22 +165,37 @@ def strip_runtime_provided(artifact: Artifact) -> list[str]:
     return removed
 
 
-def strip_layer_duplicates(function: Artifact, layers: list[Artifact]) -> list[str]:
-    """Remove from a function what a layer ships at the same version; refuse two versions of one."""
-    in_layers: dict[str, Distribution] = {}
+def layers_below(artifact: Artifact, found: list[Artifact]) -> list[Artifact]:
+    """What an artifact is deployed on top of: a function's layers; for a layer, the layers listed before
+    it in some function's `Layers` (Lambda extracts them into the same /opt, in that order)."""
+    by_id = {a.logical_id: a for a in found if a.kind == "layer"}
+    if artifact.kind == "function":
+        ids = list(artifact.layers)
+    else:
+        ids = []
+        for function in found:
+            if artifact.logical_id in function.layers:
+                ids += function.layers[: function.layers.index(artifact.logical_id)]
+    return [by_id[i] for i in dict.fromkeys(ids) if i in by_id and i != artifact.logical_id]
+
+
+def strip_layer_duplicates(artifact: Artifact, layers: list[Artifact]) -> list[str]:
+    """Remove from an artifact what a layer below it ships at the same version; refuse two versions of one."""
+    in_layers: dict[str, tuple[str, Distribution]] = {}
     for layer in layers:
-        in_layers.update(distributions(layer.site))
+        for name, dist in distributions(layer.site).items():
+            in_layers[name] = (layer.logical_id, dist)
     removed = []
-    for name, dist in distributions(function.site).items():
-        other = in_layers.get(name)
-        if other is None:
+    for name, dist in distributions(artifact.site).items():
+        if name not in in_layers:
             continue
+        layer_id, other = in_layers[name]
         if other.version != dist.version:
             raise BuildError(
-                f"{function.logical_id} ships {name} {dist.version} but the layer ships {other.version}: "
-                "pin one version (the layer's requirements) so both resolve alike"
+                f"{artifact.logical_id} ships {name} {dist.version} but {layer_id} ships {other.version}: "
+                "pin one version (in the layer's requirements) so both resolve alike"
             )
-        remove_distribution(function.site, dist)
+        remove_distribution(artifact.site, dist)
         removed.append(f"{name} {dist.version}")
     return removed
 
@@ -250,12 +285,11 @@ def postprocess(build_dir: Path, python: str, expected_version: str = "3.13") ->
     found = artifacts(build_dir)
     if not found:
         raise BuildError(f"no functions or layers in {build_dir / 'template.yaml'}: run `sam build` first")
-    layers = [a for a in found if a.kind == "layer"]
     report = []
-    for artifact in found:
+    for artifact in found:  # layers first: what a function keeps depends on what they ship
         before = size(artifact.path)
         runtime = strip_runtime_provided(artifact)
-        duplicates = strip_layer_duplicates(artifact, layers) if artifact.kind == "function" else []
+        duplicates = strip_layer_duplicates(artifact, layers_below(artifact, found))
         strip_junk(artifact)
         compile_bytecode(artifact, python)
         drop_third_party_sources(artifact, version)
@@ -263,7 +297,7 @@ def postprocess(build_dir: Path, python: str, expected_version: str = "3.13") ->
         if runtime:
             line += f"; runtime provides: {', '.join(runtime)}"
         if duplicates:
-            line += f"; in the layer: {', '.join(duplicates)}"
+            line += f"; in a layer below: {', '.join(duplicates)}"
         report.append(line)
     return report
 

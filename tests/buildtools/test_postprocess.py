@@ -96,7 +96,7 @@ def test_two_versions_of_one_distribution_fail_the_build(build: Path) -> None:
     # Given
     _install(build / "ApiFunction", "lib", "2.0", {"lib/__init__.py": ""})
     # When / Then
-    with pytest.raises(postprocess.BuildError, match=r"ships lib 2\.0 but the layer ships 1\.0"):
+    with pytest.raises(postprocess.BuildError, match=r"ships lib 2\.0 but CommonLayer ships 1\.0"):
         _run(build)
 
 
@@ -157,3 +157,50 @@ def test_an_empty_build_is_refused(tmp_path: Path) -> None:
     (tmp_path / "template.yaml").write_text("Resources: {}\n")
     with pytest.raises(postprocess.BuildError, match="run `sam build` first"):
         postprocess.postprocess(tmp_path, sys.executable, expected_version=HERE)
+
+
+def _two_layer_build(tmp_path: Path) -> Path:
+    """CommonLayer for every function (Globals), SecretsLayer for the worker only, as template.yaml does."""
+    common = tmp_path / "CommonLayer" / "python"
+    _install(common, "idna", "3.0", {"idna/__init__.py": ""})
+    secrets = tmp_path / "SecretsLayer" / "python"
+    _install(secrets, "crypto", "1.0", {"crypto/__init__.py": ""})
+    _install(secrets, "idna", "3.0", {"idna/__init__.py": ""})
+    for name in ("ApiFunction", "WorkerFunction"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "app.py").write_text("")
+        _install(tmp_path / name, "crypto", "1.0", {"crypto/__init__.py": ""})
+    (tmp_path / "template.yaml").write_text(
+        "Globals:\n  Function:\n    Layers:\n      - Ref: CommonLayer\nResources:\n"
+        "  CommonLayer:\n    Type: AWS::Serverless::LayerVersion\n    Properties:\n      ContentUri: CommonLayer\n"
+        "  SecretsLayer:\n    Type: AWS::Serverless::LayerVersion\n    Properties:\n      ContentUri: SecretsLayer\n"
+        "  ApiFunction:\n    Type: AWS::Serverless::Function\n    Properties:\n      CodeUri: ApiFunction\n"
+        "  WorkerFunction:\n    Type: AWS::Serverless::Function\n    Properties:\n      CodeUri: WorkerFunction\n"
+        "      Layers: [!Ref SecretsLayer]\n"
+    )
+    return tmp_path
+
+
+def test_a_function_keeps_what_only_a_layer_it_does_not_use_ships(tmp_path: Path) -> None:
+    # Given
+    build = _two_layer_build(tmp_path)
+    # When
+    _run(build)
+    # Then: the worker gets crypto from its SecretsLayer; the API function has no such layer and keeps its own
+    found = {a.logical_id: a for a in postprocess.artifacts(build)}
+    assert found["WorkerFunction"].layers == ("CommonLayer", "SecretsLayer")
+    assert found["ApiFunction"].layers == ("CommonLayer",)
+    assert not (build / "WorkerFunction/crypto").exists()
+    assert (build / "ApiFunction/crypto/__init__.pyc").is_file()
+
+
+def test_a_layer_does_not_ship_what_a_layer_below_it_ships(tmp_path: Path) -> None:
+    # Given: both layers pull in idna
+    build = _two_layer_build(tmp_path)
+    # When
+    report = _run(build)
+    # Then: the common layer, listed first wherever both are used, keeps it
+    assert (build / "CommonLayer/python/idna/__init__.pyc").is_file()
+    assert not (build / "SecretsLayer/python/idna").exists()
+    assert (build / "SecretsLayer/python/crypto/__init__.pyc").is_file()
+    assert any(line.startswith("SecretsLayer") and "in a layer below: idna 3.0" in line for line in report)

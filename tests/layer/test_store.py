@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import boto3
 import pytest
 
@@ -12,7 +14,7 @@ from onboarding.errors import (
     IllegalTransitionError,
     InvalidPageTokenError,
 )
-from onboarding.models import TRANSITIONS, Agent, AgentStatus
+from onboarding.models import AGENT_FIELDS, TRANSITIONS, Agent, AgentStatus, Attr
 from onboarding.store import DynamoAgentRepository
 from tests import lifecycle
 from tests.conftest import TABLE_NAME
@@ -180,3 +182,22 @@ def test_listing_by_status_uses_the_index_and_pages(repo: DynamoAgentRepository)
 def test_a_forged_page_token_is_refused(repo: DynamoAgentRepository, token: str) -> None:
     with pytest.raises(InvalidPageTokenError):
         repo.list("demo", status=None, limit=10, next_token=token or "=")
+
+
+def test_reads_of_the_public_agent_transfer_none_of_its_private_state(repo: DynamoAgentRepository) -> None:
+    # Given: an agent whose item carries private state (invite, an Exchange trace)
+    agent = _add(repo)
+    repo.update_attributes(
+        "demo", agent.agent_id, {Attr.EXCHANGE_TRACE: "x" * 5000}, expected_status=S.INVITE_PENDING
+    )
+    responses: list[dict[str, Any]] = []
+    repo.ddb.meta.events.register("after-call.dynamodb", lambda parsed, **_: responses.append(parsed))
+    # When
+    got = repo.get("demo", agent.agent_id)
+    page = repo.list("demo", status=None, limit=10, next_token=None)
+    by_status = repo.list("demo", status=S.INVITE_PENDING, limit=10, next_token=None)
+    # Then: the same agent, and DynamoDB sent back the agent's fields only
+    assert got == page.items[0] == by_status.items[0] == agent
+    items = [responses[0]["Item"], *responses[1]["Items"], *responses[2]["Items"]]
+    assert {name for item in items for name in item} <= AGENT_FIELDS
+    assert repo.get_record("demo", agent.agent_id).connection.exchange_trace == "x" * 5000  # type: ignore[union-attr]

@@ -44,6 +44,13 @@ from onboarding.models import (
 
 STATUS_INDEX = "ByStatus"
 _AGENT_ID: TypeAdapter[str] = TypeAdapter(AgentId)
+# Reads that return the public agent ask DynamoDB for its fields only: the private state (invite, the
+# connection's Exchange trace) is neither transferred nor parsed for a page of the dashboard.
+_AGENT_NAMES = {f"#a{i}": name for i, name in enumerate(sorted(AGENT_FIELDS))}
+_AGENT_PROJECTION = {
+    "ProjectionExpression": ", ".join(_AGENT_NAMES),
+    "ExpressionAttributeNames": _AGENT_NAMES,
+}
 
 
 def tenant_pk(tenant_id: str) -> str:
@@ -134,11 +141,12 @@ class DynamoAgentRepository(AgentRepository):
         self.ddb = ddb
 
     # -- reads -------------------------------------------------------------------------------
-    def _raw_item(self, tenant_id: str, agent_id: str) -> dict[str, Any] | None:
+    def _raw_item(self, tenant_id: str, agent_id: str, **projection: Any) -> dict[str, Any] | None:
         response = self.ddb.get_item(
             TableName=self.table_name,
             Key=to_item({"pk": tenant_pk(tenant_id), "sk": agent_sk(agent_id)}),
             ConsistentRead=True,
+            **projection,
         )
         item: dict[str, Any] | None = response.get("Item")
         return item
@@ -153,7 +161,7 @@ class DynamoAgentRepository(AgentRepository):
         return AgentRecord.from_values(from_item(item)) if item else None
 
     def get(self, tenant_id: str, agent_id: str) -> Agent:
-        item = self._raw_item(tenant_id, agent_id)
+        item = self._raw_item(tenant_id, agent_id, **_AGENT_PROJECTION)
         if not item:
             raise AgentNotFoundError(f"No agent {agent_id} in this account")
         return _agent_from_item(item)
@@ -185,7 +193,7 @@ class DynamoAgentRepository(AgentRepository):
                         "gsi1sk": start,
                     }
                 )
-        response = self.ddb.query(TableName=self.table_name, Limit=limit, **query)
+        response = self.ddb.query(TableName=self.table_name, Limit=limit, **query, **_AGENT_PROJECTION)
         items = [_agent_from_item(item) for item in response.get("Items", [])]
         last = response.get("LastEvaluatedKey")
         token = _encode_page_token(from_item(last)["sk"]) if last else None
