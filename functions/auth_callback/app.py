@@ -114,6 +114,7 @@ def deps() -> Deps:
         state_machine_arn=settings.state_machine_arn,
         settings_timeout_seconds=settings.settings_timeout_seconds,
         router=Router(m365) if m365.enabled else None,
+        remaining_seconds=lambda: app.lambda_context.get_remaining_time_in_millis() / 1000,
     )
     return Deps(settings=settings, service=service, m365=m365)
 

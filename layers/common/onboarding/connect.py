@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
@@ -44,6 +46,7 @@ from onboarding.models import (
     Attr,
 )
 from onboarding.observability import logger, metrics
+from onboarding.start_watch import MAX_FUNCTION_SECONDS, StartWatch, start_deadline
 from onboarding.store import AgentRepository
 
 EWS, GRAPH = "ews", "graph"  # how a mailbox is verified (Attr.VERIFY_METHOD, the workflow's `method`)
@@ -226,6 +229,8 @@ class ConnectService:
         state_machine_arn: str,
         settings_timeout_seconds: int,
         router: Router | None = None,
+        remaining_seconds: Callable[[], float] = lambda: MAX_FUNCTION_SECONDS,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.router = router  # decides "Microsoft 365 or Exchange" before a password is taken
         self.repo = repo
@@ -234,6 +239,14 @@ class ConnectService:
         self.sfn = sfn
         self.state_machine_arn = state_machine_arn
         self.settings_timeout_seconds = settings_timeout_seconds
+        # How long this function may still run (Lambda's remaining time): bounds an attempt's start.
+        self.remaining_seconds = remaining_seconds
+        self.clock = clock
+
+    @property
+    def watch(self) -> StartWatch:
+        """Settles attempts whose starter died between `connecting` and the workflow start."""
+        return StartWatch(self.repo, self.credentials, self.sfn, self.state_machine_arn, self.clock)
 
     # -- reads (GET) -------------------------------------------------------------------------
     def view(self, token: str, *, for_status: bool = False) -> ConnectView:
@@ -242,6 +255,7 @@ class ConnectService:
         record = self.repo.get_record(invite.tenant_id, invite.agent_id)
         if record is None:
             raise InviteRevokedError("The agent was removed")
+        record = self.watch.settle(record)
         return ConnectView(
             token=token,
             token_hash=invite.token_hash,
@@ -257,9 +271,28 @@ class ConnectService:
         if view.status not in (AgentStatus.INVITED, AgentStatus.FAILED):
             raise NotNowError(f"The mailbox is {view.status.value}")
         self._refuse_password_for_microsoft_365(view, form)
+        manual = {Attr.USERNAME: form.username, Attr.SERVER: form.server}
+        attempt = self._begin_attempt(
+            view,
+            EWS,
+            set_attributes={k: v for k, v in manual.items() if v},
+            remove_attributes=tuple(k for k, v in manual.items() if not v),
+        )
+        self._start(view, attempt, form.password)
+        return self.view(token)
+
+    def _begin_attempt(
+        self,
+        view: ConnectView,
+        method: str,
+        *,
+        set_attributes: Mapping[str, Any],
+        remove_attributes: tuple[str, ...],
+    ) -> int:
+        """Move the agent to `connecting` for its next attempt (conditional: of two racing submissions one
+        wins), recording the attempt, how it is verified and when its start must be done by."""
         agent = view.record.agent
         attempt = view.record.connection.connect_attempt + 1
-        manual = {Attr.USERNAME: form.username, Attr.SERVER: form.server}
         try:
             self.repo.transition(
                 agent.tenant_id,
@@ -270,19 +303,15 @@ class ConnectService:
                     Attr.ATTEMPT: attempt,
                     Attr.ROUNDS: 0,
                     Attr.INVITE_HASH: view.token_hash,
-                    Attr.VERIFY_METHOD: EWS,
-                    **{k: v for k, v in manual.items() if v},
+                    Attr.VERIFY_METHOD: method,
+                    Attr.START_DEADLINE: start_deadline(self.clock(), self.remaining_seconds()),
+                    **set_attributes,
                 },
-                remove_attributes=(
-                    Attr.TASK_TOKEN,
-                    Attr.M365_SIGNED_IN_AS,
-                    *(k for k, v in manual.items() if not v),
-                ),
+                remove_attributes=(Attr.TASK_TOKEN, Attr.M365_SIGNED_IN_AS, *remove_attributes),
             )
         except (ConcurrentModificationError, IllegalTransitionError) as error:
             raise NotNowError("Another sign-in for this mailbox is already being checked") from error
-        self._start(view, attempt, form.password)
-        return self.view(token)
+        return attempt
 
     def routes_to_microsoft_365(self, email: str, server: str | None = None) -> bool:
         """Should this mailbox get "Sign in with Microsoft"? Bounded, no credentials; doubt -> False."""
@@ -310,24 +339,9 @@ class ConnectService:
         """After "Sign in with Microsoft": `connecting`, the refresh token stored, the workflow started."""
         if view.status not in (AgentStatus.INVITED, AgentStatus.FAILED):
             raise NotNowError(f"The mailbox is {view.status.value}")
-        agent = view.record.agent
-        attempt = view.record.connection.connect_attempt + 1
-        try:
-            self.repo.transition(
-                agent.tenant_id,
-                agent.agent_id,
-                AgentStatus.CONNECTING,
-                expected_version=agent.version,
-                set_attributes={
-                    Attr.ATTEMPT: attempt,
-                    Attr.ROUNDS: 0,
-                    Attr.INVITE_HASH: view.token_hash,
-                    Attr.VERIFY_METHOD: GRAPH,
-                },
-                remove_attributes=(Attr.TASK_TOKEN, Attr.USERNAME, Attr.SERVER, Attr.M365_SIGNED_IN_AS),
-            )
-        except (ConcurrentModificationError, IllegalTransitionError) as error:
-            raise NotNowError("Another sign-in for this mailbox is already being checked") from error
+        attempt = self._begin_attempt(
+            view, GRAPH, set_attributes={}, remove_attributes=(Attr.USERNAME, Attr.SERVER)
+        )
         self._start(view, attempt, refresh_token, purpose="refresh_token", method=GRAPH)
 
     def submit_settings(self, token: str, form: SettingsForm) -> ConnectView:
@@ -347,7 +361,11 @@ class ConnectService:
                     Attr.SERVER: form.server,
                     **({Attr.USERNAME: form.username} if form.username else {}),
                 },
-                remove_attributes=(Attr.TASK_TOKEN, *(() if form.username else (Attr.USERNAME,))),
+                remove_attributes=(
+                    Attr.TASK_TOKEN,
+                    Attr.START_DEADLINE,
+                    *(() if form.username else (Attr.USERNAME,)),
+                ),
             )
         except (ConcurrentModificationError, IllegalTransitionError) as error:
             raise NotNowError("These settings were already sent") from error
@@ -375,7 +393,7 @@ class ConnectService:
                 AgentStatus.CONNECTING,
                 expected_version=agent.version,
                 set_attributes={Attr.CONFIRMED_HOST: form.host},
-                remove_attributes=(Attr.TASK_TOKEN, Attr.CONFIRM_HOST, Attr.SERVER),
+                remove_attributes=(Attr.TASK_TOKEN, Attr.CONFIRM_HOST, Attr.SERVER, Attr.START_DEADLINE),
             )
         except (ConcurrentModificationError, IllegalTransitionError) as error:
             raise NotNowError("This answer was already sent") from error
@@ -402,7 +420,11 @@ class ConnectService:
         again), its secrets deleted. Each part is tried even if the other fails."""
         try:
             self.repo.transition(
-                tenant_id, agent_id, AgentStatus.FAILED, reason=reason, remove_attributes=(Attr.TASK_TOKEN,)
+                tenant_id,
+                agent_id,
+                AgentStatus.FAILED,
+                reason=reason,
+                remove_attributes=(Attr.TASK_TOKEN, Attr.START_DEADLINE),
             )
         except Exception:
             logger.exception(
@@ -446,5 +468,9 @@ class ConnectService:
             logger.exception("Could not start the verification", extra=extra)
             self._abandon(tenant_id, agent_id, INTERNAL_ERROR)
             return
+        try:
+            self.watch.started(tenant_id, agent_id, attempt)
+        except Exception:  # the workflow runs; a reader past the deadline finds it and clears the deadline
+            logger.exception("Could not clear the start deadline", extra={"agent_id": agent_id})
         metrics.add_metric(name="ConnectionStarted", unit="Count", value=1)
         logger.info("Verification started", extra={"agent_id": agent_id, "attempt": attempt})
