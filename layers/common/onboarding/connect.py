@@ -62,12 +62,29 @@ def _username(value: str | None) -> str | None:
     return value
 
 
-def _dns_name_ok(host: str) -> bool:
-    """An IP literal, or a DNS name: labels of 1 to 63 characters (none empty), 253 in all."""
+_LABEL = re.compile(r"^[A-Za-z0-9-]+$")
+
+
+def dns_name_problem(host: str) -> str | None:
+    """What keeps `host` from being a DNS name, in the owner's words; None for a DNS name or an IP literal.
+
+    The limits resolvers apply (RFC 1035 2.3.4, RFC 1123 2.1): parts between dots (labels) of 1 to 63
+    letters, digits or hyphens, not starting or ending with a hyphen; 253 characters in all."""
     if host.startswith("["):
-        return True
+        return None
     labels = host.split(".")
-    return len(host) <= 253 and all(1 <= len(label) <= 63 and not label.startswith("-") for label in labels)
+    if not all(labels):
+        return "the name has an empty part between dots (two dots in a row, or a dot at the start or end)"
+    if len(host) > 253:
+        return f"a server name has at most 253 characters; this one has {len(host)}"
+    longest = max(labels, key=len)
+    if len(longest) > 63:
+        return f"each part between dots has at most 63 characters; one has {len(longest)}"
+    if not all(_LABEL.match(label) for label in labels):
+        return "use only letters, digits, hyphens and dots, as in mail.example.com"
+    if any(label.startswith("-") or label.endswith("-") for label in labels):
+        return "a part between dots cannot start or end with a hyphen"
+    return None
 
 
 def _server(value: str | None) -> str | None:
@@ -78,7 +95,12 @@ def _server(value: str | None) -> str | None:
     host = urlsplit(text if "://" in text else f"https://{text}").hostname or ""
     if text.startswith("[") or (":" in host and not host.startswith("[")):
         host = f"[{host}]" if ":" in host else host
-    if not _HOST.match(host) or not _dns_name_ok(host):
+    if not host:
+        raise ValueError("enter the server's name, e.g. mail.example.com")
+    problem = dns_name_problem(host)
+    if problem:
+        raise ValueError(problem)
+    if not _HOST.match(host):
         raise ValueError("enter the server's name, e.g. mail.example.com")
     return host.lower()
 
