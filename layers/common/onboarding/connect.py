@@ -32,7 +32,7 @@ from onboarding.errors import (
 )
 from onboarding.exchange.diagnoses import Diagnosis, message_for
 from onboarding.exchange.trace import ExchangeTrace
-from onboarding.executions import execution_name
+from onboarding.executions import execution_name, workflow_input
 from onboarding.invite_store import InviteRepository
 from onboarding.m365 import outcomes as m365_outcomes
 from onboarding.m365.routing import Evidence, Router
@@ -472,14 +472,12 @@ class ConnectService:
             self.sfn.start_execution(
                 stateMachineArn=self.state_machine_arn,
                 name=execution_name(agent_id, attempt),
-                input=json.dumps(
-                    {
-                        "tenantId": tenant_id,
-                        "agentId": agent_id,
-                        "attempt": attempt,
-                        "settingsTimeoutSeconds": self.settings_timeout_seconds,
-                        "method": method,
-                    }
+                input=workflow_input(
+                    tenant_id,
+                    agent_id,
+                    attempt,
+                    settings_timeout_seconds=self.settings_timeout_seconds,
+                    method=method,
                 ),
             )
         except Exception as error:  # any failure at all (timeouts, endpoint errors, bugs): no half-done start
