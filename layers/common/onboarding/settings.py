@@ -13,11 +13,20 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 from collections.abc import Mapping
 from email.utils import formataddr
 from typing import TYPE_CHECKING, Annotated, Self
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
 
 if TYPE_CHECKING:
     from onboarding.exchange import ExchangeConfig
@@ -56,7 +65,10 @@ class _FunctionSettings(BaseModel):
             for item in error.errors():
                 field = str(item["loc"][0]) if item["loc"] else ""
                 variable = names.get(field, field.upper())
-                problems.append(f"{variable}: {'not set' if item['type'] == 'missing' else item['msg']}")
+                message = (
+                    "not set" if item["type"] == "missing" else item["msg"].removeprefix("Value error, ")
+                )
+                problems.append(f"{variable}: {message}")
             raise ConfigurationError(f"{cls.__name__}: " + "; ".join(problems)) from None
 
 
@@ -111,11 +123,20 @@ class AuthCallbackSettings(_FunctionSettings):
     settings_timeout_seconds: int = Field(ge=60)
 
 
+def _address_only(value: str) -> str:
+    if not re.fullmatch(r"[^@\s<>]+@[^@\s<>]+", value):
+        raise ValueError(
+            "must be the sender's address only, e.g. invites@example.com; its display name is "
+            "INVITE_SENDER_NAME (template parameters InviteSender and InviteSenderName)"
+        )
+    return value
+
+
 class SendInviteSettings(_FunctionSettings):
     """The invite sender (`functions/send_invite/app.py`, DynamoDB stream consumer)."""
 
-    invite_sender: str = Field(
-        pattern=r"^[^@\s<>]+@[^@\s<>]+$", description="Verified SES address invites come from"
+    invite_sender: Annotated[str, AfterValidator(_address_only)] = Field(
+        description="Verified SES address invites come from"
     )
     invite_sender_name: str = Field(pattern=r"^[^<>\"\r\n]{1,64}$", description="Its display name")
     public_base_url: str = Field(
