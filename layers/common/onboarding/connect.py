@@ -311,28 +311,22 @@ class ConnectService:
         set_attributes: Mapping[str, Any],
         remove_attributes: tuple[str, ...],
     ) -> int:
-        """Move the agent to `connecting` for its next attempt (conditional: of two racing submissions one
-        wins), recording the attempt, how it is verified and when its start must be done by."""
-        agent = view.record.agent
+        """Move the agent to `connecting` for its next attempt, recording the attempt, how it is verified
+        and when its start must be done by."""
         attempt = view.record.connection.connect_attempt + 1
-        try:
-            self.repo.transition(
-                agent.tenant_id,
-                agent.agent_id,
-                AgentStatus.CONNECTING,
-                expected_version=agent.version,
-                set_attributes={
-                    Attr.ATTEMPT: attempt,
-                    Attr.ROUNDS: 0,
-                    Attr.INVITE_HASH: view.token_hash,
-                    Attr.VERIFY_METHOD: method,
-                    Attr.START_DEADLINE: start_deadline(self.clock(), self.remaining_seconds()),
-                    **set_attributes,
-                },
-                remove_attributes=(Attr.TASK_TOKEN, Attr.M365_SIGNED_IN_AS, *remove_attributes),
-            )
-        except (ConcurrentModificationError, IllegalTransitionError) as error:
-            raise NotNowError("Another sign-in for this mailbox is already being checked") from error
+        self._to_connecting(
+            view,
+            "Another sign-in for this mailbox is already being checked",
+            set_attributes={
+                Attr.ATTEMPT: attempt,
+                Attr.ROUNDS: 0,
+                Attr.INVITE_HASH: view.token_hash,
+                Attr.VERIFY_METHOD: method,
+                Attr.START_DEADLINE: start_deadline(self.clock(), self.remaining_seconds()),
+                **set_attributes,
+            },
+            remove_attributes=(Attr.M365_SIGNED_IN_AS, *remove_attributes),
+        )
         return attempt
 
     def routes_to_microsoft_365(self, email: str, server: str | None = None) -> bool:
@@ -371,26 +365,16 @@ class ConnectService:
         if view.status is not AgentStatus.NEEDS_SETTINGS:
             raise NotNowError(f"The mailbox is {view.status.value}")
         task_token = view.record.connection.task_token
-        agent = view.record.agent
-        tenant_id, agent_id = agent.tenant_id, agent.agent_id
-        try:
-            self.repo.transition(
-                tenant_id,
-                agent_id,
-                AgentStatus.CONNECTING,
-                expected_version=agent.version,
-                set_attributes={
-                    Attr.SERVER: form.server,
-                    **({Attr.USERNAME: form.username} if form.username else {}),
-                },
-                remove_attributes=(
-                    Attr.TASK_TOKEN,
-                    Attr.START_DEADLINE,
-                    *(() if form.username else (Attr.USERNAME,)),
-                ),
-            )
-        except (ConcurrentModificationError, IllegalTransitionError) as error:
-            raise NotNowError("These settings were already sent") from error
+        tenant_id, agent_id = view.record.agent.tenant_id, view.record.agent.agent_id
+        self._to_connecting(
+            view,
+            "These settings were already sent",
+            set_attributes={
+                Attr.SERVER: form.server,
+                **({Attr.USERNAME: form.username} if form.username else {}),
+            },
+            remove_attributes=(Attr.START_DEADLINE, *(() if form.username else (Attr.USERNAME,))),
+        )
         if form.password is not None and form.password.get_secret_value():
             self.credentials.put(tenant_id, agent_id, form.password)
         if not self._resume(task_token, agent_id):
@@ -406,22 +390,39 @@ class ConnectService:
         if view.confirm_host is None or form.host != view.confirm_host:
             raise NotNowError("No server waits for permission")
         task_token = view.record.connection.task_token
-        agent = view.record.agent
-        tenant_id, agent_id = agent.tenant_id, agent.agent_id
-        try:
-            self.repo.transition(
-                tenant_id,
-                agent_id,
-                AgentStatus.CONNECTING,
-                expected_version=agent.version,
-                set_attributes={Attr.CONFIRMED_HOST: form.host},
-                remove_attributes=(Attr.TASK_TOKEN, Attr.CONFIRM_HOST, Attr.SERVER, Attr.START_DEADLINE),
-            )
-        except (ConcurrentModificationError, IllegalTransitionError) as error:
-            raise NotNowError("This answer was already sent") from error
+        tenant_id, agent_id = view.record.agent.tenant_id, view.record.agent.agent_id
+        self._to_connecting(
+            view,
+            "This answer was already sent",
+            set_attributes={Attr.CONFIRMED_HOST: form.host},
+            remove_attributes=(Attr.START_DEADLINE, Attr.CONFIRM_HOST, Attr.SERVER),
+        )
         if not self._resume(task_token, agent_id):
             self.repo.transition(tenant_id, agent_id, AgentStatus.FAILED, reason=SETTINGS_TIMEOUT)
         return self.view(token)
+
+    def _to_connecting(
+        self,
+        view: ConnectView,
+        refusal: str,
+        *,
+        set_attributes: Mapping[str, Any],
+        remove_attributes: tuple[str, ...],
+    ) -> None:
+        """Move the agent as viewed to `connecting`, its task token taken: a conditional write, so of two
+        racing submissions one wins and the other gets NotNowError(refusal)."""
+        agent = view.record.agent
+        try:
+            self.repo.transition(
+                agent.tenant_id,
+                agent.agent_id,
+                AgentStatus.CONNECTING,
+                expected_version=agent.version,
+                set_attributes=set_attributes,
+                remove_attributes=(Attr.TASK_TOKEN, *remove_attributes),
+            )
+        except (ConcurrentModificationError, IllegalTransitionError) as error:
+            raise NotNowError(refusal) from error
 
     def _resume(self, task_token: str | None, agent_id: str) -> bool:
         """Hand the settings to the waiting workflow; False when none waits for them."""
