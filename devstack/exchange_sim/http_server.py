@@ -463,9 +463,13 @@ def _announce_domain(ctx: Any, domain: str) -> bytes:
     keeps the rewritten message, so the AUTHENTICATE's MIC is checked against what the client really saw."""
     from spnego._ntlm_raw.messages import AvId, Challenge, NegotiateFlags, TargetInfo
 
-    old = ctx._temp_challenge
+    # pyspnego (pinned in requirements-dev.txt) offers no public way to name the domain: its acceptor keeps
+    # the CHALLENGE it sent in this private attribute, to check the AUTHENTICATE's MIC against it.
+    old = getattr(ctx, "_temp_challenge", None)
+    if not isinstance(old, Challenge):
+        raise RuntimeError("pyspnego's NTLM acceptor changed: see the pyspnego pin in requirements-dev.txt")
     info = TargetInfo()
-    for key, value in old.target_info.items():
+    for key, value in (old.target_info or {}).items():
         info[key] = value
     info[AvId.nb_domain_name] = domain.upper()
     info[AvId.dns_domain_name] = f"{domain.lower()}.test"
@@ -518,6 +522,9 @@ class _SimHTTPServer(ThreadingHTTPServer):
         self.tls = tls
 
     def finish_request(self, request: Any, client_address: Any) -> None:
+        # http.server writes the headers and the body of an answer separately: without TCP_NODELAY, Nagle holds
+        # the body back until the client's delayed ACK (40 ms on Linux), a delay no real IIS adds to an answer.
+        request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         # TLS handshake here, in the connection's own thread: a slow client never blocks accept().
         if self.tls is not None:
             request.settimeout(10)

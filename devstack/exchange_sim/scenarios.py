@@ -10,11 +10,10 @@ Shared by the tests, the local stack and the benches. Everything lives under the
   from ``discover()`` and ``verify()`` ("ok" or a ``Diagnosis`` value).
 """
 
-# ruff: noqa: S106 - the simulated mailboxes' passwords are test data, not secrets
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 Https = Literal["serve", "wrong_cert", "hang", "refuse"]
 # NTLM: "Negotiate" + "NTLM" headers (IIS default); Negotiate: only "Negotiate" (NTLM as a Negotiate provider);
@@ -84,6 +83,30 @@ class Scenario:
 
 def _ews(host: str) -> str:
     return f"https://{host}/EWS/Exchange.asmx"
+
+
+def _box(
+    email: str,
+    password: str,
+    *,
+    netbios: str | None = None,
+    address_login: bool = True,
+    inbox: int = 0,
+    ews_host: str | None = None,
+    ews_url: str = "",
+    **rest: Any,
+) -> tuple[str, Mailbox]:
+    """One mailbox, its owner signing in as ``NETBIOS\\user`` (a domain account, when ``netbios`` is given)
+    and/or with the address itself; autodiscover names EWS on ``ews_host`` (or at ``ews_url``)."""
+    user = email.split("@", 1)[0]
+    logins = ((f"{netbios}\\{user}",) if netbios else ()) + ((email,) if address_login else ())
+    return email, Mailbox(
+        password=password,
+        logins=logins,
+        inbox_count=inbox,
+        ews_url=_ews(ews_host) if ews_host else ews_url,
+        **rest,
+    )
 
 
 HOSTS: dict[str, Host] = {
@@ -182,6 +205,12 @@ HOSTS: dict[str, Host] = {
     "mail.v2.test": Host(https="serve", ews=True, auth=("NTLM",)),
     # cloudv2.test: hybrid; Autodiscover v2 names Exchange Online's EWS (the SOAP service would ask for NTLM).
     "autodiscover.cloudv2.test": Host(https="serve", autodiscover=True, autodiscover_v2=True, auth=("NTLM",)),
+    # margiestravel.test: a domain-joined server whose Windows (NetBIOS) domain is MTCORP, not the email
+    # domain's name; it takes only MTCORP\user as the login.
+    "autodiscover.margiestravel.test": Host(
+        https="serve", autodiscover=True, auth=("NTLM",), netbios_domain="MTCORP"
+    ),
+    "mail.margiestravel.test": Host(https="serve", ews=True, auth=("NTLM",), netbios_domain="MTCORP"),
 }
 
 SRV_RECORDS: dict[str, list[tuple[int, int, int, str]]] = {
@@ -191,166 +220,121 @@ SRV_RECORDS: dict[str, list[tuple[int, int, int, str]]] = {
 
 SILENT_ZONES: tuple[str, ...] = ("quiet.test",)
 
-MAILBOXES: dict[str, Mailbox] = {
-    "alice@contoso.test": Mailbox(
-        password="Alice-Pass-1",
-        logins=("CONTOSO\\alice", "alice@contoso.test"),
-        inbox_count=42,
-        ews_url=_ews("mail.contoso.test"),
-        display_name="Alice Archer",
-    ),
-    "bob@contoso.test": Mailbox(
-        password="Bob-Pass-2",
-        logins=("CONTOSO\\bob", "bob@contoso.test"),
-        inbox_count=7,
-        ews_url=_ews("mail.contoso.test"),
-    ),
-    "lars@contoso.test": Mailbox(
-        password="Lars-Pass-3",
-        logins=("CONTOSO\\lars", "lars@contoso.test"),
-        ews_url=_ews("mail.contoso.test"),
-        locked=True,
-    ),
-    "bea@fabrikam.test": Mailbox(
-        password="Bea-Pass-4",
-        logins=("bea@fabrikam.test",),
-        inbox_count=3,
-        ews_url=_ews("mail.fabrikam.test"),
-    ),
-    "carl@tailspin.test": Mailbox(
-        password="Carl-Pass-5",
-        logins=("TAILSPIN\\carl", "carl@tailspin.test"),
-        inbox_count=11,
-        ews_url=_ews("mail.tailspin.test"),
-    ),
-    "dora@northwind.test": Mailbox(
-        password="Dora-Pass-6",
-        logins=("dora@northwind.test",),
-        inbox_count=0,
-        ews_url=_ews("exch.northwind.test"),
-    ),
-    "dave@adatum.test": Mailbox(
-        password="Dave-Pass-7", logins=("ADATUM\\dave", "dave@adatum.test"), inbox_count=5
-    ),
-    "erin@adatum.test": Mailbox(
-        password="Erin-Pass-8", logins=("ADATUM\\erin", "erin@adatum.test"), inbox_count=9
-    ),
-    "mia@m365.test": Mailbox(
-        password="Mia-Pass-9",
-        logins=("mia@m365.test",),
-        ews_url="https://outlook.office365.com/EWS/Exchange.asmx",
-    ),
-    "hank@hybrid.test": Mailbox(
-        password="Hank-Pass-10",
-        logins=("HYBRID\\hank", "hank@hybrid.test"),
-        ews_url="https://outlook.office365.com/EWS/Exchange.asmx",
-    ),
-    "walt@litware.test": Mailbox(
-        password="Walt-Pass-11", logins=("LITWARE\\walt",), ews_url=_ews("mail.litware.test")
-    ),
-    "eve@evil.test": Mailbox(
-        password="Eve-Pass-12", logins=("eve@evil.test",), ews_url="https://10.0.0.5/EWS/Exchange.asmx"
-    ),
-    "frank@woodgrove.test": Mailbox(
-        password="Frank-Pass-18",
-        logins=("WOODGROVE\\frank", "frank@woodgrove.test"),
-        inbox_count=4,
-        ews_url=_ews("mail.woodgrove.test"),
-    ),
-    "gina@wingtip.test": Mailbox(
-        password="Gina-Pass-19",
-        logins=("WINGTIP\\gina", "gina@wingtip.test"),
-        inbox_count=6,
-        ews_url=_ews("autodiscover.wingtip.test"),
-    ),
-    # the old organisation's autodiscover only knows where hana's mailbox went
-    "hana@proseware.test": Mailbox(
-        password="Hana-Pass-20", logins=(), redirect_address="hana@corp.proseware.test"
-    ),
-    "hana@corp.proseware.test": Mailbox(
-        password="Hana-Pass-20",
-        logins=("PROSEWARE\\hana", "hana@corp.proseware.test"),
-        aliases=("hana@proseware.test",),
-        inbox_count=8,
-        ews_url=_ews("mail.corp.proseware.test"),
-    ),
-    "ivan@relecloud.test": Mailbox(
-        password="Ivan-Pass-21",
-        logins=("RELECLOUD\\ivan", "ivan@relecloud.test"),
-        inbox_count=12,
-        ews_url=_ews("mail.relecloud.test"),
-    ),
-    "kim@fineart.test": Mailbox(
-        password="Kim-Pass-22",
-        logins=("FINEART\\kim", "kim@fineart.test"),
-        inbox_count=13,
-        ews_url=_ews("mail.fineart.test"),
-    ),
-    "liam@vanarsdel.test": Mailbox(
-        password="Liam-Pass-23",
-        logins=("VANARSDEL\\liam", "liam@vanarsdel.test"),
-        inbox_count=14,
-        ews_url=_ews("mail.vanarsdel.test"),
-    ),
-    "mona@lucerne.test": Mailbox(
-        password="Mona-Pass-24",
-        logins=("LUCERNE\\mona", "mona@lucerne.test"),
-        inbox_count=15,
-        ews_url=_ews("mail.lucerne.test"),
-    ),
-    "nora@cloudonly.test": Mailbox(password="Nora-Pass-25", logins=("nora@cloudonly.test",)),
-    "omar@busy.test": Mailbox(
-        password="Omar-Pass-26",
-        logins=("omar@busy.test",),
-        inbox_count=16,
-        ews_url=_ews("autodiscover.busy.test"),
-        autodiscover_error="ServerBusy",
-    ),
-    "pia@badreq.test": Mailbox(
-        password="Pia-Pass-27",
-        logins=("BADREQ\\pia", "pia@badreq.test"),
-        inbox_count=17,
-        autodiscover_error="InvalidRequest",
-    ),
-    "raj@ise.test": Mailbox(
-        password="Raj-Pass-28", logins=("raj@ise.test",), autodiscover_error="InternalServerError"
-    ),
-    "sam@garbled.test": Mailbox(
-        password="Sam-Pass-29", logins=("sam@garbled.test",), autodiscover_error="Garbled"
-    ),
-    "tess@chain.test": Mailbox(
-        password="Tess-Pass-30",
-        logins=("CHAIN\\tess", "tess@chain.test"),
-        inbox_count=18,
-        ews_url=_ews("mail.chain.test"),
-    ),
-    "umar@loop.test": Mailbox(
-        password="Umar-Pass-31", logins=("umar@loop.test",), redirect_address="umar.alias@loop.test"
-    ),
-    "umar.alias@loop.test": Mailbox(password="Umar-Pass-31", logins=(), redirect_address="umar@loop.test"),
-    "vera@fourthcoffee.test": Mailbox(
-        password="Vera-Pass-32",
-        logins=("vera@fourthcoffee.test",),
-        inbox_count=19,
-        ews_url=_ews("mail.hoster.test"),
-    ),
-    "will@movedcloud.test": Mailbox(
-        password="Will-Pass-33",
-        logins=("MOVEDCLOUD\\will", "will@movedcloud.test"),
-        redirect_address="will@movedcloud.mail.onmicrosoft.com",
-    ),
-    "yara@cloudv2.test": Mailbox(
-        password="Yara-Pass-35",
-        logins=("yara@cloudv2.test",),
-        ews_url="https://outlook.office365.com/EWS/Exchange.asmx",
-    ),
-    "xena@v2.test": Mailbox(
-        password="Xena-Pass-34",
-        logins=("V2\\xena", "xena@v2.test"),
-        inbox_count=20,
-        ews_url=_ews("mail.v2.test"),
-    ),
-}
+MAILBOXES: dict[str, Mailbox] = dict(
+    [
+        _box(
+            "alice@contoso.test",
+            "Alice-Pass-1",
+            netbios="CONTOSO",
+            inbox=42,
+            ews_host="mail.contoso.test",
+            display_name="Alice Archer",
+        ),
+        _box("bob@contoso.test", "Bob-Pass-2", netbios="CONTOSO", inbox=7, ews_host="mail.contoso.test"),
+        _box(
+            "lars@contoso.test", "Lars-Pass-3", netbios="CONTOSO", ews_host="mail.contoso.test", locked=True
+        ),
+        _box("bea@fabrikam.test", "Bea-Pass-4", inbox=3, ews_host="mail.fabrikam.test"),
+        _box(
+            "carl@tailspin.test", "Carl-Pass-5", netbios="TAILSPIN", inbox=11, ews_host="mail.tailspin.test"
+        ),
+        _box("dora@northwind.test", "Dora-Pass-6", ews_host="exch.northwind.test"),
+        _box("dave@adatum.test", "Dave-Pass-7", netbios="ADATUM", inbox=5),
+        _box("erin@adatum.test", "Erin-Pass-8", netbios="ADATUM", inbox=9),
+        _box("mia@m365.test", "Mia-Pass-9", ews_url="https://outlook.office365.com/EWS/Exchange.asmx"),
+        _box(
+            "hank@hybrid.test",
+            "Hank-Pass-10",
+            netbios="HYBRID",
+            ews_url="https://outlook.office365.com/EWS/Exchange.asmx",
+        ),
+        _box(
+            "walt@litware.test",
+            "Walt-Pass-11",
+            netbios="LITWARE",
+            address_login=False,
+            ews_host="mail.litware.test",
+        ),
+        _box("eve@evil.test", "Eve-Pass-12", ews_url="https://10.0.0.5/EWS/Exchange.asmx"),
+        _box(
+            "frank@woodgrove.test",
+            "Frank-Pass-18",
+            netbios="WOODGROVE",
+            inbox=4,
+            ews_host="mail.woodgrove.test",
+        ),
+        _box(
+            "gina@wingtip.test",
+            "Gina-Pass-19",
+            netbios="WINGTIP",
+            inbox=6,
+            ews_host="autodiscover.wingtip.test",
+        ),
+        _box(
+            "hana@proseware.test",
+            "Hana-Pass-20",
+            address_login=False,
+            redirect_address="hana@corp.proseware.test",
+        ),
+        _box(
+            "hana@corp.proseware.test",
+            "Hana-Pass-20",
+            netbios="PROSEWARE",
+            inbox=8,
+            ews_host="mail.corp.proseware.test",
+            aliases=("hana@proseware.test",),
+        ),
+        _box(
+            "ivan@relecloud.test",
+            "Ivan-Pass-21",
+            netbios="RELECLOUD",
+            inbox=12,
+            ews_host="mail.relecloud.test",
+        ),
+        _box("kim@fineart.test", "Kim-Pass-22", netbios="FINEART", inbox=13, ews_host="mail.fineart.test"),
+        _box(
+            "liam@vanarsdel.test",
+            "Liam-Pass-23",
+            netbios="VANARSDEL",
+            inbox=14,
+            ews_host="mail.vanarsdel.test",
+        ),
+        _box("mona@lucerne.test", "Mona-Pass-24", netbios="LUCERNE", inbox=15, ews_host="mail.lucerne.test"),
+        _box("nora@cloudonly.test", "Nora-Pass-25"),
+        _box(
+            "omar@busy.test",
+            "Omar-Pass-26",
+            inbox=16,
+            ews_host="autodiscover.busy.test",
+            autodiscover_error="ServerBusy",
+        ),
+        _box(
+            "pia@badreq.test", "Pia-Pass-27", netbios="BADREQ", inbox=17, autodiscover_error="InvalidRequest"
+        ),
+        _box("raj@ise.test", "Raj-Pass-28", autodiscover_error="InternalServerError"),
+        _box("sam@garbled.test", "Sam-Pass-29", autodiscover_error="Garbled"),
+        _box("tess@chain.test", "Tess-Pass-30", netbios="CHAIN", inbox=18, ews_host="mail.chain.test"),
+        _box("umar@loop.test", "Umar-Pass-31", redirect_address="umar.alias@loop.test"),
+        _box("umar.alias@loop.test", "Umar-Pass-31", address_login=False, redirect_address="umar@loop.test"),
+        _box("vera@fourthcoffee.test", "Vera-Pass-32", inbox=19, ews_host="mail.hoster.test"),
+        _box(
+            "will@movedcloud.test",
+            "Will-Pass-33",
+            netbios="MOVEDCLOUD",
+            redirect_address="will@movedcloud.mail.onmicrosoft.com",
+        ),
+        _box("yara@cloudv2.test", "Yara-Pass-35", ews_url="https://outlook.office365.com/EWS/Exchange.asmx"),
+        _box(
+            "maya@margiestravel.test",
+            "Maya-Pass-36",
+            netbios="MTCORP",
+            address_login=False,
+            inbox=21,
+            ews_host="mail.margiestravel.test",
+        ),
+        _box("xena@v2.test", "Xena-Pass-34", netbios="V2", inbox=20, ews_host="mail.v2.test"),
+    ]
+)
 
 _WRONG = "Not-The-Password-0"
 
@@ -680,6 +664,24 @@ SCENARIOS: tuple[Scenario, ...] = (
         "Yara-Pass-35",
         expect_discover="modern_auth_required",
         expect_verify="modern_auth_required",
+    ),
+    Scenario(
+        "netbios_domain_hint",
+        "The right password, but the server refuses the email address as the login; its NTLM challenge names "
+        "the Windows domain MTCORP: the owner is told to sign in as MTCORP\\maya.",
+        "maya@margiestravel.test",
+        "Maya-Pass-36",
+        server="mail.margiestravel.test",
+        expect_discover="auth_failed",
+        expect_verify="auth_failed",
+    ),
+    Scenario(
+        "netbios_domain_login",
+        "The same mailbox signed in as the suggested MTCORP\\maya: discovered and verified.",
+        "maya@margiestravel.test",
+        "Maya-Pass-36",
+        username="MTCORP\\maya",
+        inbox_count=21,
     ),
 )
 

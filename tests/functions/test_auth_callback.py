@@ -502,6 +502,18 @@ def test_a_wrong_password_with_a_typed_username_names_the_username(env: ConnectE
     assert "did not accept this username and password" in page.body
 
 
+def test_an_email_address_refused_as_login_suggests_the_login_the_server_named(
+    env: ConnectEnv, invited: Invited
+) -> None:
+    # Given the workflow kept the login the server's Windows domain suggests (MTCORP, not the email's domain)
+    fail_with_wrong_passwords(env, invited, 1, **{Attr.LOGIN_HINT: "MTCORP\\ann"})
+    # Then the failure page, and the form offered again, tell the owner to sign in as MTCORP\\ann
+    for page in (get(f"/connect/{invited.token}/status"), get(f"/connect/{invited.token}")):
+        assert page.status == 200
+        assert f"did not accept the password for {EMAIL}" in page.body
+        assert "Try signing in as MTCORP\\ann: open the advanced settings" in page.body
+
+
 def test_other_failures_count_no_tries(env: ConnectEnv, invited: Invited) -> None:
     to_status(env, invited, S.FAILED, reason="unreachable")
     assert 'id="tries-left"' not in get(f"/connect/{invited.token}/status").body

@@ -21,6 +21,7 @@ from devstack.exchange_sim.http_server import CredentialArrival
 from onboarding.exchange import (
     Diagnosis,
     ExchangeConfig,
+    ExchangeContext,
     ExchangeFailure,
     ExchangeSettings,
     VerificationResult,
@@ -42,29 +43,26 @@ def outcome(call: Callable[[], object]) -> tuple[str, object]:
         return failure.code.value, failure
 
 
+def typed(scenario: Scenario, config: ExchangeConfig) -> ExchangeContext:
+    """What the owner typed on the first form: email, password and (maybe) a login."""
+    return ExchangeContext(config=config, username=scenario.username)
+
+
+def manual(config: ExchangeConfig, login: str, server: str | None) -> ExchangeContext:
+    """Settings typed in the advanced form: a login and a server."""
+    return ExchangeContext(config=config, username=login, server=server)
+
+
 def run_verify(scenario: Scenario, config: ExchangeConfig) -> tuple[str, object]:
     """Verify the way the service does: with the manual server, or with what discovery recorded."""
     if scenario.server:
-        return outcome(
-            lambda: verify(scenario.email, scenario.password, scenario.login, scenario.server, config=config)
-        )
-    code, found = outcome(
-        lambda: discover(scenario.email, scenario.password, scenario.username, config=config)
-    )
+        manual = ExchangeContext(config=config, username=scenario.login, server=scenario.server)
+        return outcome(lambda: verify(scenario.email, scenario.password, manual))
+    context = ExchangeContext(config=config, username=scenario.username)
+    code, found = outcome(lambda: discover(scenario.email, scenario.password, context))
     if not isinstance(found, ExchangeSettings):
         return code, found
-    settings = found
-    return outcome(
-        lambda: verify(
-            scenario.email,
-            scenario.password,
-            settings.username,
-            ews_url=settings.ews_url,
-            auth_type=settings.auth_type,
-            server_build=settings.server_build,
-            config=config,
-        )
-    )
+    return outcome(lambda: verify(scenario.email, scenario.password, context.found(found)))
 
 
 # ---------------------------------------------------------------- every scenario's verdict
@@ -100,7 +98,7 @@ def test_the_password_goes_only_where_the_rule_allows(
     exchange_config = config_for(scenario)
     # Given a simulated mailbox owner
     # When discovery runs, then verification (manual server, or what discovery found)
-    outcome(lambda: discover(scenario.email, scenario.password, scenario.username, config=exchange_config))
+    outcome(lambda: discover(scenario.email, scenario.password, typed(scenario, exchange_config)))
     run_verify(scenario, exchange_config)
     # Then every request the simulator saw carrying a credential went to an allowed destination
     ews_hosts = _ews_hosts()
@@ -118,7 +116,7 @@ def test_discover_gives_the_expected_verdict(
     # Given a simulated mailbox owner typing email + password (+ login)
     # When we discover their settings
     code, result = outcome(
-        lambda: discover(scenario.email, scenario.password, scenario.username, config=exchange_config)
+        lambda: discover(scenario.email, scenario.password, typed(scenario, exchange_config))
     )
     # Then the verdict is the scenario's
     assert code == scenario.expect_discover, result
@@ -151,20 +149,36 @@ def test_recorded_settings_skip_the_probes(
 ) -> None:
     # Given settings recorded by discovery
     s = SCENARIOS_BY_NAME["autodiscover_domain"]
-    settings = discover(s.email, s.password, s.username, config=exchange_config)
+    context = typed(s, exchange_config)
+    settings = discover(s.email, s.password, context)
     exchange_sim.reset_observations()
     # When we verify with them
-    verify(
-        s.email,
-        s.password,
-        settings.username,
-        ews_url=settings.ews_url,
-        auth_type=settings.auth_type,
-        config=exchange_config,
-    )
+    verify(s.email, s.password, context.found(settings))
     # Then no auth-type probe (an empty SOAP body) was sent: every request was a real EWS operation
     assert exchange_sim.requests_seen
     assert all(r.operation is not None for r in exchange_sim.requests_seen)
+
+
+def _tls_connections(sim: ExchangeSimulator) -> int:
+    return sum(1 for c in sim.connects if c.port == sim.https_port and not c.refused)
+
+
+def test_the_probes_connection_carries_the_authenticated_request(
+    exchange_sim: ExchangeSimulator, exchange_config: ExchangeConfig
+) -> None:
+    # Given a healthy NTLM mailbox (autodiscover on the domain, EWS on mail.<domain>)
+    s = SCENARIOS_BY_NAME["autodiscover_domain"]
+    # When we discover, then verify a typed server
+    discover(s.email, s.password, typed(s, exchange_config))
+    discovered = _tls_connections(exchange_sim)
+    exchange_sim.reset_observations()
+    verify(s.email, s.password, manual(exchange_config, s.login, "mail.contoso.test"))
+    # Then each host took one TLS connection (contoso.test and mail.contoso.test, then mail.contoso.test):
+    # the unauthenticated probe's, reused by the NTLM handshake
+    assert discovered == 2
+    assert _tls_connections(exchange_sim) == 1
+    # And the handshake was still made once per call (a wrong password would still be tried once)
+    assert [a.ok for a in exchange_sim.attempts_for("alice@contoso.test")] == [True]
 
 
 # ---------------------------------------------------------------- another domain: the owner confirms first
@@ -176,16 +190,17 @@ def test_a_server_in_another_domain_gets_the_password_only_once_confirmed(
     # Given a domain whose port-80 redirect names a hosting provider's server in another domain
     s = SCENARIOS_BY_NAME["cross_domain_redirect"]
     # When we discover without the owner's confirmation
-    code, failure = outcome(lambda: discover(s.email, s.password, s.username, config=exchange_config))
+    code, failure = outcome(lambda: discover(s.email, s.password, typed(s, exchange_config)))
     # Then discovery stops, naming the host, and no credential went anywhere
     assert code == Diagnosis.CONFIRM_SERVER
     assert isinstance(failure, ExchangeFailure)
     assert failure.host == "mail.hoster.test"
     assert exchange_sim.credentials_seen == []
     # When the owner allows that host
-    settings = discover(
-        s.email, s.password, s.username, config=exchange_config, confirmed_hosts=("mail.hoster.test",)
+    allowed = ExchangeContext(
+        config=exchange_config, username=s.username, confirmed_hosts=("mail.hoster.test",)
     )
+    settings = discover(s.email, s.password, allowed)
     # Then discovery completes there (the password went to that host's SOAP autodiscover only)
     assert settings.ews_url == "https://mail.hoster.test/EWS/Exchange.asmx"
     assert {(a.host, a.path.lower()) for a in exchange_sim.credentials_seen} == {
@@ -203,7 +218,7 @@ def test_autodiscover_v2_finds_the_server_before_any_password_is_sent(
     # Given a server that answers Autodiscover v2 (JSON, unauthenticated)
     s = SCENARIOS_BY_NAME[name]
     # When we discover
-    code, _ = outcome(lambda: discover(s.email, s.password, s.username, config=exchange_config))
+    code, _ = outcome(lambda: discover(s.email, s.password, typed(s, exchange_config)))
     # Then the verdict came without any credential sent (the password goes to EWS only when verifying)
     assert code == verdict
     assert exchange_sim.credentials_seen == []
@@ -218,7 +233,7 @@ def test_redirect_chains_share_one_hop_limit(
     monkeypatch.setattr(discovery, "MAX_HOPS", 2)
     s = SCENARIOS_BY_NAME["redirect_chain"]
     # Then discovery gives up (and asks for the settings) without sending the password
-    code, _ = outcome(lambda: discover(s.email, s.password, s.username, config=exchange_config))
+    code, _ = outcome(lambda: discover(s.email, s.password, typed(s, exchange_config)))
     assert code == Diagnosis.AUTODISCOVER_FAILED
     assert exchange_sim.credentials_seen == []
 
@@ -250,7 +265,7 @@ def test_password_never_appears_in_failures_or_logs(
     # When discovery and verification run (succeeding or failing)
     texts: list[str] = []
     for call in (
-        lambda: discover(s.email, s.password, s.username, config=exchange_config),
+        lambda: discover(s.email, s.password, typed(s, exchange_config)),
         lambda: run_verify(s, exchange_config),
     ):
         _, result = outcome(call)
@@ -268,7 +283,9 @@ def test_password_never_appears_in_failures_or_logs(
 def test_a_password_typed_as_the_server_is_masked(exchange_config: ExchangeConfig) -> None:
     # Given a user who typed their password into the server field too
     password = "Secret-Server-9"
-    code, failure = outcome(lambda: verify("a@nowhere.test", password, "a", password, config=exchange_config))
+    code, failure = outcome(
+        lambda: verify("a@nowhere.test", password, manual(exchange_config, "a", password))
+    )
     # Then the failure's detail does not repeat it, in any letter case
     assert code == Diagnosis.UNREACHABLE
     assert password.lower() not in repr(failure).lower()
@@ -277,7 +294,7 @@ def test_a_password_typed_as_the_server_is_masked(exchange_config: ExchangeConfi
 def test_exchangelib_debug_logging_is_muted(exchange_config: ExchangeConfig) -> None:
     # Given a call has configured exchangelib
     s = SCENARIOS_BY_NAME["autodiscover_subdomain"]
-    discover(s.email, s.password, config=exchange_config)
+    discover(s.email, s.password, ExchangeContext(config=exchange_config))
     # Then exchangelib (it logs Authorization headers at DEBUG) and the NTLM libraries log WARNING+
     for name in ("exchangelib", "requests_ntlm", "spnego"):
         assert logging.getLogger(name).getEffectiveLevel() >= logging.WARNING
@@ -295,9 +312,11 @@ def test_wrong_password_is_tried_exactly_once(
     s = SCENARIOS_BY_NAME["wrong_password"]
     # When we discover or verify
     if step == "discover":
-        code, _ = outcome(lambda: discover(s.email, s.password, login, config=exchange_config))
+        code, _ = outcome(
+            lambda: discover(s.email, s.password, ExchangeContext(config=exchange_config, username=login))
+        )
     else:
-        code, _ = outcome(lambda: verify(s.email, s.password, login, s.server, config=exchange_config))
+        code, _ = outcome(lambda: verify(s.email, s.password, manual(exchange_config, login, s.server)))
     # Then it is refused, and the server saw exactly one credential check
     assert code == Diagnosis.AUTH_FAILED
     attempts = exchange_sim.attempts_for("alice@contoso.test")
@@ -308,7 +327,9 @@ def test_wrong_password_basic_is_tried_exactly_once(
     exchange_sim: ExchangeSimulator, exchange_config: ExchangeConfig
 ) -> None:
     # Given the wrong password for a Basic-auth mailbox
-    code, _ = outcome(lambda: discover("bea@fabrikam.test", "nope-nope", config=exchange_config))
+    code, _ = outcome(
+        lambda: discover("bea@fabrikam.test", "nope-nope", ExchangeContext(config=exchange_config))
+    )
     # Then one refused attempt
     assert code == Diagnosis.AUTH_FAILED
     assert [a.ok for a in exchange_sim.attempts_for("bea@fabrikam.test")] == [False]
@@ -323,22 +344,16 @@ def test_exchangelib_caches_are_cleared_after_each_call(exchange_config: Exchang
 
     # Given a successful discovery and verification
     s = SCENARIOS_BY_NAME["autodiscover_domain"]
-    settings = discover(s.email, s.password, s.username, config=exchange_config)
+    context = typed(s, exchange_config)
+    settings = discover(s.email, s.password, context)
     assert not CachingProtocol._protocol_cache
     assert not autodiscover_cache._protocols
-    verify(
-        s.email,
-        s.password,
-        settings.username,
-        ews_url=settings.ews_url,
-        auth_type=settings.auth_type,
-        config=exchange_config,
-    )
+    verify(s.email, s.password, context.found(settings))
     # Then no protocol (which holds credentials) and no autodiscover result stays cached
     assert not CachingProtocol._protocol_cache
     assert not autodiscover_cache._protocols
     # And a failing call too
-    outcome(lambda: verify(s.email, "wrong", s.login, "mail.contoso.test", config=exchange_config))
+    outcome(lambda: verify(s.email, "wrong", manual(exchange_config, s.login, "mail.contoso.test")))
     assert not CachingProtocol._protocol_cache
 
 
@@ -357,13 +372,13 @@ def test_exchangelib_caches_are_cleared_after_each_call(exchange_config: Exchang
 def test_exchange_online_is_recognised_without_contacting_it(
     server: str, exchange_sim: ExchangeSimulator, exchange_config: ExchangeConfig
 ) -> None:
-    code, _ = outcome(lambda: verify("a@b.test", "pw-123", "a@b.test", server, config=exchange_config))
+    code, _ = outcome(lambda: verify("a@b.test", "pw-123", manual(exchange_config, "a@b.test", server)))
     assert code == Diagnosis.MODERN_AUTH_REQUIRED
     assert exchange_sim.connects == []
 
 
 def test_outlook_com_address_needs_modern_auth(exchange_config: ExchangeConfig) -> None:
-    code, _ = outcome(lambda: discover("someone@outlook.com", "pw", config=exchange_config))
+    code, _ = outcome(lambda: discover("someone@outlook.com", "pw", ExchangeContext(config=exchange_config)))
     assert code == Diagnosis.MODERN_AUTH_REQUIRED
 
 
@@ -389,7 +404,7 @@ def test_non_public_servers_are_refused_before_connecting(
 ) -> None:
     # Given the allow-list is OFF (production) and a server that is (or resolves to) a non-public address
     # When we verify against it
-    code, failure = outcome(lambda: verify("a@contoso.test", "pw-123", "a", server, config=strict_config))
+    code, failure = outcome(lambda: verify("a@contoso.test", "pw-123", manual(strict_config, "a", server)))
     # Then it is refused, and nothing was connected or received
     assert code == Diagnosis.BLOCKED_ADDRESS, failure
     assert exchange_sim.connects == []
@@ -400,7 +415,9 @@ def test_discovery_with_allow_list_off_connects_nowhere(
     exchange_sim: ExchangeSimulator, strict_config: ExchangeConfig
 ) -> None:
     # Given a domain whose names all resolve to 127.0.0.1 and the allow-list OFF
-    code, _ = outcome(lambda: discover("alice@contoso.test", "Alice-Pass-1", config=strict_config))
+    code, _ = outcome(
+        lambda: discover("alice@contoso.test", "Alice-Pass-1", ExchangeContext(config=strict_config))
+    )
     # Then discovery refuses it, having connected nowhere
     assert code == Diagnosis.BLOCKED_ADDRESS
     assert exchange_sim.connects == []
@@ -415,7 +432,7 @@ def test_autodiscover_answers_pointing_at_private_addresses_are_refused(
 ) -> None:
     # Given autodiscover (allowed: loopback is on the allow-list) answers with a private address
     s = SCENARIOS_BY_NAME[name]
-    code, _ = outcome(lambda: discover(s.email, s.password, s.username, config=exchange_config))
+    code, _ = outcome(lambda: discover(s.email, s.password, typed(s, exchange_config)))
     # Then the address is refused, and no connection to it was even attempted
     assert code == Diagnosis.BLOCKED_ADDRESS
     assert all(c.host != private for c in exchange_sim.connects)
@@ -443,7 +460,7 @@ def test_the_connected_peer_is_checked_too(
 
     monkeypatch.setattr(socket.socket, "connect", land_on_loopback)
     # When we verify
-    code, _ = outcome(lambda: verify("a@x.test", "pw-123", "a", "public.example.test", config=strict_config))
+    code, _ = outcome(lambda: verify("a@x.test", "pw-123", manual(strict_config, "a", "public.example.test")))
     # Then the peer check refuses it before any byte of HTTP is sent
     assert code == Diagnosis.BLOCKED_ADDRESS
     assert exchange_sim.requests_seen == []
@@ -456,10 +473,12 @@ def test_credentials_never_go_over_plain_http(
         lambda: verify(
             "alice@contoso.test",
             "Alice-Pass-1",
-            "CONTOSO\\alice",
-            ews_url="http://mail.contoso.test/EWS/Exchange.asmx",
-            auth_type="NTLM",
-            config=exchange_config,
+            ExchangeContext(
+                config=exchange_config,
+                username="CONTOSO\\alice",
+                ews_url="http://mail.contoso.test/EWS/Exchange.asmx",
+                auth_type="NTLM",
+            ),
         )
     )
     assert code == Diagnosis.BLOCKED_ADDRESS
@@ -590,22 +609,10 @@ def test_the_trace_shows_each_step_and_no_secret(
     s = SCENARIOS_BY_NAME[name]
     trace = TraceRecorder(s.email.rpartition("@")[2])
     # When both run
-    code, found = outcome(
-        lambda: discover(s.email, s.password, s.username, config=exchange_config, trace=trace)
-    )
+    context = ExchangeContext(config=exchange_config, username=s.username, trace=trace)
+    code, found = outcome(lambda: discover(s.email, s.password, context))
     if isinstance(found, ExchangeSettings):
-        code, _ = outcome(
-            lambda: verify(
-                s.email,
-                s.password,
-                found.username,
-                ews_url=found.ews_url,
-                auth_type=found.auth_type,
-                server_build=found.server_build,
-                config=exchange_config,
-                trace=trace,
-            )
-        )
+        code, _ = outcome(lambda: verify(s.email, s.password, context.found(found)))
     record = trace.snapshot()
     stored = record.model_dump_json()
     text = record.to_text()
@@ -652,29 +659,59 @@ def test_the_trace_is_bounded_and_masks_what_it_is_told() -> None:
 
 
 @pytest.mark.parametrize("step", ["discover", "verify"])
+@pytest.mark.parametrize(
+    ("name", "suggested"), [("wrong_password", "CONTOSO\\alice"), ("netbios_domain_hint", "MTCORP\\maya")]
+)
 def test_an_email_address_refused_as_login_suggests_the_domain_the_server_named(
-    step: str, exchange_config: ExchangeConfig
+    step: str, name: str, suggested: str, exchange_config: ExchangeConfig
 ) -> None:
-    # Given a domain-joined server (its NTLM challenge names CONTOSO) refusing alice's email address as login
-    s = SCENARIOS_BY_NAME["wrong_password"]
+    # Given a domain-joined server whose NTLM challenge names its Windows domain (CONTOSO for contoso.test;
+    # MTCORP for margiestravel.test, unlike the email domain) refusing the email address as the login
+    s = SCENARIOS_BY_NAME[name]
     if step == "discover":
-        code, failure = outcome(lambda: discover(s.email, s.password, config=exchange_config))
+        code, failure = outcome(
+            lambda: discover(s.email, s.password, ExchangeContext(config=exchange_config))
+        )
     else:
         code, failure = outcome(
-            lambda: verify(s.email, s.password, s.email, s.server, config=exchange_config)
+            lambda: verify(s.email, s.password, manual(exchange_config, s.email, s.server))
         )
-    # Then the verdict suggests CONTOSO\alice, and the owner's message says how to enter it
+    # Then the verdict suggests DOMAIN\user with that very domain, and the owner's message says to try it
     assert code == Diagnosis.AUTH_FAILED
     assert isinstance(failure, ExchangeFailure)
-    assert failure.hint == "CONTOSO\\alice"
-    assert "CONTOSO\\alice" in message_for(failure.code, hint=failure.hint)
+    assert failure.hint == suggested
+    assert f"Try signing in as {suggested}:" in message_for(failure.code, hint=failure.hint)
+
+
+def test_a_server_that_names_no_domain_gets_the_generic_login_form(exchange_config: ExchangeConfig) -> None:
+    # Given a Basic-auth server (no NTLM challenge, so no domain named) refusing an email address
+    code, failure = outcome(
+        lambda: discover("bea@fabrikam.test", "nope-nope", ExchangeContext(config=exchange_config))
+    )
+    # Then the hint is the generic form, and the message explains it without claiming a domain
+    assert code == Diagnosis.AUTH_FAILED
+    assert isinstance(failure, ExchangeFailure)
+    assert failure.hint == "DOMAIN\\bea"
+    text = message_for(failure.code, hint=failure.hint)
+    assert "written DOMAIN\\username (for example DOMAIN\\bea)" in text
+    assert "Try signing in as" not in text
 
 
 def test_a_refused_domain_login_gets_no_login_hint(exchange_config: ExchangeConfig) -> None:
     s = SCENARIOS_BY_NAME["wrong_password"]
     code, failure = outcome(
-        lambda: verify(s.email, s.password, "CONTOSO\\alice", s.server, config=exchange_config)
+        lambda: verify(s.email, s.password, manual(exchange_config, "CONTOSO\\alice", s.server))
     )
     assert code == Diagnosis.AUTH_FAILED
     assert isinstance(failure, ExchangeFailure)
     assert failure.hint is None
+
+
+@given(blob=st.binary(max_size=200), tail=st.binary(max_size=64))
+def test_reading_the_domain_from_any_challenge_never_fails(blob: bytes, tail: bytes) -> None:
+    from onboarding.exchange.ntlm import netbios_domain
+
+    # Given any bytes, including ones that start like a CHALLENGE message
+    for message in (blob, b"NTLMSSP\x00\x02\x00\x00\x00" + blob + tail):
+        # Then reading its NetBIOS domain gives a name or None, never an exception
+        assert netbios_domain(message) is None or isinstance(netbios_domain(message), str)

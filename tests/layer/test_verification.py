@@ -10,6 +10,7 @@ import pytest
 from pydantic import SecretStr
 
 from devstack.exchange_sim.scenarios import SCENARIOS_BY_NAME
+from onboarding.connect import ConnectView
 from onboarding.credentials import KmsCredentialStore
 from onboarding.errors import CredentialNotFoundError, InviteUsedError
 from onboarding.exchange import ExchangeConfig
@@ -174,3 +175,48 @@ def test_verifying_a_mailbox_records_its_settings_and_uses_the_link_up(
     assert record.connection.inbox_item_count == scenario.inbox_count
     with pytest.raises(InviteUsedError):
         resolve_invite(repo, invite_repo, token)
+
+
+@pytest.mark.parametrize("step", ["autodiscover", "verify"])
+def test_an_email_address_refused_as_login_tells_the_owner_the_login_the_server_named(
+    step: str, steps: VerificationSteps, repo: DynamoAgentRepository, connecting: Connecting
+) -> None:
+    # Given maya, whose server (Windows domain MTCORP, unlike her email domain margiestravel.test) refuses her
+    # email address as the login; she typed no username (autodiscover) or only the server (verify)
+    scenario = SCENARIOS_BY_NAME["netbios_domain_hint"]
+    server = {Attr.SERVER: scenario.server} if step == "verify" else {}
+    agent, token = connecting.agent(password=scenario.password, email=scenario.email, **server)
+    # When the workflow's step fails and the failure is recorded
+    output = steps.run(_task(agent, step))
+    assert (output.outcome, output.code) == (Outcome.FAILED, "auth_failed")
+    steps.run(_task(agent, "record_failure", failure={"code": output.code}))
+    # Then the agent keeps the login to suggest, and the owner's message says to sign in as MTCORP\maya
+    record = repo.get_record("demo", agent.agent_id)
+    assert record is not None
+    assert record.connection.login_hint == "MTCORP\\maya"
+    message = ConnectView(token=token, token_hash=token_hash(token), record=record).message
+    assert f"did not accept the password for {scenario.email}" in message
+    assert "Try signing in as MTCORP\\maya:" in message
+    # And the IT admin's trace names it too
+    assert record.connection.exchange_trace is not None
+    assert "suggested login MTCORP\\\\maya" in record.connection.exchange_trace  # JSON escapes the backslash
+
+
+def test_a_later_verdict_without_a_hint_drops_the_earlier_one(
+    steps: VerificationSteps, repo: DynamoAgentRepository, connecting: Connecting
+) -> None:
+    # Given an agent that kept a login hint from an earlier verdict, now trying a Windows login that is refused
+    scenario = SCENARIOS_BY_NAME["wrong_password"]
+    agent, _ = connecting.agent(
+        password=scenario.password,
+        email=scenario.email,
+        **{Attr.SERVER: scenario.server, Attr.USERNAME: scenario.username, Attr.LOGIN_HINT: "CONTOSO\\alice"},
+    )
+    # When verification fails again (a DOMAIN\\user login refused: nothing to suggest)
+    assert steps.run(_task(agent, "verify")).code == "auth_failed"
+    # Then no stale suggestion is left for the page
+    record = repo.get_record("demo", agent.agent_id)
+    assert record is not None
+    assert record.connection.login_hint is None
+    view = ConnectView(token="t", token_hash="h", record=record)
+    assert "Try signing in as" not in view.message

@@ -30,7 +30,7 @@ from onboarding.errors import (
     WrongMailboxError,
     error_code,
 )
-from onboarding.exchange.diagnoses import Diagnosis, message_for
+from onboarding.exchange.diagnoses import Diagnosis, login_hint_text, message_for
 from onboarding.exchange.trace import ExchangeTrace
 from onboarding.executions import execution_name, workflow_input
 from onboarding.invite_store import InviteRepository
@@ -201,12 +201,16 @@ class ConnectView:
                 str(self.reason), signed_in=self.record.connection.m365_signed_in_as, invited=self.email
             )
             return text or reason_message(INTERNAL_ERROR)
+        # An email address refused as the login: the Windows sign-in to try instead (the server's own domain).
+        hint = (
+            login_hint_text(self.record.connection.login_hint) if self.reason == Diagnosis.AUTH_FAILED else ""
+        )
         if self.reason == Diagnosis.AUTH_FAILED.value and not self.record.connection.conn_username:
             return (
                 f"The email server did not accept the password for {self.email}. Check it and try again. "
                 "If your account uses two-step verification, create an app password and use it here."
-            )
-        return reason_message(self.reason)
+            ) + hint
+        return reason_message(self.reason) + hint
 
     @property
     def tries_left(self) -> int | None:

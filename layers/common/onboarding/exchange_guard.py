@@ -24,6 +24,7 @@ Outside a guarded call the strictest policy applies.
 from __future__ import annotations
 
 import contextvars
+import functools
 import hashlib
 import ipaddress
 import os
@@ -157,6 +158,9 @@ class GuardContext:
     deadline: float | None = None  # time.monotonic() value
     request_timeout: float | None = None
     trace: TraceRecorder | None = None  # the IT admin's trace: DNS, TCP, TLS and HTTP steps land here
+    # The connections one discovery or verification shares (``guarded_session`` and exchangelib's sessions
+    # mount it): the unauthenticated probe's connection carries the authenticated request that follows.
+    connections: GuardedHTTPAdapter | None = None
 
     def remaining(self) -> float | None:
         return None if self.deadline is None else self.deadline - time.monotonic()
@@ -176,13 +180,16 @@ def guarded(
     deadline: float | None = None,
     request_timeout: float | None = None,
     trace: TraceRecorder | None = None,
+    connections: GuardedHTTPAdapter | None = None,
 ) -> Iterator[Observation]:
-    """Run a block under ``policy``; yields the block's fresh ``Observation``. Steps go to ``trace`` (if given,
-    else to the enclosing block's trace)."""
+    """Run a block under ``policy``; yields the block's fresh ``Observation``. Steps go to ``trace`` and
+    connections come from ``connections`` (if given, else the enclosing block's)."""
     outer = _CURRENT.get()
     if trace is None and outer is not None:
         trace = outer.trace
-    ctx = GuardContext(policy, Observation(), deadline, request_timeout, trace)
+    if connections is None and outer is not None:
+        connections = outer.connections
+    ctx = GuardContext(policy, Observation(), deadline, request_timeout, trace, connections)
     token = _CURRENT.set(ctx)
     try:
         yield ctx.observation
@@ -359,6 +366,17 @@ _BUNDLE_LOCK = threading.Lock()
 
 def combined_ca_bundle(base: str, extra: str) -> str:
     """A PEM file holding ``base`` + ``extra`` (written once per content into the temp dir, e.g. /tmp)."""
+    return _combined_ca_bundle(base, extra, _stamp(base), _stamp(extra))
+
+
+def _stamp(path: str) -> tuple[int, int]:
+    """What makes a cached file-derived value stale: the file's modification time and size."""
+    stat = os.stat(path)
+    return stat.st_mtime_ns, stat.st_size
+
+
+@functools.lru_cache(maxsize=8)
+def _combined_ca_bundle(base: str, extra: str, *stamps: tuple[int, int]) -> str:
     data = Path(base).read_bytes() + b"\n" + Path(extra).read_bytes()
     digest = hashlib.sha256(data).hexdigest()[:16]
     path = Path(tempfile.gettempdir()) / f"exchange-ca-{digest}.pem"
@@ -372,6 +390,30 @@ def combined_ca_bundle(base: str, extra: str) -> str:
 
 def _default_ca_bundle() -> str:
     return requests.utils.DEFAULT_CA_BUNDLE_PATH
+
+
+_CONTEXT_LOCK = threading.Lock()
+
+
+def _verifying_context(ca_bundle: str, stamp: tuple[int, int]) -> ssl.SSLContext:
+    """``_new_verifying_context`` once per bundle, even when the concurrent probes all ask at once (the
+    context is part of the connection pool's key: one context, one pool per host)."""
+    with _CONTEXT_LOCK:
+        return _new_verifying_context(ca_bundle, stamp)
+
+
+@functools.lru_cache(maxsize=8)
+def _new_verifying_context(ca_bundle: str, stamp: tuple[int, int]) -> ssl.SSLContext:
+    """One certificate-verifying TLS context per CA bundle, shared by every connection of the process.
+
+    urllib3 would otherwise build a context and load the bundle (about 150 certificates: the costliest part of
+    a handshake) for each new connection. Verification is unchanged: certificates required, host names matched
+    by urllib3 as before."""
+    from urllib3.util.ssl_ import create_urllib3_context
+
+    context = create_urllib3_context(cert_reqs=ssl.CERT_REQUIRED)
+    context.load_verify_locations(cafile=ca_bundle)
+    return context
 
 
 # ---------------------------------------------------------------- adapter
@@ -399,6 +441,30 @@ class GuardedHTTPAdapter(requests.adapters.HTTPAdapter):
             "http": GuardedHTTPConnectionPool,
             "https": GuardedHTTPSConnectionPool,
         }
+
+    def build_connection_pool_key_attributes(
+        self, request: requests.PreparedRequest, verify: Any, cert: Any = None
+    ) -> tuple[Any, Any]:
+        """As requests does, but HTTPS pools verify with the process's cached context for that CA bundle (the
+        customisation requests documents for this method) instead of loading the bundle per connection."""
+        attributes: tuple[Any, Any] = super().build_connection_pool_key_attributes(request, verify, cert)
+        host_params, pool_kwargs = attributes
+        ca_bundle = pool_kwargs.get("ca_certs")
+        if (
+            host_params.get("scheme") == "https"
+            and ca_bundle
+            and pool_kwargs.get("cert_reqs") == "CERT_REQUIRED"
+        ):
+            del pool_kwargs["ca_certs"]
+            pool_kwargs["ssl_context"] = _verifying_context(ca_bundle, _stamp(ca_bundle))
+        return host_params, pool_kwargs
+
+    def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
+        """As requests does; a pool verifying with our cached context (above) must not load the bundle again
+        into it for every connection (requests names the bundle on the pool as well)."""
+        super().cert_verify(conn, url, verify, cert)
+        if conn.conn_kw.get("ssl_context") is not None and conn.cert_reqs == "CERT_REQUIRED":
+            conn.ca_certs = conn.ca_cert_dir = None
 
     def send(
         self,
@@ -511,11 +577,37 @@ class GuardedHTTPAdapter(requests.adapters.HTTPAdapter):
         return base if isinstance(verify, str) else True
 
 
+class _GuardedSession(requests.Session):
+    """A session on the guard's adapter; closing it leaves the block's shared connections to their owner."""
+
+    shared: GuardedHTTPAdapter | None = None
+
+    def close(self) -> None:
+        for adapter in self.adapters.values():
+            if adapter is not self.shared:
+                adapter.close()
+
+
 def guarded_session() -> requests.Session:
-    """A plain requests session whose every connection goes through the guard."""
-    session = requests.Session()
+    """A plain requests session whose every connection goes through the guard (the block's shared
+    connections, if it has them)."""
+    session = _GuardedSession()
     session.trust_env = False
-    adapter = GuardedHTTPAdapter(max_retries=0)
+    session.shared = current().connections
+    adapter = session.shared or GuardedHTTPAdapter(max_retries=0)
     session.mount("https://", adapter)
     session.mount("http://", adapter)
+    return session
+
+
+def share_connections(session: requests.Session) -> requests.Session:
+    """Make an exchangelib session like ours: no settings from the environment (proxies, CA bundle: the
+    guard's policy decides), and the block's shared connections (if any) mounted. Closing that session (the
+    protocol's ``close()``, right after its authenticated requests) closes them: a connection IIS authenticated
+    as the owner is never handed to a later unauthenticated probe."""
+    session.trust_env = False
+    shared = current().connections
+    if shared is not None:
+        for prefix in list(session.adapters):  # exchangelib mounts its adapter on the endpoint's own prefix
+            session.mount(prefix, shared)
     return session

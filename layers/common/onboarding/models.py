@@ -123,6 +123,9 @@ class ConnectionState(_StateModel):
     # A server in another domain that discovery met (reason confirm_server), and the one the owner allowed.
     confirm_host: str | None = None
     confirmed_host: str | None = None
+    # The login to suggest when the last verdict refused an email address as the login ("CONTOSO\\bea": the
+    # Windows domain the server's NTLM challenge named, or DOMAIN\\bea when it named none).
+    login_hint: str | None = None
     # The IT admin's trace of the last discovery/verification (onboarding.exchange.trace.ExchangeTrace as
     # JSON, size-bounded, secret-free).
     exchange_trace: str | None = Field(default=None, repr=False)
@@ -161,6 +164,7 @@ class Attr:
     CONFIRM_HOST = _stored(ConnectionState, "confirm_host")
     CONFIRMED_HOST = _stored(ConnectionState, "confirmed_host")
     EXCHANGE_TRACE = _stored(ConnectionState, "exchange_trace")
+    LOGIN_HINT = _stored(ConnectionState, "login_hint")
 
 
 class _ApiModel(BaseModel):

@@ -22,7 +22,15 @@ from onboarding.errors import (
     IllegalTransitionError,
     InviteError,
 )
-from onboarding.exchange import Diagnosis, ExchangeConfig, ExchangeFailure, ExchangeSettings, discover, verify
+from onboarding.exchange import (
+    Diagnosis,
+    ExchangeConfig,
+    ExchangeContext,
+    ExchangeFailure,
+    ExchangeSettings,
+    discover,
+    verify,
+)
 from onboarding.exchange.trace import ExchangeTrace, TraceRecorder
 from onboarding.invite_models import Invite
 from onboarding.invite_store import InviteRepository
@@ -141,17 +149,12 @@ class VerificationSteps:
         trace = _recorder(record)
         try:
             settings = discover(
-                record.agent.email,
-                password.get_secret_value(),
-                connection.conn_username,
-                config=self.exchange,
-                confirmed_hosts=_confirmed(connection),
-                trace=trace,
+                record.agent.email, password.get_secret_value(), self._context(connection, trace)
             )
         except ExchangeFailure as failure:
             logger.info("Autodiscovery failed", extra={"agent_id": task.agent_id, "code": failure.code.value})
             pending = {Attr.CONFIRM_HOST: failure.host} if failure.code is Diagnosis.CONFIRM_SERVER else {}
-            self._keep_trace(task, trace, pending)
+            self._keep_trace(task, trace, pending, hint=failure.hint)
             if failure.code in (Diagnosis.AUTODISCOVER_FAILED, Diagnosis.CONFIRM_SERVER):
                 return TaskOutput(outcome=Outcome.NEEDS_SETTINGS, code=failure.code.value)
             return TaskOutput(outcome=Outcome.FAILED, code=failure.code.value)
@@ -167,41 +170,18 @@ class VerificationSteps:
         trace = _recorder(record)
         if not manual:
             trace.continuing(_stored_trace(connection.exchange_trace))
+        context = self._context(connection, trace)
         try:
-            if connection.conn_server:
-                result = verify(
-                    email,
-                    password,
-                    connection.conn_username or email,
-                    connection.conn_server,
-                    config=self.exchange,
-                    trace=trace,
-                )
-            else:
+            if not manual:
                 found = _found_settings(connection)
                 if found is None:
                     # The owner allowed a server in another domain: discover again, now allowed to use it.
-                    found = discover(
-                        email,
-                        password,
-                        connection.conn_username,
-                        config=self.exchange,
-                        confirmed_hosts=_confirmed(connection),
-                        trace=trace,
-                    )
-                result = verify(
-                    email,
-                    password,
-                    found.username or email,
-                    ews_url=found.ews_url,
-                    auth_type=found.auth_type,
-                    server_build=found.server_build,
-                    config=self.exchange,
-                    trace=trace,
-                )
+                    found = discover(email, password, context)
+                context = context.found(found)
+            result = verify(email, password, context)
         except ExchangeFailure as failure:
             logger.info("Verification failed", extra={"agent_id": task.agent_id, "code": failure.code.value})
-            self._keep_trace(task, trace, {})
+            self._keep_trace(task, trace, {}, hint=failure.hint)
             # Settings sent from the settings form (rounds >= 1) that do not work: ask again, a few times.
             # Settings typed on the first form fail like any first attempt: the page offers the form again.
             rounds = connection.settings_rounds
@@ -244,13 +224,31 @@ class VerificationSteps:
         )
         return TaskOutput(outcome=Outcome.VERIFIED)
 
-    def _keep_trace(self, task: TaskInput, trace: TraceRecorder, values: dict[str, Any]) -> None:
-        """Store what was found (``values``) and the IT admin's trace with the agent, in one write."""
+    def _context(self, connection: ConnectionState, trace: TraceRecorder) -> ExchangeContext:
+        """What the owner typed (login, server, the other-domain server they allowed), budgets, the trace."""
+        return ExchangeContext(
+            config=self.exchange,
+            username=connection.conn_username,
+            server=connection.conn_server,
+            confirmed_hosts=_confirmed(connection),
+            trace=trace,
+        )
+
+    def _keep_trace(
+        self, task: TaskInput, trace: TraceRecorder, values: dict[str, Any], *, hint: str | None = None
+    ) -> None:
+        """Store what was found (``values``), the IT admin's trace and the login to suggest to the owner
+        (``hint``: the last verdict's, so none stays from an earlier one) with the agent, in one write."""
         self.repo.update_attributes(
             task.tenant_id,
             task.agent_id,
-            {**values, Attr.EXCHANGE_TRACE: trace.snapshot().model_dump_json()},
+            {
+                **values,
+                Attr.EXCHANGE_TRACE: trace.snapshot().model_dump_json(),
+                **({Attr.LOGIN_HINT: hint} if hint else {}),
+            },
             expected_status=AgentStatus.CONNECTING,
+            remove_attributes=() if hint else (Attr.LOGIN_HINT,),
         )
 
     def request_settings(self, task: TaskInput, record: AgentRecord) -> TaskOutput:

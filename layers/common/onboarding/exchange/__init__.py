@@ -4,7 +4,8 @@ One module per concern:
 
 * ``diagnoses`` -- verdict codes, the owner's messages, ``ExchangeFailure`` (no exchangelib, no requests:
   the connect page imports only this);
-* ``models`` -- ``ExchangeConfig``, ``ExchangeSettings``, ``VerificationResult``;
+* ``models`` -- ``ExchangeConfig``, ``ExchangeContext`` (what ``discover(email, password, context)`` and
+  ``verify(email, password, context)`` take), ``ExchangeSettings``, ``VerificationResult``;
 * ``auth`` -- the ``WWW-Authenticate`` parser and the scheme we answer with;
 * ``probing`` -- one unauthenticated look at an endpoint, and failure classification;
 * ``discovery`` -- autodiscover as Microsoft's clients do it (candidates, redirects, password destinations);
@@ -22,7 +23,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .diagnoses import Diagnosis, ExchangeFailure, message_for
-from .models import ExchangeConfig, ExchangeSettings, VerificationResult
+from .models import ExchangeConfig, ExchangeContext, ExchangeSettings, VerificationResult
 
 if TYPE_CHECKING:
     from .discovery import discover
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Diagnosis",
     "ExchangeConfig",
+    "ExchangeContext",
     "ExchangeFailure",
     "ExchangeSettings",
     "VerificationResult",

@@ -96,19 +96,42 @@ class ExchangeFailure(Exception):
         return f"ExchangeFailure(code={self.code.value!r}, detail={self.detail!r})"
 
 
+EXAMPLE_DOMAIN = "DOMAIN"  # the login hint's domain when the server did not name its own
+
 _EMAIL_LOGIN_HINT = (
     " You signed in with your email address: many company servers want the Windows sign-in instead, "
     "written DOMAIN\\username (for example {example}). Open the advanced settings and enter it as the username."
 )
+_NAMED_DOMAIN_HINT = (
+    " You signed in with your email address, and your email server asked for a Windows sign-in in its "
+    "{domain} domain. Try signing in as {login}: open the advanced settings and enter {login} as the username."
+)
+
+
+def login_hint_text(hint: str | None) -> str:
+    """The sentences that suggest ``hint`` (``DOMAIN\\user``) as the login, or "" without a hint. When the
+    server named its Windows (NetBIOS) domain, the owner is told the very login to try."""
+    if not hint:
+        return ""
+    domain, sep, _ = hint.partition("\\")
+    if sep and domain and domain != EXAMPLE_DOMAIN:
+        return _NAMED_DOMAIN_HINT.format(domain=domain, login=hint)
+    return _EMAIL_LOGIN_HINT.format(example=hint)
 
 
 def message_for(code: Diagnosis | str, *, hint: str | None = None) -> str:
     """Plain words a mailbox owner can act on; ``hint`` (a login form to suggest) extends AUTH_FAILED."""
     diagnosis = Diagnosis(code)
     text = _MESSAGES[diagnosis]
-    if diagnosis is Diagnosis.AUTH_FAILED and hint:
-        text += _EMAIL_LOGIN_HINT.format(example=hint)
+    if diagnosis is Diagnosis.AUTH_FAILED:
+        text += login_hint_text(hint)
     return text
+
+
+def verdict_text(failure: ExchangeFailure) -> str:
+    """The verdict line of the IT admin's trace (the login to suggest included)."""
+    text = f"{failure.code.value}: {failure.detail}"
+    return f"{text}; suggested login {failure.hint}" if failure.hint else text
 
 
 def without_secret(failure: ExchangeFailure, secret: str) -> ExchangeFailure:

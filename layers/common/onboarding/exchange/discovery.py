@@ -29,8 +29,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .diagnoses import Diagnosis, ExchangeFailure
-from .models import ExchangeConfig, ExchangeSettings
+from .diagnoses import Diagnosis, ExchangeFailure, verdict_text
+from .models import ExchangeConfig, ExchangeContext, ExchangeSettings
 from .probing import (
     REDIRECT_STATUSES,
     Probe,
@@ -54,7 +54,7 @@ from .runtime import (
 )
 
 if TYPE_CHECKING:
-    from ..exchange_guard import GuardPolicy, Observation
+    from ..exchange_guard import GuardedHTTPAdapter, GuardPolicy, Observation
     from .trace import TraceRecorder
 
 MAX_HOPS = 10
@@ -74,6 +74,7 @@ class Walk:
     deadline: float
     policy: GuardPolicy
     trace: TraceRecorder | None = None
+    connections: GuardedHTTPAdapter | None = None  # shared by the walk's requests (see exchange_guard)
     hops: int = 0
     seen: set[str] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -219,7 +220,9 @@ def _probe_candidates(domain: str, address: str, walk: Walk, probe_timeout: floa
 
     def runner(index: int, name: str, job: Callable[[], Probe | None]) -> None:
         started = time.monotonic()
-        with guarded(walk.policy, deadline=probe_deadline, trace=walk.trace) as obs:
+        with guarded(
+            walk.policy, deadline=probe_deadline, trace=walk.trace, connections=walk.connections
+        ) as obs:
             try:
                 probe = job()
             except ExchangeFailure as failure:
@@ -291,27 +294,20 @@ def _no_candidate_verdict(outcomes: list[_Outcome]) -> ExchangeFailure:
 # ---------------------------------------------------------------- discover
 
 
-def discover(
-    email: str,
-    password: str,
-    username: str | None = None,
-    *,
-    config: ExchangeConfig,
-    confirmed_hosts: tuple[str, ...] = (),
-    trace: TraceRecorder | None = None,
-) -> ExchangeSettings:
+def discover(email: str, password: str, context: ExchangeContext) -> ExchangeSettings:
     """Find the EWS settings for ``email`` (autodiscover, SOAP). Raises ``ExchangeFailure``.
 
-    ``trace`` (optional) receives every step for the IT admin's report (see ``trace``)."""
-
+    ``context`` gives the login (``username``), the servers in another domain the owner allowed
+    (``confirmed_hosts``), the budgets (``config``) and the IT admin's trace (``trace``, optional)."""
+    trace = context.trace
     if trace is not None:
         trace.mask_also(password)
         trace.phase = "discover"
     try:
-        settings = _discover_traced(email, password, username, config, confirmed_hosts, trace)
+        settings = _discover_traced(email, password, context)
     except ExchangeFailure as failure:
         if trace is not None:
-            trace.add("verdict", host=failure.host, result=f"{failure.code.value}: {failure.detail}")
+            trace.add("verdict", host=failure.host, result=verdict_text(failure))
             trace.verdict = failure.code.value
         raise
     if trace is not None:
@@ -320,34 +316,33 @@ def discover(
     return settings
 
 
-def _discover_traced(
-    email: str,
-    password: str,
-    username: str | None,
-    config: ExchangeConfig,
-    confirmed_hosts: tuple[str, ...],
-    trace: TraceRecorder | None,
-) -> ExchangeSettings:
+def _discover_traced(email: str, password: str, context: ExchangeContext) -> ExchangeSettings:
     from ..exchange_guard import is_microsoft_online
 
     domain = domain_of(email)
     if is_microsoft_online(domain):
         raise ExchangeFailure(Diagnosis.MODERN_AUTH_REQUIRED, f"{domain} is Exchange Online")
+    from ..exchange_guard import GuardedHTTPAdapter
+
     configure_exchangelib()
+    config = context.config
     deadline = time.monotonic() + config.discovery_timeout
-    login = (username or email).strip()
+    connections = GuardedHTTPAdapter(max_retries=0)
     walk = Walk(
+        connections=connections,
         mailbox_domain=domain,
-        confirmed_hosts=frozenset(h.strip().lower().rstrip(".") for h in confirmed_hosts),
+        confirmed_hosts=frozenset(h.strip().lower().rstrip(".") for h in context.confirmed_hosts),
         deadline=deadline,
         policy=policy_for(config),
-        trace=trace,
+        trace=context.trace,
     )
+    login = context.login(email)
     try:
         return run_with_deadline(
             lambda: _discover(email.strip(), password, login, walk, config), deadline, "discover", password
         )
     finally:
+        connections.close()
         clear_exchangelib_caches()
 
 
@@ -419,7 +414,7 @@ def _ask_following_urls(probe: Probe, address: str, password: str, login: str, w
         walk.hop(target)
         from ..exchange_guard import guarded
 
-        with guarded(walk.policy, deadline=walk.deadline, trace=walk.trace):
+        with guarded(walk.policy, deadline=walk.deadline, trace=walk.trace, connections=walk.connections):
             probe = follow(probe_endpoint(target), walk)
         if not probe.live:
             raise ExchangeFailure(
@@ -457,7 +452,9 @@ def _get_user_settings(
             )
         )
         started = time.monotonic()
-        with guarded(walk.policy, deadline=walk.deadline, trace=walk.trace) as obs:
+        with guarded(
+            walk.policy, deadline=walk.deadline, trace=walk.trace, connections=walk.connections
+        ) as obs:
             try:
                 response: Any = protocol.get_user_settings(user=address)
                 if walk.trace:
@@ -495,9 +492,10 @@ def preemptive_sessions(offered: tuple[str, ...]) -> Callable[[Any], Any]:
     """A protocol's ``create_session`` whose NTLM sessions send NEGOTIATE with the first request (``ntlm``)."""
 
     def create_session(self: Any) -> Any:
+        from ..exchange_guard import share_connections
         from .ntlm import install
 
-        return install(super(type(self), self).create_session(), offered=offered)
+        return install(share_connections(super(type(self), self).create_session()), offered=offered)
 
     return create_session
 
@@ -511,7 +509,7 @@ def settings_for(ews_url: str, login: str, walk: Walk, build: str | None) -> Exc
         raise ExchangeFailure(Diagnosis.AUTODISCOVER_FAILED, "autodiscover answered a non-HTTPS EWS URL")
     if is_microsoft_online(host):
         raise ExchangeFailure(Diagnosis.MODERN_AUTH_REQUIRED, f"EWS URL is on {host} (Exchange Online)")
-    with guarded(walk.policy, deadline=walk.deadline, trace=walk.trace):
+    with guarded(walk.policy, deadline=walk.deadline, trace=walk.trace, connections=walk.connections):
         probe = probe_endpoint(ews_url)
     if not probe.live:
         code = probe.failure or Diagnosis.UNREACHABLE

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+if TYPE_CHECKING:
+    from .trace import TraceRecorder
 
 
 class ExchangeSettings(BaseModel):
@@ -41,3 +45,38 @@ class ExchangeConfig(BaseModel):
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExchangeContext:
+    """Everything ``discover(email, password, context)`` and ``verify(email, password, context)`` take besides
+    the address and the password: what the owner typed, what an earlier discovery learned, the budgets, and
+    where the IT admin's trace goes.
+
+    ``verify`` goes to ``ews_url`` (found by discovery: no probe when ``auth_type`` is known too), else to the
+    ``server`` the owner typed. ``server_build`` (the build autodiscover reported) spares exchangelib's
+    version-guessing request. ``confirmed_hosts`` are servers in another domain the owner allowed discovery to
+    send the password to.
+    """
+
+    config: ExchangeConfig
+    username: str | None = None  # the login; None or blank: the email address
+    server: str | None = None  # typed by the owner: a host name or any URL of the server
+    ews_url: str | None = None
+    auth_type: str | None = None
+    server_build: str | None = None
+    confirmed_hosts: tuple[str, ...] = ()
+    trace: TraceRecorder | None = None  # receives every step (optional)
+
+    def login(self, email: str) -> str:
+        return (self.username or "").strip() or email.strip()
+
+    def found(self, settings: ExchangeSettings) -> ExchangeContext:
+        """This context carrying what discovery found (verify then goes there without probing)."""
+        return replace(
+            self,
+            ews_url=settings.ews_url,
+            auth_type=settings.auth_type,
+            server_build=settings.server_build,
+            username=settings.username or self.username,
+        )

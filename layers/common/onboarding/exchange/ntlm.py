@@ -133,17 +133,38 @@ _OTHER = {"NTLM": ("Negotiate",), "Negotiate": ("NTLM",)}
 def _note_domain(token: str) -> None:
     """Keep the NetBIOS domain the CHALLENGE names (MsvAvNbDomainName): the login form to suggest when an
     email address was refused as the login."""
-    from spnego._ntlm_raw.messages import AvId, Challenge
-
     from ..exchange_guard import current
 
     try:
-        challenge = Challenge.unpack(base64.b64decode(token))
-        domain = challenge.target_info.get(AvId.nb_domain_name) if challenge.target_info else None
-    except Exception:  # a malformed challenge: spnego's step will say so
+        domain = netbios_domain(base64.b64decode(token))
+    except ValueError:  # not base64: spnego's step will say so
         return
-    if isinstance(domain, str) and domain and domain.upper() != "WORKSTATION":
+    if domain and domain.upper() != "WORKSTATION":
         current().observation.ntlm_domain = domain
+
+
+_MSV_AV_EOL, _MSV_AV_NB_DOMAIN_NAME = 0, 2
+
+
+def netbios_domain(challenge: bytes) -> str | None:
+    """MsvAvNbDomainName from an NTLM CHALLENGE_MESSAGE's TargetInfo (MS-NLMP 2.2.1.2 and 2.2.2.1: the
+    TargetInfoFields length and offset at bytes 40-47, then AV_PAIRs of AvId, AvLen and a UTF-16LE value)."""
+    if len(challenge) < 48 or challenge[:8] != b"NTLMSSP\x00" or challenge[8:12] != b"\x02\x00\x00\x00":
+        return None
+    length = int.from_bytes(challenge[40:42], "little")
+    offset = int.from_bytes(challenge[44:48], "little")
+    info = challenge[offset : offset + length]
+    position = 0
+    while position + 4 <= len(info):
+        av_id = int.from_bytes(info[position : position + 2], "little")
+        av_len = int.from_bytes(info[position + 2 : position + 4], "little")
+        value = info[position + 4 : position + 4 + av_len]
+        if av_id == _MSV_AV_EOL or len(value) < av_len:
+            return None
+        if av_id == _MSV_AV_NB_DOMAIN_NAME:
+            return value.decode("utf-16-le", errors="replace") or None
+        position += 4 + av_len
+    return None
 
 
 def install(session: requests.Session, *, offered: tuple[str, ...] = ()) -> requests.Session:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .auth import Challenge, choose_auth_type, is_bearer_only, parse_challenges, schemes
-from .diagnoses import Diagnosis, ExchangeFailure
+from .diagnoses import EXAMPLE_DOMAIN, Diagnosis, ExchangeFailure
 from .runtime import NOAUTH
 
 if TYPE_CHECKING:
@@ -164,7 +164,7 @@ def with_login_hint(failure: ExchangeFailure, login: str, obs: Observation) -> E
     if failure.code is not Diagnosis.AUTH_FAILED or "@" not in login or "\\" in login:
         return failure
     user = login.split("@", 1)[0]
-    failure.hint = f"{obs.ntlm_domain or 'DOMAIN'}\\{user}"
+    failure.hint = f"{obs.ntlm_domain or EXAMPLE_DOMAIN}\\{user}"
     return failure
 
 

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import contextlib
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from .diagnoses import Diagnosis, ExchangeFailure
+from .diagnoses import Diagnosis, ExchangeFailure, verdict_text
 from .discovery import Walk, preemptive_sessions, settings_for
-from .models import ExchangeConfig, ExchangeSettings, VerificationResult
+from .models import ExchangeContext, ExchangeSettings, VerificationResult
 from .probing import classify, with_login_hint
 from .runtime import (
     EWS_PATH,
@@ -23,7 +23,9 @@ from .runtime import (
     policy_for,
     run_with_deadline,
 )
-from .trace import TraceRecorder
+
+if TYPE_CHECKING:
+    from ..exchange_guard import GuardedHTTPAdapter
 
 
 def ews_endpoint(server: str) -> str:
@@ -44,34 +46,22 @@ def ews_endpoint(server: str) -> str:
     return f"https://{value}/{EWS_PATH}"
 
 
-def verify(
-    email: str,
-    password: str,
-    username: str,
-    server: str | None = None,
-    *,
-    ews_url: str | None = None,
-    auth_type: str | None = None,
-    server_build: str | None = None,
-    config: ExchangeConfig,
-    trace: TraceRecorder | None = None,
-) -> VerificationResult:
+def verify(email: str, password: str, context: ExchangeContext) -> VerificationResult:
     """Open the mailbox: inbox item count and server build. Raises ``ExchangeFailure``.
 
-    Give ``ews_url`` + ``auth_type`` recorded from ``discover()`` to skip the probes, or a manual ``server``;
-    ``server_build`` (the build autodiscover reported) spares exchangelib's version-guessing request.
-    ``trace`` (optional) receives every step for the IT admin's report.
+    ``context`` says where: the ``ews_url`` + ``auth_type`` (+ ``server_build``) discovery recorded (no probe),
+    or the ``server`` the owner typed; with the login (``username``), the budgets (``config``) and the IT
+    admin's trace (``trace``, optional).
     """
+    trace = context.trace
     if trace is not None:
         trace.mask_also(password)
         trace.phase = "verify"
     try:
-        result = _verify_traced(
-            email, password, username, server, ews_url, auth_type, server_build, config, trace
-        )
+        result = _verify_traced(email, password, context)
     except ExchangeFailure as failure:
         if trace is not None:
-            trace.add("verdict", result=f"{failure.code.value}: {failure.detail}")
+            trace.add("verdict", result=verdict_text(failure))
             trace.verdict = failure.code.value
         raise
     if trace is not None:
@@ -84,22 +74,12 @@ def verify(
     return result
 
 
-def _verify_traced(
-    email: str,
-    password: str,
-    username: str,
-    server: str | None,
-    ews_url: str | None,
-    auth_type: str | None,
-    server_build: str | None,
-    config: ExchangeConfig,
-    trace: TraceRecorder | None,
-) -> VerificationResult:
-    from ..exchange_guard import is_microsoft_online
+def _verify_traced(email: str, password: str, context: ExchangeContext) -> VerificationResult:
+    from ..exchange_guard import GuardedHTTPAdapter, is_microsoft_online
 
-    if not ews_url and not server:
+    if not context.ews_url and not context.server:
         raise ExchangeFailure(Diagnosis.AUTODISCOVER_FAILED, "no server and no EWS URL given")
-    endpoint = ews_url or ews_endpoint(server or "")
+    endpoint = context.ews_url or ews_endpoint(context.server or "")
     host = host_of(endpoint)
     if not endpoint.lower().startswith("https://") or not host:
         raise ExchangeFailure(Diagnosis.BLOCKED_ADDRESS, "only https:// EWS URLs are accepted")
@@ -107,18 +87,19 @@ def _verify_traced(
         raise ExchangeFailure(Diagnosis.MODERN_AUTH_REQUIRED, f"{host} is Exchange Online")
     domain_of(email)
     configure_exchangelib()
-    deadline = time.monotonic() + config.verify_timeout
-    login = username.strip() or email.strip()
+    deadline = time.monotonic() + context.config.verify_timeout
+    login = context.login(email)
+    # The probe's connection (when the auth scheme is not known yet) carries the first EWS request.
+    connections = GuardedHTTPAdapter(max_retries=0)
     try:
         return run_with_deadline(
-            lambda: _verify(
-                email.strip(), password, login, endpoint, auth_type, server_build, config, deadline, trace
-            ),
+            lambda: _verify(email.strip(), password, login, endpoint, context, deadline, connections),
             deadline,
             "verify",
             password,
         )
     finally:
+        connections.close()
         clear_exchangelib_caches()
 
 
@@ -127,18 +108,16 @@ def _verify(
     password: str,
     login: str,
     endpoint: str,
-    auth_type: str | None,
-    server_build: str | None,
-    config: ExchangeConfig,
+    context: ExchangeContext,
     deadline: float,
-    trace: TraceRecorder | None,
+    connections: GuardedHTTPAdapter,
 ) -> VerificationResult:
     from exchangelib import DELEGATE, UTC, Account, Configuration, Credentials, FailFast
     from exchangelib.protocol import CachingProtocol, Protocol
 
     from ..exchange_guard import GuardedHTTPAdapter, guarded
 
-    policy = policy_for(config)
+    policy, trace, auth_type = policy_for(context.config), context.trace, context.auth_type
     offered: tuple[str, ...] = ()  # NTLM is tried under its own name first, then inside Negotiate
     if auth_type is None:
         walk = Walk(
@@ -147,11 +126,12 @@ def _verify(
             deadline=deadline,
             policy=policy,
             trace=trace,
+            connections=connections,
         )
         settings = settings_for(endpoint, login, walk, build=None)
         auth_type = settings.auth_type
     protocol_config = Configuration(
-        version=_version(server_build),
+        version=_version(context.server_build),
         service_endpoint=endpoint,
         credentials=Credentials(login, password),
         auth_type=auth_type,
@@ -170,7 +150,7 @@ def _verify(
         },
     )
     protocol = protocol_cls(config=protocol_config)
-    with guarded(policy, deadline=deadline, trace=trace) as obs:
+    with guarded(policy, deadline=deadline, trace=trace, connections=connections) as obs:
         try:
             account = Account(
                 primary_smtp_address=email,
