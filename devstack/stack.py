@@ -5,6 +5,7 @@ Everything listens on 127.0.0.1 only. `LocalStack` is used by `python -m devstac
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import errno
 import json
@@ -35,6 +36,7 @@ from devstack.runtime import FunctionRunner, runners_from_template
 from devstack.streams import StreamPoller, stream_mappings
 
 REGION = "us-east-1"
+ACCOUNT = "123456789012"  # moto's default account
 DEMO_TENANT = "demo"
 DASHBOARD = Path(__file__).parent / "dashboard"
 LOCAL_SENDER = "invites@example.com"
@@ -135,6 +137,7 @@ class LocalStack:
     _emails: list[dict[str, Any]] = field(default_factory=list)  # this run's, in order
     _emails_lock: threading.Lock = field(default_factory=threading.Lock)
     _secret_values: dict[str, str] = field(default_factory=dict)
+    _key_material: dict[str, dict[str, str]] = field(default_factory=dict)  # KMS keys, as state keeps them
     ready: bool = False  # every part started: /_local/health answers 200 from then on
 
     @property
@@ -177,6 +180,7 @@ class LocalStack:
             aws.reset_clients()
             self._lambdas = handlers_installed(self.runners)
             self._lambdas.__enter__()
+            self._resume_checks()
             self._serve_gateway()
             self._start_stream_pollers()
             if self._state is not None:
@@ -370,8 +374,9 @@ class LocalStack:
         kms = boto3.client("kms", endpoint_url=self.moto_url, region_name=REGION)
         for logical_id, body in tpl.resources(tpl.load_template(), "AWS::KMS::Key").items():
             key = kms.create_key(Description=str(body["Properties"].get("Description", logical_id)))
-            self.secret_arns[logical_id] = key["KeyMetadata"]["KeyId"]
-            self.secret_arns[f"{logical_id}.Arn"] = key["KeyMetadata"]["Arn"]
+            key_id, arn = self._keep_key(logical_id, key["KeyMetadata"]["KeyId"])
+            self.secret_arns[logical_id] = key_id
+            self.secret_arns[f"{logical_id}.Arn"] = arn
         self._create_email_resources()
         sfn = boto3.client("stepfunctions", endpoint_url=self.moto_url, region_name=REGION)
         refs = self.refs()
@@ -382,6 +387,26 @@ class LocalStack:
                 roleArn="arn:aws:iam::123456789012:role/local-state-machine",
                 type="STANDARD",
             )
+
+    def _keep_key(self, logical_id: str, created_id: str) -> tuple[str, str]:
+        """The key just created, made the one a previous run saved (same id, same material), so that what
+        was sealed then is unsealed now; its id and ARN. moto has no ImportKeyMaterial: the key is set in
+        its backend (this process serves moto)."""
+        from moto.kms.models import kms_backends
+
+        backend = kms_backends[ACCOUNT][REGION]
+        saved_key = self.restored.keys.get(logical_id)
+        if saved_key:
+            key = backend.keys.pop(created_id)
+            key.id, key.arn = saved_key["id"], key.arn.replace(created_id, saved_key["id"])
+            key.key_material = base64.b64decode(saved_key["material"])
+            backend.keys[key.id] = key
+        key = backend.keys[saved_key["id"] if saved_key else created_id]
+        self._key_material[logical_id] = {
+            "id": key.id,
+            "material": base64.b64encode(key.key_material).decode(),
+        }
+        return key.id, key.arn
 
     def _create_email_resources(self) -> None:
         """SES needs the sender verified; the configuration sets and queues exist as on AWS."""
@@ -428,27 +453,57 @@ class LocalStack:
             },
             emails=[*self.restored.emails, *self.emails()],
             secrets=dict(self._secret_values),
+            keys=dict(self._key_material),
             runs=self.run_number,
         )
 
     def _restore(self) -> None:
         """Put the saved items back before the stream pollers start (a restored agent still waiting for
-        its invite gets it); workflows that were running are gone, so their agents are failed."""
-        if not self.restored.tables:
-            return
-        from onboarding.models import INTERNAL_ERROR, AgentStatus
-        from onboarding.store import DynamoAgentRepository
-
+        its invite gets it)."""
         ddb = self._ddb()
         for logical_id, items in self.restored.tables.items():
             if logical_id in self.physical_names:
                 saved.put_items(ddb, self.physical_names[logical_id], items)
-        repo = DynamoAgentRepository(self.physical_names["AgentsTable"], ddb)
+
+    def _resume_checks(self) -> None:
+        """Workflows that were running are gone with moto: start each interrupted attempt again (its
+        steps are keyed by the attempt, its secret was restored with the key that sealed it). One that
+        waited for advanced settings is connecting again, and its workflow asks for them again."""
+        from onboarding.executions import execution_name, workflow_input
+        from onboarding.models import AgentStatus, Attr
+        from onboarding.store import DynamoAgentRepository
+
+        repo = DynamoAgentRepository(self.physical_names["AgentsTable"], self._ddb())
+        sfn = boto3.client("stepfunctions", endpoint_url=self.moto_url, region_name=REGION)
+        refs = self.refs()
+        timeout = int(self.function_environments()["AuthCallbackFunction"]["SETTINGS_TIMEOUT_SECONDS"])
         for item in self.restored.tables.get("AgentsTable", []):
             status = item.get("status", {}).get("S")
-            if item.get("entity", {}).get("S") == "agent" and status in {"connecting", "needs_settings"}:
-                tenant_id, agent_id = item["tenantId"]["S"], item["agentId"]["S"]
-                repo.transition(tenant_id, agent_id, AgentStatus.FAILED, reason=INTERNAL_ERROR)
+            if item.get("entity", {}).get("S") != "agent" or status not in {"connecting", "needs_settings"}:
+                continue
+            record = repo.get_record(item["tenantId"]["S"], item["agentId"]["S"])
+            if record is None:
+                continue
+            agent, attempt = record.agent, record.connection.connect_attempt
+            if agent.status is AgentStatus.NEEDS_SETTINGS:
+                repo.transition(
+                    agent.tenant_id,
+                    agent.agent_id,
+                    AgentStatus.CONNECTING,
+                    expected_version=agent.version,
+                    remove_attributes=(Attr.TASK_TOKEN,),
+                )
+            sfn.start_execution(
+                stateMachineArn=refs["VerifyMailboxStateMachine"],
+                name=execution_name(agent.agent_id, attempt),
+                input=workflow_input(
+                    agent.tenant_id,
+                    agent.agent_id,
+                    attempt,
+                    settings_timeout_seconds=timeout,
+                    method=record.connection.verify_method or "ews",
+                ),
+            )
 
     def restored_counts(self) -> tuple[int, int]:
         """(agents, emails) brought back from earlier runs."""

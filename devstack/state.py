@@ -3,17 +3,19 @@
 moto keeps everything in memory and has no way to save it (its recorder replays requests, which would
 re-run workflows and re-send mail), so the local stack saves its own state: every item of the DynamoDB
 tables (agents and invites, so old invite links keep working), the emails sent (the sent-mail page
-shows earlier runs) and the local secrets of the template (the CSRF key, so a form left open across a
-restart still posts). Saved every few seconds and on Ctrl-C.
+shows earlier runs), the local secrets of the template (the CSRF key, so a form left open across a
+restart still posts) and the material of its KMS keys (the credentials table's items are sealed with
+data keys of the credentials key: restored under a new key they could never be unsealed). Saved every
+few seconds and on Ctrl-C, to a file only its owner can read: it holds the sealed secrets and the key
+that unseals them, as a local stack with simulated mailboxes may.
 
-Not kept: passwords (never written to disk; a connected mailbox stays connected, nothing local reads
-its password afterwards) and running workflows. An agent that was being checked, or waited for advanced
-settings, comes back as failed with "something went wrong on our side": its owner opens the same link
-and tries again.
+Running workflows are not kept (moto cannot save them): the stack starts each attempt that was being
+checked, or waited for advanced settings, again; it reads the restored sealed secret as before.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import fcntl
 import json
@@ -38,6 +40,8 @@ class Snapshot:
     tables: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # logical id -> items (typed JSON)
     emails: list[dict[str, Any]] = field(default_factory=list)
     secrets: dict[str, str] = field(default_factory=dict)  # logical id -> value
+    # KMS keys: logical id -> {"id": key id, "material": base64 of the key material}
+    keys: dict[str, dict[str, str]] = field(default_factory=dict)
     runs: int = 0  # how many runs saved into this state
 
     def to_json(self) -> dict[str, Any]:
@@ -47,6 +51,7 @@ class Snapshot:
             "tables": self.tables,
             "emails": self.emails,
             "secrets": self.secrets,
+            "keys": self.keys,
         }
 
     @classmethod
@@ -57,6 +62,7 @@ class Snapshot:
             tables=dict(data.get("tables") or {}),
             emails=list(data.get("emails") or []),
             secrets=dict(data.get("secrets") or {}),
+            keys=dict(data.get("keys") or {}),
             runs=int(data.get("runs") or 0),
         )
 
@@ -107,16 +113,39 @@ class StateDir:
 
 
 def scan_items(ddb: Any, table_name: str) -> list[dict[str, Any]]:
-    """Every item of a table, in DynamoDB's typed JSON (what PutItem takes back)."""
+    """Every item of a table, in DynamoDB's typed JSON (what PutItem takes back), binary values as base64
+    text (the credentials table's sealed items are binary)."""
     items: list[dict[str, Any]] = []
     for page in ddb.get_paginator("scan").paginate(TableName=table_name, ConsistentRead=True):
-        items += page.get("Items", [])
+        items += [_binaries(item, _to_text) for item in page.get("Items", [])]
     return items
 
 
 def put_items(ddb: Any, table_name: str, items: list[dict[str, Any]]) -> None:
     for item in items:
-        ddb.put_item(TableName=table_name, Item=item)
+        ddb.put_item(TableName=table_name, Item=_binaries(item, base64.b64decode))
+
+
+def _to_text(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _binaries(item: dict[str, Any], convert: Callable[[Any], Any]) -> dict[str, Any]:
+    return {name: _binary(value, convert) for name, value in item.items()}
+
+
+def _binary(value: dict[str, Any], convert: Callable[[Any], Any]) -> dict[str, Any]:
+    """A typed attribute value with its binary parts converted (bytes <-> base64 text), nested ones too."""
+    ((kind, inner),) = value.items()
+    if kind == "B":
+        return {kind: convert(inner)}
+    if kind == "BS":
+        return {kind: [convert(one) for one in inner]}
+    if kind == "M":
+        return {kind: _binaries(inner, convert)}
+    if kind == "L":
+        return {kind: [_binary(one, convert) for one in inner]}
+    return value
 
 
 @dataclass

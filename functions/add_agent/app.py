@@ -17,6 +17,7 @@ from onboarding.api import current_tenant, current_tenant_name, register_error_h
 from onboarding.models import Agent, AgentPage, AgentStatus, AgentTrace, ErrorResponse, GatewayError, NewAgent
 from onboarding.observability import logger, metrics
 from onboarding.settings import AgentsApiSettings, agents_api_settings
+from onboarding.start_watch import StartWatch
 from onboarding.store import AgentRepository
 
 agents_api_settings()  # validated at cold start: a missing variable fails the init, naming it
@@ -53,6 +54,12 @@ class Deps:
     settings: AgentsApiSettings
     repo: AgentRepository
     cleanup: agents.Cleanup
+
+    @property
+    def watch(self) -> StartWatch:
+        """Settles attempts whose start died (onboarding.start_watch) when the dashboard reads them."""
+        cleanup = self.cleanup
+        return StartWatch(self.repo, cleanup.credentials, cleanup.sfn, cleanup.state_machine_arn)
 
 
 @wiring.cached
@@ -130,7 +137,7 @@ def list_agents(
     },
 )
 def get_agent(agentId: Annotated[str, Path(max_length=64)]) -> Agent:
-    return agents.get_agent(_repo(), _tenant(), agentId)
+    return agents.get_agent(_repo(), _tenant(), agentId, deps().watch)
 
 
 @app.get(
@@ -183,7 +190,7 @@ def remove_agent(agentId: Annotated[str, Path(max_length=64)]) -> Response[None]
     },
 )
 def resend_invite(agentId: Annotated[str, Path(max_length=64)]) -> Response[dict[str, object]]:
-    agent = invites.request_invite(_repo(), _tenant(), agentId)
+    agent = invites.request_invite(_repo(), _tenant(), agentId, deps().watch)
     return Response(
         status_code=HTTPStatus.ACCEPTED.value,
         content_type=content_types.APPLICATION_JSON,

@@ -113,6 +113,7 @@ def deps() -> Deps:
         state_machine_arn=settings.state_machine_arn,
         settings_timeout_seconds=settings.settings_timeout_seconds,
         router=Router(m365) if m365.enabled else None,
+        remaining_seconds=lambda: app.lambda_context.get_remaining_time_in_millis() / 1000,
     )
     return Deps(settings=settings, service=service, m365=m365)
 
@@ -402,7 +403,7 @@ def submit(token: str) -> Response[str]:
         parsed = CredentialsForm.model_validate(form)
         _service().submit_credentials(token, parsed)
     except ValidationError as error:
-        return _form_again(token, _problems(error))
+        return _form_again(token, _problems(error), typed=form, status=HTTPStatus.UNPROCESSABLE_ENTITY)
     except NotNowError:
         pass
     return _redirect(_status_url(token))
@@ -415,7 +416,7 @@ def submit_settings(token: str) -> Response[str]:
     try:
         _service().submit_settings(token, SettingsForm.model_validate(form))
     except ValidationError as error:
-        return _form_again(token, _problems(error))
+        return _form_again(token, _problems(error), typed=form, status=HTTPStatus.UNPROCESSABLE_ENTITY)
     except NotNowError:
         pass
     return _redirect(_status_url(token))
@@ -428,7 +429,7 @@ def allow_server(token: str) -> Response[str]:
     try:
         _service().allow_server(token, AllowServerForm.model_validate(form))
     except ValidationError as error:
-        return _form_again(token, _problems(error))
+        return _form_again(token, _problems(error), status=HTTPStatus.UNPROCESSABLE_ENTITY)
     except NotNowError:
         pass
     return _redirect(_status_url(token))
@@ -510,11 +511,22 @@ def static(name: str) -> Response[str]:
     return Response(200, content_type, data.decode(), headers=headers)
 
 
-def _form_again(token: str, problem: str) -> Response[str]:
+def _form_again(
+    token: str,
+    problem: str,
+    *,
+    typed: dict[str, str] | None = None,
+    status: HTTPStatus = HTTPStatus.BAD_REQUEST,
+) -> Response[str]:
+    """The form again with what is wrong above it: a value we cannot use (422) or a form that cannot apply
+    (400). What the owner typed is kept (the password excepted: it is never sent back)."""
     view = _service().view(token, for_status=True)
     template = "connect/status.html" if view.status is AgentStatus.NEEDS_SETTINGS else "connect/connect.html"
+    kept = {k: v for k, v in (typed or {}).items() if k in ("username", "server")}
     context = _context(
         view,
+        **kept,
+        open_advanced=bool(kept.get("username") or kept.get("server")),
         problem=problem,
         status=view.status.value,
         message=problem,
@@ -523,7 +535,7 @@ def _form_again(token: str, problem: str) -> Response[str]:
         provider="exchange",
         m365_available=deps().m365.enabled,
     )
-    return _html(pages.render(template, **context), HTTPStatus.BAD_REQUEST)
+    return _html(pages.render(template, **context), status)
 
 
 @app.exception_handler(InviteError)

@@ -4,6 +4,7 @@ restart keeps the agents, their invite links and the sent emails."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -124,3 +125,70 @@ def test_a_restart_keeps_agents_invite_links_and_emails(tmp_path: Path) -> None:
         assert "Connect your mailbox" in page.text
         html = requests.get(f"{base}/_local/emails", headers={"Accept": "text/html"}, timeout=10)
         assert "run 1 (before a restart)" in html.text
+
+
+NONCE = re.compile(r'name="nonce"\s+value="([^"]+)"')
+
+
+def _status(base: str, token: str, wanted: str) -> dict[str, Any]:
+    """The connect page's status once it is `wanted` (a generous budget: the workflow runs Exchange
+    discovery against the simulator)."""
+    deadline = time.monotonic() + 120
+    while True:
+        answer = requests.get(
+            f"{base}/connect/{token}/status", headers={"Accept": "application/json"}, timeout=30
+        ).json()
+        if answer["status"] == wanted or time.monotonic() > deadline:
+            assert answer["status"] == wanted, answer
+            return dict(answer)
+        time.sleep(0.2)
+
+
+def _form_post(base: str, page_path: str, path: str, form: dict[str, str]) -> int:
+    """Post a form of the connect page as a browser does: the nonce of the page it is on, our Origin."""
+    page = requests.get(f"{base}{page_path}", timeout=30)
+    found = NONCE.search(page.text)
+    assert found, page.text
+    answer = requests.post(
+        f"{base}{path}",
+        data={**form, "nonce": found.group(1)},
+        headers={"Origin": base},
+        allow_redirects=False,
+        timeout=30,
+    )
+    return answer.status_code
+
+
+def test_a_restart_mid_onboarding_resumes_and_the_password_sealed_before_it_verifies(tmp_path: Path) -> None:
+    """Dave signs in, his company has no autodiscover, the page asks for the settings; the stack restarts.
+    The check resumes and asks again; Dave sends only the settings, no password: the verification unseals
+    the password sealed before the restart (the credentials key is the same, its material kept)."""
+    from devstack import tokens
+
+    headers = {"Authorization": f"Bearer {tokens.mint('demo')}"}
+    email = "dave@adatum.test"
+    state = tmp_path / "state"
+    with running(state, tmp_path / "first.log") as (base, _):
+        agent = requests.post(
+            f"{base}/agents",
+            json={"name": "Dave", "email": email, "type": "ms_exchange"},
+            headers=headers,
+            timeout=10,
+        ).json()
+        (sent,) = _emails(base, email)
+        token = sent["link"].rsplit("/", 1)[1]
+        path = f"/connect/{token}"
+        assert _form_post(base, path, path, {"email": email, "password": "Dave-Pass-7"}) == 303
+        asked = _status(base, token, "needs_settings")
+        assert asked["reason"] == "autodiscover_failed"
+    saved_state = (state / "state.json").read_text()
+    assert "Dave-Pass-7" not in saved_state  # sealed, never in clear
+
+    with running(state, tmp_path / "second.log") as (base, _):
+        # The interrupted check runs again and asks for the settings again
+        _status(base, token, "needs_settings")
+        settings = {"username": "ADATUM\\dave", "server": "mail.adatum.test"}
+        assert _form_post(base, f"{path}/status", f"{path}/settings", settings) == 303
+        _status(base, token, "verified")
+        shown = requests.get(f"{base}/agents/{agent['agentId']}", headers=headers, timeout=10).json()
+        assert shown["status"] == "verified"

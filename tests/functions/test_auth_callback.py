@@ -311,13 +311,13 @@ def test_a_null_or_absent_origin_with_a_valid_nonce_is_accepted(
         ({"server": "x" * 301}, "Server"),
     ],
 )
-def test_bad_input_is_a_400_page_naming_the_field(
+def test_bad_input_is_a_422_page_naming_the_field(
     env: ConnectEnv, invited: Invited, fields: dict[str, str], named: str
 ) -> None:
     nonce = page_nonce(invited.token)
     before = scan()
     answer = post(f"/connect/{invited.token}", credentials(nonce, **fields))
-    assert answer.status == 400
+    assert answer.status == 422
     assert_security_headers(answer)
     assert 'role="alert"' in answer.body
     assert f"{named}:" in answer.body
@@ -600,12 +600,12 @@ def test_settings_with_a_new_password_replace_the_stored_one(env: ConnectEnv, in
     assert stored_password(invited.agent_id) == "N3w-password"
 
 
-def test_bad_settings_are_a_400_with_the_settings_form(env: ConnectEnv, invited: Invited) -> None:
+def test_bad_settings_are_a_422_with_the_settings_form(env: ConnectEnv, invited: Invited) -> None:
     to_status(env, invited, S.NEEDS_SETTINGS, reason="autodiscover_failed")
     form = settings_form(invited.token, server="")
     before = scan()
     answer = post(f"/connect/{invited.token}/settings", form)
-    assert answer.status == 400
+    assert answer.status == 422
     assert "Server:" in answer.body
     assert f'action="{BASE_URL}/connect/{invited.token}/settings"' in answer.body
     assert scan() == before

@@ -1,5 +1,6 @@
 """The connect page refuses what no person's browser sends: bodies too big, too many fields, not UTF-8 or
-not base64, server names that are not DNS names -- each a 400 page, never a 500. An expired link shows
+not base64 -- each a 400 page, never a 500; server names that are not DNS names are a 422 page with the
+form again, saying what to fix. An expired link shows
 no status page, even once used."""
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from onboarding.invite_tokens import token_hash
 from tests.conftest import TABLE_NAME
 from tests.connect_helpers import (
     BASE_URL,
+    PASSWORD,
     ConnectEnv,
     Invited,
     call,
@@ -70,17 +72,68 @@ def test_an_unreadable_form_is_a_400_page(
 
 
 @pytest.mark.parametrize(
-    "server",
-    ["mail..contoso.com", ".contoso.com", "a" * 64 + ".contoso.com", "-mail.contoso.com"],
+    ("server", "what_to_fix"),
+    [
+        ("mail..contoso.com", "the name has an empty part between dots"),
+        (".contoso.com", "the name has an empty part between dots"),
+        ("mail.contoso.com.", "the name has an empty part between dots"),
+        ("a" * 64 + ".contoso.com", "each part between dots has at most 63 characters; one has 64"),
+        ("x." * 130 + "com", "a server name has at most 253 characters; this one has 263"),
+        ("-mail.contoso.com", "a part between dots cannot start or end with a hyphen"),
+        ("mail-.contoso.com", "a part between dots cannot start or end with a hyphen"),
+        ("mail_1.contoso.com", "use only letters, digits, hyphens and dots"),
+    ],
 )
-def test_a_server_that_is_not_a_dns_name_is_a_400_page_naming_the_field(
-    env: ConnectEnv, invited: Invited, server: str
+def test_a_server_that_is_not_a_dns_name_is_a_422_page_saying_what_to_fix(
+    env: ConnectEnv, invited: Invited, server: str, what_to_fix: str
 ) -> None:
     nonce = nonce_of(get(f"/connect/{invited.token}").body)
-    answer = post(f"/connect/{invited.token}", credentials(nonce, server=server))
-    assert answer.status == 400
-    assert "Server" in answer.body
+    typed = credentials(nonce, server=server, username="CONTOSO\\ann")
+    answer = post(f"/connect/{invited.token}", typed)
+    # Then a 422 with the sign-in form again, the problem named beside the Server field
+    assert answer.status == 422
+    assert f"Server: {what_to_fix}" in answer.body
+    assert nonce_of(answer.body)
+    # And what the owner typed is kept (the password is never sent back); nothing was stored or started
+    assert f'name="server" value="{server}"' in answer.body
+    assert 'name="username" value="CONTOSO\\ann"' in answer.body
+    assert "<details open>" in answer.body
+    assert PASSWORD not in answer.body
     assert env.item(invited.agent_id)["status"] == "invited"
+    assert env.executions() == []
+
+
+def test_a_253_character_server_name_is_taken(env: ConnectEnv, invited: Invited) -> None:
+    server = "a" * 63 + "." + "b" * 63 + "." + "c" * 63 + "." + "d" * 61  # 253 in all
+    nonce = nonce_of(get(f"/connect/{invited.token}").body)
+    assert post(f"/connect/{invited.token}", credentials(nonce, server=server)).status == 303
+    assert env.item(invited.agent_id)["connServer"] == server
+
+
+def test_settings_with_a_server_that_is_not_a_dns_name_are_a_422_keeping_the_settings(
+    env: ConnectEnv, invited: Invited
+) -> None:
+    from onboarding.models import AgentStatus
+    from tests import lifecycle
+
+    lifecycle.walk(env.repo, env.repo.get("demo", invited.agent_id), AgentStatus.NEEDS_SETTINGS)
+    nonce = nonce_of(get(f"/connect/{invited.token}/status").body)
+    form = {"nonce": nonce, "server": "mail..contoso.com", "username": "ann@contoso.com"}
+    answer = post(f"/connect/{invited.token}/settings", form)
+    assert answer.status == 422
+    assert "Server: the name has an empty part between dots" in answer.body
+    assert f'action="{BASE_URL}/connect/{invited.token}/settings"' in answer.body
+    assert 'name="server" value="mail..contoso.com"' in answer.body
+    assert 'name="username" value="ann@contoso.com"' in answer.body
+    assert env.item(invited.agent_id)["status"] == "needs_settings"
+
+
+def test_what_was_typed_comes_back_escaped(env: ConnectEnv, invited: Invited) -> None:
+    nonce = nonce_of(get(f"/connect/{invited.token}").body)
+    answer = post(f"/connect/{invited.token}", credentials(nonce, server='"><script>x</script>'))
+    assert answer.status == 422
+    assert "<script>x" not in answer.body
+    assert "&lt;script&gt;" in answer.body
 
 
 def test_a_form_within_the_limits_still_works(env: ConnectEnv, invited: Invited) -> None:

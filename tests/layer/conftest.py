@@ -5,9 +5,12 @@ import pytest
 
 from devstack import template as tpl
 from onboarding import aws, deps
+from onboarding.connect import ConnectService
 from onboarding.credentials import KmsCredentialStore
 from onboarding.invite_store import DynamoInviteRepository
 from onboarding.mailer import Mailer
+from onboarding.store import DynamoAgentRepository
+from tests import lifecycle
 from tests.conftest import CREDENTIALS_TABLE, TABLE_NAME
 from tests.exchange_fixtures import (  # noqa: F401 - pytest fixtures
     config_for,
@@ -46,3 +49,27 @@ def state_machine_arn(sfn: Any) -> str:
 def mailer(moto_aws: None) -> Mailer:
     verify_sender()
     return Mailer(SENDER, aws.client("sesv2"), sleep=lambda _: None)
+
+
+# -- the connect page's use cases (tests/layer/test_connect.py, test_onboarding_faults.py) -----------
+EMAIL = "ann@contoso.com"
+
+
+@pytest.fixture
+def service(
+    repo: DynamoAgentRepository,
+    invite_repo: DynamoInviteRepository,
+    credentials: KmsCredentialStore,
+    sfn: Any,
+    state_machine_arn: str,
+) -> ConnectService:
+    """The connect page's use cases on the real repositories, store and (moto's) Step Functions."""
+    return ConnectService(
+        repo, invite_repo, credentials, sfn, state_machine_arn=state_machine_arn, settings_timeout_seconds=600
+    )
+
+
+@pytest.fixture
+def token(repo: DynamoAgentRepository, invite_repo: DynamoInviteRepository, mailer: Mailer) -> str:
+    """The link of an agent invited at EMAIL."""
+    return lifecycle.send_invite(repo, invite_repo, mailer, lifecycle.add(repo, email=EMAIL))

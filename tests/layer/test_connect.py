@@ -10,34 +10,13 @@ import pytest
 from onboarding.connect import ConnectService, CredentialsForm, SettingsForm
 from onboarding.credentials import KmsCredentialStore
 from onboarding.errors import CredentialNotFoundError, NotNowError, WrongMailboxError
-from onboarding.invite_store import DynamoInviteRepository
 from onboarding.invite_tokens import token_hash
-from onboarding.mailer import Mailer
 from onboarding.models import SETTINGS_TIMEOUT, AgentStatus
 from onboarding.store import DynamoAgentRepository
 from tests import lifecycle
+from tests.layer.conftest import EMAIL
 
 S = AgentStatus
-EMAIL = "ann@contoso.com"
-
-
-@pytest.fixture
-def service(
-    repo: DynamoAgentRepository,
-    invite_repo: DynamoInviteRepository,
-    credentials: KmsCredentialStore,
-    sfn: Any,
-    state_machine_arn: str,
-) -> ConnectService:
-    return ConnectService(
-        repo, invite_repo, credentials, sfn, state_machine_arn=state_machine_arn, settings_timeout_seconds=600
-    )
-
-
-@pytest.fixture
-def token(repo: DynamoAgentRepository, invite_repo: DynamoInviteRepository, mailer: Mailer) -> str:
-    """The link of an invited agent."""
-    return lifecycle.send_invite(repo, invite_repo, mailer, lifecycle.add(repo, email=EMAIL))
 
 
 def _form(**fields: str) -> CredentialsForm:

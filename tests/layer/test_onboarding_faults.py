@@ -7,16 +7,23 @@ collaborator made to fail)."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
 
-from onboarding import invites
+from devstack import template as tpl
+from onboarding import aws, deps, invites
 from onboarding.connect import ConnectService, CredentialsForm, reason_message
 from onboarding.credentials import KmsCredentialStore
-from onboarding.errors import EmailNotSentError
+from onboarding.errors import EmailNotSentError, IllegalTransitionError
 from onboarding.exchange import ExchangeConfig
 from onboarding.invite_models import DeliveryOutcome, InviteRequested
 from onboarding.invite_store import DynamoInviteRepository
@@ -27,29 +34,18 @@ from onboarding.models import (
     SETTINGS_TIMEOUT,
     VERIFICATION_TIMEOUT,
     AgentStatus,
+    Attr,
 )
+from onboarding.start_watch import START_MARGIN, StartWatch
 from onboarding.store import DynamoAgentRepository
 from onboarding.verification import Outcome, TaskInput, VerificationSteps
 from tests import lifecycle
-from tests.conftest import stored_secrets
-from tests.invite_helpers import emails, throttling
+from tests.conftest import CREDENTIALS_TABLE, ROOT, TABLE_NAME, create_resources, stored_secrets
+from tests.invite_helpers import SENDER, emails, throttling, verify_sender
+from tests.layer.conftest import EMAIL
 
 S = AgentStatus
-EMAIL = "ann@contoso.com"
 ASL = Path(__file__).resolve().parents[2] / "statemachine" / "verify_mailbox.asl.json"
-
-
-@pytest.fixture
-def service(
-    repo: DynamoAgentRepository,
-    invite_repo: DynamoInviteRepository,
-    credentials: KmsCredentialStore,
-    sfn: Any,
-    state_machine_arn: str,
-) -> ConnectService:
-    return ConnectService(
-        repo, invite_repo, credentials, sfn, state_machine_arn=state_machine_arn, settings_timeout_seconds=600
-    )
 
 
 @pytest.fixture
@@ -57,11 +53,6 @@ def steps(
     repo: DynamoAgentRepository, invite_repo: DynamoInviteRepository, credentials: KmsCredentialStore
 ) -> VerificationSteps:
     return VerificationSteps(repo, invite_repo, credentials, ExchangeConfig(), max_failed_passwords=3)
-
-
-@pytest.fixture
-def token(repo: DynamoAgentRepository, invite_repo: DynamoInviteRepository, mailer: Mailer) -> str:
-    return lifecycle.send_invite(repo, invite_repo, mailer, lifecycle.add(repo, email=EMAIL))
 
 
 def _form() -> CredentialsForm:
@@ -137,6 +128,216 @@ def test_after_a_failed_start_the_owner_can_try_again(
     assert (first.status, second.status) == (S.FAILED, S.CONNECTING)
     assert second.record.connection.connect_attempt == 2
     assert len(stored_secrets(second.record.agent.agent_id)) == 1
+
+
+# -- the connect function killed between "connecting" and the workflow start ---------------------------
+KILLED_STARTER = """
+import os, signal, sys
+from onboarding import aws, deps
+from onboarding.connect import ConnectService, CredentialsForm
+
+
+class KilledAtStart:  # Step Functions as the dying function meets it: Lambda kills it before the call
+    def __init__(self, real):
+        self.real = real
+
+    def __getattr__(self, name):
+        return getattr(self.real, name)
+
+    def start_execution(self, **kwargs):
+        os.kill(os.getpid(), signal.SIGKILL)  # no except, no finally, no atexit
+
+
+table, credentials_table, state_machine_arn, token, email = sys.argv[1:]
+service = ConnectService(
+    deps.agent_repository(table),
+    deps.invite_repository(table),
+    deps.credential_store(credentials_table, os.environ["CREDENTIALS_KEY_ARN"]),
+    KilledAtStart(aws.client("stepfunctions")),
+    state_machine_arn=state_machine_arn,
+    settings_timeout_seconds=600,
+    remaining_seconds=lambda: 10.0,
+)
+service.submit_credentials(token, CredentialsForm.model_validate({"email": email, "password": "Pa55-word"}))
+print("still alive")
+"""
+
+
+@pytest.fixture
+def moto_server(aws_environment: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """moto in server mode on a free port of 127.0.0.1, with the template's tables and key: shared by this
+    process and the ones it starts (AWS_ENDPOINT_URL)."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://{host}:{port}")
+    deps.reset()
+    try:
+        create_resources(monkeypatch)
+        yield f"http://{host}:{port}"
+    finally:
+        deps.reset()
+        server.stop()
+
+
+def test_a_connect_function_killed_before_the_workflow_starts_ends_failed_and_the_owner_can_retry(
+    moto_server: str,
+) -> None:
+    repo, invite_repo = deps.agent_repository(TABLE_NAME), deps.invite_repository(TABLE_NAME)
+    credentials = deps.credential_store(CREDENTIALS_TABLE, os.environ["CREDENTIALS_KEY_ARN"])
+    sfn = aws.client("stepfunctions")
+    arn = tpl.create_state_machine(
+        sfn,
+        "VerifyMailboxStateMachine",
+        {"VerifyMailboxFunction.Arn": tpl.function_arn("test-VerifyMailboxFunction")},
+        name="verify-mailbox",
+    )
+    verify_sender()
+    mailer = Mailer(SENDER, aws.client("sesv2"), sleep=lambda _: None)
+    token = lifecycle.send_invite(repo, invite_repo, mailer, lifecycle.add(repo, email=EMAIL))
+    # Given the connect function killed (SIGKILL: no handler runs) after the `connecting` write and the
+    # sealed password, before it starts the workflow
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_STARTER, TABLE_NAME, CREDENTIALS_TABLE, arn, token, EMAIL],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": f"{ROOT / 'layers' / 'common'}{os.pathsep}{ROOT}"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert "still alive" not in killed.stdout
+    page = ConnectService(
+        repo, invite_repo, credentials, sfn, state_machine_arn=arn, settings_timeout_seconds=600
+    )
+    left = page.view(token, for_status=True)
+    agent_id = left.record.agent.agent_id
+    assert left.status is S.CONNECTING
+    assert len(stored_secrets(agent_id)) == 1
+    assert sfn.list_executions(stateMachineArn=arn)["executions"] == []
+    deadline = datetime.fromisoformat(str(left.record.connection.start_deadline).replace("Z", "+00:00"))
+    # When the status page is read once the deadline has passed (its function is dead by then)
+    page.clock = lambda: deadline + timedelta(milliseconds=1)
+    after = page.view(token, for_status=True)
+    # Then the agent is failed (internal_error), its password deleted, the page says so
+    assert (after.status, after.reason) == (S.FAILED, INTERNAL_ERROR)
+    assert "on our side" in after.message
+    assert stored_secrets(agent_id) == []
+    assert after.record.connection.start_deadline is None
+    # And the owner retries with the same link, no try spent on our failure
+    assert after.failed_passwords == 0
+    retried = page.submit_credentials(token, _form())
+    assert (retried.status, retried.record.connection.connect_attempt) == (S.CONNECTING, 2)
+    (execution,) = sfn.list_executions(stateMachineArn=arn)["executions"]
+    assert execution["name"] == f"{agent_id}-2"
+    assert retried.record.connection.start_deadline is None  # started: nothing left to watch
+    assert len(stored_secrets(agent_id)) == 1
+
+
+class _Killed(BaseException):
+    """A kill in-process: no `except Exception` catches it, and the code in between has no `finally`."""
+
+
+class _DiesAtStart:
+    def __init__(self, real: Any) -> None:
+        self.real, self.described = real, 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+    def start_execution(self, **_: Any) -> Any:
+        raise _Killed
+
+    def describe_execution(self, **kwargs: Any) -> Any:
+        self.described += 1
+        return self.real.describe_execution(**kwargs)
+
+
+def _killed_at_start(service: ConnectService, token: str) -> _DiesAtStart:
+    service.sfn = dying = _DiesAtStart(service.sfn)
+    with pytest.raises(_Killed):
+        service.submit_credentials(token, _form())
+    return dying
+
+
+def _past_deadline(service: ConnectService, token: str) -> None:
+    deadline = service.view(token, for_status=True).record.connection.start_deadline
+    assert deadline is not None
+    at = datetime.fromisoformat(deadline.replace("Z", "+00:00")) + timedelta(milliseconds=1)
+    service.clock = lambda: at
+
+
+def test_the_start_deadline_is_the_starters_remaining_time_and_a_margin(
+    service: ConnectService, token: str
+) -> None:
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    service.clock, service.remaining_seconds = (lambda: now), (lambda: 9.5)
+    _killed_at_start(service, token)
+    deadline = service.view(token, for_status=True).record.connection.start_deadline
+    assert deadline == "2026-01-01T00:01:09.500Z"
+    assert timedelta(seconds=60) == START_MARGIN
+
+
+def test_before_its_deadline_a_start_is_left_alone_and_step_functions_not_asked(
+    service: ConnectService, token: str
+) -> None:
+    dying = _killed_at_start(service, token)
+    view = service.view(token, for_status=True)
+    assert view.status is S.CONNECTING
+    assert dying.described == 0
+    assert len(stored_secrets(view.record.agent.agent_id)) == 1
+
+
+def test_a_workflow_started_before_the_kill_is_left_running_and_its_deadline_cleared(
+    service: ConnectService, token: str, repo: DynamoAgentRepository
+) -> None:
+    # Given the function died after starting the workflow, before removing the deadline
+    view = service.submit_credentials(token, _form())
+    agent_id = view.record.agent.agent_id
+    past = "2020-01-01T00:00:00.000Z"
+    repo.update_attributes("demo", agent_id, {Attr.START_DEADLINE: past}, expected_status=S.CONNECTING)
+    # When it is read past the deadline, Then it stays connecting with its password; the deadline is gone
+    after = service.view(token, for_status=True)
+    assert after.status is S.CONNECTING
+    assert after.record.connection.start_deadline is None
+    assert len(stored_secrets(agent_id)) == 1
+
+
+def test_when_step_functions_cannot_say_the_agent_is_left_for_the_next_read(
+    service: ConnectService, token: str
+) -> None:
+    _killed_at_start(service, token)
+    _past_deadline(service, token)
+    throttled = ClientError({"Error": {"Code": "ThrottlingException", "Message": "x"}}, "DescribeExecution")
+    service.sfn = _Failing(service.sfn, "describe_execution", throttled, times=1)
+    first = service.view(token, for_status=True)
+    assert first.status is S.CONNECTING
+    assert len(stored_secrets(first.record.agent.agent_id)) == 1
+    second = service.view(token, for_status=True)
+    assert (second.status, second.reason) == (S.FAILED, INTERNAL_ERROR)
+    assert stored_secrets(first.record.agent.agent_id) == []
+
+
+def test_the_dashboard_reading_or_resending_settles_a_dead_start(
+    service: ConnectService, token: str, repo: DynamoAgentRepository, credentials: KmsCredentialStore
+) -> None:
+    from onboarding import agents
+
+    _killed_at_start(service, token)
+    _past_deadline(service, token)
+    agent_id = repo.list("demo", status=None, limit=1, next_token=None).items[0].agent_id
+    watch = StartWatch(repo, credentials, service.sfn, service.state_machine_arn, clock=service.clock)
+    # Without the watch the read says connecting, and a resend is refused
+    assert agents.get_agent(repo, "demo", agent_id).status is S.CONNECTING
+    with pytest.raises(IllegalTransitionError):
+        invites.request_invite(repo, "demo", agent_id)
+    # With it, the read settles the dead start, and the resend goes through
+    assert agents.get_agent(repo, "demo", agent_id, watch).status is S.FAILED
+    assert stored_secrets(agent_id) == []
+    assert invites.request_invite(repo, "demo", agent_id, watch).status is S.INVITE_PENDING
 
 
 # -- a DELETE racing the connect --------------------------------------------------------------------

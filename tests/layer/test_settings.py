@@ -170,3 +170,24 @@ def test_a_function_without_a_variable_fails_its_cold_start_in_the_local_stack()
     )
     assert done.returncode != 0
     assert "ConfigurationError: AgentsApiSettings: STATE_MACHINE_ARN: not set" in done.stderr
+
+
+def test_an_invite_sender_with_a_display_name_is_refused_at_deploy_and_at_cold_start() -> None:
+    """The upgrade that split `InviteSender` (an address only) and `InviteSenderName`: an old
+    "Name <address>" value fails the deployment with CloudFormation's constraint message, and a function
+    given it anyway fails its cold start saying where the name goes."""
+    import re
+
+    from devstack import template as tpl
+
+    parameter = tpl.load_template()["Parameters"]["InviteSender"]
+    assert re.fullmatch(parameter["AllowedPattern"], "invites@example.com")
+    assert not re.fullmatch(parameter["AllowedPattern"], "Team <invites@example.com>")
+    assert "InviteSenderName" in parameter["ConstraintDescription"]
+    env = {**template_environment("SendInviteFunction"), "INVITE_SENDER": "Team <invites@example.com>"}
+    with pytest.raises(settings.ConfigurationError) as raised:
+        settings.SendInviteSettings.from_environ(env)
+    assert str(raised.value) == (
+        "SendInviteSettings: INVITE_SENDER: must be the sender's address only, e.g. invites@example.com; "
+        "its display name is INVITE_SENDER_NAME (template parameters InviteSender and InviteSenderName)"
+    )

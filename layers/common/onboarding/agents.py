@@ -15,6 +15,7 @@ from onboarding.ids import new_id
 from onboarding.invites import first_invite
 from onboarding.models import Agent, AgentPage, AgentRecord, AgentStatus, AgentTrace, NewAgent, utcnow
 from onboarding.observability import logger, metrics
+from onboarding.start_watch import StartWatch
 from onboarding.store import AgentRepository
 
 
@@ -51,8 +52,15 @@ def list_agents(
     return repo.list(tenant_id, status=status, limit=limit, next_token=next_token)
 
 
-def get_agent(repo: AgentRepository, tenant_id: str, agent_id: str) -> Agent:
-    agent = repo.get(tenant_id, agent_id)
+def get_agent(repo: AgentRepository, tenant_id: str, agent_id: str, watch: StartWatch | None = None) -> Agent:
+    """The agent; with a `watch`, an attempt whose start died is settled first (onboarding.start_watch)."""
+    if watch is None:
+        agent = repo.get(tenant_id, agent_id)
+    else:
+        record = watch.check(tenant_id, agent_id)
+        if record is None:
+            raise AgentNotFoundError(f"No agent {agent_id} in this account")
+        agent = record.agent
     if agent.status is AgentStatus.REMOVED:
         raise AgentNotFoundError(f"No agent {agent_id} in this account")
     return agent

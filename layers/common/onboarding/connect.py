@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
@@ -30,7 +32,7 @@ from onboarding.errors import (
 )
 from onboarding.exchange.diagnoses import Diagnosis, login_hint_text, message_for
 from onboarding.exchange.trace import ExchangeTrace
-from onboarding.executions import execution_name
+from onboarding.executions import execution_name, workflow_input
 from onboarding.invite_store import InviteRepository
 from onboarding.m365 import outcomes as m365_outcomes
 from onboarding.m365.routing import Evidence, Router
@@ -44,6 +46,7 @@ from onboarding.models import (
     Attr,
 )
 from onboarding.observability import logger, metrics
+from onboarding.start_watch import MAX_FUNCTION_SECONDS, StartWatch, start_deadline
 from onboarding.store import AgentRepository
 
 EWS, GRAPH = "ews", "graph"  # how a mailbox is verified (Attr.VERIFY_METHOD, the workflow's `method`)
@@ -59,12 +62,29 @@ def _username(value: str | None) -> str | None:
     return value
 
 
-def _dns_name_ok(host: str) -> bool:
-    """An IP literal, or a DNS name: labels of 1 to 63 characters (none empty), 253 in all."""
+_LABEL = re.compile(r"^[A-Za-z0-9-]+$")
+
+
+def dns_name_problem(host: str) -> str | None:
+    """What keeps `host` from being a DNS name, in the owner's words; None for a DNS name or an IP literal.
+
+    The limits resolvers apply (RFC 1035 2.3.4, RFC 1123 2.1): parts between dots (labels) of 1 to 63
+    letters, digits or hyphens, not starting or ending with a hyphen; 253 characters in all."""
     if host.startswith("["):
-        return True
+        return None
     labels = host.split(".")
-    return len(host) <= 253 and all(1 <= len(label) <= 63 and not label.startswith("-") for label in labels)
+    if not all(labels):
+        return "the name has an empty part between dots (two dots in a row, or a dot at the start or end)"
+    if len(host) > 253:
+        return f"a server name has at most 253 characters; this one has {len(host)}"
+    longest = max(labels, key=len)
+    if len(longest) > 63:
+        return f"each part between dots has at most 63 characters; one has {len(longest)}"
+    if not all(_LABEL.match(label) for label in labels):
+        return "use only letters, digits, hyphens and dots, as in mail.example.com"
+    if any(label.startswith("-") or label.endswith("-") for label in labels):
+        return "a part between dots cannot start or end with a hyphen"
+    return None
 
 
 def _server(value: str | None) -> str | None:
@@ -75,7 +95,12 @@ def _server(value: str | None) -> str | None:
     host = urlsplit(text if "://" in text else f"https://{text}").hostname or ""
     if text.startswith("[") or (":" in host and not host.startswith("[")):
         host = f"[{host}]" if ":" in host else host
-    if not _HOST.match(host) or not _dns_name_ok(host):
+    if not host:
+        raise ValueError("enter the server's name, e.g. mail.example.com")
+    problem = dns_name_problem(host)
+    if problem:
+        raise ValueError(problem)
+    if not _HOST.match(host):
         raise ValueError("enter the server's name, e.g. mail.example.com")
     return host.lower()
 
@@ -230,6 +255,8 @@ class ConnectService:
         state_machine_arn: str,
         settings_timeout_seconds: int,
         router: Router | None = None,
+        remaining_seconds: Callable[[], float] = lambda: MAX_FUNCTION_SECONDS,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.router = router  # decides "Microsoft 365 or Exchange" before a password is taken
         self.repo = repo
@@ -238,6 +265,14 @@ class ConnectService:
         self.sfn = sfn
         self.state_machine_arn = state_machine_arn
         self.settings_timeout_seconds = settings_timeout_seconds
+        # How long this function may still run (Lambda's remaining time): bounds an attempt's start.
+        self.remaining_seconds = remaining_seconds
+        self.clock = clock
+
+    @property
+    def watch(self) -> StartWatch:
+        """Settles attempts whose starter died between `connecting` and the workflow start."""
+        return StartWatch(self.repo, self.credentials, self.sfn, self.state_machine_arn, self.clock)
 
     # -- reads (GET) -------------------------------------------------------------------------
     def view(self, token: str, *, for_status: bool = False) -> ConnectView:
@@ -246,6 +281,7 @@ class ConnectService:
         record = self.repo.get_record(invite.tenant_id, invite.agent_id)
         if record is None:
             raise InviteRevokedError("The agent was removed")
+        record = self.watch.settle(record)
         return ConnectView(
             token=token,
             token_hash=invite.token_hash,
@@ -261,32 +297,41 @@ class ConnectService:
         if view.status not in (AgentStatus.INVITED, AgentStatus.FAILED):
             raise NotNowError(f"The mailbox is {view.status.value}")
         self._refuse_password_for_microsoft_365(view, form)
-        agent = view.record.agent
-        attempt = view.record.connection.connect_attempt + 1
         manual = {Attr.USERNAME: form.username, Attr.SERVER: form.server}
-        try:
-            self.repo.transition(
-                agent.tenant_id,
-                agent.agent_id,
-                AgentStatus.CONNECTING,
-                expected_version=agent.version,
-                set_attributes={
-                    Attr.ATTEMPT: attempt,
-                    Attr.ROUNDS: 0,
-                    Attr.INVITE_HASH: view.token_hash,
-                    Attr.VERIFY_METHOD: EWS,
-                    **{k: v for k, v in manual.items() if v},
-                },
-                remove_attributes=(
-                    Attr.TASK_TOKEN,
-                    Attr.M365_SIGNED_IN_AS,
-                    *(k for k, v in manual.items() if not v),
-                ),
-            )
-        except (ConcurrentModificationError, IllegalTransitionError) as error:
-            raise NotNowError("Another sign-in for this mailbox is already being checked") from error
+        attempt = self._begin_attempt(
+            view,
+            EWS,
+            set_attributes={k: v for k, v in manual.items() if v},
+            remove_attributes=tuple(k for k, v in manual.items() if not v),
+        )
         self._start(view, attempt, form.password)
         return self.view(token)
+
+    def _begin_attempt(
+        self,
+        view: ConnectView,
+        method: str,
+        *,
+        set_attributes: Mapping[str, Any],
+        remove_attributes: tuple[str, ...],
+    ) -> int:
+        """Move the agent to `connecting` for its next attempt, recording the attempt, how it is verified
+        and when its start must be done by."""
+        attempt = view.record.connection.connect_attempt + 1
+        self._to_connecting(
+            view,
+            "Another sign-in for this mailbox is already being checked",
+            set_attributes={
+                Attr.ATTEMPT: attempt,
+                Attr.ROUNDS: 0,
+                Attr.INVITE_HASH: view.token_hash,
+                Attr.VERIFY_METHOD: method,
+                Attr.START_DEADLINE: start_deadline(self.clock(), self.remaining_seconds()),
+                **set_attributes,
+            },
+            remove_attributes=(Attr.M365_SIGNED_IN_AS, *remove_attributes),
+        )
+        return attempt
 
     def routes_to_microsoft_365(self, email: str, server: str | None = None) -> bool:
         """Should this mailbox get "Sign in with Microsoft"? Bounded, no credentials; doubt -> False."""
@@ -314,24 +359,9 @@ class ConnectService:
         """After "Sign in with Microsoft": `connecting`, the refresh token stored, the workflow started."""
         if view.status not in (AgentStatus.INVITED, AgentStatus.FAILED):
             raise NotNowError(f"The mailbox is {view.status.value}")
-        agent = view.record.agent
-        attempt = view.record.connection.connect_attempt + 1
-        try:
-            self.repo.transition(
-                agent.tenant_id,
-                agent.agent_id,
-                AgentStatus.CONNECTING,
-                expected_version=agent.version,
-                set_attributes={
-                    Attr.ATTEMPT: attempt,
-                    Attr.ROUNDS: 0,
-                    Attr.INVITE_HASH: view.token_hash,
-                    Attr.VERIFY_METHOD: GRAPH,
-                },
-                remove_attributes=(Attr.TASK_TOKEN, Attr.USERNAME, Attr.SERVER, Attr.M365_SIGNED_IN_AS),
-            )
-        except (ConcurrentModificationError, IllegalTransitionError) as error:
-            raise NotNowError("Another sign-in for this mailbox is already being checked") from error
+        attempt = self._begin_attempt(
+            view, GRAPH, set_attributes={}, remove_attributes=(Attr.USERNAME, Attr.SERVER)
+        )
         self._start(view, attempt, refresh_token, purpose="refresh_token", method=GRAPH)
 
     def submit_settings(self, token: str, form: SettingsForm) -> ConnectView:
@@ -339,22 +369,16 @@ class ConnectService:
         if view.status is not AgentStatus.NEEDS_SETTINGS:
             raise NotNowError(f"The mailbox is {view.status.value}")
         task_token = view.record.connection.task_token
-        agent = view.record.agent
-        tenant_id, agent_id = agent.tenant_id, agent.agent_id
-        try:
-            self.repo.transition(
-                tenant_id,
-                agent_id,
-                AgentStatus.CONNECTING,
-                expected_version=agent.version,
-                set_attributes={
-                    Attr.SERVER: form.server,
-                    **({Attr.USERNAME: form.username} if form.username else {}),
-                },
-                remove_attributes=(Attr.TASK_TOKEN, *(() if form.username else (Attr.USERNAME,))),
-            )
-        except (ConcurrentModificationError, IllegalTransitionError) as error:
-            raise NotNowError("These settings were already sent") from error
+        tenant_id, agent_id = view.record.agent.tenant_id, view.record.agent.agent_id
+        self._to_connecting(
+            view,
+            "These settings were already sent",
+            set_attributes={
+                Attr.SERVER: form.server,
+                **({Attr.USERNAME: form.username} if form.username else {}),
+            },
+            remove_attributes=(Attr.START_DEADLINE, *(() if form.username else (Attr.USERNAME,))),
+        )
         if form.password is not None and form.password.get_secret_value():
             self.credentials.put(tenant_id, agent_id, form.password)
         if not self._resume(task_token, agent_id):
@@ -370,22 +394,39 @@ class ConnectService:
         if view.confirm_host is None or form.host != view.confirm_host:
             raise NotNowError("No server waits for permission")
         task_token = view.record.connection.task_token
-        agent = view.record.agent
-        tenant_id, agent_id = agent.tenant_id, agent.agent_id
-        try:
-            self.repo.transition(
-                tenant_id,
-                agent_id,
-                AgentStatus.CONNECTING,
-                expected_version=agent.version,
-                set_attributes={Attr.CONFIRMED_HOST: form.host},
-                remove_attributes=(Attr.TASK_TOKEN, Attr.CONFIRM_HOST, Attr.SERVER),
-            )
-        except (ConcurrentModificationError, IllegalTransitionError) as error:
-            raise NotNowError("This answer was already sent") from error
+        tenant_id, agent_id = view.record.agent.tenant_id, view.record.agent.agent_id
+        self._to_connecting(
+            view,
+            "This answer was already sent",
+            set_attributes={Attr.CONFIRMED_HOST: form.host},
+            remove_attributes=(Attr.START_DEADLINE, Attr.CONFIRM_HOST, Attr.SERVER),
+        )
         if not self._resume(task_token, agent_id):
             self.repo.transition(tenant_id, agent_id, AgentStatus.FAILED, reason=SETTINGS_TIMEOUT)
         return self.view(token)
+
+    def _to_connecting(
+        self,
+        view: ConnectView,
+        refusal: str,
+        *,
+        set_attributes: Mapping[str, Any],
+        remove_attributes: tuple[str, ...],
+    ) -> None:
+        """Move the agent as viewed to `connecting`, its task token taken: a conditional write, so of two
+        racing submissions one wins and the other gets NotNowError(refusal)."""
+        agent = view.record.agent
+        try:
+            self.repo.transition(
+                agent.tenant_id,
+                agent.agent_id,
+                AgentStatus.CONNECTING,
+                expected_version=agent.version,
+                set_attributes=set_attributes,
+                remove_attributes=(Attr.TASK_TOKEN, *remove_attributes),
+            )
+        except (ConcurrentModificationError, IllegalTransitionError) as error:
+            raise NotNowError(refusal) from error
 
     def _resume(self, task_token: str | None, agent_id: str) -> bool:
         """Hand the settings to the waiting workflow; False when none waits for them."""
@@ -406,7 +447,11 @@ class ConnectService:
         again), its secrets deleted. Each part is tried even if the other fails."""
         try:
             self.repo.transition(
-                tenant_id, agent_id, AgentStatus.FAILED, reason=reason, remove_attributes=(Attr.TASK_TOKEN,)
+                tenant_id,
+                agent_id,
+                AgentStatus.FAILED,
+                reason=reason,
+                remove_attributes=(Attr.TASK_TOKEN, Attr.START_DEADLINE),
             )
         except Exception:
             logger.exception(
@@ -432,14 +477,12 @@ class ConnectService:
             self.sfn.start_execution(
                 stateMachineArn=self.state_machine_arn,
                 name=execution_name(agent_id, attempt),
-                input=json.dumps(
-                    {
-                        "tenantId": tenant_id,
-                        "agentId": agent_id,
-                        "attempt": attempt,
-                        "settingsTimeoutSeconds": self.settings_timeout_seconds,
-                        "method": method,
-                    }
+                input=workflow_input(
+                    tenant_id,
+                    agent_id,
+                    attempt,
+                    settings_timeout_seconds=self.settings_timeout_seconds,
+                    method=method,
                 ),
             )
         except Exception as error:  # any failure at all (timeouts, endpoint errors, bugs): no half-done start
@@ -450,5 +493,9 @@ class ConnectService:
             logger.exception("Could not start the verification", extra=extra)
             self._abandon(tenant_id, agent_id, INTERNAL_ERROR)
             return
+        try:
+            self.watch.started(tenant_id, agent_id, attempt)
+        except Exception:  # the workflow runs; a reader past the deadline finds it and clears the deadline
+            logger.exception("Could not clear the start deadline", extra={"agent_id": agent_id})
         metrics.add_metric(name="ConnectionStarted", unit="Count", value=1)
         logger.info("Verification started", extra={"agent_id": agent_id, "attempt": attempt})

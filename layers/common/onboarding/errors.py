@@ -17,10 +17,21 @@ def error_code(error: ClientError) -> str:
 
 
 class DomainError(Exception):
-    """Base of every error the service raises on purpose. `code` is stable and machine-readable."""
+    """Base of every error the service raises on purpose. `code` is stable and machine-readable.
+
+    Subclasses name theirs in the class line: `class XError(DomainError, code="x", status=...)`."""
 
     code = "error"
     status = HTTPStatus.BAD_REQUEST
+
+    def __init_subclass__(
+        cls, *, code: str | None = None, status: HTTPStatus | None = None, **kwargs: object
+    ) -> None:
+        super().__init_subclass__(**kwargs)
+        if code is not None:
+            cls.code = code
+        if status is not None:
+            cls.status = status
 
     def __init__(self, message: str, *, details: list[dict[str, object]] | None = None) -> None:
         super().__init__(message)
@@ -29,142 +40,99 @@ class DomainError(Exception):
 
 
 # -- agents (the dashboard API) ----------------------------------------------------------------
-class AgentNotFoundError(DomainError):
-    code = "agent_not_found"
-    status = HTTPStatus.NOT_FOUND
+class AgentNotFoundError(DomainError, code="agent_not_found", status=HTTPStatus.NOT_FOUND): ...
 
 
-class DuplicateAgentError(DomainError):
-    code = "duplicate_agent"
-    status = HTTPStatus.CONFLICT
+class DuplicateAgentError(DomainError, code="duplicate_agent", status=HTTPStatus.CONFLICT): ...
 
 
-class IllegalTransitionError(DomainError):
-    code = "illegal_transition"
-    status = HTTPStatus.CONFLICT
+class IllegalTransitionError(DomainError, code="illegal_transition", status=HTTPStatus.CONFLICT): ...
 
 
-class ConcurrentModificationError(DomainError):
+class ConcurrentModificationError(DomainError, code="concurrent_modification", status=HTTPStatus.CONFLICT):
     """The agent changed between read and write (optimistic locking by `version`)."""
 
-    code = "concurrent_modification"
-    status = HTTPStatus.CONFLICT
+
+class InvalidPageTokenError(
+    DomainError, code="invalid_next_token", status=HTTPStatus.UNPROCESSABLE_ENTITY
+): ...
 
 
-class InvalidPageTokenError(DomainError):
-    code = "invalid_next_token"
-    status = HTTPStatus.UNPROCESSABLE_ENTITY
-
-
-class MissingTenantError(DomainError):
+class MissingTenantError(DomainError, code="missing_tenant", status=HTTPStatus.FORBIDDEN):
     """The verified token carries no usable tenant claim."""
 
-    code = "missing_tenant"
-    status = HTTPStatus.FORBIDDEN
 
-
-class InviteBouncedError(DomainError):
+class InviteBouncedError(DomainError, code="invite_bounced", status=HTTPStatus.CONFLICT):
     """A resend was asked for an agent whose address bounced (or complained): sending again won't help."""
-
-    code = "invite_bounced"
-    status = HTTPStatus.CONFLICT
 
 
 # -- invite links (the connect page) -------------------------------------------------------------
-class InviteError(DomainError):
+class InviteError(DomainError, status=HTTPStatus.GONE):
     """Base of the errors a visitor of an invite link can meet. None of them reveals another tenant.
 
     `page` names the link-problem page the connect page shows for it."""
 
-    status = HTTPStatus.GONE
     page = "link_invalid"
 
-
-class InviteNotFoundError(InviteError):
-    code = "invite_not_found"
-    status = HTTPStatus.NOT_FOUND
-    page = "link_not_found"
-
-
-class InviteExpiredError(InviteError):
-    code = "invite_expired"
-    page = "link_expired"
+    def __init_subclass__(cls, *, page: str | None = None, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)  # type: ignore[arg-type]
+        if page is not None:
+            cls.page = page
 
 
-class InviteRevokedError(InviteError):
+class InviteNotFoundError(
+    InviteError, code="invite_not_found", page="link_not_found", status=HTTPStatus.NOT_FOUND
+): ...
+
+
+class InviteExpiredError(InviteError, code="invite_expired", page="link_expired"): ...
+
+
+class InviteRevokedError(InviteError, code="invite_revoked", page="link_revoked"):
     """A newer invite replaced this one, or the agent was removed."""
 
-    code = "invite_revoked"
-    page = "link_revoked"
+
+class InviteUsedError(InviteError, code="invite_used", page="link_used"): ...
 
 
-class InviteUsedError(InviteError):
-    code = "invite_used"
-    page = "link_used"
-
-
-class InviteLockedError(InviteError):
+class InviteLockedError(InviteError, code="invite_locked", page="link_locked"):
     """Too many wrong passwords were tried with this invite; the dashboard must resend it."""
-
-    code = "invite_locked"
-    page = "link_locked"
 
 
 # -- the connect page's forms ----------------------------------------------------------------------
-class FormError(DomainError):
+class FormError(DomainError, code="invalid_form", status=HTTPStatus.BAD_REQUEST):
     """The owner typed something we cannot use: the page shows the message beside the form."""
 
-    code = "invalid_form"
-    status = HTTPStatus.BAD_REQUEST
+
+class WrongMailboxError(FormError, code="wrong_mailbox"): ...
 
 
-class WrongMailboxError(FormError):
-    code = "wrong_mailbox"
-
-
-class UseMicrosoftSignInError(FormError):
+class UseMicrosoftSignInError(FormError, code="use_microsoft_sign_in"):
     """A password was posted for a Microsoft 365 mailbox: it is dropped unstored; the page offers
     "Sign in with Microsoft" instead."""
 
-    code = "use_microsoft_sign_in"
 
-
-class NotNowError(DomainError):
+class NotNowError(DomainError, code="not_now", status=HTTPStatus.CONFLICT):
     """The agent is not in a state where this form applies (e.g. already checking): show the status."""
 
-    code = "not_now"
-    status = HTTPStatus.CONFLICT
 
-
-class CsrfError(DomainError):
+class CsrfError(DomainError, code="csrf", status=HTTPStatus.FORBIDDEN):
     """A form post that did not come from our own page (or came too late): nothing is changed."""
-
-    code = "csrf"
-    status = HTTPStatus.FORBIDDEN
 
 
 # -- sending invites ---------------------------------------------------------------------------
-class InviteDeliveryFailedError(DomainError):
+class InviteDeliveryFailedError(DomainError, code="invite_delivery_failed"):
     """The invite email could not be sent and will not be retried (the agent is `invite_failed`)."""
 
-    code = "invite_delivery_failed"
 
-
-class EmailRejectedError(DomainError):
+class EmailRejectedError(DomainError, code="email_rejected"):
     """SES refused the message for good (bad address, unverified sender...): retrying will not help."""
 
-    code = "email_rejected"
 
-
-class EmailNotSentError(DomainError):
+class EmailNotSentError(DomainError, code="email_not_sent"):
     """SES could not take the message now (throttled after backoff, quota, outage): retry later."""
-
-    code = "email_not_sent"
 
 
 # -- the verification workflow ---------------------------------------------------------------------
-class CredentialNotFoundError(DomainError):
+class CredentialNotFoundError(DomainError, code="credential_not_found", status=HTTPStatus.NOT_FOUND):
     """No password is stored for the agent (removed meanwhile, or never stored)."""
-
-    code = "credential_not_found"
-    status = HTTPStatus.NOT_FOUND

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from onboarding.errors import (
     AgentNotFoundError,
@@ -31,6 +32,9 @@ from onboarding.mailer import InviteEmailContent, Mailer, render_invite, tag_val
 from onboarding.models import Agent, AgentStatus, Attr, InviteState, utcnow
 from onboarding.observability import logger, metrics
 from onboarding.store import AgentRepository
+
+if TYPE_CHECKING:
+    from onboarding.start_watch import StartWatch
 
 S = AgentStatus
 # Statuses in which the person may still use the link to connect (and retry after a failure).
@@ -62,8 +66,13 @@ def first_invite(tenant_name: str | None) -> InviteState:
     return InviteState(tenant_name=tenant_name, invite_version=1, invite_requested_at=utcnow())
 
 
-def request_invite(repo: AgentRepository, tenant_id: str, agent_id: str) -> Agent:
-    """Resend: a new invite version (so a new link; every earlier link stops working)."""
+def request_invite(
+    repo: AgentRepository, tenant_id: str, agent_id: str, watch: StartWatch | None = None
+) -> Agent:
+    """Resend: a new invite version (so a new link; every earlier link stops working). With a `watch`, an
+    attempt whose start died is settled first (onboarding.start_watch), so it does not block the resend."""
+    if watch is not None:
+        watch.check(tenant_id, agent_id)
     loaded = _load(repo, tenant_id, agent_id)
     if loaded is None:
         raise AgentNotFoundError(f"No agent {agent_id} in this account")

@@ -109,6 +109,9 @@ class ConnectionState(_StateModel):
     conn_username: str | None = None  # advanced settings typed by the owner
     conn_server: str | None = None
     connect_invite_hash: str | None = None  # the invite used to connect (its SHA-256 key, not the token)
+    # While the connect page starts the attempt's workflow: the latest time (ISO UTC) by which the start
+    # is done or its starter is dead (onboarding.start_watch). Removed once the workflow is started.
+    start_deadline: str | None = None
     ews_url: str | None = None  # what discovery / verification found
     auth_type: str | None = None
     server_build: str | None = None
@@ -150,6 +153,7 @@ class Attr:
     USERNAME = _stored(ConnectionState, "conn_username")
     SERVER = _stored(ConnectionState, "conn_server")
     INVITE_HASH = _stored(ConnectionState, "connect_invite_hash")
+    START_DEADLINE = _stored(ConnectionState, "start_deadline")
     EWS_URL = _stored(ConnectionState, "ews_url")
     AUTH_TYPE = _stored(ConnectionState, "auth_type")
     SERVER_BUILD = _stored(ConnectionState, "server_build")

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 from collections.abc import Mapping
 from email.utils import formataddr
 from typing import TYPE_CHECKING, Annotated, Any, Self
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -66,7 +68,10 @@ class _FunctionSettings(BaseModel):
             for item in error.errors():
                 field = str(item["loc"][0]) if item["loc"] else ""
                 variable = names.get(field, field.upper())
-                problems.append(f"{variable}: {'not set' if item['type'] == 'missing' else item['msg']}")
+                message = (
+                    "not set" if item["type"] == "missing" else item["msg"].removeprefix("Value error, ")
+                )
+                problems.append(f"{variable}: {message}")
             raise ConfigurationError(f"{cls.__name__}: " + "; ".join(problems)) from None
 
 
@@ -171,11 +176,20 @@ class AuthCallbackSettings(_Microsoft365Settings):
         return self._m365(flow_ttl_seconds=self.m365_flow_ttl_seconds)
 
 
+def _address_only(value: str) -> str:
+    if not re.fullmatch(r"[^@\s<>]+@[^@\s<>]+", value):
+        raise ValueError(
+            "must be the sender's address only, e.g. invites@example.com; its display name is "
+            "INVITE_SENDER_NAME (template parameters InviteSender and InviteSenderName)"
+        )
+    return value
+
+
 class SendInviteSettings(_FunctionSettings):
     """The invite sender (`functions/send_invite/app.py`, DynamoDB stream consumer)."""
 
-    invite_sender: str = Field(
-        pattern=r"^[^@\s<>]+@[^@\s<>]+$", description="Verified SES address invites come from"
+    invite_sender: Annotated[str, AfterValidator(_address_only)] = Field(
+        description="Verified SES address invites come from"
     )
     invite_sender_name: str = Field(pattern=r"^[^<>\"\r\n]{1,64}$", description="Its display name")
     public_base_url: str = Field(

@@ -126,9 +126,10 @@ class AgentRepository(ABC):
         *,
         expected_status: AgentStatus,
         remove_attributes: tuple[str, ...] = (),
+        expected: Mapping[str, Any] | None = None,
     ) -> None:
-        """Set private attributes (never status or version) while the agent is in `expected_status`;
-        ConcurrentModificationError once it is not."""
+        """Set private attributes (never status or version) while the agent is in `expected_status` (and
+        its `expected` attributes hold those values); ConcurrentModificationError once it is not."""
 
     @abstractmethod
     def delete(self, tenant_id: str, agent_id: str) -> Agent | None:
@@ -323,17 +324,22 @@ class DynamoAgentRepository(AgentRepository):
         *,
         expected_status: AgentStatus,
         remove_attributes: tuple[str, ...] = (),
+        expected: Mapping[str, Any] | None = None,
     ) -> None:
         """Set service-private attributes (never status or version) while the agent is in a status."""
         expression, names, placeholders = _update_expression(values, remove_attributes)
         names["#status"] = "status"
         placeholders[":status"] = expected_status.value
+        condition = "attribute_exists(pk) AND #status = :status"
+        for i, (name, value) in enumerate((expected or {}).items()):
+            names[f"#e{i}"], placeholders[f":e{i}"] = name, value
+            condition += f" AND #e{i} = :e{i}"
         try:
             self.ddb.update_item(
                 TableName=self.table_name,
                 Key=to_item({"pk": tenant_pk(tenant_id), "sk": agent_sk(agent_id)}),
                 UpdateExpression=expression,
-                ConditionExpression="attribute_exists(pk) AND #status = :status",
+                ConditionExpression=condition,
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=to_item(placeholders),
             )
