@@ -124,6 +124,7 @@ def list_agents(
         status=status,
         limit=limit or deps().settings.default_page_size,
         next_token=next_token,
+        watch=deps().watch,
     )
 
 

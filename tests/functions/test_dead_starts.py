@@ -90,6 +90,42 @@ def test_the_dashboards_read_ends_a_dead_start_failed(env: ConnectEnv) -> None:
     assert stored_secrets(invited.agent_id) == []
 
 
+def _list(query: dict[str, str] | None = None) -> dict[str, Any]:
+    event = api_event("GET", "/agents", tenant="demo", route="/agents", query=query)
+    response = api_app.lambda_handler(event, LambdaContext())  # type: ignore[arg-type]
+    assert response["statusCode"] == 200
+    body: dict[str, Any] = json.loads(response["body"])
+    return body
+
+
+def test_the_dashboards_list_ends_a_dead_start_failed(env: ConnectEnv) -> None:
+    # Given a dead start, connecting since before its deadline
+    invited = _killed_after_connecting(env)
+    env.repo.update_attributes(
+        "demo", invited.agent_id, {"updatedAt": PAST}, expected_status=AgentStatus.CONNECTING
+    )
+    # When the dashboard lists only what is connecting, Then it is not among them
+    assert [a["agentId"] for a in _list({"status": "connecting"})["items"]] == []
+    # And the full list shows it failed, its secret gone
+    (agent,) = _list()["items"]
+    assert (agent["agentId"], agent["status"], agent["statusReason"]) == (
+        invited.agent_id,
+        "failed",
+        INTERNAL_ERROR,
+    )
+    assert stored_secrets(invited.agent_id) == []
+
+
+def test_the_list_leaves_an_agent_connecting_for_less_than_any_deadline_alone(env: ConnectEnv) -> None:
+    # Given a dead start whose deadline has passed, but that became `connecting` just now
+    invited = _killed_after_connecting(env)
+    # When the dashboard lists it, Then it is shown as it is (the page's own fields only; a read of the
+    # agent itself settles it)
+    (agent,) = _list()["items"]
+    assert (agent["agentId"], agent["status"]) == (invited.agent_id, "connecting")
+    assert len(stored_secrets(invited.agent_id)) == 1
+
+
 def test_a_resend_of_a_dead_start_is_accepted(env: ConnectEnv) -> None:
     invited = _killed_after_connecting(env)
     path = f"/agents/{invited.agent_id}/invite"

@@ -48,8 +48,17 @@ def list_agents(
     status: AgentStatus | None,
     limit: int,
     next_token: str | None,
+    watch: StartWatch | None = None,
 ) -> AgentPage:
-    return repo.list(tenant_id, status=status, limit=limit, next_token=next_token)
+    """A page of agents; with a `watch`, those `connecting` for longer than any start deadline can be
+    short (onboarding.start_watch) are read whole and settled first, so the dashboard never shows a dead
+    start as running. Agents that moved on meanwhile leave a page filtered by status."""
+    page = repo.list(tenant_id, status=status, limit=limit, next_token=next_token)
+    if watch is None:
+        return page
+    settled = [watch.settle_listed(agent) for agent in page.items]
+    items = [agent for agent in settled if agent is not None and (status is None or agent.status is status)]
+    return page.model_copy(update={"items": items})
 
 
 def get_agent(repo: AgentRepository, tenant_id: str, agent_id: str, watch: StartWatch | None = None) -> Agent:

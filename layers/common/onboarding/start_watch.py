@@ -31,7 +31,7 @@ from botocore.exceptions import ClientError
 from onboarding.credentials import CredentialStore
 from onboarding.errors import ConcurrentModificationError, IllegalTransitionError, error_code
 from onboarding.executions import execution_arn
-from onboarding.models import INTERNAL_ERROR, AgentRecord, AgentStatus, Attr
+from onboarding.models import INTERNAL_ERROR, Agent, AgentRecord, AgentStatus, Attr
 from onboarding.observability import logger, metrics
 from onboarding.store import AgentRepository
 
@@ -67,6 +67,17 @@ class StartWatch:
         """The agent as it stands once settled (None when there is none)."""
         record = self.repo.get_record(tenant_id, agent_id)
         return self.settle(record) if record is not None else None
+
+    def settle_listed(self, agent: Agent) -> Agent | None:
+        """`agent` from a listing (its public fields only), settled when its start may have died: only
+        an agent `connecting` since before the shortest possible deadline is read whole (one read; the
+        Step Functions question only past its own deadline). None when it was removed meanwhile."""
+        if agent.status is not AgentStatus.CONNECTING:
+            return agent
+        if self.clock() <= _parse(agent.updated_at) + START_MARGIN:
+            return agent  # no deadline can have passed yet
+        record = self.check(agent.tenant_id, agent.agent_id)
+        return record.agent if record is not None else None
 
     def settle(self, record: AgentRecord) -> AgentRecord:
         """`record`, or what it became when its attempt's start was found dead (see the module)."""
