@@ -587,6 +587,14 @@ def test_importing_the_module_does_not_import_exchangelib() -> None:
     assert subprocess.run([sys.executable, "-c", code], env=env, check=False).returncode == 0
 
 
+def test_the_dashboards_models_load_the_trace_without_the_exchange_models() -> None:
+    # the agent's trace is part of the API's models; the Exchange settings models (pydantic schemas built
+    # at import) serve only the functions that connect
+    env = {**os.environ, "PYTHONPATH": f"{REPO / 'layers' / 'common'}{os.pathsep}{REPO}"}
+    code = "import sys, onboarding.models; sys.exit('onboarding.exchange.models' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], env=env, check=False).returncode == 0
+
+
 # ---------------------------------------------------------------- the IT admin's trace
 
 

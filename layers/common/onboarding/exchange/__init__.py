@@ -15,18 +15,17 @@ One module per concern:
 Every connection goes through ``onboarding.exchange_guard.GuardedHTTPAdapter`` (SSRF guard, time budget,
 observations). The password never appears in an exception, a ``detail`` or a log record.
 
-``discover``/``verify`` are imported lazily (PEP 562), so ``import onboarding.exchange`` stays cheap.
+Every name is imported lazily (PEP 562), so ``import onboarding.exchange`` (or of one of its modules) stays cheap.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .diagnoses import Diagnosis, ExchangeFailure, message_for
-from .models import ExchangeConfig, ExchangeContext, ExchangeSettings, VerificationResult
-
 if TYPE_CHECKING:
+    from .diagnoses import Diagnosis, ExchangeFailure, message_for
     from .discovery import discover
+    from .models import ExchangeConfig, ExchangeContext, ExchangeSettings, VerificationResult
     from .runtime import clear_exchangelib_caches, configure_exchangelib
     from .verification import verify
 
@@ -44,7 +43,16 @@ __all__ = [
     "verify",
 ]
 
+# Everything is imported at first use (PEP 562): `onboarding.exchange.trace`, which the dashboard API's
+# models import, must not build the Exchange models' schemas (pydantic) for functions that never connect.
 _LAZY = {
+    "Diagnosis": "diagnoses",
+    "ExchangeFailure": "diagnoses",
+    "message_for": "diagnoses",
+    "ExchangeConfig": "models",
+    "ExchangeContext": "models",
+    "ExchangeSettings": "models",
+    "VerificationResult": "models",
     "discover": "discovery",
     "verify": "verification",
     "clear_exchangelib_caches": "runtime",
