@@ -28,12 +28,12 @@ from onboarding.errors import (
 from onboarding.invite_models import DeliveryOutcome, Invite, InviteRequested, SesNotification
 from onboarding.invite_store import InviteRepository
 from onboarding.invite_tokens import invite_link, looks_like_token, new_token, token_hash
-from onboarding.mailer import InviteEmailContent, Mailer, render_invite, tag_value, untag_value
 from onboarding.models import Agent, AgentStatus, Attr, InviteState, utcnow
 from onboarding.observability import logger, metrics
 from onboarding.store import AgentRepository
 
 if TYPE_CHECKING:
+    from onboarding.mailer import Mailer
     from onboarding.start_watch import StartWatch
 
 S = AgentStatus
@@ -123,6 +123,10 @@ def deliver_invite(
     version). Raises InviteDeliveryFailedError once the agent is `invite_failed` (a refusal, or too many
     failed attempts), EmailNotSentError for a failure worth retrying: both make the record fail.
     """
+    # The mail code (email.message, the templates) is imported by the functions that send or hear back
+    # about mail, not by the dashboard API and the connect page, which use this module too.
+    from onboarding.mailer import InviteEmailContent, render_invite, tag_value
+
     log = {"agent_id": request.agent_id, "invite_version": request.invite_version}
     loaded = _load(repo, request.tenant_id, request.agent_id)
     if loaded is None:
@@ -238,6 +242,8 @@ def _mark_failed(repo: AgentRepository, agent: Agent, reason: str, log: dict[str
 def record_delivery_problem(repo: AgentRepository, notification: SesNotification) -> Agent | None:
     """A permanent bounce or a complaint about an invite: the agent becomes `invite_bounced` (no more
     resends to that address). Returns the updated agent, or None when there is nothing to change."""
+    from onboarding.mailer import untag_value  # see deliver_invite
+
     agent_id, tenant_tag = notification.tag("agent_id"), notification.tag("tenant")
     log = {
         "agent_id": agent_id,

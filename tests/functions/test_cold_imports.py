@@ -1,0 +1,44 @@
+"""What each handler imports at cold start, in a fresh interpreter with its own template environment:
+code that serves another function stays out (what `bench/cold_start.py` measures in instructions)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import template_environment
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _imported(module: str, logical_id: str, watched: tuple[str, ...]) -> dict[str, bool]:
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "PYTHONPATH": os.pathsep.join([str(REPO / "layers" / "common"), str(REPO)]),
+        "AWS_DEFAULT_REGION": "us-east-1",
+        **template_environment(logical_id),
+    }
+    code = f"import sys, {module}; print(*[m in sys.modules for m in {watched!r}])"
+    out = subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True)
+    return dict(zip(watched, (word == "True" for word in out.stdout.split()), strict=True))
+
+
+@pytest.mark.parametrize(
+    ("module", "logical_id"),
+    [
+        ("functions.add_agent.app", "AddAgentFunction"),
+        ("functions.auth_callback.app", "AuthCallbackFunction"),
+    ],
+)
+def test_functions_that_send_no_mail_do_not_import_the_mail_code(module: str, logical_id: str) -> None:
+    assert _imported(module, logical_id, ("onboarding.mailer",)) == {"onboarding.mailer": False}
+
+
+def test_the_invite_sender_imports_the_mail_code() -> None:
+    # (the watch above would pass vacuously if the module were renamed)
+    imported = _imported("functions.send_invite.app", "SendInviteFunction", ("onboarding.mailer",))
+    assert imported == {"onboarding.mailer": True}
