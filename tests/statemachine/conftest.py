@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -155,6 +156,19 @@ def workflow(
 def moto_aws_sfn(aws_environment: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """moto with Step Functions executing state machines and Lambda without Docker."""
     config = {"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
+    # DynamoDB writes an item at once; moto applies an update's actions one by one, and the workflow's
+    # tasks run on moto's threads while the test's thread reads the agent (it saw `needs_settings`
+    # before the task token of the same update). One DynamoDB request at a time, as the local stack does
+    # (devstack.stack.OneDynamoDBRequestAtATime).
+    from moto.dynamodb.responses import DynamoHandler
+
+    lock, call_action = threading.RLock(), DynamoHandler.call_action
+
+    def one_at_a_time(handler: DynamoHandler) -> Any:
+        with lock:
+            return call_action(handler)
+
+    monkeypatch.setattr(DynamoHandler, "call_action", one_at_a_time)
     with mock_aws(config=config):  # type: ignore[arg-type]
         deps.reset()
         create_resources(monkeypatch)
