@@ -79,8 +79,8 @@ def banner(stack: LocalStack, *, fresh: bool) -> str:
         back = f"brought back {agents} agent(s) and {emails} email(s); " if agents or emails else ""
         kept = (
             f"State: kept in {stack.state_dir}/ across restarts ({back}saved every 5 s and on Ctrl-C).\n"
-            "  Passwords and running checks are not kept: a mailbox being checked comes back as failed,\n"
-            "  and its owner opens the same link to try again. `make dev ARGS=--fresh` starts empty."
+            "  Passwords are kept sealed (with the local KMS key), never in clear; checks that were running\n"
+            "  start again, and an owner asked for settings is asked again. `make dev ARGS=--fresh` starts empty."
         )
     return "\n".join(
         [
