@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .diagnoses import Diagnosis, ExchangeFailure, verdict_text
+from .diagnoses import Diagnosis, ExchangeFailure
 from .models import ExchangeConfig, ExchangeContext, ExchangeSettings
 from .probing import (
     REDIRECT_STATUSES,
@@ -52,6 +52,7 @@ from .runtime import (
     policy_for,
     run_with_deadline,
 )
+from .trace import traced
 
 if TYPE_CHECKING:
     from ..exchange_guard import GuardedHTTPAdapter, GuardPolicy, Observation
@@ -300,16 +301,8 @@ def discover(email: str, password: str, context: ExchangeContext) -> ExchangeSet
     ``context`` gives the login (``username``), the servers in another domain the owner allowed
     (``confirmed_hosts``), the budgets (``config``) and the IT admin's trace (``trace``, optional)."""
     trace = context.trace
-    if trace is not None:
-        trace.mask_also(password)
-        trace.phase = "discover"
-    try:
+    with traced(trace, "discover", password, host_on_failure=True):
         settings = _discover_traced(email, password, context)
-    except ExchangeFailure as failure:
-        if trace is not None:
-            trace.add("verdict", host=failure.host, result=verdict_text(failure))
-            trace.verdict = failure.code.value
-        raise
     if trace is not None:
         trace.add("verdict", url=settings.ews_url, result=f"found EWS (sign-in: {settings.auth_type})")
         trace.verdict = "found"

@@ -12,11 +12,15 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from .diagnoses import ExchangeFailure, verdict_text
 
 MAX_STEPS = 60
 MAX_TEXT = 240
@@ -192,3 +196,22 @@ class TraceRecorder:
                 email_domain=self.email_domain,
                 verdict=self.verdict,
             )
+
+
+@contextmanager
+def traced(
+    trace: TraceRecorder | None, phase: str, password: str, *, host_on_failure: bool = False
+) -> Iterator[None]:
+    """One phase (discovery or verification) of the IT admin's trace: the password masked from every
+    field, the phase named on its steps, and a failure's verdict recorded before it goes on."""
+    if trace is None:
+        yield
+        return
+    trace.mask_also(password)
+    trace.phase = phase
+    try:
+        yield
+    except ExchangeFailure as failure:
+        trace.add("verdict", host=failure.host if host_on_failure else None, result=verdict_text(failure))
+        trace.verdict = failure.code.value
+        raise

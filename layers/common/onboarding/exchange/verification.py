@@ -10,7 +10,7 @@ import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from .diagnoses import Diagnosis, ExchangeFailure, verdict_text
+from .diagnoses import Diagnosis, ExchangeFailure
 from .discovery import Walk, preemptive_sessions, settings_for
 from .models import ExchangeContext, ExchangeSettings, VerificationResult
 from .probing import classify, with_login_hint
@@ -23,6 +23,7 @@ from .runtime import (
     policy_for,
     run_with_deadline,
 )
+from .trace import traced
 
 if TYPE_CHECKING:
     from ..exchange_guard import GuardedHTTPAdapter
@@ -54,16 +55,8 @@ def verify(email: str, password: str, context: ExchangeContext) -> VerificationR
     admin's trace (``trace``, optional).
     """
     trace = context.trace
-    if trace is not None:
-        trace.mask_also(password)
-        trace.phase = "verify"
-    try:
+    with traced(trace, "verify", password):
         result = _verify_traced(email, password, context)
-    except ExchangeFailure as failure:
-        if trace is not None:
-            trace.add("verdict", result=verdict_text(failure))
-            trace.verdict = failure.code.value
-        raise
     if trace is not None:
         trace.add(
             "verdict",
