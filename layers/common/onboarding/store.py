@@ -70,7 +70,12 @@ def status_pk(tenant_id: str, status: AgentStatus) -> str:
 
 
 def to_item(values: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: dynamo_types.serialize(v) for k, v in values.items() if v is not None}
+    # Most attributes are plain strings: `{"S": value}` without dynamo_types' checks for other types.
+    return {
+        k: {"S": v} if type(v) is str else dynamo_types.serialize(v)
+        for k, v in values.items()
+        if v is not None
+    }
 
 
 def from_item(item: Mapping[str, Any]) -> dict[str, Any]:
