@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import dataclasses
 import json
 import os
 import re
@@ -50,6 +51,20 @@ EXCHANGE_STEP = "import exchangelib, exchangelib.autodiscover, exchangelib.proto
 BARE = "import boto3 (runtime)"
 BARE_FIRST = "bare: boto3 client + GetItem"
 FIRST_REQUEST = "init + first request (GET one agent)"
+# Where add_agent's import goes: each stage imports one more layer of it, in the order the handler does,
+# cumulative, in the function's own environment (what the README's breakdown quotes).
+BREAKDOWN = [
+    ("botocore (session, client)", "import botocore.session"),
+    ("+ pydantic (models, fields, types, TypeAdapter)", "from pydantic import BaseModel, Field, TypeAdapter"),
+    ("+ Powertools event_handler package", "import aws_lambda_powertools.event_handler"),
+    ("+ its OpenAPI params (validation)", "import aws_lambda_powertools.event_handler.openapi.params"),
+    ("+ our settings and models", "import onboarding.settings, onboarding.models"),
+    (
+        "+ our use cases and adapters",
+        "import onboarding.agents, onboarding.invites, onboarding.api, onboarding.deps",
+    ),
+    ("+ the handler (its routes)", "import app"),
+]
 
 # The first request of a cold start, over a replayed AWS response (no network, no service): botocore's
 # transport (`Endpoint._send`, in the measured process only) answers every call with the recorded
@@ -359,6 +374,15 @@ def main(argv: list[str] | None = None) -> None:
                         strict=False,
                     )
                 )
+        breakdown: list[tuple[str, int]] = []
+        if not args.no_callgrind:
+            api = next(c for c in cases if c.name == "AddAgentFunction")
+            codes = ["\n".join(code for _, code in BREAKDOWN[: i + 1]) for i in range(len(BREAKDOWN))]
+            with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+                stage_counts = list(
+                    pool.map(lambda code: _instructions(dataclasses.replace(api, code=code), python), codes)
+                )
+            breakdown = [(label, n) for (label, _), n in zip(BREAKDOWN, stage_counts, strict=True)]
     by_name = {c.name: c for c in cases}
 
     def net(figures: dict[str, Any], name: str) -> float:
@@ -388,6 +412,17 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{label:56} {instr_cell} {ratio_cell} {net(wall, case.name) * 1000:8.1f} {wall_ratio:8.2f}")
     print(f"A first request is compared with the bare one ({BARE_FIRST}), an import with `import boto3`.")
     print("Goals: HTTP functions and send_invite <= 1.5x, verify_mailbox's init <= 2.0x (instructions).")
+    if breakdown:
+        base, bare = counts[INTERPRETER], net(counts, BARE)
+        print(
+            "\nWhere AddAgentFunction's import goes (cumulative, net of the interpreter; x = ratio to `import boto3`)"
+        )
+        previous = base
+        for label, n in breakdown:
+            print(
+                f"{label:56} {(n - base) / 1e6:9.0f} {(n - base) / bare:8.2f}   step {(n - previous) / bare:+.2f}x"
+            )
+            previous = n
     print(f"\nArtifacts ({args.build_dir.name}): MB unzipped / zipped")
     for name, unzipped, zipped in _artifact_sizes(args.build_dir):
         print(f"{name:56} {unzipped:9.1f} {zipped:8.1f}")

@@ -22,6 +22,7 @@ os.environ.update(
 )
 
 import boto3
+import hypothesis
 import pytest
 import requests
 from moto import mock_aws
@@ -30,6 +31,13 @@ from devstack import template as tpl
 from devstack.events import api_event, load_event  # noqa: F401  (re-exported for the tests)
 from onboarding import deps
 from onboarding.store import DynamoAgentRepository
+
+# Property tests: in CI (.ci/run sets CI) the same examples every run, so a verdict changes only with the
+# code; elsewhere a new random draw each run, so developers keep finding new cases. Found cases are pinned
+# with @example.
+hypothesis.settings.register_profile("ci", derandomize=True)
+if os.environ.get("CI"):
+    hypothesis.settings.load_profile("ci")
 
 # Records every AWS call each function makes (the IAM contract, tests/contract/).
 pytest_plugins = ["tests.contract.recorder"]

@@ -70,7 +70,7 @@ def deps() -> Deps:
         repo=wiring.agent_repository(settings.agents_table_name),
         cleanup=agents.Cleanup(
             wiring.credential_store(settings.credentials_table_name),
-            aws.client("stepfunctions"),
+            aws.LazyClient("stepfunctions"),
             settings.state_machine_arn,
         ),
     )

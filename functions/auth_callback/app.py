@@ -109,7 +109,7 @@ def deps() -> Deps:
         wiring.agent_repository(settings.agents_table_name),
         wiring.invite_repository(settings.agents_table_name),
         wiring.credential_store(settings.credentials_table_name, settings.credentials_key_arn),
-        aws.client("stepfunctions"),
+        aws.LazyClient("stepfunctions"),
         state_machine_arn=settings.state_machine_arn,
         settings_timeout_seconds=settings.settings_timeout_seconds,
         router=Router(m365) if m365.enabled else None,

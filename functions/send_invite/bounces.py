@@ -4,14 +4,13 @@
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
-from aws_lambda_powertools.utilities.parser import envelopes, parse
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from onboarding import deps as wiring
 from onboarding import invites
-from onboarding.invite_models import SesNotification
+from onboarding.invite_models import SnsNotifications
 from onboarding.observability import logger, metrics
 from onboarding.settings import invite_events_settings
 from onboarding.store import AgentRepository
@@ -28,9 +27,7 @@ invite_events_settings()  # validated at cold start: a missing variable fails th
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, int]:
-    notifications = cast(
-        list[SesNotification], parse(event=event, model=SesNotification, envelope=envelopes.SnsEnvelope)
-    )
+    notifications = SnsNotifications.model_validate(event).notifications
     repo = deps()
     changed = sum(invites.record_delivery_problem(repo, n) is not None for n in notifications)
     return {"notifications": len(notifications), "agentsChanged": changed}

@@ -7,7 +7,6 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Tracer
-from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from onboarding import deps as wiring
@@ -63,6 +62,7 @@ def deps() -> VerificationSteps:
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    task = parse(event=event, model=TaskInput)
+    # pydantic directly: Powertools' parse() (the same validation) imports every event model it ships (0.18x)
+    task = TaskInput.model_validate(event)
     logger.append_keys(agent_id=task.agent_id, action=task.action, attempt=task.attempt)
     return deps().run(task).model_dump(mode="json")  # `code` always present (null) for the ASL

@@ -42,3 +42,21 @@ def test_the_invite_sender_imports_the_mail_code() -> None:
     # (the watch above would pass vacuously if the module were renamed)
     imported = _imported("functions.send_invite.app", "SendInviteFunction", ("onboarding.mailer",))
     assert imported == {"onboarding.mailer": True}
+
+
+@pytest.mark.parametrize(
+    ("module", "logical_id"),
+    [
+        ("functions.send_invite.app", "SendInviteFunction"),
+        ("functions.send_invite.bounces", "InviteEventsFunction"),
+        ("functions.verify_mailbox.app", "VerifyMailboxFunction"),
+    ],
+)
+def test_event_functions_do_not_import_powertools_parser_models(module: str, logical_id: str) -> None:
+    # Powertools' parser models (every event source's pydantic models) are built when imported; the batch
+    # utility imports them when pydantic was imported before it. Our own models validate these events.
+    watched = ("aws_lambda_powertools.utilities.parser.models", "aws_lambda_powertools.utilities.batch")
+    imported = _imported(module, logical_id, watched)
+    assert imported["aws_lambda_powertools.utilities.parser.models"] is False
+    # (and the watch is real: the invite sender does use the batch utility)
+    assert imported["aws_lambda_powertools.utilities.batch"] is (logical_id == "SendInviteFunction")

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from functions.add_agent import app as api
 from functions.send_invite import bounces
@@ -82,6 +83,19 @@ def test_a_permanent_bounce_or_complaint_ends_in_invite_bounced(
 def test_a_transient_bounce_changes_nothing(repo: DynamoAgentRepository) -> None:
     agent = _add(repo)
     bounces.lambda_handler(sns_event(agent, bounce_type="Transient"), LambdaContext())  # type: ignore[arg-type]
+    assert repo.get("demo", agent.agent_id).status is S.INVITED
+
+
+def test_an_sns_message_that_is_not_ses_json_is_refused_and_changes_nothing(
+    repo: DynamoAgentRepository,
+) -> None:
+    # Given an SNS delivery whose message is not the JSON SES publishes
+    agent = _add(repo)
+    event = sns_event(agent)
+    event["Records"][0]["Sns"]["Message"] = "not json"
+    # When it is handled, Then the invocation fails (SNS retries it) and the agent is unchanged
+    with pytest.raises(ValidationError, match=r"Records\.0\.Sns\.Message"):
+        bounces.lambda_handler(event, LambdaContext())  # type: ignore[arg-type]
     assert repo.get("demo", agent.agent_id).status is S.INVITED
 
 

@@ -241,3 +241,17 @@ def test_expiry_is_checked_in_code(env: StreamReader, repo: DynamoAgentRepositor
     invites.resolve_invite(repo, _invites(), token, now=datetime.now(UTC) + timedelta(days=6, hours=23))
     with pytest.raises(InviteExpiredError):
         invites.resolve_invite(repo, _invites(), token, now=datetime.now(UTC) + timedelta(days=7, minutes=1))
+
+
+def test_a_record_without_a_usable_image_fails_alone(env: StreamReader, repo: DynamoAgentRepository) -> None:
+    # Given a batch whose first record's new image lacks the agent id, and whose second asks for an invite
+    _add(repo)
+    event = env.event()
+    good = event["Records"][0]
+    broken = {**good, "dynamodb": {**good["dynamodb"], "SequenceNumber": "1"}}
+    broken["dynamodb"]["NewImage"] = {k: v for k, v in good["dynamodb"]["NewImage"].items() if k != "agentId"}
+    # When the batch is processed
+    result = _run({"Records": [broken, good]})
+    # Then only the broken record is reported failed, and the good one's invite is sent
+    assert result == {"batchItemFailures": [{"itemIdentifier": "1"}]}
+    assert len(emails()) == 1

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from urllib.parse import urlencode
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from functions.auth_callback.app import MAX_FORM_BYTES
@@ -67,12 +67,15 @@ def test_the_credentials_form_survives_any_text(env: ConnectEnv) -> None:
 
     @PROPERTY
     @given(email=emails, password=passwords, username=usernames, server=servers)
+    # (found once: a password inside the username the page keeps is the username echoed, not a leak)
+    @example(email=EMAIL, password="0" * 12, username="0" * 700, server=None)
     def check(email: str, password: str | None, username: str | None, server: str | None) -> None:
         nonce = pages.csrf_nonce(CSRF_KEY, invited.token)
         fields = form(nonce, email=email, password=password, username=username, server=server)
         answer = post(f"/connect/{invited.token}", fields)
         assert_safe(answer, email, password, username, server)
-        if password and len(password.strip()) >= 12 and password not in (email, username, server):
+        echoed = [value for value in (email, username, server) if value]  # the page keeps what was typed
+        if password and len(password.strip()) >= 12 and not any(password in value for value in echoed):
             assert password not in answer.body
         _back_to_failed(env, invited)
 

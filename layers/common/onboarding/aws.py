@@ -11,6 +11,7 @@ nothing of it beyond `boto3.client`, which is this same call.
 from __future__ import annotations
 
 import functools
+import threading
 from typing import Any
 
 import botocore.session
@@ -23,12 +24,38 @@ _CONFIG = Config(
 )
 
 
+_CREATING = threading.Lock()  # a botocore session is not thread-safe (the local stack serves on threads)
+
+
+@functools.cache
+def _session() -> botocore.session.Session:
+    """One session per process: its loaders cache what every client reads (endpoint rules, partitions,
+    default config), and its handlers are registered once rather than once per client."""
+    return botocore.session.get_session()
+
+
 @functools.cache
 def client(service: str) -> Any:
     """One client per service per process (clients are thread-safe and reuse connections)."""
-    return botocore.session.get_session().create_client(service, config=_CONFIG)
+    with _CREATING:
+        return _session().create_client(service, config=_CONFIG)
+
+
+class LazyClient:
+    """The service's client, created at its first use: for a client only some requests need (Step Functions in
+    the dashboard API, for removals and dead starts), the others do not pay for loading its service model."""
+
+    def __init__(self, service: str) -> None:
+        self.service = service
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(client(self.service), name)
+
+    def __repr__(self) -> str:
+        return f"LazyClient({self.service!r})"
 
 
 def reset_clients() -> None:
-    """Forget cached clients (tests switch between moto contexts)."""
+    """Forget cached clients and the session (tests switch between moto contexts)."""
     client.cache_clear()
+    _session.cache_clear()

@@ -55,5 +55,6 @@ def invite_repository(table_name: str) -> DynamoInviteRepository:
 
 
 def credential_store(table_name: str, key_arn: str | None = None) -> KmsCredentialStore:
-    """Without a key the store can only delete (what the dashboard API may do)."""
-    return KmsCredentialStore(table_name, key_arn, kms=aws.client("kms"), ddb=aws.client("dynamodb"))
+    """Without a key the store can only delete (what the dashboard API may do). Its KMS client is created when
+    a secret is first sealed or opened."""
+    return KmsCredentialStore(table_name, key_arn, kms=aws.LazyClient("kms"), ddb=aws.client("dynamodb"))

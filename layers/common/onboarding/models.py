@@ -85,7 +85,9 @@ INTERNAL_ERROR = "internal_error"
 class _StateModel(BaseModel):
     """Service-private attributes of the agent item: stored under the camelCase of the field's name."""
 
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore", frozen=True)
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="ignore", frozen=True, defer_build=True
+    )
 
 
 class InviteState(_StateModel):
@@ -168,7 +170,7 @@ class Attr:
 
 
 class _ApiModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, defer_build=True)
 
 
 class NewAgent(_ApiModel):
@@ -206,7 +208,7 @@ AGENT_FIELDS = frozenset(f.alias or name for name, f in Agent.model_fields.items
 class AgentRecord(BaseModel):
     """An agent with the service-private state kept on its item: what the repository returns and takes."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     agent: Agent
     invite: InviteState = Field(default_factory=InviteState)
@@ -262,4 +264,5 @@ class ErrorResponse(_ApiModel):
 class GatewayError(BaseModel):
     """What API Gateway itself answers (e.g. the JWT authorizer's 401); its body cannot be customised."""
 
+    model_config = ConfigDict(defer_build=True)
     message: str

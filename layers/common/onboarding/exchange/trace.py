@@ -48,7 +48,7 @@ def _clip(text: str | None) -> str | None:
 class TraceStep(BaseModel):
     """One step: what was asked, of whom, what came back, how long it took."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     at_ms: int = Field(description="milliseconds since the trace started")
     kind: StepKind
@@ -68,7 +68,7 @@ class TraceStep(BaseModel):
 class ExchangeTrace(BaseModel):
     """The stored form: a bounded list of steps plus the verdict."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     started: str
     email_domain: str = ""
