@@ -14,11 +14,19 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
+import gc
 import io
 import json
 import logging
 import os
+import pickle
+import re
+import shutil
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -55,6 +63,7 @@ os.environ.pop("AWS_ENDPOINT_URL", None)
 import warnings
 from collections import deque
 from collections.abc import Iterator
+from pathlib import Path
 
 import boto3
 from botocore.awsrequest import AWSResponse
@@ -242,6 +251,63 @@ def _timed(
         return clock() - started
 
 
+WARM_UP = 10  # replayed requests before counting: first-call work (clients, caches) is not warm latency
+Rows = list[tuple[dict[str, Any], list[Recorded]]]
+
+
+def _count_in_child(path: str, route: str, side: str) -> None:
+    """Run under callgrind by `_instructions`: replay `side`'s recorded requests of `route`; only what runs
+    inside functools.reduce is collected (--toggle-collect), so imports and warm-up are not counted."""
+    rows: Rows = pickle.loads(Path(path).read_bytes())[(route, side)]  # noqa: S301 (our own temp file)
+    tape = Tape()
+    tape.install()
+    sink = io.StringIO()
+    context = LambdaContext("bench")
+    from functions.add_agent import app
+
+    _log_into(sink)
+    bare = _bare_handlers(boto3.client("dynamodb"))[route]
+
+    def one(row: tuple[dict[str, Any], list[Recorded]]) -> None:
+        event, recorded = row
+        with tape.replay(recorded), contextlib.redirect_stdout(sink):
+            app.lambda_handler(event, context) if side == "ours" else bare(event)  # type: ignore[arg-type]
+
+    for row in rows[:WARM_UP]:
+        one(row)
+    gc.collect()
+    gc.freeze()  # a full collection of the start-up heap is not a request's work
+    functools.reduce(lambda _, row: one(row), rows[WARM_UP:], None)
+
+
+def _instructions(path: Path, route: str, side: str, count: int) -> int:
+    """Instructions per request (valgrind's callgrind): the same on every run, whatever the machine's load."""
+    result = subprocess.run(
+        [
+            "valgrind",
+            "--tool=callgrind",
+            "--callgrind-out-file=/dev/null",
+            "--collect-atstart=no",
+            "--toggle-collect=functools_reduce",
+            sys.executable,
+            "-m",
+            "bench.warm_latency",
+            "--count-in-child",
+            str(path),
+            route,
+            side,
+        ],
+        env={**os.environ, "PYTHONHASHSEED": "0"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    found = re.search(r"Collected : (\d+)", result.stderr)
+    if result.returncode or not found:
+        raise RuntimeError(f"{route} ({side}) failed under valgrind:\n{result.stderr[-3000:]}")
+    return int(found.group(1)) // count
+
+
 def main(argv: list[str] | None = None) -> None:
     warnings.filterwarnings("ignore", message="No application metrics")
     parser = argparse.ArgumentParser(description=__doc__)
@@ -252,7 +318,23 @@ def main(argv: list[str] | None = None) -> None:
         default=5,
         help="times each recorded request is replayed (replays are cheap: more samples, steadier p50s)",
     )
+    parser.add_argument(
+        "--instructions",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also count instructions per request over N replayed requests per route and side (valgrind's "
+        "callgrind; a few minutes)",
+    )
+    parser.add_argument("--count-in-child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.count_in_child:
+        _count_in_child(*args.count_in_child)
+        return
+    if args.instructions and shutil.which("valgrind") is None:
+        parser.error("valgrind not found (Debian: apt-get install valgrind)")
+    if args.instructions + WARM_UP > args.requests:
+        parser.error(f"--instructions counts at most --requests minus {WARM_UP} requests")
     tape = Tape()
     tape.install()
     sink = io.StringIO()
@@ -335,6 +417,27 @@ def main(argv: list[str] | None = None) -> None:
     print(header)
     for route, (o50, o99), (b50, b99) in moto_rows:
         print(f"{route:24} {o50:9.2f} {o99:9.2f} {b50:9.2f} {b99:9.2f} {o50 - b50:13.2f} {o50 / b50:13.2f}x")
+    if args.instructions:
+        rows: dict[tuple[str, str], Rows] = {}
+        for route in bare:
+            ours_tape, bare_tape = tapes[route]
+            count = WARM_UP + args.instructions
+            rows[(route, "ours")] = [(event_for(route, "demo"), ours_tape[i]) for i in range(count)]
+            rows[(route, "bare")] = [(event_for(route, "bare"), bare_tape[i]) for i in range(count)]
+        with tempfile.TemporaryDirectory() as scratch:
+            path = Path(scratch) / "tapes.pickle"
+            path.write_bytes(pickle.dumps(rows))
+            print(
+                f"Instructions per request over replayed responses (callgrind, {args.instructions} requests "
+                "per route and side after a warm-up):"
+            )
+            print(f"{'route':24} {'ours':>12} {'bare':>12} {'overhead':>12} {'ours/bare':>10}")
+            for route in bare:
+                ours_ir = _instructions(path, route, "ours", args.instructions)
+                bare_ir = _instructions(path, route, "bare", args.instructions)
+                print(
+                    f"{route:24} {ours_ir:12,} {bare_ir:12,} {ours_ir - bare_ir:12,} {ours_ir / bare_ir:9.2f}x"
+                )
     print("Goal: our overhead <= 0.5 ms per request (p50), over replayed responses.")
 
 
