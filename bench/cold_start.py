@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench import callgrind
 from buildtools import postprocess
 from devstack import template as tpl
 
@@ -301,17 +302,7 @@ def _command(case: Case, python: str) -> tuple[list[str], dict[str, str]]:
 
 def _instructions(case: Case, python: str) -> int:
     command, env = _command(case, python)
-    result = subprocess.run(
-        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *command],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    found = re.search(r"Collected : (\d+)", result.stderr)
-    if result.returncode or not found:
-        raise RuntimeError(f"{case.name} failed under valgrind:\n{result.stderr[-3000:]}")
-    return int(found.group(1))
+    return callgrind.instructions(command, env, case.name)
 
 
 def _seconds(case: Case, python: str) -> float:

@@ -21,10 +21,8 @@ import json
 import logging
 import os
 import pickle
-import re
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -71,6 +69,7 @@ from botocore.endpoint import Endpoint
 from moto import mock_aws
 from moto.core.botocore_stubber import BotocoreStubber
 
+from bench import callgrind
 from devstack.events import api_event
 from devstack.runtime import LambdaContext
 
@@ -282,30 +281,10 @@ def _count_in_child(path: str, route: str, side: str) -> None:
 
 def _instructions(path: Path, route: str, side: str, count: int) -> int:
     """Instructions per request (valgrind's callgrind): the same on every run, whatever the machine's load."""
-    result = subprocess.run(
-        [
-            "valgrind",
-            "--tool=callgrind",
-            "--callgrind-out-file=/dev/null",
-            "--collect-atstart=no",
-            "--toggle-collect=functools_reduce",
-            sys.executable,
-            "-m",
-            "bench.warm_latency",
-            "--count-in-child",
-            str(path),
-            route,
-            side,
-        ],
-        env={**os.environ, "PYTHONHASHSEED": "0"},
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    found = re.search(r"Collected : (\d+)", result.stderr)
-    if result.returncode or not found:
-        raise RuntimeError(f"{route} ({side}) failed under valgrind:\n{result.stderr[-3000:]}")
-    return int(found.group(1)) // count
+    command = [sys.executable, "-m", "bench.warm_latency", "--count-in-child", str(path), route, side]
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    options = ("--collect-atstart=no", "--toggle-collect=functools_reduce")
+    return callgrind.instructions(command, env, f"{route} ({side})", *options) // count
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -55,6 +55,6 @@ def invite_repository(table_name: str) -> DynamoInviteRepository:
 
 
 def credential_store(table_name: str, key_arn: str | None = None) -> KmsCredentialStore:
-    """Without a key the store can only delete (what the dashboard API may do). Its KMS client is created when
-    a secret is first sealed or opened."""
-    return KmsCredentialStore(table_name, key_arn, kms=aws.LazyClient("kms"), ddb=aws.client("dynamodb"))
+    """Without a key the store can only delete (what the dashboard API may do). It takes the process's KMS
+    client when it first seals or opens a secret."""
+    return KmsCredentialStore(table_name, key_arn, ddb=aws.client("dynamodb"))
