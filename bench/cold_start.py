@@ -4,7 +4,7 @@
 As Lambda does it:
 - a fresh Python 3.13 per measurement, with Lambda's search path order: the function's folder (/var/task),
   its layers' `python/` (/opt/python), the standard library, then the runtime's boto3 (pinned as in
-  requirements-dev.txt, bytecode compiled, as Lambda's runtime ships it) -- no site-packages;
+  buildtools/lambda-runtime.in, bytecode compiled, as Lambda's runtime ships it) -- no site-packages;
 - code folders read-only (PYTHONDONTWRITEBYTECODE: nothing compiled on import is kept, like /var/task);
 - the function's environment from template.yaml (Globals + its own variables, parameters at their
   defaults), plus the variables Lambda sets.
@@ -213,7 +213,7 @@ def _host_twin(build: Path, python: str, into: Path) -> None:
 def _runtime_boto3(python: str, into: Path) -> Path:
     pins = [
         line.strip()
-        for line in (ROOT / "requirements-dev.txt").read_text().splitlines()
+        for line in (ROOT / "buildtools" / "lambda-runtime.in").read_text().splitlines()
         if re.match(r"^(boto3|botocore)==", line.strip())
     ]
     subprocess.run(

@@ -3,7 +3,7 @@
 Without Docker, moto 5.2.5's Lambda ("simple" backend) only echoes the payload and has no hook to run a
 handler (getmoto/moto#9916). Its `LambdaSimpleBackend.invoke` is the one seam every invocation passes
 through, from boto3 calls and from Step Functions tasks alike; we replace it while installed. moto is
-pinned exactly in requirements-dev.txt because of this.
+pinned exactly in requirements-dev.in because of this.
 """
 
 from __future__ import annotations

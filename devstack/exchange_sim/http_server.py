@@ -463,11 +463,11 @@ def _announce_domain(ctx: Any, domain: str) -> bytes:
     keeps the rewritten message, so the AUTHENTICATE's MIC is checked against what the client really saw."""
     from spnego._ntlm_raw.messages import AvId, Challenge, NegotiateFlags, TargetInfo
 
-    # pyspnego (pinned in requirements-dev.txt) offers no public way to name the domain: its acceptor keeps
+    # pyspnego (pinned in requirements-dev.in) offers no public way to name the domain: its acceptor keeps
     # the CHALLENGE it sent in this private attribute, to check the AUTHENTICATE's MIC against it.
     old = getattr(ctx, "_temp_challenge", None)
     if not isinstance(old, Challenge):
-        raise RuntimeError("pyspnego's NTLM acceptor changed: see the pyspnego pin in requirements-dev.txt")
+        raise RuntimeError("pyspnego's NTLM acceptor changed: see the pyspnego pin in requirements-dev.in")
     info = TargetInfo()
     for key, value in (old.target_info or {}).items():
         info[key] = value

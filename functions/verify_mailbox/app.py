@@ -37,7 +37,7 @@ def _graph_verifier(config: M365Config, credentials: CredentialStore) -> Callabl
 
 
 verify_mailbox_settings()  # validated at cold start: a missing variable fails the init, naming it
-# X-Ray subsegments for this function only: the X-Ray SDK (its requirements.txt, not the layer) builds a
+# X-Ray subsegments for this function only: the X-Ray SDK (its requirements.in, not the layer) builds a
 # botocore client when imported, which the HTTP functions' cold start could not afford.
 tracer = Tracer()
 

@@ -15,8 +15,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
-from buildtools import postprocess
+from buildtools import locks, postprocess
 from devstack import template as tpl
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -126,6 +127,31 @@ def test_no_runtime_provided_dev_or_test_packages_are_shipped() -> None:
         assert not shipped & forbidden, artifact.logical_id
         assert not [p for p in artifact.path.rglob("*") if p.name in {"tests", "test", "conftest.py"}]
         assert not list(artifact.path.rglob("requirements*.txt"))
+
+
+def test_each_artifact_ships_exactly_its_lock() -> None:
+    """What `sam build` installed is what the locks say, package for package and version for version: two
+    builds of one commit ship the same distributions whatever the index has published since."""
+    built = _artifacts()
+    resources = yaml.load((ROOT / "template.yaml").read_text(), Loader=postprocess._Loader)["Resources"]  # noqa: S506
+    compared = 0
+    for artifact in built:
+        # Given: the artifact's lock, less what the runtime provides and what a layer below it ships
+        props = resources[artifact.logical_id]["Properties"]
+        lock = ROOT / (props.get("CodeUri") or props["ContentUri"]) / "requirements.txt"
+        expected = locks.pins(lock.read_text(encoding="utf-8")) if lock.is_file() else {}
+        for layer in postprocess.layers_below(artifact, built):
+            for name, dist in postprocess.distributions(layer.site).items():
+                if expected.get(name) == dist.version:
+                    del expected[name]
+        for name in postprocess.RUNTIME_PROVIDED:
+            expected.pop(name, None)
+        # When
+        shipped = {name: dist.version for name, dist in postprocess.distributions(artifact.site).items()}
+        # Then
+        assert shipped == expected, artifact.logical_id
+        compared += len(shipped)
+    assert compared > 30  # the layers' and verify_mailbox's packages
 
 
 def test_no_distribution_is_shipped_twice_to_one_function() -> None:

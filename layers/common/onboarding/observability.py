@@ -2,7 +2,7 @@
 
 The Powertools Tracer is not here: creating it imports the X-Ray SDK, whose recorder builds a botocore
 X-Ray client at import (bench/cold_start.py). Only verify_mailbox creates one (its app.py), and only its
-artifact ships the SDK (functions/verify_mailbox/requirements.txt). The other functions rely on
+artifact ships the SDK (functions/verify_mailbox/requirements.in). The other functions rely on
 `Tracing: Active` (Lambda traces the invocation without the SDK).
 """
 
