@@ -21,6 +21,7 @@ from devstack.runtime import FunctionRunner
 from devstack.template import Route, http_routes
 
 LocalRoute = Callable[[Request], Response]
+WsgiApp = Callable[[dict[str, Any], Any], Any]
 
 
 class Gateway:
@@ -29,11 +30,24 @@ class Gateway:
         self.routes = routes if routes is not None else http_routes()
         self.runners = runners
         self.local_routes: dict[tuple[str, str], LocalRoute] = {}
+        self.mounts: dict[str, WsgiApp] = {}
 
     def add_local_route(self, method: str, path: str, view: LocalRoute) -> None:
         self.local_routes[(method, path)] = view
 
+    def mount(self, prefix: str, app: WsgiApp) -> None:
+        """A local-only WSGI app under `prefix` (a `/_local/...` path), called as mounted apps are: the
+        prefix moved from PATH_INFO to SCRIPT_NAME, so the app builds its own links under it."""
+        self.mounts[prefix.rstrip("/")] = app
+
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        path = environ.get("PATH_INFO", "")
+        for prefix, app in self.mounts.items():
+            if path == prefix or path.startswith(prefix + "/"):
+                environ["SCRIPT_NAME"] = environ.get("SCRIPT_NAME", "") + prefix
+                environ["PATH_INFO"] = path[len(prefix) :]
+                print(f"{environ.get('REQUEST_METHOD')} {prefix}{environ['PATH_INFO']}", flush=True)
+                return app(environ, start_response)
         request = Request(environ)
         response = self.dispatch(request)
         print(f"{request.method} {request.path} -> {response.status_code}", flush=True)  # access log

@@ -42,6 +42,8 @@ DASHBOARD = Path(__file__).parent / "dashboard"
 LOCAL_SENDER = "invites@example.com"
 # Where "Sign in with Microsoft" returns to (registered with the identity simulator as the app's redirect URI).
 M365_REDIRECT_PATH = "/connect/oauth/callback"
+# Where the gateway serves the identity simulator's sign-in pages (people's browsers go there).
+SIGN_IN_PATH = "/_local/login"
 
 
 def _static(path: Path, content_type: str) -> Callable[[Request], Response]:
@@ -267,6 +269,10 @@ class LocalStack:
         self.identity.register_app(
             client_id=client_id, client_secret=secret, redirect_uris=[self.base_url + M365_REDIRECT_PATH]
         )
+        # The sign-in pages on the gateway's own origin (plain HTTP on loopback, a fixed port): any browser
+        # signs in without a certificate warning, and the address stays the same across restarts.
+        assert self.gateway is not None
+        self.gateway.mount(SIGN_IN_PATH, self.identity.browser_app(self.base_url + SIGN_IN_PATH))
 
     def _point_m365_at_identity_simulator(self) -> None:
         """Where Microsoft is: settings the template leaves to their production defaults."""
@@ -275,6 +281,7 @@ class LocalStack:
             self.local_overrides.update(
                 {k: env[k] for k in ("M365_AUTHORITY_HOST", "GRAPH_BASE_URL", "M365_CA_BUNDLE")}
             )
+            self.local_overrides["M365_SIGN_IN_HOST"] = self.base_url + SIGN_IN_PATH
 
     def _bind_moto(self) -> None:
         """moto's own server app (what `moto_server` runs), with DynamoDB requests taken in turn.

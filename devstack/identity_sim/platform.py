@@ -98,7 +98,7 @@ def normalise_scopes(raw: str) -> tuple[tuple[str, ...], str | None]:
 
 def _consent_action(flow: Flow) -> str:
     """Where the consent and "Need admin approval" pages post the person's decision."""
-    return f"/{flow.tenant_path}/Consent/Set"
+    return f"{flow.root}/{flow.tenant_path}/Consent/Set"
 
 
 def _wants_client_info(request: Request) -> bool:
@@ -114,6 +114,12 @@ class IdentityPlatform:
         self.key = key
         self.stopping = stopping
         self.base_url = ""
+        # Where people's browsers reach the sign-in pages (authorize, sign-in, consent, sign-out): the
+        # discovery document's `authorization_endpoint` / `end_session_endpoint`. Empty: `base_url`. The
+        # local stack serves them on its own origin (http://127.0.0.1:3000/_local/login), so any browser
+        # signs in without a warning about the throw-away CA, across restarts; tokens, keys and the issuer
+        # stay on `base_url` (HTTPS, what MSAL talks to from the functions).
+        self.browser_base_url = ""
         self.url_map = Map(
             [
                 Rule("/getuserrealm.srf", endpoint="getuserrealm", methods=["GET"]),
@@ -172,6 +178,7 @@ class IdentityPlatform:
         else:
             path, issuer, region = tenant.lower(), self.issuer("{tenantid}"), None
         base = f"{self.base_url}/{path}"
+        browser = f"{self.browser_base_url or self.base_url}/{path}"
         return _json(
             {
                 "token_endpoint": f"{base}/oauth2/v2.0/token",
@@ -189,11 +196,11 @@ class IdentityPlatform:
                 "issuer": issuer,
                 "request_uri_parameter_supported": False,
                 "userinfo_endpoint": "https://graph.microsoft.com/oidc/userinfo",
-                "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
+                "authorization_endpoint": f"{browser}/oauth2/v2.0/authorize",
                 "device_authorization_endpoint": f"{base}/oauth2/v2.0/devicecode",
                 "http_logout_supported": True,
                 "frontchannel_logout_supported": True,
-                "end_session_endpoint": f"{base}/oauth2/v2.0/logout",
+                "end_session_endpoint": f"{browser}/oauth2/v2.0/logout",
                 "claims_supported": [
                     "sub",
                     "iss",
@@ -347,6 +354,7 @@ class IdentityPlatform:
             prompt=params.get("prompt"),
             login_hint=params.get("login_hint"),
             client_info=params.get("client_info") == "1",
+            root=request.script_root,
         )
         if flow.response_mode not in ("query", "fragment", "form_post"):
             flow.response_mode = "query"
@@ -416,7 +424,7 @@ class IdentityPlatform:
     def _sign_in_page(
         self, flow: Flow, *, login: str, error: str | None = None, code: int | None = None
     ) -> Response:
-        action = f"/{flow.tenant_path}/login"
+        action = f"{flow.root}/{flow.tenant_path}/login"
         return _html(
             pages.sign_in(
                 action=action, ctx=flow.ctx, login=login, error=error, code=code, trace=flow.ctx[:8]
@@ -462,7 +470,17 @@ class IdentityPlatform:
         with self.state.lock:
             self.state.sessions[sid] = user.address
         response = self._signed_in(flow, user)
-        response.set_cookie(SESSION_COOKIE, sid, secure=True, httponly=True, samesite="None", path="/")
+        # Microsoft's cookie is Secure and SameSite=None; on the local stack's plain-HTTP loopback origin a
+        # browser would drop a Secure cookie, and SameSite=None needs Secure: Lax there (same site anyway).
+        secure = request.scheme == "https"
+        response.set_cookie(
+            SESSION_COOKIE,
+            sid,
+            secure=secure,
+            httponly=True,
+            samesite="None" if secure else "Lax",
+            path=f"{flow.root}/" if flow.root else "/",
+        )
         return response
 
     def _signed_in(self, flow: Flow, user: User) -> Response:
@@ -568,6 +586,7 @@ class IdentityPlatform:
             prompt="login",
             login_hint=None,
             client_info=False,
+            root=request.script_root,
             admin_consent=True,
         )
         with self.state.lock:

@@ -146,6 +146,12 @@ class IdentitySimulator:
             "M365_CA_BUNDLE": self.ca_bundle,
         }
 
+    def browser_app(self, public_url: str) -> Callable[..., Any]:
+        """The sign-in pages as a WSGI app, for a server that mounts it at `public_url` (its origin and
+        path): the discovery document then sends browsers there, and the pages post back under it."""
+        self.platform.browser_base_url = public_url.rstrip("/")
+        return self._wsgi("login", self.platform.dispatch)
+
     # ------------------------------------------------------------ observations
 
     @property

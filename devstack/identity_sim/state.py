@@ -44,6 +44,9 @@ class Flow:
     client_info: bool
     admin_consent: bool = False  # started at /adminconsent
     user: User | None = None
+    # Where the browser reached the sign-in pages (WSGI SCRIPT_NAME): "" on the simulator's own HTTPS port,
+    # the gateway's mount point (`/_local/login`) when the local stack serves them on its own origin.
+    root: str = ""
 
 
 @dataclass

@@ -794,3 +794,52 @@ def test_the_command_line_lists_the_users() -> None:
     ).stdout
     assert "mia@m365.test" in out
     assert "graph_throttled" in out
+
+
+def test_the_sign_in_pages_mounted_on_the_local_stacks_origin_keep_msal_working(clock: Clock) -> None:
+    """`make dev` serves the sign-in pages on the gateway's origin (plain HTTP on loopback, a fixed port), so
+    a person's browser needs no trust in the simulator's throw-away CA; MSAL keeps HTTPS for the rest."""
+    from werkzeug.serving import make_server
+
+    from devstack.gateway import Gateway
+
+    with IdentitySimulator(redirect_uris=[REDIRECT_URI], clock=clock) as sim:
+        # Given the sign-in pages mounted on a gateway, as the local stack mounts them
+        gateway = Gateway({}, routes=[])
+        server = make_server("127.0.0.1", 0, gateway, threaded=True)
+        public = f"http://127.0.0.1:{server.server_port}/_local/login"
+        gateway.mount("/_local/login", sim.browser_app(public))
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            http = requests.Session()
+            http.verify, http.trust_env = sim.ca_bundle, False
+            app = msal.ConfidentialClientApplication(
+                sim.client_id,
+                client_credential=sim.client_secret,
+                authority=sim.authority("organizations"),
+                instance_discovery=False,
+                http_client=http,
+            )
+            # When MSAL starts a flow: the browser is sent to the mounted pages, not the HTTPS port
+            flow = app.initiate_auth_code_flow(SCOPES, redirect_uri=REDIRECT_URI)
+            assert flow["auth_uri"].startswith(f"{public}/organizations/oauth2/v2.0/authorize?")
+            browser = Browser(sim)
+            page = browser.open(flow["auth_uri"])
+            # Then the pages post back under the mount point
+            assert page.form("signin")["action"] == "/_local/login/organizations/login"
+            page = browser.submit(
+                page, "signin", login="mia@m365.test", passwd=sim.users["mia@m365.test"].password
+            )
+            assert page.form("consent")["action"] == "/_local/login/organizations/Consent/Set"
+            # and the session cookie is one a browser keeps on plain HTTP, scoped to the pages
+            cookie = next(c for c in browser.http.cookies if c.name == "ESTSAUTH")
+            assert (cookie.path, cookie.secure) == ("/_local/login/", False)
+            # and the code the app gets redeems over HTTPS, the token and the issuer on the simulator's port
+            result = app.acquire_token_by_auth_code_flow(flow, callback(browser.consent(page)))
+            assert "access_token" in result, result
+            assert result["id_token_claims"]["iss"].startswith(sim.authority_host + "/")
+            assert [s.service for s in sim.requests_seen if s.path.endswith("/token")] == ["login"]
+        finally:
+            server.shutdown()
+            server.server_close()

@@ -61,6 +61,8 @@ def test_a_missing_variable_fails_naming_it(function: str, variable: str) -> Non
         ("VerifyMailboxFunction", "EXCHANGE_VERIFY_TIMEOUT", "0"),
         ("AuthCallbackFunction", "M365_AUTHORITY_HOST", "http://login.microsoftonline.com"),
         ("AuthCallbackFunction", "M365_FLOW_TTL_SECONDS", "30"),
+        ("AuthCallbackFunction", "M365_SIGN_IN_HOST", "http://login.example.com"),
+        ("AuthCallbackFunction", "M365_SIGN_IN_HOST", "login.microsoftonline.com"),
         ("AuthCallbackFunction", "M365_TENANT", ""),
         ("VerifyMailboxFunction", "GRAPH_BASE_URL", "graph.microsoft.com"),
         ("VerifyMailboxFunction", "M365_TOKEN_TIMEOUT", "0"),
@@ -134,6 +136,21 @@ def test_the_microsoft_365_code_gets_a_typed_config_not_the_environment() -> Non
         sim["M365_CLIENT_SECRET_ARN"],
         120,
         10,
+    )
+    # Where browsers sign in: the authority host, unless told (the local stack's own origin, plain HTTP on
+    # loopback only)
+    assert connect.admin_consent_url("contoso.com", "https://x/cb").startswith(
+        "https://127.0.0.1:4431/contoso.com/adminconsent?client_id="
+    )
+    local = settings.AuthCallbackSettings.from_environ(
+        {
+            **template_environment("AuthCallbackFunction"),
+            **sim,
+            "M365_SIGN_IN_HOST": "http://127.0.0.1:3000/_local/login",
+        }
+    ).m365
+    assert local.admin_consent_url("contoso.com", "https://x/cb").startswith(
+        "http://127.0.0.1:3000/_local/login/contoso.com/adminconsent?client_id="
     )
     production = settings.AuthCallbackSettings.from_environ(template_environment("AuthCallbackFunction")).m365
     assert (production.enabled, production.authority, production.verify) == (

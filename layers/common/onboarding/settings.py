@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 
 _HTTP_URL = r"^https?://[^\s]+$"
 _HTTPS_URL = r"^https://[^\s]+$"
+# HTTPS, or plain HTTP on loopback only (the local stack serves the simulator's sign-in pages there); empty.
+_SIGN_IN_HOST = r"^(https://[^\s]+|http://(127\.0\.0\.1|localhost)(:\d+)?(/[^\s]*)?)?$"
 _OPTIONAL_HTTP_URL = r"^(https?://[^\s]+)?$"
 TableName = Annotated[str, StringConstraints(min_length=3, max_length=255, pattern=r"^[A-Za-z0-9_.-]+$")]
 StateMachineArn = Annotated[
@@ -170,11 +172,15 @@ class AuthCallbackSettings(_Microsoft365Settings):
     csrf_key_max_age_seconds: int = Field(ge=0, le=86400, description="How long the key is cached")
     settings_timeout_seconds: int = Field(ge=60)
     m365_flow_ttl_seconds: int = Field(ge=60, le=3600, description="How long a started sign-in may take")
+    m365_sign_in_host: str = Field(
+        pattern=_SIGN_IN_HOST,
+        description="Where owners' browsers sign in (admin-consent link); empty: M365_AUTHORITY_HOST",
+    )
 
     @property
     def m365(self) -> M365Config:
         """The typed value the Microsoft 365 code takes (it never reads the environment itself)."""
-        return self._m365(flow_ttl_seconds=self.m365_flow_ttl_seconds)
+        return self._m365(flow_ttl_seconds=self.m365_flow_ttl_seconds, sign_in_host=self.m365_sign_in_host)
 
 
 def _address_only(value: str) -> str:

@@ -25,6 +25,9 @@ class M365Config:
     client_secret_arn: str = ""
     tenant: str = "organizations"
     authority_host: str = "https://login.microsoftonline.com"
+    # Where people's browsers sign in, when not at `authority_host` (the local stack serves the simulator's
+    # sign-in pages on its own origin); links we show (admin consent) point there.
+    sign_in_host: str = ""
     graph_base_url: str = "https://graph.microsoft.com"
     ca_bundle: str | None = None
     flow_ttl_seconds: int = 600
@@ -49,6 +52,6 @@ class M365Config:
     def admin_consent_url(self, domain: str, redirect_uri: str) -> str:
         """Microsoft's admin-consent page for the owner's organisation (by its domain name)."""
         return (
-            f"{self.authority_host.rstrip('/')}/{quote(domain, safe='')}/adminconsent"
+            f"{(self.sign_in_host or self.authority_host).rstrip('/')}/{quote(domain, safe='')}/adminconsent"
             f"?client_id={quote(self.client_id, safe='')}&redirect_uri={quote(redirect_uri, safe='')}"
         )
