@@ -18,11 +18,12 @@ help: ## list the targets
 
 setup: $(VENV)/.installed chromium ## the dev virtualenv from its lock, and Chromium for the browser tests
 
-# The browser tests drive Debian's Chromium (Playwright cannot download browsers here).
+# The browser tests drive Debian's Chromium (Playwright cannot download browsers here); the README's curl
+# walk-through is run by a test too.
 chromium:
-	@command -v chromium >/dev/null 2>&1 || { \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
-	  else echo "Install Chromium for the browser tests: sudo apt-get install chromium"; exit 1; fi; }
+	@{ command -v chromium && command -v curl; } >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium curl >/dev/null; \
+	  else echo "Install Chromium and curl for the tests: sudo apt-get install chromium curl"; exit 1; fi; }
 
 $(VENV)/.installed: requirements-dev.txt buildtools/pip.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)

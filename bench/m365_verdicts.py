@@ -100,7 +100,7 @@ class Owner:
             emails = self.http.get(f"{self.base_url}/_local/emails", timeout=30).json()
             links = [e["link"] for e in emails if e["to"] == email and e["subject"].startswith(f"{tenant} ")]
             if links:
-                return str(links[-1])
+                return str(links[0])  # the folder lists the newest first
             time.sleep(0.1)
         raise TimeoutError("no invite email")
 

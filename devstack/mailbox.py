@@ -93,14 +93,15 @@ def _linked(text: str) -> str:
 
 
 def sent_mail_page(emails: list[dict[str, Any]], *, current_run: int) -> str:
-    """The sent-mail page: each email with its connect link as a button and its text, links clickable."""
+    """The sent-mail page (`emails` newest first): each email with its connect link as a button and its
+    text, links clickable."""
     if not emails:
         body = (
             '<p class="empty">No email sent yet. Add an agent on the dashboard: its invite shows up here.</p>'
         )
         return _PAGE.format(body=body)
     cards = []
-    for sent in reversed(emails):
+    for sent in emails:
         run = sent.get("run")
         when = html.escape(str(sent.get("sentAt") or ""))
         if run == current_run:

@@ -540,10 +540,13 @@ class LocalStack:
         self._emails_printed = len(emails)
 
     def _sent_mail(self, request: Request) -> Response:
-        """Every email sent (newest last): what a local user reads instead of an inbox. A browser gets
-        the sent-mail page; anything else (or `/_local/emails.json`) the JSON list."""
+        """Every email sent, newest first: what a local user reads instead of an inbox. A browser gets
+        the sent-mail page; anything else (or `/_local/emails.json`) the JSON list. `?to=<address>`
+        keeps the emails to one address (any letter case)."""
         headers = {"Cache-Control": "no-store"}
-        emails = self.all_emails()
+        emails = list(reversed(self.all_emails()))
+        if to := request.args.get("to", "").strip().lower():
+            emails = [e for e in emails if str(e.get("to", "")).lower() == to]
         wants = request.accept_mimetypes.best_match(["application/json", "text/html"])
         if request.path.endswith(".json") or wants != "text/html":
             return Response(json.dumps(emails), content_type="application/json", headers=headers)

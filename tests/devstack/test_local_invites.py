@@ -44,3 +44,10 @@ def test_adding_an_agent_emails_a_working_invite_link(local_stack: RunningStack)
     assert resent.status_code == 202
     first, second = _emails_to(base, "invitee@contoso.com", 2)
     assert first["link"] != second["link"]
+    # The sent-mail folder lists the newest first, and `?to=` keeps one address (any letter case): the
+    # newest is the resent invite, whose link works; the one before was revoked by the resend
+    newest, older = requests.get(f"{base}/_local/emails.json?to=INVITEE@Contoso.com", timeout=10).json()
+    assert {newest["link"], older["link"]} == {first["link"], second["link"]}
+    assert requests.get(older["link"], timeout=10).status_code == 410
+    assert requests.get(newest["link"], timeout=10).status_code == 200
+    assert requests.get(f"{base}/_local/emails.json?to=nobody@contoso.com", timeout=10).json() == []

@@ -73,8 +73,9 @@ class SentMail:
         self.stack = stack
 
     def invite_links(self, email: str) -> list[str]:
+        """The links of the invites to ``email``, oldest first (the folder lists the newest first)."""
         emails = requests.get(f"{self.stack.base_url}/_local/emails", timeout=10).json()
-        return [e["link"] for e in emails if e["to"] == email]
+        return [e["link"] for e in reversed(emails) if e["to"] == email]
 
     def invite_to(self, email: str, count: int = 1) -> str:
         """The connect link of the ``count``-th invite sent to ``email``, once it has been sent."""

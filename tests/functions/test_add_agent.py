@@ -93,10 +93,12 @@ def test_a_tenant_claim_that_could_forge_keys_is_refused(tenant: str) -> None:
 
 @pytest.mark.parametrize("email", ["ann@contoso.com", "ANN@CONTOSO.COM", "Ann@Contoso.com"])
 def test_the_same_mailbox_again_is_409_whatever_the_letter_case(email: str) -> None:
-    assert add()[0] == 201
+    created, first, _ = add()
+    assert created == 201
     status, body, _ = add(email=email)
     assert status == 409
     assert_error_body(body, "duplicate_agent")
+    assert body["error"]["details"][0]["agentId"] == first["agentId"]  # the agent that has it
 
 
 @pytest.mark.parametrize(

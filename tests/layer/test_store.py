@@ -111,10 +111,14 @@ def test_a_write_racing_a_change_is_rechecked_not_overwritten(repo: DynamoAgentR
 def test_the_same_mailbox_twice_in_one_tenant_is_a_duplicate_whatever_the_case(
     repo: DynamoAgentRepository,
 ) -> None:
-    _add(repo, "ann@contoso.com")
-    with pytest.raises(DuplicateAgentError):
+    first = _add(repo, "ann@contoso.com")
+    with pytest.raises(DuplicateAgentError) as raised:
         _add(repo, "ANN@Contoso.COM")
     assert len(repo.list("demo", status=None, limit=100, next_token=None).items) == 1
+    # and the error names the agent that has the address, so a caller can go on with it
+    assert raised.value.details == [
+        {"field": "email", "message": "already used by another agent", "agentId": first.agent_id}
+    ]
 
 
 def test_the_same_mailbox_in_two_tenants_is_two_agents(repo: DynamoAgentRepository) -> None:

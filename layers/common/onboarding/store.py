@@ -231,6 +231,8 @@ class DynamoAgentRepository(AgentRepository):
                             "TableName": self.table_name,
                             "Item": to_item(guard),
                             "ConditionExpression": "attribute_not_exists(pk)",
+                            # A duplicate says which agent has the address (the guard holds its id).
+                            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
                         }
                     },
                     {
@@ -244,9 +246,12 @@ class DynamoAgentRepository(AgentRepository):
             )
         except ClientError as error:
             if error_code(error) == "TransactionCanceledException" and _cancelled_by_condition(error, 0):
+                detail: dict[str, Any] = {"field": "email", "message": "already used by another agent"}
+                if existing := _cancelled_item(error, 0).get("agentId"):
+                    detail["agentId"] = existing
                 raise DuplicateAgentError(
                     f"An agent with the email address {agent.email} already exists in this account",
-                    details=[{"field": "email", "message": "already used by another agent"}],
+                    details=[detail],
                 ) from error
             raise
         return agent
@@ -411,6 +416,13 @@ def _cancelled_by_condition(error: ClientError, index: int) -> bool:
         return reasons[index].get("Code") == "ConditionalCheckFailed"
     # Older emulators omit reasons; the message then lists them in order.
     return "ConditionalCheckFailed" in str(error.response.get("Error", {}).get("Message", ""))
+
+
+def _cancelled_item(error: ClientError, index: int) -> dict[str, Any]:
+    """The item a cancelled transaction's `index`-th action found (ReturnValuesOnConditionCheckFailure)."""
+    reasons = error.response.get("CancellationReasons") or []
+    item = reasons[index].get("Item") if index < len(reasons) else None
+    return from_item(item) if item else {}
 
 
 def _encode_page_token(sort_key: str) -> str:
