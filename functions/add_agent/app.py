@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Annotated, Any
@@ -13,7 +14,12 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from onboarding import agents, aws, invites
 from onboarding import deps as wiring
-from onboarding.api import current_tenant, current_tenant_name, register_error_handlers
+from onboarding.api import (
+    current_tenant,
+    current_tenant_name,
+    register_error_handlers,
+    without_unused_schemas,
+)
 from onboarding.models import Agent, AgentPage, AgentStatus, AgentTrace, ErrorResponse, GatewayError, NewAgent
 from onboarding.observability import logger, metrics
 from onboarding.settings import AgentsApiSettings, agents_api_settings
@@ -215,11 +221,17 @@ def openapi() -> Response[str]:
     return Response(
         status_code=200,
         content_type=content_types.APPLICATION_JSON,
-        body=app.get_openapi_json_schema(
-            title="Mailbox onboarding API",
-            version="1.0.0",
-            security_schemes=_security_schemes(),
-            security=[{"bearerAuth": []}],
+        body=json.dumps(
+            without_unused_schemas(
+                json.loads(
+                    app.get_openapi_json_schema(
+                        title="Mailbox onboarding API",
+                        version="1.0.0",
+                        security_schemes=_security_schemes(),
+                        security=[{"bearerAuth": []}],
+                    )
+                )
+            )
         ),
     )
 

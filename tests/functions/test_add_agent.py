@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -227,6 +228,18 @@ def test_the_openapi_document_names_operations_and_the_bearer_token_and_only_pos
     }
     unauthorized = operations[("/agents", "get")]["responses"]["401"]["content"]["application/json"]["schema"]
     assert unauthorized == {"$ref": "#/components/schemas/GatewayError"}
+
+
+def test_the_openapi_document_carries_only_the_schemas_its_operations_use() -> None:
+    _, document, _ = call(api_event("GET", "/openapi.json", tenant=None))
+    schemas = document["components"]["schemas"]
+    # Given every schema a reference reaches, from the operations and through other schemas
+    referenced = set(re.findall(r'"#/components/schemas/([^"]+)"', json.dumps(document)))
+    # Then each schema is referenced, every reference resolves, and Powertools' own validation-error
+    # models (replaced by our ErrorResponse) are gone
+    assert set(schemas) == referenced
+    assert {"Agent", "NewAgent", "ErrorResponse", "GatewayError", "AgentTrace"} <= set(schemas)
+    assert not {"HTTPValidationError", "ValidationError", "ResponseValidationError"} & set(schemas)
 
 
 def get_trace(agent_id: str, tenant: str = "demo") -> tuple[int, Any, dict[str, str]]:

@@ -90,3 +90,29 @@ def register_error_handlers(app: APIGatewayHttpResolver) -> None:
         return error_response(
             HTTPStatus.INTERNAL_SERVER_ERROR, "internal_error", "Something went wrong on our side; try again"
         )
+
+
+_SCHEMA_REF = "#/components/schemas/"
+
+
+def without_unused_schemas(document: dict[str, Any]) -> dict[str, Any]:
+    """The OpenAPI document less the component schemas no operation reaches (Powertools adds its own
+    validation-error models, which our error handler replaces with `ErrorResponse`)."""
+    schemas: dict[str, Any] = document.get("components", {}).get("schemas", {})
+    reached: set[str] = set()
+    pending = [{k: v for k, v in document.items() if k != "components"}]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith(_SCHEMA_REF):
+                name = ref.removeprefix(_SCHEMA_REF)
+                if name not in reached and name in schemas:
+                    reached.add(name)
+                    pending.append(schemas[name])
+            pending.extend(node.values())
+        elif isinstance(node, list):
+            pending.extend(node)
+    if schemas:
+        document["components"]["schemas"] = {k: v for k, v in schemas.items() if k in reached}
+    return document
