@@ -531,3 +531,77 @@ def test_an_invite_ses_refused_is_sent_on_the_retry(
     )
     assert len(emails()) == 1
     assert repo.get("demo", agent.agent_id).status is S.INVITED
+
+
+# -- an answer to the waiting workflow that cannot be handed over ------------------------------------------
+def _waiting(
+    service: ConnectService, token: str, repo: DynamoAgentRepository, *, confirm: bool, task_token: str | None
+) -> str:
+    """An agent whose workflow waits for the owner: for the advanced settings, or (`confirm`) to allow a
+    server in another domain. Its password is stored."""
+    agent = service.submit_credentials(token, _form()).record.agent
+    values: dict[str, Any] = {Attr.TASK_TOKEN: task_token} if task_token else {}
+    if confirm:
+        values[Attr.CONFIRM_HOST] = "mail.hoster.example"
+    lifecycle.walk(
+        repo, agent, S.NEEDS_SETTINGS, reason="confirm_server" if confirm else None, set_attributes=values
+    )
+    assert len(stored_secrets(agent.agent_id)) == 1
+    return agent.agent_id
+
+
+def _answer(service: ConnectService, token: str, confirm: bool) -> Any:
+    from onboarding.connect import AllowServerForm, SettingsForm
+
+    if confirm:
+        return service.allow_server(token, AllowServerForm.model_validate({"host": "mail.hoster.example"}))
+    form = SettingsForm.model_validate({"server": "mail.contoso.com", "password": "N3w-pass"})
+    return service.submit_settings(token, form)
+
+
+_RESUME_TIMEOUT = ReadTimeoutError(endpoint_url="https://states")
+
+
+@pytest.mark.parametrize(
+    ("confirm", "where", "error"),
+    [
+        pytest.param(False, "sfn.send_task_success", _RESUME_TIMEOUT, id="settings-resume-timeout"),
+        pytest.param(False, "sfn.send_task_success", RuntimeError("a bug"), id="settings-resume-bug"),
+        pytest.param(
+            False, "credentials.put", EndpointConnectionError(endpoint_url="https://kms"), id="settings-seal"
+        ),
+        pytest.param(True, "sfn.send_task_success", _RESUME_TIMEOUT, id="allow-resume-timeout"),
+        pytest.param(True, "sfn.send_task_success", RuntimeError("a bug"), id="allow-resume-bug"),
+    ],
+)
+def test_an_answer_that_cannot_reach_the_workflow_ends_failed_with_no_secret_kept(
+    service: ConnectService,
+    token: str,
+    repo: DynamoAgentRepository,
+    confirm: bool,
+    where: str,
+    error: BaseException,
+) -> None:
+    # Given a workflow waiting for the owner's answer, and sealing or resuming failing with this error
+    agent_id = _waiting(service, token, repo, confirm=confirm, task_token="a-task-token")
+    owner, method = where.split(".")
+    setattr(service, owner, _Failing(getattr(service, owner), method, error))
+    # When the owner sends the settings (with a new password) or allows the server
+    view = _answer(service, token, confirm)
+    # Then the agent is not left `connecting`: failed, the page says so and offers the form, no secret stays
+    assert (view.status, view.reason) == (S.FAILED, INTERNAL_ERROR)
+    assert "on our side" in view.message
+    assert view.record.connection.task_token is None
+    assert stored_secrets(agent_id) == []
+
+
+@pytest.mark.parametrize("confirm", [False, True], ids=["settings", "allow-server"])
+def test_an_answer_with_no_workflow_waiting_keeps_no_secret(
+    service: ConnectService, token: str, repo: DynamoAgentRepository, confirm: bool
+) -> None:
+    # Given the wait ended (no task token any more) while the page still asked
+    agent_id = _waiting(service, token, repo, confirm=confirm, task_token=None)
+    # When the owner answers, Then the agent failed (the wait is over) and no secret is kept
+    view = _answer(service, token, confirm)
+    assert (view.status, view.reason) == (S.FAILED, SETTINGS_TIMEOUT)
+    assert stored_secrets(agent_id) == []
