@@ -33,5 +33,7 @@ class GraphVerifier:
         except SignInError as error:
             raise GraphFailure(error.reason) from error
         if rotated is not None and rotated.get_secret_value() != refresh_token.get_secret_value():
-            self.credentials.put(tenant_id, agent_id, rotated, purpose=REFRESH_TOKEN)
+            # Only over the one still stored: a removal (or a failed attempt) that deleted it meanwhile
+            # stands (CredentialNotFoundError, as for a token that is gone).
+            self.credentials.replace(tenant_id, agent_id, rotated, purpose=REFRESH_TOKEN)
         return self._graph().verify_mailbox(email, access_token)
