@@ -23,7 +23,7 @@ from devstack import template as tpl
 from onboarding import aws, deps, invites
 from onboarding.connect import ConnectService, CredentialsForm, reason_message
 from onboarding.credentials import KmsCredentialStore
-from onboarding.errors import EmailNotSentError, IllegalTransitionError
+from onboarding.errors import EmailNotSentError, IllegalTransitionError, InviteDeliveryFailedError
 from onboarding.exchange import ExchangeConfig
 from onboarding.invite_models import DeliveryOutcome, InviteRequested
 from onboarding.invite_store import DynamoInviteRepository
@@ -507,10 +507,51 @@ def test_an_invite_whose_sending_outcome_is_unknown_is_not_sent_again(
         invites.deliver_invite(
             _request(repo, agent.agent_id), repo=repo, invites=invite_repo, mailer=mailer, config=config
         )
-    invites.deliver_invite(
+    # When Lambda retries the record, Then no email goes out (the first may have), and the agent is not shown
+    # "Invite sent" (SES never confirmed it): failed, saying so, so the dashboard offers the resend
+    with pytest.raises(InviteDeliveryFailedError):
+        invites.deliver_invite(
+            _request(repo, agent.agent_id), repo=repo, invites=invite_repo, mailer=mailer, config=config
+        )
+    assert emails() == []
+    after = repo.get("demo", agent.agent_id)
+    assert after.status is S.INVITE_FAILED
+    assert "may not have been sent" in str(after.status_reason)
+
+
+@pytest.mark.parametrize(
+    ("where", "error"),
+    [
+        pytest.param(
+            "invites.put",
+            ClientError({"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}, "PutItem"),
+            id="invite-write-throttled",
+        ),
+        pytest.param("invites.put", _Killed(), id="killed-before-ses"),
+    ],
+)
+def test_an_invite_that_failed_before_ses_is_sent_on_the_retry(
+    repo: DynamoAgentRepository,
+    invite_repo: DynamoInviteRepository,
+    mailer: Mailer,
+    where: str,
+    error: BaseException,
+) -> None:
+    """Nothing reached SES: the retry sends the link (once), and only then does the agent show it sent."""
+    agent = lifecycle.add(repo, email=EMAIL)
+    config = lifecycle.INVITE_CONFIG
+    failing = _Failing(invite_repo, where.split(".")[1], error, times=1)
+    with pytest.raises(type(error)):
+        invites.deliver_invite(
+            _request(repo, agent.agent_id), repo=repo, invites=failing, mailer=mailer, config=config
+        )
+    assert emails() == []
+    assert repo.get("demo", agent.agent_id).status is S.INVITE_PENDING
+    outcome = invites.deliver_invite(
         _request(repo, agent.agent_id), repo=repo, invites=invite_repo, mailer=mailer, config=config
     )
-    assert emails() == []
+    assert outcome is DeliveryOutcome.SENT
+    assert len(emails()) == 1
     assert repo.get("demo", agent.agent_id).status is S.INVITED
 
 
