@@ -319,6 +319,22 @@ def test_a_state_from_another_browser_is_refused_before_the_code_is_redeemed(
     assert reason_of(answer) == "m365_sign_in_invalid"
 
 
+def test_a_foreign_browser_holding_the_state_cannot_cancel_the_owners_sign_in(
+    env: ConnectEnv, sim: IdentitySimulator
+) -> None:
+    # Given the owner's sign-in under way, and someone who learnt its state (and code) with a cookie of their own
+    invited = invite(env, "mia@m365.test")
+    authorize, cookie, _ = start_with_cookie(invited.token)
+    params = Person(sim).sign_in(authorize, "mia@m365.test")
+    for forged in (f"{'x' * 43}.{invited.token}", f"{cookie.partition('.')[0][:-1]}y.{invited.token}"):
+        answer, _ = finish(params, forged)
+        assert reason_of(answer) == "m365_sign_in_invalid"
+    # When the owner's own browser comes back from Microsoft, Then the sign-in goes through
+    answer, _ = finish(params, cookie)
+    assert answer.status == 303
+    assert len(env.executions()) == 1
+
+
 def test_a_state_of_another_invite_is_refused(env: ConnectEnv, sim: IdentitySimulator) -> None:
     mia = invite(env, "mia@m365.test")
     grace = invite(env, "grace@m365.test")

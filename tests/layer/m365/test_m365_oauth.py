@@ -11,7 +11,14 @@ from pydantic import SecretStr
 
 from devstack.identity_sim import IdentitySimulator
 from onboarding.m365.config import M365Config
-from onboarding.m365.oauth import FlowStore, OAuthClient, PendingSignIn, SignInError, digest
+from onboarding.m365.oauth import (
+    FlowStore,
+    ForeignSignInError,
+    OAuthClient,
+    PendingSignIn,
+    SignInError,
+    digest,
+)
 from onboarding.m365.outcomes import M365Reason
 from tests.conftest import TABLE_NAME
 from tests.m365_fixtures import REDIRECT_URI, Person
@@ -147,11 +154,31 @@ def _pending(state: str = "s1") -> PendingSignIn:
 def test_a_pending_sign_in_is_taken_exactly_once(moto_aws: None) -> None:
     store = FlowStore(TABLE_NAME)
     store.put(_pending())
-    taken = store.take("s1")
+    bound = {"browser_hash": digest("browser"), "invite_hash": digest("invite")}
+    taken = store.take("s1", **bound)
     assert taken is not None
     assert taken.flow["code_verifier"] == "v" * 43
-    assert store.take("s1") is None  # replay
-    assert store.take("another") is None  # foreign
+    assert store.take("s1", **bound) is None  # replay
+    assert store.take("another", **bound) is None  # a state never issued
+
+
+@pytest.mark.parametrize(
+    "binding",
+    [
+        {"browser_hash": digest("another browser"), "invite_hash": digest("invite")},
+        {"browser_hash": digest("browser"), "invite_hash": digest("another invite")},
+    ],
+    ids=["another-browser", "another-invite"],
+)
+def test_a_pending_sign_in_is_taken_only_by_its_own_browser_for_its_own_invite(
+    moto_aws: None, binding: dict[str, str]
+) -> None:
+    store = FlowStore(TABLE_NAME)
+    store.put(_pending())
+    with pytest.raises(ForeignSignInError):
+        store.take("s1", **binding)
+    # Left for the browser that started it
+    assert store.take("s1", browser_hash=digest("browser"), invite_hash=digest("invite")) is not None
 
 
 def test_the_stored_item_is_keyed_by_a_hash_of_the_state_and_expires(moto_aws: None) -> None:

@@ -3,8 +3,9 @@
 `initiate_auth_code_flow` makes the flow: the authorize URL, a random `state`, the PKCE `code_verifier`
 and an OpenID `nonce`. The flow never goes to the browser: it is stored as a DynamoDB item keyed by
 SHA-256(state), bound to the invite (its hash) and to this browser (the hash of a random cookie), with
-a TTL of minutes. The callback takes the item exactly once (a conditional delete), so a replayed state
-or code finds nothing; MSAL then checks the state and the ID token's nonce and redeems the code with the
+a TTL of minutes. The callback takes the item exactly once, and only from the browser and for the invite it
+was started for (a conditional delete), so a replayed state or code finds nothing and a foreign one
+leaves the owner's sign-in alone; MSAL then checks the state and the ID token's nonce and redeems the code with the
 verifier and our client secret.
 
 msal is imported here only, and this module only on the routes that sign in (the page's other routes
@@ -44,6 +45,10 @@ class SignInError(Exception):
         super().__init__(reason.value)
         self.reason = reason
         self.aadsts = aadsts
+
+
+class ForeignSignInError(Exception):
+    """A pending sign-in taken by a browser (or for an invite) other than the one that started it."""
 
 
 def digest(value: str) -> str:
@@ -93,19 +98,26 @@ class FlowStore:
             ConditionExpression="attribute_not_exists(pk)",
         )
 
-    def take(self, state: str) -> PendingSignIn | None:
-        """The pending sign-in of this state, removed in the same call: a second take finds nothing."""
+    def take(self, state: str, *, browser_hash: str, invite_hash: str) -> PendingSignIn | None:
+        """The pending sign-in of this state, removed in the same call: a second take finds nothing.
+
+        Taken only by the browser and for the invite it was started for (a conditional delete): anyone else
+        holding the state (and any cookie) finds nothing and leaves it for its owner's browser."""
         try:
             response = self.ddb.delete_item(
                 TableName=self.table_name,
                 Key=self.key(state),
-                ConditionExpression="attribute_exists(pk)",
+                ConditionExpression="attribute_exists(pk) AND browserHash = :browser AND inviteHash = :invite",
+                ExpressionAttributeValues=to_item({":browser": browser_hash, ":invite": invite_hash}),
                 ReturnValues="ALL_OLD",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as error:
-            if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                return None
-            raise
+            if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
+            if error.response.get("Item"):  # there, and left there: another browser's or invite's
+                raise ForeignSignInError("This sign-in was started by another browser or invite") from None
+            return None
         values = from_item(response.get("Attributes") or {})
         if not values:
             return None

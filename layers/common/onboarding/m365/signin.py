@@ -17,7 +17,15 @@ from dataclasses import dataclass
 from onboarding.connect import ConnectService, ConnectView, NotNowError
 from onboarding.invite_tokens import looks_like_token
 from onboarding.m365.config import M365Config
-from onboarding.m365.oauth import FlowStore, OAuthClient, PendingSignIn, SignInError, digest, same
+from onboarding.m365.oauth import (
+    FlowStore,
+    ForeignSignInError,
+    OAuthClient,
+    PendingSignIn,
+    SignInError,
+    digest,
+    same,
+)
 from onboarding.m365.outcomes import M365Reason
 from onboarding.models import AgentStatus
 from onboarding.observability import logger, metrics
@@ -94,7 +102,15 @@ class SignInService:
         state = params.get("state") or ""
         if not state or not browser_secret or view is None:
             raise SignInFailed(M365Reason.SIGN_IN_INVALID, view=view)
-        pending = self.flows.take(state)  # single use: a replayed state (or code) finds nothing
+        # Single use, and only by this browser for this invite: a replayed state (or code) finds nothing,
+        # and one held by anyone else leaves the pending sign-in for the browser that started it.
+        try:
+            pending = self.flows.take(state, browser_hash=digest(browser_secret), invite_hash=view.token_hash)
+        except ForeignSignInError as error:
+            logger.warning(
+                "Sign-in answer for another browser or invite", extra={"agent_id": view.record.agent.agent_id}
+            )
+            raise SignInFailed(M365Reason.SIGN_IN_INVALID, view=view) from error
         if pending is None:
             raise SignInFailed(M365Reason.SIGN_IN_EXPIRED, view=view)
         agent = view.record.agent
