@@ -189,3 +189,17 @@ def test_the_stored_item_is_keyed_by_a_hash_of_the_state_and_expires(moto_aws: N
     assert len(items) == 1
     assert items[0]["pk"]["S"] == f"OAUTH#{digest('secret-state')}"
     assert int(items[0]["ttl"]["N"]) > time.time()
+
+
+def test_an_id_token_with_another_nonce_is_a_refused_sign_in_not_an_error(
+    identity_sim: IdentitySimulator, oauth: OAuthClient
+) -> None:
+    # Given Microsoft's answer to a flow whose ID token carries a nonce other than the flow's (a token
+    # injected from another sign-in)
+    flow = oauth.start(login_hint="mia@m365.test", redirect_uri=REDIRECT_URI)
+    answer = Person(identity_sim).sign_in(flow["auth_uri"], "mia@m365.test")
+    flow["nonce"] = "a-nonce-of-another-sign-in"
+    # When it is redeemed, Then MSAL's refusal is the invalid sign-in outcome (a page), not an exception
+    with pytest.raises(SignInError) as raised:
+        oauth.redeem(flow, answer)
+    assert raised.value.reason is M365Reason.SIGN_IN_INVALID

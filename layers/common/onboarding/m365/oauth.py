@@ -247,9 +247,12 @@ class OAuthClient:
         except requests.RequestException as error:
             logger.warning("Token endpoint unreachable", extra={"error": type(error).__name__})
             raise SignInError(M365Reason.UNAVAILABLE) from error
-        except ValueError as error:  # MSAL: state or nonce mismatch (a tampered or foreign answer)
+        except (ValueError, RuntimeError) as error:
+            # MSAL refuses a tampered or foreign answer: a state mismatch is a ValueError; an ID token with
+            # another nonce, issuer or audience a RuntimeError (msal.oauth2cli.oidc: IdTokenError and the
+            # nonce check of the auth code flow). Their messages quote the token's claims: never logged.
             logger.warning("MSAL refused the sign-in answer", extra={"error": type(error).__name__})
-            raise SignInError(M365Reason.SIGN_IN_INVALID) from error
+            raise SignInError(M365Reason.SIGN_IN_INVALID) from None
         finally:
             app.token_cache = msal.TokenCache()
         if "error" in result:
