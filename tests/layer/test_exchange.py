@@ -666,6 +666,27 @@ def test_the_trace_is_bounded_and_masks_what_it_is_told() -> None:
     assert "25 more steps left out" in record.to_text()
 
 
+def test_the_trace_masks_every_occurrence_of_the_password_in_every_field() -> None:
+    from onboarding.exchange.trace import TraceRecorder
+
+    # Given a server echoing the password twice in one answer (a RedirectUrl, its host and a text), in any
+    # letter case
+    secret = "Hunter-2-Secret"
+    trace = TraceRecorder("contoso.test")
+    trace.mask_also(secret)
+    trace.add(
+        "autodiscover",
+        url=f"https://{secret}.contoso.test/{secret}/x/{secret.upper()}/Exchange.asmx",
+        host=f"{secret}.{secret}.contoso.test",
+        result=f"RedirectUrl https://a/{secret}?{secret} then {secret.lower()}",
+    )
+    # Then no occurrence is left, in the stored trace or its text
+    record = trace.snapshot()
+    for text in (record.model_dump_json(), record.to_text()):
+        assert secret.lower() not in text.lower()
+    assert record.steps[0].result == "RedirectUrl https://a/***?*** then ***"
+
+
 @pytest.mark.parametrize("step", ["discover", "verify"])
 @pytest.mark.parametrize(
     ("name", "suggested"), [("wrong_password", "CONTOSO\\alice"), ("netbios_domain_hint", "MTCORP\\maya")]
