@@ -197,6 +197,10 @@ def _form() -> dict[str, str]:
     raw = event.body or ""
     if len(raw) > MAX_FORM_BYTES * 4 // 3 + 4:  # base64 of the limit, before decoding anything
         raise UnreadableFormError("too large")
+    if not event.is_base64_encoded and "\ufffd" in raw:
+        # A urlencoded body is ASCII (browsers percent-encode everything else): U+FFFD is where the gateway
+        # put bytes that were not UTF-8. Read on, the password would be a mangled one.
+        raise UnreadableFormError("not UTF-8")
     try:
         data = base64.b64decode(raw, validate=True) if event.is_base64_encoded else raw.encode("utf-8")
         if len(data) > MAX_FORM_BYTES:
