@@ -208,6 +208,33 @@ def test_a_server_in_another_domain_gets_the_password_only_once_confirmed(
     }
 
 
+def test_an_allowed_server_naming_ews_on_a_third_host_is_confirmed_first(
+    exchange_sim: ExchangeSimulator, exchange_config: ExchangeConfig
+) -> None:
+    # Given the owner allowed the hosting provider's server that discovery named
+    s = SCENARIOS_BY_NAME["confirmed_host_names_a_third_host"]
+    allowed = ExchangeContext(
+        config=exchange_config, username=s.username, confirmed_hosts=("mail.hoster.test",)
+    )
+    # When that server's autodiscover answer names EWS on a host in yet another domain
+    code, failure = outcome(lambda: discover(s.email, s.password, allowed))
+    # Then discovery stops and names that host to the owner, as for an Autodiscover v2 answer; the password
+    # went to the allowed server's autodiscover only, never to the third host
+    assert code == Diagnosis.CONFIRM_SERVER
+    assert isinstance(failure, ExchangeFailure)
+    assert failure.host == "ews.elsewhere.test"
+    assert {(a.host, a.path.lower()) for a in exchange_sim.credentials_seen} == {
+        ("mail.hoster.test", "/autodiscover/autodiscover.svc")
+    }
+    # And once the owner allows that host too, discovery completes there
+    both = ExchangeContext(
+        config=exchange_config,
+        username=s.username,
+        confirmed_hosts=("mail.hoster.test", "ews.elsewhere.test"),
+    )
+    assert discover(s.email, s.password, both).ews_url == "https://ews.elsewhere.test/EWS/Exchange.asmx"
+
+
 @pytest.mark.parametrize(
     ("name", "verdict"),
     [("autodiscover_v2", "ok"), ("autodiscover_v2_exchange_online", "modern_auth_required")],
