@@ -208,6 +208,31 @@ def test_a_server_in_another_domain_gets_the_password_only_once_confirmed(
     }
 
 
+@pytest.mark.parametrize(
+    "host",
+    [
+        "mail.\u202eelpmaxe.test",
+        "mail\u200b.hoster.test",
+        "xn--mail.hoster.test\u2066",
+        "m\u0430il.hoster.test",
+    ],
+    ids=["rtl-override", "zero-width-space", "isolate", "cyrillic-a"],
+)
+def test_a_server_name_that_does_not_read_as_it_is_is_never_offered_to_allow(host: str) -> None:
+    from onboarding.exchange.discovery import Walk
+    from onboarding.exchange_guard import GuardPolicy
+
+    walk = Walk("contoso.test", frozenset(), deadline=0.0, policy=GuardPolicy())
+    with pytest.raises(ExchangeFailure) as raised:
+        walk.check_destination(f"https://{host}/autodiscover/autodiscover.svc")
+    assert raised.value.code is Diagnosis.AUTODISCOVER_FAILED
+    assert raised.value.host is None
+    # A plain name in another domain is offered, named as it is
+    with pytest.raises(ExchangeFailure) as plain:
+        walk.check_destination("https://mail.hoster.test/autodiscover/autodiscover.svc")
+    assert (plain.value.code, plain.value.host) == (Diagnosis.CONFIRM_SERVER, "mail.hoster.test")
+
+
 def test_an_allowed_server_naming_ews_on_a_third_host_is_confirmed_first(
     exchange_sim: ExchangeSimulator, exchange_config: ExchangeConfig
 ) -> None:

@@ -24,6 +24,7 @@ endpoints", "Handling Autodiscover error messages" on Microsoft Learn; MS-OXDISC
 from __future__ import annotations
 
 import queue
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -60,6 +61,7 @@ if TYPE_CHECKING:
     from .trace import TraceRecorder
 
 MAX_HOPS = 10
+_PLAIN_HOST = re.compile(r"[a-z0-9.:-]{1,253}")
 SERVER_BUSY_RETRIES = 1
 
 
@@ -106,6 +108,13 @@ class Walk:
         if not url.lower().startswith("https://") or not url.lower().endswith(path.lower()):
             raise ExchangeFailure(Diagnosis.AUTODISCOVER_FAILED, f"not an HTTPS {path} endpoint")
         if not (in_domain(host, self.mailbox_domain) or host in self.confirmed_hosts):
+            if not _PLAIN_HOST.fullmatch(host):
+                # Shown to the owner to allow: only a name that reads as it is (no bidi controls, look-alike
+                # or invisible characters: letters, digits, dots, hyphens, an IP address).
+                raise ExchangeFailure(
+                    Diagnosis.AUTODISCOVER_FAILED,
+                    "settings offered by a server whose name is not plain ASCII",
+                )
             raise ExchangeFailure(
                 Diagnosis.CONFIRM_SERVER,
                 f"settings offered by {host}, outside {self.mailbox_domain}",
