@@ -51,12 +51,6 @@ class BegunSignIn:
     cookie_value: str  # "<browser secret>.<invite token>": HttpOnly, for the callback only
 
 
-@dataclass(frozen=True)
-class AdminConsent:
-    granted: bool
-    tenant: str | None
-
-
 class SignInService:
     def __init__(
         self,
@@ -137,12 +131,3 @@ class SignInService:
         if not looks_like_token(token):
             return None
         return self.connect.view(token)  # invite problems (expired, revoked...) -> their own pages
-
-    @staticmethod
-    def admin_consent(params: Mapping[str, str]) -> AdminConsent | None:
-        """Microsoft's answer after an administrator used the admin-consent link (no code, no state)."""
-        if "admin_consent" not in params:
-            return None
-        return AdminConsent(
-            granted=params.get("admin_consent", "").lower() == "true", tenant=params.get("tenant")
-        )
