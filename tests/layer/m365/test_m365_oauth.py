@@ -120,7 +120,8 @@ def test_a_refresh_gives_a_new_access_token_and_a_revoked_grant_is_rejected(
 ) -> None:
     flow = oauth.start(login_hint="mia@m365.test", redirect_uri=REDIRECT_URI)
     grant = oauth.redeem(flow, Person(identity_sim).sign_in(flow["auth_uri"], "mia@m365.test"))
-    access, rotated = oauth.refresh(grant.refresh_token)
+    refreshed = oauth.refresh(grant.refresh_token)
+    access, rotated = refreshed.access_token, refreshed.refresh_token
     assert access.get_secret_value()
     assert access.get_secret_value() != grant.access_token.get_secret_value()
     assert rotated is not None

@@ -10,8 +10,9 @@ from devstack.identity_sim import IdentitySimulator
 from onboarding.credentials import KmsCredentialStore
 from onboarding.errors import CredentialNotFoundError
 from onboarding.m365.config import M365Config
-from onboarding.m365.graph import GraphClient
-from onboarding.m365.oauth import OAuthClient
+from onboarding.m365.graph import GraphClient, GraphFailure
+from onboarding.m365.oauth import OAuthClient, RefreshedTokens
+from onboarding.m365.outcomes import M365Reason
 from onboarding.m365.verify import REFRESH_TOKEN, GraphVerifier
 from tests.conftest import stored_secrets
 from tests.m365_fixtures import REDIRECT_URI, Person
@@ -31,7 +32,7 @@ class RemovedDuringRefresh(OAuthClient):
         super().__init__(config, lambda: sim.client_secret)
         self.credentials = credentials
 
-    def refresh(self, refresh_token: SecretStr) -> tuple[SecretStr, SecretStr | None]:
+    def refresh(self, refresh_token: SecretStr) -> RefreshedTokens:
         answer = super().refresh(refresh_token)
         self.credentials.delete("demo", AGENT)  # the removal's secret delete lands now
         return answer
@@ -49,3 +50,32 @@ def test_a_rotated_refresh_token_is_not_sealed_again_after_the_agent_was_removed
     with pytest.raises(CredentialNotFoundError):
         verifier.verify("demo", AGENT, "mia@m365.test")
     assert stored_secrets(AGENT) == []
+
+
+def test_an_account_of_another_tenant_whose_mail_names_the_invited_address_is_not_verified(
+    identity_sim: IdentitySimulator, m365_config: M365Config, credentials: KmsCredentialStore
+) -> None:
+    # Given an invite for mia@m365.test, and someone signing in with an account of their own tenant whose
+    # (unverified) `mail` they set to mia@m365.test
+    oauth = OAuthClient(m365_config, lambda: identity_sim.client_secret)
+    credentials.put(
+        "demo", AGENT, signed_in(identity_sim, oauth, "mallory@rogue-m365.test"), purpose=REFRESH_TOKEN
+    )
+    verifier = GraphVerifier(credentials, lambda: oauth, lambda: GraphClient(m365_config))
+    # When the workflow checks the mailbox, Then the signed-in tenant is not the one that owns m365.test
+    # (home realm discovery for the domain): refused as another account, before its mailbox is read
+    identity_sim.reset_observations()
+    with pytest.raises(GraphFailure) as raised:
+        verifier.verify("demo", AGENT, "mia@m365.test")
+    assert raised.value.reason is M365Reason.WRONG_ACCOUNT
+    assert raised.value.signed_in == "mallory@rogue-m365.test"
+    assert not [r for r in identity_sim.requests_seen if r.path.endswith("/inbox")]
+
+
+def test_the_invited_account_in_the_domains_own_tenant_is_verified(
+    identity_sim: IdentitySimulator, m365_config: M365Config, credentials: KmsCredentialStore
+) -> None:
+    oauth = OAuthClient(m365_config, lambda: identity_sim.client_secret)
+    credentials.put("demo", AGENT, signed_in(identity_sim, oauth, "olivia@m365.test"), purpose=REFRESH_TOKEN)
+    verifier = GraphVerifier(credentials, lambda: oauth, lambda: GraphClient(m365_config))
+    assert verifier.verify("demo", AGENT, "sales@m365.test").inbox_item_count == 40  # an alias, same tenant

@@ -144,6 +144,14 @@ class TokenGrant:
     home_tenant: str | None
 
 
+@dataclass(frozen=True)
+class RefreshedTokens:
+    access_token: SecretStr
+    refresh_token: SecretStr | None  # the rotated one, when Microsoft sent one
+    tenant_id: str | None  # the ID token's `tid`: the tenant the account signed in to (its home tenant)
+    username: str | None  # the ID token's preferred_username
+
+
 class _Http:
     """What MSAL calls for HTTP: a requests session with our timeout and CA, and no proxies from env."""
 
@@ -225,8 +233,9 @@ class OAuthClient:
             home_tenant=claims.get("tid"),
         )
 
-    def refresh(self, refresh_token: SecretStr) -> tuple[SecretStr, SecretStr | None]:
-        """A fresh access token (and the rotated refresh token, when Microsoft sends one)."""
+    def refresh(self, refresh_token: SecretStr) -> RefreshedTokens:
+        """A fresh access token (and the rotated refresh token, when Microsoft sends one), with who signed in
+        as the ID token Microsoft sends along says (its `tid` and `preferred_username`)."""
         result = self._call(
             lambda app: app.acquire_token_by_refresh_token(
                 refresh_token.get_secret_value(), scopes=MSAL_SCOPES
@@ -235,7 +244,13 @@ class OAuthClient:
         if "access_token" not in result:
             raise SignInError(M365Reason.SIGN_IN_FAILED)
         rotated = result.get("refresh_token")
-        return SecretStr(result["access_token"]), SecretStr(rotated) if rotated else None
+        claims = result.get("id_token_claims") or {}
+        return RefreshedTokens(
+            access_token=SecretStr(result["access_token"]),
+            refresh_token=SecretStr(rotated) if rotated else None,
+            tenant_id=str(claims["tid"]) if claims.get("tid") else None,
+            username=claims.get("preferred_username"),
+        )
 
     def _call(self, call: Callable[[msal.ConfidentialClientApplication], dict[str, Any]]) -> dict[str, Any]:
         app = self.app
