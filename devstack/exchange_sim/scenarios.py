@@ -198,6 +198,12 @@ HOSTS: dict[str, Host] = {
         https="refuse", http_redirect="https://mail.hoster.test/autodiscover/autodiscover.svc"
     ),
     "mail.hoster.test": Host(https="serve", autodiscover=True, ews=True, auth=("NTLM",)),
+    # fifthcoffee.test: the port-80 redirect names the same hosting provider, whose autodiscover answer
+    # names EWS on a third host, in yet another domain.
+    "autodiscover.fifthcoffee.test": Host(
+        https="refuse", http_redirect="https://mail.hoster.test/autodiscover/autodiscover.svc"
+    ),
+    "ews.elsewhere.test": Host(https="serve", ews=True, auth=("NTLM",)),
     # movedcloud.test: autodiscover answers RedirectAddress to the Exchange Online routing address (hybrid).
     "autodiscover.movedcloud.test": Host(https="serve", autodiscover=True, auth=("NTLM",)),
     # v2.test: Autodiscover v2 (JSON, unauthenticated) next to SOAP.
@@ -317,6 +323,7 @@ MAILBOXES: dict[str, Mailbox] = dict(
         _box("umar@loop.test", "Umar-Pass-31", redirect_address="umar.alias@loop.test"),
         _box("umar.alias@loop.test", "Umar-Pass-31", address_login=False, redirect_address="umar@loop.test"),
         _box("vera@fourthcoffee.test", "Vera-Pass-32", inbox=19, ews_host="mail.hoster.test"),
+        _box("xena@fifthcoffee.test", "Xena-Pass-37", inbox=23, ews_host="ews.elsewhere.test"),
         _box(
             "will@movedcloud.test",
             "Will-Pass-33",
@@ -640,6 +647,17 @@ SCENARIOS: tuple[Scenario, ...] = (
         expect_discover="confirm_server",
         confirm_host="mail.hoster.test",
         inbox_count=19,
+    ),
+    Scenario(
+        "confirmed_host_names_a_third_host",
+        "The server the owner allowed answers autodiscover with EWS on a third host, in yet another domain: "
+        "that host is named to the owner too before it gets the password.",
+        "xena@fifthcoffee.test",
+        "Xena-Pass-37",
+        server="ews.elsewhere.test",
+        expect_discover="confirm_server",
+        confirm_host="mail.hoster.test",
+        inbox_count=23,
     ),
     Scenario(
         "redirect_to_exchange_online",

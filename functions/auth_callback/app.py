@@ -31,6 +31,7 @@ from onboarding.errors import (
 )
 from onboarding.exchange import Diagnosis
 from onboarding.invite_tokens import looks_like_token
+from onboarding.m365 import admin_consent
 from onboarding.m365 import outcomes as m365_outcomes
 from onboarding.m365.config import CALLBACK_PATH, M365Config
 from onboarding.m365.routing import Router
@@ -197,6 +198,10 @@ def _form() -> dict[str, str]:
     raw = event.body or ""
     if len(raw) > MAX_FORM_BYTES * 4 // 3 + 4:  # base64 of the limit, before decoding anything
         raise UnreadableFormError("too large")
+    if not event.is_base64_encoded and "\ufffd" in raw:
+        # A urlencoded body is ASCII (browsers percent-encode everything else): U+FFFD is where the gateway
+        # put bytes that were not UTF-8. Read on, the password would be a mangled one.
+        raise UnreadableFormError("not UTF-8")
     try:
         data = base64.b64decode(raw, validate=True) if event.is_base64_encoded else raw.encode("utf-8")
         if len(data) > MAX_FORM_BYTES:
@@ -314,12 +319,12 @@ def start_microsoft_sign_in(token: str) -> Response[str]:
 @app.get(CALLBACK_PATH)
 def microsoft_callback() -> Response[str]:
     """Where Microsoft sends the browser back: redeem the code, then the status page follows the check."""
-    from onboarding.m365.signin import COOKIE_NAME, SignInFailed, SignInService
+    from onboarding.m365.signin import COOKIE_NAME, SignInFailed
 
     params = {k: v for k, v in (app.current_event.query_string_parameters or {}).items() if v is not None}
-    consent = SignInService.admin_consent(params)
+    consent = admin_consent.answer(params, _csrf_key())
     if consent is not None:
-        return _admin_consent_page(granted=consent.granted)
+        return _admin_consent_page(granted=consent.granted, verified=consent.verified)
     cookie = next(
         (
             c.partition("=")[2]
@@ -361,7 +366,9 @@ def _m365_outcome(
         "message": outcome.message.format(**values),
         "next_step": outcome.next_step.format(**values),
         "for_it": outcome.for_it,
-        "admin_consent_url": m365.admin_consent_url(email.rpartition("@")[2], _callback_url())
+        "admin_consent_url": m365.admin_consent_url(
+            email.rpartition("@")[2], _callback_url(), admin_consent.new_state(_csrf_key())
+        )
         if outcome.admin_consent_link and email
         else None,
         "retry": outcome.retry
@@ -377,14 +384,22 @@ def _m365_outcome(
     return _html(pages.render("connect/m365_outcome.html", **context), code)
 
 
-def _admin_consent_page(*, granted: bool) -> Response[str]:
-    heading = "Thank you: the app is approved" if granted else "The app was not approved"
-    message = (
-        'People in your organisation can now connect their mailbox with "Sign in with Microsoft" from '
-        "their invite link."
-        if granted
-        else "Nothing changed. The people who asked can tell you more about the app."
-    )
+def _admin_consent_page(*, granted: bool, verified: bool) -> Response[str]:
+    if not verified:  # not the answer to a link we issued: say nothing about an approval
+        heading = "We could not confirm this answer"
+        message = (
+            "This page was not opened from an approval link we sent. If you approved the app in Microsoft's "
+            'admin centre, people in your organisation can connect their mailbox with "Sign in with Microsoft".'
+        )
+    elif granted:
+        heading = "Thank you: the app is approved"
+        message = (
+            'People in your organisation can now connect their mailbox with "Sign in with Microsoft" from '
+            "their invite link."
+        )
+    else:
+        heading = "The app was not approved"
+        message = "Nothing changed. The people who asked can tell you more about the app."
     page = pages.render(
         "connect/link_problem.html",
         heading=heading,

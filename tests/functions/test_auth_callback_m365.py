@@ -9,6 +9,7 @@ import os
 import re
 import socket
 import ssl
+import time
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -319,6 +320,22 @@ def test_a_state_from_another_browser_is_refused_before_the_code_is_redeemed(
     assert reason_of(answer) == "m365_sign_in_invalid"
 
 
+def test_a_foreign_browser_holding_the_state_cannot_cancel_the_owners_sign_in(
+    env: ConnectEnv, sim: IdentitySimulator
+) -> None:
+    # Given the owner's sign-in under way, and someone who learnt its state (and code) with a cookie of their own
+    invited = invite(env, "mia@m365.test")
+    authorize, cookie, _ = start_with_cookie(invited.token)
+    params = Person(sim).sign_in(authorize, "mia@m365.test")
+    for forged in (f"{'x' * 43}.{invited.token}", f"{cookie.partition('.')[0][:-1]}y.{invited.token}"):
+        answer, _ = finish(params, forged)
+        assert reason_of(answer) == "m365_sign_in_invalid"
+    # When the owner's own browser comes back from Microsoft, Then the sign-in goes through
+    answer, _ = finish(params, cookie)
+    assert answer.status == 303
+    assert len(env.executions()) == 1
+
+
 def test_a_state_of_another_invite_is_refused(env: ConnectEnv, sim: IdentitySimulator) -> None:
     mia = invite(env, "mia@m365.test")
     grace = invite(env, "grace@m365.test")
@@ -387,13 +404,49 @@ def test_the_admin_consent_page_gives_the_link_to_forward_to_it(
     assert link
     url = link.group(1).replace("&amp;", "&")
     assert url.startswith(f"{sim.authority_host}/strict-m365.test/adminconsent?")
-    assert parse_qs(urlsplit(url).query) == {"client_id": [sim.client_id], "redirect_uri": [CALLBACK]}
+    query = parse_qs(urlsplit(url).query)
+    assert {k: v for k, v in query.items() if k != "state"} == {
+        "client_id": [sim.client_id],
+        "redirect_uri": [CALLBACK],
+    }
+    assert query["state"][0]  # binds Microsoft's answer to a link we issued
 
 
-def test_microsoft_returning_an_admins_consent_thanks_them(env: ConnectEnv) -> None:
-    answer, _ = finish({"admin_consent": "True", "tenant": "9c2d4b17-3e5a-4f81-b6c0-7a8e1d2f3b45"}, None)
+def _admin_consent_link(env: ConnectEnv, sim: IdentitySimulator) -> str:
+    invited = invite(env, "ben@strict-m365.test")
+    authorize, cookie, _ = start_with_cookie(invited.token)
+    answer, _ = finish(Person(sim).answer(authorize, "ben@strict-m365.test"), cookie)
+    link = re.search(r'id="admin-consent-link" href="([^"]+)"', answer.body)
+    assert link
+    return link.group(1).replace("&amp;", "&")
+
+
+def test_microsoft_returning_an_admins_consent_thanks_them(env: ConnectEnv, sim: IdentitySimulator) -> None:
+    # Given the admin-consent link we gave Ben to forward, used by his organisation's administrator
+    params = Person(sim).answer(_admin_consent_link(env, sim), "admin@strict-m365.test")
+    assert params["admin_consent"] == "True"
+    # When Microsoft sends the administrator back to us, Then the page says the app is approved
+    answer, _ = finish(params, None)
     assert answer.status == 200
     assert "the app is approved" in answer.body
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"admin_consent": "True", "tenant": "9c2d4b17-3e5a-4f81-b6c0-7a8e1d2f3b45"},
+        {"admin_consent": "True", "state": "made-up"},
+        {"admin_consent": "True", "state": f"{int(time.time())}.salt.{'0' * 64}"},
+    ],
+    ids=["no-state", "made-up-state", "forged-state"],
+)
+def test_an_admin_consent_answer_we_did_not_ask_for_is_not_shown_as_an_approval(
+    env: ConnectEnv, params: dict[str, str]
+) -> None:
+    answer, _ = finish(params, None)
+    assert answer.status == 200
+    assert "the app is approved" not in answer.body
+    assert "We could not confirm this answer" in answer.body
 
 
 def test_a_graph_verdict_shows_its_outcome_on_the_status_page(env: ConnectEnv) -> None:

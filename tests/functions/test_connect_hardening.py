@@ -12,9 +12,10 @@ from urllib.parse import urlencode
 
 import boto3
 import pytest
+from werkzeug.wrappers import Request
 
 from onboarding.invite_tokens import token_hash
-from tests.conftest import TABLE_NAME
+from tests.conftest import TABLE_NAME, stored_secrets
 from tests.connect_helpers import (
     BASE_URL,
     PASSWORD,
@@ -69,6 +70,32 @@ def test_an_unreadable_form_is_a_400_page(
 ) -> None:
     assert _raw_post(invited.token, body, base64_encoded=encoded) == 400
     assert env.item(invited.agent_id)["status"] == "invited"  # nothing changed
+
+
+def test_a_form_with_raw_bytes_that_are_not_utf8_is_a_400_that_keeps_nothing(
+    env: ConnectEnv, invited: Invited
+) -> None:
+    """A urlencoded body is ASCII (browsers percent-encode); raw non-UTF-8 bytes in it reach the function as
+    the gateway decodes a text body: with U+FFFD in their place. The password would arrive mangled."""
+    from devstack.gateway import build_event
+    from devstack.template import http_routes
+
+    nonce = nonce_of(get(f"/connect/{invited.token}").body)
+    body = urlencode(credentials(nonce, password="x")).encode().replace(b"password=x", b"password=Pa\xe9ss")
+    request = Request.from_values(
+        path=f"/connect/{invited.token}",
+        method="POST",
+        data=body,
+        headers={"Content-Type": "application/x-www-form-urlencoded", "Origin": BASE_URL},
+        base_url=BASE_URL,
+    )
+    (route,) = [r for r in http_routes() if (r.method, r.path) == ("POST", "/connect/{token}")]
+    event = build_event(request, route, {"token": invited.token}, None)
+    answer = call(event)
+    assert answer.status == 400
+    assert "could not read this form" in answer.body
+    assert env.item(invited.agent_id)["status"] == "invited"  # nothing changed
+    assert stored_secrets() == []
 
 
 @pytest.mark.parametrize(

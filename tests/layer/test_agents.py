@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from botocore.exceptions import ReadTimeoutError
 from pydantic import SecretStr
 
 from onboarding import agents
@@ -14,6 +15,7 @@ from onboarding.executions import execution_name
 from onboarding.models import AgentStatus, Attr, NewAgent
 from onboarding.store import DynamoAgentRepository
 from tests import lifecycle
+from tests.conftest import stored_secrets
 
 S = AgentStatus
 
@@ -86,3 +88,35 @@ def test_removing_twice_is_not_an_error(
     cleanup = agents.Cleanup(credentials, sfn, state_machine_arn)
     assert agents.remove_agent(repo, "demo", agent.agent_id, cleanup) is not None
     assert agents.remove_agent(repo, "demo", agent.agent_id, cleanup) is None
+
+
+class _DeleteFailsOnce:
+    """The credential store as a throttled DynamoDB leaves it: the first delete raises."""
+
+    def __init__(self, real: KmsCredentialStore) -> None:
+        self.real, self.failed = real, False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+    def delete(self, tenant_id: str, agent_id: str) -> None:
+        if not self.failed:
+            self.failed = True
+            raise ReadTimeoutError(endpoint_url="https://dynamodb")
+        self.real.delete(tenant_id, agent_id)
+
+
+def test_a_removal_whose_secret_delete_failed_finishes_when_the_dashboard_retries(
+    repo: DynamoAgentRepository, credentials: KmsCredentialStore, sfn: Any, state_machine_arn: str
+) -> None:
+    # Given a verified agent with its password stored, and the first delete of its secrets failing
+    agent = lifecycle.add_at(repo, S.VERIFIED)
+    credentials.put("demo", agent.agent_id, SecretStr("pw"))
+    cleanup = agents.Cleanup(_DeleteFailsOnce(credentials), sfn, state_machine_arn)  # type: ignore[arg-type]
+    # When the dashboard removes it (a 500), and retries the DELETE
+    with pytest.raises(ReadTimeoutError):
+        agents.remove_agent(repo, "demo", agent.agent_id, cleanup)
+    agents.remove_agent(repo, "demo", agent.agent_id, cleanup)
+    # Then the agent and its password are both gone: nothing is left that no one could delete any more
+    assert repo.get_record("demo", agent.agent_id) is None
+    assert stored_secrets(agent.agent_id) == []

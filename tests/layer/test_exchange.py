@@ -209,6 +209,58 @@ def test_a_server_in_another_domain_gets_the_password_only_once_confirmed(
 
 
 @pytest.mark.parametrize(
+    "host",
+    [
+        "mail.\u202eelpmaxe.test",
+        "mail\u200b.hoster.test",
+        "xn--mail.hoster.test\u2066",
+        "m\u0430il.hoster.test",
+    ],
+    ids=["rtl-override", "zero-width-space", "isolate", "cyrillic-a"],
+)
+def test_a_server_name_that_does_not_read_as_it_is_is_never_offered_to_allow(host: str) -> None:
+    from onboarding.exchange.discovery import Walk
+    from onboarding.exchange_guard import GuardPolicy
+
+    walk = Walk("contoso.test", frozenset(), deadline=0.0, policy=GuardPolicy())
+    with pytest.raises(ExchangeFailure) as raised:
+        walk.check_destination(f"https://{host}/autodiscover/autodiscover.svc")
+    assert raised.value.code is Diagnosis.AUTODISCOVER_FAILED
+    assert raised.value.host is None
+    # A plain name in another domain is offered, named as it is
+    with pytest.raises(ExchangeFailure) as plain:
+        walk.check_destination("https://mail.hoster.test/autodiscover/autodiscover.svc")
+    assert (plain.value.code, plain.value.host) == (Diagnosis.CONFIRM_SERVER, "mail.hoster.test")
+
+
+def test_an_allowed_server_naming_ews_on_a_third_host_is_confirmed_first(
+    exchange_sim: ExchangeSimulator, exchange_config: ExchangeConfig
+) -> None:
+    # Given the owner allowed the hosting provider's server that discovery named
+    s = SCENARIOS_BY_NAME["confirmed_host_names_a_third_host"]
+    allowed = ExchangeContext(
+        config=exchange_config, username=s.username, confirmed_hosts=("mail.hoster.test",)
+    )
+    # When that server's autodiscover answer names EWS on a host in yet another domain
+    code, failure = outcome(lambda: discover(s.email, s.password, allowed))
+    # Then discovery stops and names that host to the owner, as for an Autodiscover v2 answer; the password
+    # went to the allowed server's autodiscover only, never to the third host
+    assert code == Diagnosis.CONFIRM_SERVER
+    assert isinstance(failure, ExchangeFailure)
+    assert failure.host == "ews.elsewhere.test"
+    assert {(a.host, a.path.lower()) for a in exchange_sim.credentials_seen} == {
+        ("mail.hoster.test", "/autodiscover/autodiscover.svc")
+    }
+    # And once the owner allows that host too, discovery completes there
+    both = ExchangeContext(
+        config=exchange_config,
+        username=s.username,
+        confirmed_hosts=("mail.hoster.test", "ews.elsewhere.test"),
+    )
+    assert discover(s.email, s.password, both).ews_url == "https://ews.elsewhere.test/EWS/Exchange.asmx"
+
+
+@pytest.mark.parametrize(
     ("name", "verdict"),
     [("autodiscover_v2", "ok"), ("autodiscover_v2_exchange_online", "modern_auth_required")],
 )
@@ -664,6 +716,27 @@ def test_the_trace_is_bounded_and_masks_what_it_is_told() -> None:
     assert len(step.result) <= MAX_TEXT
     assert "Hunter-2-Secret" not in record.model_dump_json()
     assert "25 more steps left out" in record.to_text()
+
+
+def test_the_trace_masks_every_occurrence_of_the_password_in_every_field() -> None:
+    from onboarding.exchange.trace import TraceRecorder
+
+    # Given a server echoing the password twice in one answer (a RedirectUrl, its host and a text), in any
+    # letter case
+    secret = "Hunter-2-Secret"
+    trace = TraceRecorder("contoso.test")
+    trace.mask_also(secret)
+    trace.add(
+        "autodiscover",
+        url=f"https://{secret}.contoso.test/{secret}/x/{secret.upper()}/Exchange.asmx",
+        host=f"{secret}.{secret}.contoso.test",
+        result=f"RedirectUrl https://a/{secret}?{secret} then {secret.lower()}",
+    )
+    # Then no occurrence is left, in the stored trace or its text
+    record = trace.snapshot()
+    for text in (record.model_dump_json(), record.to_text()):
+        assert secret.lower() not in text.lower()
+    assert record.steps[0].result == "RedirectUrl https://a/***?*** then ***"
 
 
 @pytest.mark.parametrize("step", ["discover", "verify"])

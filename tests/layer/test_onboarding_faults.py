@@ -23,7 +23,7 @@ from devstack import template as tpl
 from onboarding import aws, deps, invites
 from onboarding.connect import ConnectService, CredentialsForm, reason_message
 from onboarding.credentials import KmsCredentialStore
-from onboarding.errors import EmailNotSentError, IllegalTransitionError
+from onboarding.errors import EmailNotSentError, IllegalTransitionError, InviteDeliveryFailedError
 from onboarding.exchange import ExchangeConfig
 from onboarding.invite_models import DeliveryOutcome, InviteRequested
 from onboarding.invite_store import DynamoInviteRepository
@@ -507,10 +507,51 @@ def test_an_invite_whose_sending_outcome_is_unknown_is_not_sent_again(
         invites.deliver_invite(
             _request(repo, agent.agent_id), repo=repo, invites=invite_repo, mailer=mailer, config=config
         )
-    invites.deliver_invite(
+    # When Lambda retries the record, Then no email goes out (the first may have), and the agent is not shown
+    # "Invite sent" (SES never confirmed it): failed, saying so, so the dashboard offers the resend
+    with pytest.raises(InviteDeliveryFailedError):
+        invites.deliver_invite(
+            _request(repo, agent.agent_id), repo=repo, invites=invite_repo, mailer=mailer, config=config
+        )
+    assert emails() == []
+    after = repo.get("demo", agent.agent_id)
+    assert after.status is S.INVITE_FAILED
+    assert "may not have been sent" in str(after.status_reason)
+
+
+@pytest.mark.parametrize(
+    ("where", "error"),
+    [
+        pytest.param(
+            "invites.put",
+            ClientError({"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}, "PutItem"),
+            id="invite-write-throttled",
+        ),
+        pytest.param("invites.put", _Killed(), id="killed-before-ses"),
+    ],
+)
+def test_an_invite_that_failed_before_ses_is_sent_on_the_retry(
+    repo: DynamoAgentRepository,
+    invite_repo: DynamoInviteRepository,
+    mailer: Mailer,
+    where: str,
+    error: BaseException,
+) -> None:
+    """Nothing reached SES: the retry sends the link (once), and only then does the agent show it sent."""
+    agent = lifecycle.add(repo, email=EMAIL)
+    config = lifecycle.INVITE_CONFIG
+    failing = _Failing(invite_repo, where.split(".")[1], error, times=1)
+    with pytest.raises(type(error)):
+        invites.deliver_invite(
+            _request(repo, agent.agent_id), repo=repo, invites=failing, mailer=mailer, config=config
+        )
+    assert emails() == []
+    assert repo.get("demo", agent.agent_id).status is S.INVITE_PENDING
+    outcome = invites.deliver_invite(
         _request(repo, agent.agent_id), repo=repo, invites=invite_repo, mailer=mailer, config=config
     )
-    assert emails() == []
+    assert outcome is DeliveryOutcome.SENT
+    assert len(emails()) == 1
     assert repo.get("demo", agent.agent_id).status is S.INVITED
 
 
@@ -531,3 +572,77 @@ def test_an_invite_ses_refused_is_sent_on_the_retry(
     )
     assert len(emails()) == 1
     assert repo.get("demo", agent.agent_id).status is S.INVITED
+
+
+# -- an answer to the waiting workflow that cannot be handed over ------------------------------------------
+def _waiting(
+    service: ConnectService, token: str, repo: DynamoAgentRepository, *, confirm: bool, task_token: str | None
+) -> str:
+    """An agent whose workflow waits for the owner: for the advanced settings, or (`confirm`) to allow a
+    server in another domain. Its password is stored."""
+    agent = service.submit_credentials(token, _form()).record.agent
+    values: dict[str, Any] = {Attr.TASK_TOKEN: task_token} if task_token else {}
+    if confirm:
+        values[Attr.CONFIRM_HOST] = "mail.hoster.example"
+    lifecycle.walk(
+        repo, agent, S.NEEDS_SETTINGS, reason="confirm_server" if confirm else None, set_attributes=values
+    )
+    assert len(stored_secrets(agent.agent_id)) == 1
+    return agent.agent_id
+
+
+def _answer(service: ConnectService, token: str, confirm: bool) -> Any:
+    from onboarding.connect import AllowServerForm, SettingsForm
+
+    if confirm:
+        return service.allow_server(token, AllowServerForm.model_validate({"host": "mail.hoster.example"}))
+    form = SettingsForm.model_validate({"server": "mail.contoso.com", "password": "N3w-pass"})
+    return service.submit_settings(token, form)
+
+
+_RESUME_TIMEOUT = ReadTimeoutError(endpoint_url="https://states")
+
+
+@pytest.mark.parametrize(
+    ("confirm", "where", "error"),
+    [
+        pytest.param(False, "sfn.send_task_success", _RESUME_TIMEOUT, id="settings-resume-timeout"),
+        pytest.param(False, "sfn.send_task_success", RuntimeError("a bug"), id="settings-resume-bug"),
+        pytest.param(
+            False, "credentials.put", EndpointConnectionError(endpoint_url="https://kms"), id="settings-seal"
+        ),
+        pytest.param(True, "sfn.send_task_success", _RESUME_TIMEOUT, id="allow-resume-timeout"),
+        pytest.param(True, "sfn.send_task_success", RuntimeError("a bug"), id="allow-resume-bug"),
+    ],
+)
+def test_an_answer_that_cannot_reach_the_workflow_ends_failed_with_no_secret_kept(
+    service: ConnectService,
+    token: str,
+    repo: DynamoAgentRepository,
+    confirm: bool,
+    where: str,
+    error: BaseException,
+) -> None:
+    # Given a workflow waiting for the owner's answer, and sealing or resuming failing with this error
+    agent_id = _waiting(service, token, repo, confirm=confirm, task_token="a-task-token")
+    owner, method = where.split(".")
+    setattr(service, owner, _Failing(getattr(service, owner), method, error))
+    # When the owner sends the settings (with a new password) or allows the server
+    view = _answer(service, token, confirm)
+    # Then the agent is not left `connecting`: failed, the page says so and offers the form, no secret stays
+    assert (view.status, view.reason) == (S.FAILED, INTERNAL_ERROR)
+    assert "on our side" in view.message
+    assert view.record.connection.task_token is None
+    assert stored_secrets(agent_id) == []
+
+
+@pytest.mark.parametrize("confirm", [False, True], ids=["settings", "allow-server"])
+def test_an_answer_with_no_workflow_waiting_keeps_no_secret(
+    service: ConnectService, token: str, repo: DynamoAgentRepository, confirm: bool
+) -> None:
+    # Given the wait ended (no task token any more) while the page still asked
+    agent_id = _waiting(service, token, repo, confirm=confirm, task_token=None)
+    # When the owner answers, Then the agent failed (the wait is over) and no secret is kept
+    view = _answer(service, token, confirm)
+    assert (view.status, view.reason) == (S.FAILED, SETTINGS_TIMEOUT)
+    assert stored_secrets(agent_id) == []

@@ -97,14 +97,23 @@ class Cleanup:
 def remove_agent(
     repo: AgentRepository, tenant_id: str, agent_id: str, cleanup: Cleanup | None = None
 ) -> Agent | None:
-    """Delete the agent and everything kept for it. Idempotent: removing twice is not an error."""
+    """Delete the agent and everything kept for it. Idempotent: removing twice is not an error.
+
+    The secrets go first, the agent last: when a step fails (an error to the dashboard), the agent is still
+    there, so the retried DELETE finds it and does the whole job again (every step is idempotent). The other
+    way round, a retry would find no agent, answer 204 and leave the secrets for ever. A secret sealed after
+    the delete, by a connect that raced the removal, is deleted by that attempt's workflow, whose first
+    step finds no agent (`VerificationSteps.run`)."""
     record = repo.get_record(tenant_id, agent_id)
+    if record is None:
+        return None
+    if cleanup is not None:
+        cleanup.credentials.delete(tenant_id, agent_id)
     removed = repo.delete(tenant_id, agent_id)
     if removed is None:
         return None
     if cleanup is not None:
-        cleanup.credentials.delete(tenant_id, agent_id)
-        attempt = record.connection.connect_attempt if record is not None else 0
+        attempt = record.connection.connect_attempt
         if attempt and removed.status in (AgentStatus.CONNECTING, AgentStatus.NEEDS_SETTINGS):
             _stop_execution(cleanup, agent_id, attempt)
     logger.info("Agent removed", extra={"agent_id": agent_id})

@@ -379,12 +379,14 @@ class ConnectService:
             },
             remove_attributes=(Attr.START_DEADLINE, *(() if form.username else (Attr.USERNAME,))),
         )
-        if form.password is not None and form.password.get_secret_value():
-            self.credentials.put(tenant_id, agent_id, form.password)
-        if not self._resume(task_token, agent_id):
-            # The wait timed out or the execution ended meanwhile: say so instead of spinning forever, and
-            # delete the password: nothing will ever read it.
-            self._abandon(tenant_id, agent_id, SETTINGS_TIMEOUT)
+        try:
+            if form.password is not None and form.password.get_secret_value():
+                self.credentials.put(tenant_id, agent_id, form.password)
+        except Exception:  # any failure at all: never `connecting` with nothing to move it on
+            logger.exception("Could not store the new password", extra={"agent_id": agent_id})
+            self._abandon(tenant_id, agent_id, INTERNAL_ERROR)
+            return self.view(token)
+        self._hand_over(task_token, tenant_id, agent_id)
         return self.view(token)
 
     def allow_server(self, token: str, form: AllowServerForm) -> ConnectView:
@@ -401,9 +403,22 @@ class ConnectService:
             set_attributes={Attr.CONFIRMED_HOST: form.host},
             remove_attributes=(Attr.START_DEADLINE, Attr.CONFIRM_HOST, Attr.SERVER),
         )
-        if not self._resume(task_token, agent_id):
-            self.repo.transition(tenant_id, agent_id, AgentStatus.FAILED, reason=SETTINGS_TIMEOUT)
+        self._hand_over(task_token, tenant_id, agent_id)
         return self.view(token)
+
+    def _hand_over(self, task_token: str | None, tenant_id: str, agent_id: str) -> None:
+        """Resume the waiting workflow with the owner's answer. When none waits any more (the wait timed out,
+        the execution ended) or the answer cannot be handed over, the attempt ends here: the agent `failed`
+        (the page says why and offers the form again), its secrets deleted, since nothing will read them.
+        So no path leaves the agent `connecting` with nothing to move it on."""
+        try:
+            resumed = self._resume(task_token, agent_id)
+        except Exception:  # timeouts, endpoint errors, bugs: the workflow was not (surely) resumed
+            logger.exception("Could not resume the workflow", extra={"agent_id": agent_id})
+            self._abandon(tenant_id, agent_id, INTERNAL_ERROR)
+            return
+        if not resumed:
+            self._abandon(tenant_id, agent_id, SETTINGS_TIMEOUT)
 
     def _to_connecting(
         self,

@@ -23,10 +23,11 @@ import os
 from abc import ABC, abstractmethod
 from typing import Any, Literal
 
+from botocore.exceptions import ClientError
 from pydantic import SecretStr
 
 from onboarding import aws
-from onboarding.errors import CredentialNotFoundError
+from onboarding.errors import CredentialNotFoundError, error_code
 
 Purpose = Literal["password", "refresh_token"]
 PURPOSES: tuple[Purpose, ...] = ("password", "refresh_token")
@@ -40,6 +41,11 @@ class CredentialStore(ABC):
     @abstractmethod
     def put(self, tenant_id: str, agent_id: str, secret: SecretStr, *, purpose: Purpose = "password") -> None:
         """Store (or replace) the agent's secret for this purpose."""
+
+    @abstractmethod
+    def replace(self, tenant_id: str, agent_id: str, secret: SecretStr, *, purpose: Purpose) -> None:
+        """Replace the agent's secret for this purpose only while one is stored: CredentialNotFoundError
+        once it was deleted (the agent removed, the attempt over), so a deleted secret never comes back."""
 
     @abstractmethod
     def get(self, tenant_id: str, agent_id: str, *, purpose: Purpose = "password") -> SecretStr:
@@ -84,6 +90,19 @@ class KmsCredentialStore(CredentialStore):
         return self.key_arn
 
     def put(self, tenant_id: str, agent_id: str, secret: SecretStr, *, purpose: Purpose = "password") -> None:
+        self._seal(tenant_id, agent_id, secret, purpose)
+
+    def replace(self, tenant_id: str, agent_id: str, secret: SecretStr, *, purpose: Purpose) -> None:
+        try:
+            self._seal(tenant_id, agent_id, secret, purpose, ConditionExpression="attribute_exists(pk)")
+        except ClientError as error:
+            if error_code(error) != "ConditionalCheckFailedException":
+                raise
+            raise CredentialNotFoundError(f"No {purpose} stored for agent {agent_id} any more") from error
+
+    def _seal(
+        self, tenant_id: str, agent_id: str, secret: SecretStr, purpose: Purpose, **condition: str
+    ) -> None:
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # only the sealing functions pay
 
         context = encryption_context(tenant_id, agent_id, purpose)
@@ -102,6 +121,7 @@ class KmsCredentialStore(CredentialStore):
                 "dataKey": {"B": data_key["CiphertextBlob"]},
                 "sealed": {"B": nonce + sealed},
             },
+            **condition,
         )
 
     def get(self, tenant_id: str, agent_id: str, *, purpose: Purpose = "password") -> SecretStr:

@@ -80,6 +80,10 @@ class InviteRepository(ABC):
     def release_send(self, tenant_id: str, agent_id: str, invite_version: int) -> None:
         """Nothing was sent: a retry may claim this version again."""
 
+    @abstractmethod
+    def record_accepted(self, tenant_id: str, agent_id: str, invite_version: int, message_id: str) -> None:
+        """SES accepted the email of this claimed version (its message id): a retry marks it sent."""
+
 
 class DynamoInviteRepository(InviteRepository):
     def __init__(self, table_name: str, ddb: Any) -> None:
@@ -245,6 +249,21 @@ class DynamoInviteRepository(InviteRepository):
                 UpdateExpression="REMOVE inviteSending",
                 ConditionExpression="inviteSending = :v",
                 ExpressionAttributeValues=to_item({":v": invite_version}),
+            )
+        except ClientError as error:
+            if error_code(error) != "ConditionalCheckFailedException":
+                raise
+
+    def record_accepted(self, tenant_id: str, agent_id: str, invite_version: int, message_id: str) -> None:
+        # Keeps the agent `invite_pending` (the stream filter ignores the record); conditioned on the claim,
+        # so it never lands on a newer version's.
+        try:
+            self.ddb.update_item(
+                TableName=self.table_name,
+                Key=to_item({"pk": tenant_pk(tenant_id), "sk": agent_sk(agent_id)}),
+                UpdateExpression="SET inviteAccepted = :v, inviteMessageId = :id",
+                ConditionExpression="inviteSending = :v AND inviteVersion = :v",
+                ExpressionAttributeValues=to_item({":v": invite_version, ":id": message_id}),
             )
         except ClientError as error:
             if error_code(error) != "ConditionalCheckFailedException":

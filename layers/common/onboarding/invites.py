@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from onboarding.errors import (
     AgentNotFoundError,
@@ -144,19 +144,23 @@ def deliver_invite(
         return DeliveryOutcome.SKIPPED
 
     now = now or datetime.now(UTC)
-    if not invites.claim_send(agent.tenant_id, agent.agent_id, request.invite_version):
-        # An earlier run of this very invite got as far as SES and then died (or never heard back): its
-        # link may be in the owner's inbox. A second valid link must never follow: take it as sent (if it
-        # was not, the dashboard's resend issues a new version).
-        logger.warning("Invite may have been sent already; not sending again", extra=log)
+    version = request.invite_version
+    if state.invite_accepted == version:
+        # SES accepted this very invite and the run died before writing `invited`: write it now.
+        logger.info("Invite accepted by SES before; marking it sent", extra=log)
         _mark_invited(repo, agent, now, now + config.valid_for, log)
         return DeliveryOutcome.SENT
+    if state.invite_sending == version:
+        # An earlier run handed this invite to SES and never heard that SES accepted it: its link may be in
+        # the owner's inbox, or not. A second link must never follow, and "sent" is said only of an email
+        # SES accepted: the agent fails, saying so; the dashboard's resend issues a new version.
+        _undecided(repo, agent, log)
     token = new_token()
     invite = Invite(
         token_hash=token_hash(token),
         tenant_id=agent.tenant_id,
         agent_id=agent.agent_id,
-        invite_version=request.invite_version,
+        invite_version=version,
         created_at=now,
         expires_at=now + config.valid_for,
     )
@@ -173,19 +177,26 @@ def deliver_invite(
     )
     tags = {
         "agent_id": agent.agent_id,
-        "invite_version": str(request.invite_version),
+        "invite_version": str(version),
         "tenant": tag_value(agent.tenant_id),
     }
+    # The claim is the last write before SES, with nothing between it and the call: a run that fails (or
+    # is killed) before it sent nothing and left no claim, so its retry sends. At most one email per
+    # version: only a run whose conditional claim succeeded calls SES, a claim succeeds once per version,
+    # and it is released only when SES surely did not send (it answered an error, or was never reached).
+    if not invites.claim_send(agent.tenant_id, agent.agent_id, version):
+        logger.info("Invite skipped: another run of it is sending", extra=log)
+        return DeliveryOutcome.SKIPPED
     try:
         message_id = mailer.send(email, tags=tags)
     except EmailRejectedError as error:
-        invites.release_send(agent.tenant_id, agent.agent_id, request.invite_version)
+        invites.release_send(agent.tenant_id, agent.agent_id, version)
         _mark_failed(repo, agent, error.message, log)
         raise InviteDeliveryFailedError(error.message) from error
     except EmailNotSentError as error:
         if _surely_not_sent(error):  # SES answered no, or was never reached: a retry may send
-            invites.release_send(agent.tenant_id, agent.agent_id, request.invite_version)
-        attempts = invites.count_send_failure(agent.tenant_id, agent.agent_id, request.invite_version)
+            invites.release_send(agent.tenant_id, agent.agent_id, version)
+        attempts = invites.count_send_failure(agent.tenant_id, agent.agent_id, version)
         logger.warning(
             "Invite not sent; will retry", extra={**log, "attempts": attempts, "error": error.message}
         )
@@ -194,7 +205,8 @@ def deliver_invite(
             _mark_failed(repo, agent, reason, log)
             raise InviteDeliveryFailedError(reason) from error
         raise
-
+    # Accepted: recorded first, so a run that dies before `invited` is marked sent by its retry.
+    invites.record_accepted(agent.tenant_id, agent.agent_id, version, message_id)
     _mark_invited(repo, agent, now, invite.expires_at, log)
     logger.info("Invite sent", extra={**log, "ses_message_id": message_id})
     metrics.add_metric(name="InviteSent", unit="Count", value=1)
@@ -216,6 +228,16 @@ def _mark_invited(
     except (AgentNotFoundError, ConcurrentModificationError, IllegalTransitionError):
         # Removed, bounced or re-requested while the email was on its way: that change stands.
         logger.info("Agent changed while its invite was sent", extra=log)
+
+
+UNDECIDED_SEND = (
+    "The invite email may not have been sent: SES did not confirm it. Resend the invite to send a new link."
+)
+
+
+def _undecided(repo: AgentRepository, agent: Agent, log: dict[str, object]) -> NoReturn:
+    _mark_failed(repo, agent, UNDECIDED_SEND, log)
+    raise InviteDeliveryFailedError(UNDECIDED_SEND)
 
 
 def _surely_not_sent(error: EmailNotSentError) -> bool:

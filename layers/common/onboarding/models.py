@@ -99,6 +99,10 @@ class InviteState(_StateModel):
     invite_requested_at: str | None = None
     invite_sent_at: str | None = None
     invite_expires_at: str | None = None
+    # The invite version whose email went to SES (claimed just before the call), and the one SES accepted
+    # (recorded right after): what a retried delivery decides with (onboarding.invites.deliver_invite).
+    invite_sending: int | None = None
+    invite_accepted: int | None = None
 
 
 class ConnectionState(_StateModel):
@@ -149,6 +153,8 @@ class Attr:
     INVITE_ATTEMPTS = _stored(InviteState, "invite_attempts")
     INVITE_SENT_AT = _stored(InviteState, "invite_sent_at")
     INVITE_EXPIRES_AT = _stored(InviteState, "invite_expires_at")
+    INVITE_SENDING = _stored(InviteState, "invite_sending")
+    INVITE_ACCEPTED = _stored(InviteState, "invite_accepted")
     ATTEMPT = _stored(ConnectionState, "connect_attempt")
     ROUNDS = _stored(ConnectionState, "settings_rounds")
     TASK_TOKEN = _stored(ConnectionState, "task_token")

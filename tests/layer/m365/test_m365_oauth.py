@@ -11,7 +11,14 @@ from pydantic import SecretStr
 
 from devstack.identity_sim import IdentitySimulator
 from onboarding.m365.config import M365Config
-from onboarding.m365.oauth import FlowStore, OAuthClient, PendingSignIn, SignInError, digest
+from onboarding.m365.oauth import (
+    FlowStore,
+    ForeignSignInError,
+    OAuthClient,
+    PendingSignIn,
+    SignInError,
+    digest,
+)
 from onboarding.m365.outcomes import M365Reason
 from tests.conftest import TABLE_NAME
 from tests.m365_fixtures import REDIRECT_URI, Person
@@ -113,7 +120,8 @@ def test_a_refresh_gives_a_new_access_token_and_a_revoked_grant_is_rejected(
 ) -> None:
     flow = oauth.start(login_hint="mia@m365.test", redirect_uri=REDIRECT_URI)
     grant = oauth.redeem(flow, Person(identity_sim).sign_in(flow["auth_uri"], "mia@m365.test"))
-    access, rotated = oauth.refresh(grant.refresh_token)
+    refreshed = oauth.refresh(grant.refresh_token)
+    access, rotated = refreshed.access_token, refreshed.refresh_token
     assert access.get_secret_value()
     assert access.get_secret_value() != grant.access_token.get_secret_value()
     assert rotated is not None
@@ -147,11 +155,31 @@ def _pending(state: str = "s1") -> PendingSignIn:
 def test_a_pending_sign_in_is_taken_exactly_once(moto_aws: None) -> None:
     store = FlowStore(TABLE_NAME)
     store.put(_pending())
-    taken = store.take("s1")
+    bound = {"browser_hash": digest("browser"), "invite_hash": digest("invite")}
+    taken = store.take("s1", **bound)
     assert taken is not None
     assert taken.flow["code_verifier"] == "v" * 43
-    assert store.take("s1") is None  # replay
-    assert store.take("another") is None  # foreign
+    assert store.take("s1", **bound) is None  # replay
+    assert store.take("another", **bound) is None  # a state never issued
+
+
+@pytest.mark.parametrize(
+    "binding",
+    [
+        {"browser_hash": digest("another browser"), "invite_hash": digest("invite")},
+        {"browser_hash": digest("browser"), "invite_hash": digest("another invite")},
+    ],
+    ids=["another-browser", "another-invite"],
+)
+def test_a_pending_sign_in_is_taken_only_by_its_own_browser_for_its_own_invite(
+    moto_aws: None, binding: dict[str, str]
+) -> None:
+    store = FlowStore(TABLE_NAME)
+    store.put(_pending())
+    with pytest.raises(ForeignSignInError):
+        store.take("s1", **binding)
+    # Left for the browser that started it
+    assert store.take("s1", browser_hash=digest("browser"), invite_hash=digest("invite")) is not None
 
 
 def test_the_stored_item_is_keyed_by_a_hash_of_the_state_and_expires(moto_aws: None) -> None:
@@ -162,3 +190,17 @@ def test_the_stored_item_is_keyed_by_a_hash_of_the_state_and_expires(moto_aws: N
     assert len(items) == 1
     assert items[0]["pk"]["S"] == f"OAUTH#{digest('secret-state')}"
     assert int(items[0]["ttl"]["N"]) > time.time()
+
+
+def test_an_id_token_with_another_nonce_is_a_refused_sign_in_not_an_error(
+    identity_sim: IdentitySimulator, oauth: OAuthClient
+) -> None:
+    # Given Microsoft's answer to a flow whose ID token carries a nonce other than the flow's (a token
+    # injected from another sign-in)
+    flow = oauth.start(login_hint="mia@m365.test", redirect_uri=REDIRECT_URI)
+    answer = Person(identity_sim).sign_in(flow["auth_uri"], "mia@m365.test")
+    flow["nonce"] = "a-nonce-of-another-sign-in"
+    # When it is redeemed, Then MSAL's refusal is the invalid sign-in outcome (a page), not an exception
+    with pytest.raises(SignInError) as raised:
+        oauth.redeem(flow, answer)
+    assert raised.value.reason is M365Reason.SIGN_IN_INVALID

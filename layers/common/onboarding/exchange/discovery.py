@@ -14,7 +14,8 @@ endpoints", "Handling Autodiscover error messages" on Microsoft Learn; MS-OXDISC
 3. The password goes only to HTTPS SOAP autodiscover endpoints on hosts in the mailbox's own domain, or to
    hosts the owner confirmed (``confirmed_hosts``). Reached a host in another domain (SRV or redirect: where
    Outlook asks "Allow this website to configure server settings?"), discovery stops with CONFIRM_SERVER
-   naming the host, before any password is sent.
+   naming the host, before any password is sent. An answer from an allowed host outside the domain that
+   names EWS on yet another host outside it is named to the owner the same way (as Autodiscover v2 is).
 4. One authenticated GetUserSettings request per endpoint: a wrong password is sent once. ``ServerBusy`` is
    asked once more within the budget; ``InvalidRequest``, ``InternalServerError`` or an answer that cannot be
    parsed mean AUTODISCOVER_FAILED (ask the owner for the settings), not UNREACHABLE.
@@ -23,10 +24,11 @@ endpoints", "Handling Autodiscover error messages" on Microsoft Learn; MS-OXDISC
 from __future__ import annotations
 
 import queue
+import re
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from .diagnoses import Diagnosis, ExchangeFailure
@@ -59,6 +61,7 @@ if TYPE_CHECKING:
     from .trace import TraceRecorder
 
 MAX_HOPS = 10
+_PLAIN_HOST = re.compile(r"[a-z0-9.:-]{1,253}")
 SERVER_BUSY_RETRIES = 1
 
 
@@ -105,6 +108,13 @@ class Walk:
         if not url.lower().startswith("https://") or not url.lower().endswith(path.lower()):
             raise ExchangeFailure(Diagnosis.AUTODISCOVER_FAILED, f"not an HTTPS {path} endpoint")
         if not (in_domain(host, self.mailbox_domain) or host in self.confirmed_hosts):
+            if not _PLAIN_HOST.fullmatch(host):
+                # Shown to the owner to allow: only a name that reads as it is (no bidi controls, look-alike
+                # or invisible characters: letters, digits, dots, hyphens, an IP address).
+                raise ExchangeFailure(
+                    Diagnosis.AUTODISCOVER_FAILED,
+                    "settings offered by a server whose name is not plain ASCII",
+                )
             raise ExchangeFailure(
                 Diagnosis.CONFIRM_SERVER,
                 f"settings offered by {host}, outside {self.mailbox_domain}",
@@ -371,6 +381,10 @@ def _discover(email: str, password: str, login: str, walk: Walk, config: Exchang
         ews_url = settings.get("external_ews_url") or settings.get("internal_ews_url")
         if not ews_url:
             raise ExchangeFailure(Diagnosis.AUTODISCOVER_FAILED, "autodiscover answered no EWS URL")
+        if not in_domain(host_of(answer.answered_by), walk.mailbox_domain):
+            # A server outside the mailbox's domain (one the owner allowed) speaks for that server only: EWS
+            # it names on yet another host is named to the owner first, as an Autodiscover v2 answer is.
+            walk.check_destination(ews_url, path=EWS_PATH)
         return settings_for(ews_url, login, walk, build=settings.get("cas_version"))
 
 
@@ -390,6 +404,7 @@ def _answer_summary(response: Any) -> str:
 class _Answer:
     user_settings: dict[str, str]
     redirect_address: str | None = None
+    answered_by: str = ""  # the autodiscover endpoint (URL) that gave this answer
 
 
 def _ask_following_urls(probe: Probe, address: str, password: str, login: str, walk: Walk) -> _Answer:
@@ -398,7 +413,7 @@ def _ask_following_urls(probe: Probe, address: str, password: str, login: str, w
         walk.check_destination(probe.url)
         answer, redirect_url = _get_user_settings(probe, address, password, login, walk)
         if redirect_url is None:
-            return answer
+            return replace(answer, answered_by=probe.url)
         if walk.trace:
             walk.trace.add("redirect", url=redirect_url, result="RedirectUrl")
         if not redirect_url.lower().startswith("https://") or not host_of(redirect_url):

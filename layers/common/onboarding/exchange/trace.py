@@ -10,6 +10,7 @@ stored with the agent. Pure Python: no exchangelib, no requests.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -136,9 +137,8 @@ class TraceRecorder:
         if text is None:
             return None
         for secret in self._secrets:
-            if secret.lower() in text.lower():
-                index = text.lower().index(secret.lower())
-                text = text[:index] + "***" + text[index + len(secret) :]
+            # Every occurrence, in any letter case (a server may echo it more than once, e.g. in a RedirectUrl).
+            text = re.sub(re.escape(secret), "***", text, flags=re.IGNORECASE)
         return _clip(text)
 
     def add(

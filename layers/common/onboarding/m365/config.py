@@ -49,9 +49,12 @@ class M365Config:
         """What `requests` takes as `verify`: the extra CA file, or True (certifi's bundle)."""
         return self.ca_bundle or True
 
-    def admin_consent_url(self, domain: str, redirect_uri: str) -> str:
-        """Microsoft's admin-consent page for the owner's organisation (by its domain name)."""
+    def admin_consent_url(self, domain: str, redirect_uri: str, state: str) -> str:
+        """Microsoft's admin-consent page for the owner's organisation (by its domain name). `state` comes
+        back with the answer (Microsoft identity platform: "Request the permissions from a directory admin"):
+        it binds the answer to a link we issued."""
         return (
             f"{(self.sign_in_host or self.authority_host).rstrip('/')}/{quote(domain, safe='')}/adminconsent"
             f"?client_id={quote(self.client_id, safe='')}&redirect_uri={quote(redirect_uri, safe='')}"
+            f"&state={quote(state, safe='')}"
         )

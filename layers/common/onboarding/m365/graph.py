@@ -10,9 +10,11 @@ no mailbox, 429 -> throttled, 5xx -> unavailable, timeouts -> timeout.
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import requests
 from pydantic import SecretStr
@@ -22,6 +24,7 @@ from onboarding.m365.outcomes import M365Reason
 from onboarding.observability import logger
 
 MAX_5XX_WAIT = 2.0  # seconds
+_ISSUER_TENANT = re.compile(r"/([0-9a-fA-F-]{36})/v2\.0/?$")
 ME_SELECT = "id,displayName,mail,userPrincipalName,proxyAddresses"
 INBOX_SELECT = "totalItemCount,unreadItemCount"
 _NO_MAILBOX = frozenset(
@@ -60,6 +63,35 @@ class GraphClient:
         self.config = config
         self.session = session or requests.Session()
         self.session.trust_env = False
+
+    def tenant_of_domain(self, domain: str) -> str | None:
+        """The Entra tenant (id) that owns `domain`, from the identity platform's OpenID Connect discovery
+        for the domain (`{authority}/{domain}/v2.0/.well-known/openid-configuration`: its `issuer` is
+        `{authority}/{tenant id}/v2.0`). None when no tenant owns it (AADSTS90002, a 400); GraphFailure
+        (unavailable, timeout) when it cannot be told."""
+        url = f"{self.config.authority_host.rstrip('/')}/{quote(domain, safe='')}/v2.0/.well-known/openid-configuration"
+        try:
+            response = self.session.get(
+                url,
+                headers={"Accept": "application/json"},
+                timeout=(5.0, self.config.graph_timeout),
+                verify=self.config.verify,
+                allow_redirects=False,
+            )
+        except requests.Timeout as error:
+            raise GraphFailure(M365Reason.TIMEOUT, detail="tenant discovery") from error
+        except requests.RequestException as error:
+            raise GraphFailure(M365Reason.UNAVAILABLE, detail=type(error).__name__) from error
+        if response.status_code in (400, 404):
+            return None
+        if response.status_code != 200:
+            raise GraphFailure(M365Reason.UNAVAILABLE, detail=f"tenant discovery {response.status_code}")
+        try:
+            issuer = str(response.json()["issuer"])
+        except (ValueError, KeyError, TypeError) as error:
+            raise GraphFailure(M365Reason.UNAVAILABLE, detail="tenant discovery answer") from error
+        found = _ISSUER_TENANT.search(issuer)
+        return found.group(1) if found else None
 
     def verify_mailbox(self, invited: str, access_token: SecretStr) -> GraphMailbox:
         deadline = time.monotonic() + self.config.graph_budget

@@ -3,8 +3,9 @@
 `initiate_auth_code_flow` makes the flow: the authorize URL, a random `state`, the PKCE `code_verifier`
 and an OpenID `nonce`. The flow never goes to the browser: it is stored as a DynamoDB item keyed by
 SHA-256(state), bound to the invite (its hash) and to this browser (the hash of a random cookie), with
-a TTL of minutes. The callback takes the item exactly once (a conditional delete), so a replayed state
-or code finds nothing; MSAL then checks the state and the ID token's nonce and redeems the code with the
+a TTL of minutes. The callback takes the item exactly once, and only from the browser and for the invite it
+was started for (a conditional delete), so a replayed state or code finds nothing and a foreign one
+leaves the owner's sign-in alone; MSAL then checks the state and the ID token's nonce and redeems the code with the
 verifier and our client secret.
 
 msal is imported here only, and this module only on the routes that sign in (the page's other routes
@@ -44,6 +45,10 @@ class SignInError(Exception):
         super().__init__(reason.value)
         self.reason = reason
         self.aadsts = aadsts
+
+
+class ForeignSignInError(Exception):
+    """A pending sign-in taken by a browser (or for an invite) other than the one that started it."""
 
 
 def digest(value: str) -> str:
@@ -93,19 +98,26 @@ class FlowStore:
             ConditionExpression="attribute_not_exists(pk)",
         )
 
-    def take(self, state: str) -> PendingSignIn | None:
-        """The pending sign-in of this state, removed in the same call: a second take finds nothing."""
+    def take(self, state: str, *, browser_hash: str, invite_hash: str) -> PendingSignIn | None:
+        """The pending sign-in of this state, removed in the same call: a second take finds nothing.
+
+        Taken only by the browser and for the invite it was started for (a conditional delete): anyone else
+        holding the state (and any cookie) finds nothing and leaves it for its owner's browser."""
         try:
             response = self.ddb.delete_item(
                 TableName=self.table_name,
                 Key=self.key(state),
-                ConditionExpression="attribute_exists(pk)",
+                ConditionExpression="attribute_exists(pk) AND browserHash = :browser AND inviteHash = :invite",
+                ExpressionAttributeValues=to_item({":browser": browser_hash, ":invite": invite_hash}),
                 ReturnValues="ALL_OLD",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as error:
-            if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                return None
-            raise
+            if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
+            if error.response.get("Item"):  # there, and left there: another browser's or invite's
+                raise ForeignSignInError("This sign-in was started by another browser or invite") from None
+            return None
         values = from_item(response.get("Attributes") or {})
         if not values:
             return None
@@ -130,6 +142,14 @@ class TokenGrant:
     access_token: SecretStr
     username: str | None  # the ID token's preferred_username (the account signed in with)
     home_tenant: str | None
+
+
+@dataclass(frozen=True)
+class RefreshedTokens:
+    access_token: SecretStr
+    refresh_token: SecretStr | None  # the rotated one, when Microsoft sent one
+    tenant_id: str | None  # the ID token's `tid`: the tenant the account signed in to (its home tenant)
+    username: str | None  # the ID token's preferred_username
 
 
 class _Http:
@@ -213,8 +233,9 @@ class OAuthClient:
             home_tenant=claims.get("tid"),
         )
 
-    def refresh(self, refresh_token: SecretStr) -> tuple[SecretStr, SecretStr | None]:
-        """A fresh access token (and the rotated refresh token, when Microsoft sends one)."""
+    def refresh(self, refresh_token: SecretStr) -> RefreshedTokens:
+        """A fresh access token (and the rotated refresh token, when Microsoft sends one), with who signed in
+        as the ID token Microsoft sends along says (its `tid` and `preferred_username`)."""
         result = self._call(
             lambda app: app.acquire_token_by_refresh_token(
                 refresh_token.get_secret_value(), scopes=MSAL_SCOPES
@@ -223,7 +244,13 @@ class OAuthClient:
         if "access_token" not in result:
             raise SignInError(M365Reason.SIGN_IN_FAILED)
         rotated = result.get("refresh_token")
-        return SecretStr(result["access_token"]), SecretStr(rotated) if rotated else None
+        claims = result.get("id_token_claims") or {}
+        return RefreshedTokens(
+            access_token=SecretStr(result["access_token"]),
+            refresh_token=SecretStr(rotated) if rotated else None,
+            tenant_id=str(claims["tid"]) if claims.get("tid") else None,
+            username=claims.get("preferred_username"),
+        )
 
     def _call(self, call: Callable[[msal.ConfidentialClientApplication], dict[str, Any]]) -> dict[str, Any]:
         app = self.app
@@ -235,9 +262,12 @@ class OAuthClient:
         except requests.RequestException as error:
             logger.warning("Token endpoint unreachable", extra={"error": type(error).__name__})
             raise SignInError(M365Reason.UNAVAILABLE) from error
-        except ValueError as error:  # MSAL: state or nonce mismatch (a tampered or foreign answer)
+        except (ValueError, RuntimeError) as error:
+            # MSAL refuses a tampered or foreign answer: a state mismatch is a ValueError; an ID token with
+            # another nonce, issuer or audience a RuntimeError (msal.oauth2cli.oidc: IdTokenError and the
+            # nonce check of the auth code flow). Their messages quote the token's claims: never logged.
             logger.warning("MSAL refused the sign-in answer", extra={"error": type(error).__name__})
-            raise SignInError(M365Reason.SIGN_IN_INVALID) from error
+            raise SignInError(M365Reason.SIGN_IN_INVALID) from None
         finally:
             app.token_cache = msal.TokenCache()
         if "error" in result:

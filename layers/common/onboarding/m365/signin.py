@@ -17,7 +17,15 @@ from dataclasses import dataclass
 from onboarding.connect import ConnectService, ConnectView, NotNowError
 from onboarding.invite_tokens import looks_like_token
 from onboarding.m365.config import M365Config
-from onboarding.m365.oauth import FlowStore, OAuthClient, PendingSignIn, SignInError, digest, same
+from onboarding.m365.oauth import (
+    FlowStore,
+    ForeignSignInError,
+    OAuthClient,
+    PendingSignIn,
+    SignInError,
+    digest,
+    same,
+)
 from onboarding.m365.outcomes import M365Reason
 from onboarding.models import AgentStatus
 from onboarding.observability import logger, metrics
@@ -41,12 +49,6 @@ class SignInFailed(Exception):
 class BegunSignIn:
     authorize_url: str
     cookie_value: str  # "<browser secret>.<invite token>": HttpOnly, for the callback only
-
-
-@dataclass(frozen=True)
-class AdminConsent:
-    granted: bool
-    tenant: str | None
 
 
 class SignInService:
@@ -94,7 +96,15 @@ class SignInService:
         state = params.get("state") or ""
         if not state or not browser_secret or view is None:
             raise SignInFailed(M365Reason.SIGN_IN_INVALID, view=view)
-        pending = self.flows.take(state)  # single use: a replayed state (or code) finds nothing
+        # Single use, and only by this browser for this invite: a replayed state (or code) finds nothing,
+        # and one held by anyone else leaves the pending sign-in for the browser that started it.
+        try:
+            pending = self.flows.take(state, browser_hash=digest(browser_secret), invite_hash=view.token_hash)
+        except ForeignSignInError as error:
+            logger.warning(
+                "Sign-in answer for another browser or invite", extra={"agent_id": view.record.agent.agent_id}
+            )
+            raise SignInFailed(M365Reason.SIGN_IN_INVALID, view=view) from error
         if pending is None:
             raise SignInFailed(M365Reason.SIGN_IN_EXPIRED, view=view)
         agent = view.record.agent
@@ -121,12 +131,3 @@ class SignInService:
         if not looks_like_token(token):
             return None
         return self.connect.view(token)  # invite problems (expired, revoked...) -> their own pages
-
-    @staticmethod
-    def admin_consent(params: Mapping[str, str]) -> AdminConsent | None:
-        """Microsoft's answer after an administrator used the admin-consent link (no code, no state)."""
-        if "admin_consent" not in params:
-            return None
-        return AdminConsent(
-            granted=params.get("admin_consent", "").lower() == "true", tenant=params.get("tenant")
-        )

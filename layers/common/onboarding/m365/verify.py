@@ -13,6 +13,8 @@ from typing import Final
 from onboarding.credentials import CredentialStore
 from onboarding.m365.graph import GraphClient, GraphFailure, GraphMailbox
 from onboarding.m365.oauth import OAuthClient, SignInError
+from onboarding.m365.outcomes import M365Reason
+from onboarding.observability import logger
 
 REFRESH_TOKEN: Final = "refresh_token"  # noqa: S105  (the credential store's purpose, not a token)
 
@@ -29,9 +31,23 @@ class GraphVerifier:
         """The mailbox as Graph sees it, or GraphFailure with a reason code."""
         refresh_token = self.credentials.get(tenant_id, agent_id, purpose=REFRESH_TOKEN)
         try:
-            access_token, rotated = self._oauth().refresh(refresh_token)
+            tokens = self._oauth().refresh(refresh_token)
         except SignInError as error:
             raise GraphFailure(error.reason) from error
+        rotated = tokens.refresh_token
         if rotated is not None and rotated.get_secret_value() != refresh_token.get_secret_value():
-            self.credentials.put(tenant_id, agent_id, rotated, purpose=REFRESH_TOKEN)
-        return self._graph().verify_mailbox(email, access_token)
+            # Only over the one still stored: a removal (or a failed attempt) that deleted it meanwhile
+            # stands (CredentialNotFoundError, as for a token that is gone).
+            self.credentials.replace(tenant_id, agent_id, rotated, purpose=REFRESH_TOKEN)
+        graph = self._graph()
+        # Graph's `mail` and proxy addresses are set by the account's own tenant: any organisation can give
+        # one of its users someone else's address (nOAuth). The account must belong to the tenant that owns
+        # the invited address's domain before its addresses mean anything.
+        owner = graph.tenant_of_domain(email.rpartition("@")[2])
+        if owner is None or tokens.tenant_id is None or tokens.tenant_id.lower() != owner.lower():
+            logger.warning(
+                "Signed in to another tenant than the one of the invited domain",
+                extra={"signed_in_tenant": tokens.tenant_id, "domain_tenant": owner},
+            )
+            raise GraphFailure(M365Reason.WRONG_ACCOUNT, signed_in=tokens.username)
+        return graph.verify_mailbox(email, tokens.access_token)
