@@ -139,7 +139,7 @@ def test_the_microsoft_365_code_gets_a_typed_config_not_the_environment() -> Non
     )
     # Where browsers sign in: the authority host, unless told (the local stack's own origin, plain HTTP on
     # loopback only)
-    assert connect.admin_consent_url("contoso.com", "https://x/cb").startswith(
+    assert connect.admin_consent_url("contoso.com", "https://x/cb", "s").startswith(
         "https://127.0.0.1:4431/contoso.com/adminconsent?client_id="
     )
     local = settings.AuthCallbackSettings.from_environ(
@@ -149,7 +149,7 @@ def test_the_microsoft_365_code_gets_a_typed_config_not_the_environment() -> Non
             "M365_SIGN_IN_HOST": "http://127.0.0.1:3000/_local/login",
         }
     ).m365
-    assert local.admin_consent_url("contoso.com", "https://x/cb").startswith(
+    assert local.admin_consent_url("contoso.com", "https://x/cb", "s").startswith(
         "http://127.0.0.1:3000/_local/login/contoso.com/adminconsent?client_id="
     )
     production = settings.AuthCallbackSettings.from_environ(template_environment("AuthCallbackFunction")).m365
