@@ -10,11 +10,11 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import time
 import select
 import socket
 import ssl
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
@@ -143,6 +143,9 @@ class _Handler(BaseHTTPRequestHandler):
         return self.rfile.read(length) if length else b""
 
     def _send(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
+        # Recorded before the answer goes out: a client reading ``requests_seen`` right after its answer
+        # arrived must see the status (set afterwards, it raced this thread).
+        self._seen.status = status
         self.send_response(status)
         for key, value in (headers or {}).items():
             self.send_header(key, value)
@@ -152,7 +155,6 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if body and self.command != "HEAD":
             self.wfile.write(body)
-        self._seen.status = status
 
     def _begin(self, port_kind: str) -> None:
         auth = self.headers.get("Authorization") or ""
@@ -174,6 +176,7 @@ class _Handler(BaseHTTPRequestHandler):
                 )
 
     def _send_page(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
+        self._seen.status = status  # before the answer goes out (see _send)
         self.send_response(status)
         for key, value in (headers or {}).items():
             self.send_header(key, value)
@@ -182,7 +185,6 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
-        self._seen.status = status
 
 
 class _RedirectHandler(_Handler):
@@ -299,12 +301,12 @@ class _ExchangeHandler(_Handler):
                 values.append(BEARER_CHALLENGE)
         if ntlm_token:
             values = [f"{ntlm_scheme} {ntlm_token}"]
+        self._seen.status = 401  # before the answer goes out (see _send)
         self.send_response(401)
         for value in dict.fromkeys(values):
             self.send_header("WWW-Authenticate", value)
         self.send_header("Content-Length", "0")
         self.end_headers()
-        self._seen.status = 401
 
     def _authenticate(self, spec: Host) -> str | None:
         """The authenticated login, or None after answering 401."""
@@ -431,12 +433,12 @@ class _ExchangeHandler(_Handler):
         else:
             body = json.dumps({"Protocol": "EWS", "Url": box.ews_url}).encode()
             status = 200
+        self._seen.status = status  # before the answer goes out (see _send)
         self.send_response(status)
         self.send_header("Content-Type", "application/json; charset=utf-8")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
-        self._seen.status = status
 
     def _ews(self, request: soap.SoapRequest, login: str, own_mailbox: str | None) -> None:
         op = request.operation

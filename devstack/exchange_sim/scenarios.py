@@ -33,6 +33,7 @@ class Unavailable:
     http_date: bool = False  # Retry-After as an HTTP-date (now + retry_after), else delta-seconds
     times: int | None = 1  # requests answered 503 since the last reset_observations(); None: every request
 
+
 EXCHANGE_BUILD = "15.2.1544.4"  # Exchange Server 2019 CU14
 OK = "ok"
 
@@ -370,15 +371,26 @@ MAILBOXES: dict[str, Mailbox] = dict(
             ews_host="mail.margiestravel.test",
         ),
         _box("xena@v2.test", "Xena-Pass-34", netbios="V2", inbox=20, ews_host="mail.v2.test"),
-        _box("tara@throttled.test", "Tara-Pass-37", inbox=22, ews_host="mail.throttled.test", ews_busy_ms=1000),
-        _box("ugo@throttled.test", "Ugo-Pass-38", inbox=23, ews_host="mail.throttled.test", ews_busy_ms=297749),
+        _box(
+            "tara@throttled.test", "Tara-Pass-37", inbox=22, ews_host="mail.throttled.test", ews_busy_ms=1000
+        ),
+        _box(
+            "ugo@throttled.test", "Ugo-Pass-38", inbox=23, ews_host="mail.throttled.test", ews_busy_ms=297749
+        ),
         _box("dana@draining.test", "Dana-Pass-39", inbox=24, ews_host="mail.draining.test"),
         _box("mark@maintenance.test", "Mark-Pass-40", inbox=25, ews_host="mail.maintenance.test"),
         # Passwords outside Latin-1 (Polish, Turkish, the euro sign, Cyrillic, CJK), on Basic-only servers:
         # fabrikam.test's challenge names no charset, kielce.test's says charset="UTF-8".
         _box("ayse@fabrikam.test", "Ayşe-Şifre-€-41", inbox=26, ews_host="mail.fabrikam.test"),
         _box("zofia@kielce.test", "Zażółć-Ключ-密码-42", inbox=27, ews_host="mail.kielce.test"),
-        _box("eli@contoso.test", "Eli-Pass-43", netbios="CONTOSO", inbox=28, ews_host="mail.contoso.test", ews_enabled=False),
+        _box(
+            "eli@contoso.test",
+            "Eli-Pass-43",
+            netbios="CONTOSO",
+            inbox=28,
+            ews_host="mail.contoso.test",
+            ews_enabled=False,
+        ),
     ]
 )
 
@@ -734,7 +746,7 @@ SCENARIOS: tuple[Scenario, ...] = (
 SCENARIOS += (
     Scenario(
         "ews_throttled",
-        "EWS answers GetFolder with ErrorServerBusy, BackOffMilliseconds 1000 (\"EWS throttling in Exchange\", "
+        'EWS answers GetFolder with ErrorServerBusy, BackOffMilliseconds 1000 ("EWS throttling in Exchange", '
         "Microsoft Learn, tables 3 and 4): wait the back-off, ask again, connected.",
         "tara@throttled.test",
         "Tara-Pass-37",
@@ -759,7 +771,7 @@ SCENARIOS += (
     Scenario(
         "unavailable_too_long",
         "The EWS server answers 503 with Retry-After an HTTP-date an hour away (RFC 9110 section 10.2.3): busy, try "
-        "again later; never \"not an Exchange server\", and no password sent.",
+        'again later; never "not an Exchange server", and no password sent.',
         "mark@maintenance.test",
         "Mark-Pass-40",
         expect_discover="server_busy",
@@ -775,7 +787,7 @@ SCENARIOS += (
     ),
     Scenario(
         "basic_utf8_charset",
-        "Basic whose challenge says charset=\"UTF-8\" (RFC 7617 section 2.1), a password in Polish, Cyrillic and "
+        'Basic whose challenge says charset="UTF-8" (RFC 7617 section 2.1), a password in Polish, Cyrillic and '
         "Chinese: UTF-8, normalised (NFC).",
         "zofia@kielce.test",
         "Zażółć-Ключ-密码-42",
@@ -783,7 +795,7 @@ SCENARIOS += (
     ),
     Scenario(
         "ews_disabled_for_mailbox",
-        "Set-CASMailbox -EwsEnabled $false (\"Control access to EWS in Exchange\", Microsoft Learn, table 1): "
+        'Set-CASMailbox -EwsEnabled $false ("Control access to EWS in Exchange", Microsoft Learn, table 1): '
         "the login is accepted, then EWS answers 403: the login may not open this mailbox, ask IT.",
         "eli@contoso.test",
         "Eli-Pass-43",
