@@ -866,22 +866,28 @@ def test_retry_after_is_read_as_rfc_9110_says(value: str | None, seconds: float 
 
 
 @pytest.mark.parametrize("close", [False, True])
-def test_a_refused_password_is_final_under_the_retry_policy(close: bool) -> None:
+@pytest.mark.parametrize(("status", "verdict"), [(401, "UnauthorizedError"), (456, "TransportError")])
+def test_only_busy_answers_are_retried(close: bool, status: int, verdict: str) -> None:
     import requests
     from exchangelib import errors as ex
 
     from onboarding.exchange.busy import BudgetedRetry, Patience
 
-    # Given a 401 (with or without "Connection: close", which exchangelib's FaultTolerance reads as "busy")
+    # Given a refused password (401) or a locked account (456), with or without "Connection: close" (which
+    # exchangelib's FaultTolerance reads as "busy, send it again")
     response = requests.Response()
-    response.status_code = 401
+    response.status_code = status
     response.url = "https://mail.contoso.test/EWS/Exchange.asmx"
+    response._content = b""
     if close:
         response.headers["Connection"] = "close"
     policy = BudgetedRetry(Patience(deadline=float("inf"), sleep=lambda _: None))
-    # Then the policy says "credentials refused" (never retried: an account lockout in the making)
-    with pytest.raises(ex.UnauthorizedError):
+    # Then the policy raises an answer that is final, never the busy kind that makes exchangelib send the
+    # password again (an account lockout in the making)
+    with pytest.raises(ex.EWSError) as raised:
         policy.raise_response_errors(response)
+    assert isinstance(raised.value, getattr(ex, verdict))
+    assert not isinstance(raised.value, ex.ErrorServerBusy | ex.ErrorInternalServerTransientError)
 
 
 # ---------------------------------------------------------------- Basic with passwords outside Latin-1 (issue 19)

@@ -13,9 +13,11 @@ Two documented ways a server says "not now, come back in a while":
 We configure exchangelib's own retry policy rather than loop ourselves: ``BudgetedRetry`` is its
 ``FaultTolerance`` (back off, then send the request again) with the call's time budget as its patience. A wait
 that would leave less than ``RETRY_MARGIN`` of the budget is not waited: ``RateLimitError``, which ``probing``
-reads as SERVER_BUSY ("try again in a few minutes"). Two of FaultTolerance's defaults are not ours: it reads a
-401 as throttling and sends the password again (an account lockout in the making: a 401 here is final), and it
-leaves a 403 to "unknown failure" (here: this login may not use EWS for this mailbox, ACCESS_DENIED).
+reads as SERVER_BUSY ("try again in a few minutes"). Only a 503 and EWS's ``ErrorServerBusy`` are retried:
+FaultTolerance alone also reads a 401 as throttling, and any other answer with ``Connection: close`` (a 456 for a
+locked account included), and would send the password again (an account lockout in the making: here a 401 is
+final, the others are what they are). A 403 after signing in means this login may not use EWS for this mailbox
+(ACCESS_DENIED), not an "unknown failure".
 
 The waiting goes through ``Patience.sleep`` (``ExchangeContext.sleep``), so tests wait on nothing.
 """
@@ -30,7 +32,14 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-from exchangelib.errors import ErrorAccessDenied, ErrorServerBusy, RateLimitError, UnauthorizedError
+from exchangelib.errors import (
+    ErrorAccessDenied,
+    ErrorInternalServerTransientError,
+    ErrorServerBusy,
+    RateLimitError,
+    TransportError,
+    UnauthorizedError,
+)
 from exchangelib.protocol import FaultTolerance
 
 RETRY_MARGIN = 2.0  # seconds of budget a retry needs after its wait (the request itself, and the verdict)
@@ -107,7 +116,10 @@ class BudgetedRetry(FaultTolerance):
             raise ErrorServerBusy(
                 "HTTP 503", back_off=retry_after_seconds(response.headers.get("Retry-After"))
             )
-        super().raise_response_errors(response)
+        try:
+            super().raise_response_errors(response)
+        except (ErrorServerBusy, ErrorInternalServerTransientError) as e:
+            raise TransportError(f"HTTP {status}: {e}") from None  # not a busy answer: never sent again
 
 
 def _note(result: str) -> None:
