@@ -27,6 +27,7 @@
     unreachable: "server unreachable",
     tls_error: "certificate problem",
     timeout: "server did not answer",
+    server_busy: "server busy, try later",
     blocked_address: "private server address",
     settings_timeout: "settings never entered",
     internal_error: "error on our side"

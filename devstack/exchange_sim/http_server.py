@@ -14,6 +14,7 @@ import select
 import socket
 import ssl
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
@@ -22,7 +23,7 @@ import spnego
 from spnego.exceptions import SpnegoError
 
 from . import soap
-from .scenarios import EXCHANGE_BUILD, Host, Mailbox
+from .scenarios import EXCHANGE_BUILD, Host, Mailbox, Unavailable
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -89,6 +90,8 @@ class World:
     auth_attempts: list[AuthAttempt] = field(default_factory=list)
     credentials_seen: list[CredentialArrival] = field(default_factory=list)
     busy_answered: set[str] = field(default_factory=set)  # mailboxes whose last answer was ServerBusy
+    ews_busy_answered: set[str] = field(default_factory=set)  # mailboxes whose last GetFolder was throttled
+    unavailable_answered: dict[str, int] = field(default_factory=dict)  # host -> 503s answered since reset
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def mailbox_for_login(self, login: str) -> str | None:
@@ -140,6 +143,9 @@ class _Handler(BaseHTTPRequestHandler):
         return self.rfile.read(length) if length else b""
 
     def _send(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
+        # Recorded before the answer goes out: a client reading ``requests_seen`` right after its answer
+        # arrived must see the status (set afterwards, it raced this thread).
+        self._seen.status = status
         self.send_response(status)
         for key, value in (headers or {}).items():
             self.send_header(key, value)
@@ -149,7 +155,6 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if body and self.command != "HEAD":
             self.wfile.write(body)
-        self._seen.status = status
 
     def _begin(self, port_kind: str) -> None:
         auth = self.headers.get("Authorization") or ""
@@ -171,6 +176,7 @@ class _Handler(BaseHTTPRequestHandler):
                 )
 
     def _send_page(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
+        self._seen.status = status  # before the answer goes out (see _send)
         self.send_response(status)
         for key, value in (headers or {}).items():
             self.send_header(key, value)
@@ -179,7 +185,6 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
-        self._seen.status = status
 
 
 class _RedirectHandler(_Handler):
@@ -213,6 +218,9 @@ class _ExchangeHandler(_Handler):
         if spec.https_redirect:  # every path moved (IIS HTTP Redirect on the site)
             self._send(302, headers={"Location": spec.https_redirect})
             return
+        if spec.unavailable is not None and self._unavailable_now(spec.unavailable):
+            self._send_unavailable(spec.unavailable)
+            return
         if spec.autodiscover_v2 and path.startswith(AUTODISCOVER_V2_PREFIX):
             self._autodiscover_v2(path[len(AUTODISCOVER_V2_PREFIX) :])
             return
@@ -244,12 +252,38 @@ class _ExchangeHandler(_Handler):
         if self.command != "POST" or request is None:
             self._send(200)
             return
+        if path == EWS_PATH and mailbox and not self.world.mailboxes[mailbox].ews_enabled:
+            # Set-CASMailbox -EwsEnabled $false: signed in, and refused by EWS for this mailbox.
+            self._send_page(403, b"<html><body><h1>403 - Forbidden: Access is denied.</h1></body></html>")
+            return
         if path == AUTODISCOVER_PATH:
             self._autodiscover(request)
         else:
             self._ews(request, login, mailbox)
 
     do_GET = do_HEAD = do_POST = _any
+
+    def _unavailable_now(self, unavailable: Unavailable) -> bool:
+        """Whether this request gets the 503 (the first ``times`` requests since the last reset)."""
+        host = self._seen.host
+        with self.world.lock:
+            answered = self.world.unavailable_answered.get(host, 0)
+            if unavailable.times is not None and answered >= unavailable.times:
+                return False
+            self.world.unavailable_answered[host] = answered + 1
+        return True
+
+    def _send_unavailable(self, unavailable: Unavailable) -> None:
+        """503 with Retry-After, as HTTP.sys or a draining load balancer answers, whatever the request (RFC 9110
+        section 15.6.4; Retry-After: an HTTP-date or delta-seconds, section 10.2.3)."""
+        from email.utils import formatdate
+
+        if unavailable.http_date:
+            retry_after = formatdate(time.time() + unavailable.retry_after, usegmt=True)
+        else:
+            retry_after = str(unavailable.retry_after)
+        body = b"<html><body><h1>Service Unavailable</h1><p>HTTP Error 503. The service is unavailable.</p></body></html>"
+        self._send_page(503, body, {"Retry-After": retry_after})
 
     # ------------------------------------------------------------ authentication
 
@@ -261,17 +295,18 @@ class _ExchangeHandler(_Handler):
             elif scheme == "Negotiate":  # IIS with NTLM only as a provider of Negotiate
                 values.append("Negotiate")
             elif scheme == "Basic":
-                values.append(f'Basic realm="{self._seen.host}"')
+                charset = ', charset="UTF-8"' if spec.basic_charset else ""  # RFC 7617 section 2.1
+                values.append(f'Basic realm="{self._seen.host}"{charset}')
             else:
                 values.append(BEARER_CHALLENGE)
         if ntlm_token:
             values = [f"{ntlm_scheme} {ntlm_token}"]
+        self._seen.status = 401  # before the answer goes out (see _send)
         self.send_response(401)
         for value in dict.fromkeys(values):
             self.send_header("WWW-Authenticate", value)
         self.send_header("Content-Length", "0")
         self.end_headers()
-        self._seen.status = 401
 
     def _authenticate(self, spec: Host) -> str | None:
         """The authenticated login, or None after answering 401."""
@@ -290,8 +325,11 @@ class _ExchangeHandler(_Handler):
         return None
 
     def _basic(self, spec: Host, token: str) -> str | None:
+        """RFC 7617 section 2: base64 of user-id ":" password; section 2.1: in UTF-8 (the only charset a server may
+        announce, and what browsers send without one). Bytes that are not UTF-8 are refused like a wrong password
+        (the server cannot know whose they are)."""
         try:
-            login, _, password = base64.b64decode(token).decode("utf-8").partition(":")
+            login, _, password = base64.b64decode(token, validate=True).decode("utf-8").partition(":")
         except (binascii.Error, UnicodeDecodeError):
             self._challenge(spec)
             return None
@@ -395,17 +433,20 @@ class _ExchangeHandler(_Handler):
         else:
             body = json.dumps({"Protocol": "EWS", "Url": box.ews_url}).encode()
             status = 200
+        self._seen.status = status  # before the answer goes out (see _send)
         self.send_response(status)
         self.send_header("Content-Type", "application/json; charset=utf-8")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
-        self._seen.status = status
 
     def _ews(self, request: soap.SoapRequest, login: str, own_mailbox: str | None) -> None:
         op = request.operation
         build = self.world.build
-        if op == "GetFolder":
+        if op == "GetFolder" and own_mailbox and self._throttled(own_mailbox):
+            busy_ms = self.world.mailboxes[own_mailbox].ews_busy_ms or 0
+            self._send(500, soap.server_busy_fault(busy_ms))
+        elif op == "GetFolder":
             messages = [self._get_folder(f, own_mailbox) for f in soap.folder_requests(request)]
             self._send(200, soap.response_messages(op, build, messages))
         elif op == "ConvertId":
@@ -418,6 +459,15 @@ class _ExchangeHandler(_Handler):
         else:
             message = soap.error_message(op, "ErrorInvalidOperation", f"{op} is not simulated.")
             self._send(200, soap.response_messages(op, build, [message]))
+
+    def _throttled(self, mailbox: str) -> bool:
+        """Throttled every other time GetFolder is asked (busy first), for a mailbox with ``ews_busy_ms``."""
+        if self.world.mailboxes[mailbox].ews_busy_ms is None:
+            return False
+        with self.world.lock:
+            busy = mailbox not in self.world.ews_busy_answered
+            (self.world.ews_busy_answered.add if busy else self.world.ews_busy_answered.discard)(mailbox)
+        return busy
 
     def _get_folder(self, req: soap.FolderRequest, own_mailbox: str | None) -> str:
         target = self.world.canonical((req.mailbox or own_mailbox or "").lower())

@@ -21,6 +21,19 @@ Https = Literal["serve", "wrong_cert", "hang", "refuse"]
 Auth = Literal["NTLM", "Negotiate", "Basic", "Bearer"]
 Website = Literal["page", "redirect_www"]
 
+
+@dataclass(frozen=True)
+class Unavailable:
+    """Port 443 answers ``503 Service Unavailable`` with a ``Retry-After`` before anything else (what HTTP.sys
+    sends when the application pool cannot take the request, and a load balancer draining the server): RFC 9110
+    section 15.6.4 (503: "the server MAY send a Retry-After header field") and section 10.2.3 (Retry-After is
+    an HTTP-date or a number of seconds)."""
+
+    retry_after: int  # seconds
+    http_date: bool = False  # Retry-After as an HTTP-date (now + retry_after), else delta-seconds
+    times: int | None = 1  # requests answered 503 since the last reset_observations(); None: every request
+
+
 EXCHANGE_BUILD = "15.2.1544.4"  # Exchange Server 2019 CU14
 OK = "ok"
 
@@ -39,6 +52,10 @@ class Host:
     https_redirect: str | None = None  # port 443: 302 to this URL for every path (IIS HTTP Redirect)
     autodiscover_v2: bool = False  # serves GET /autodiscover/autodiscover.json/v1.0/{email}?Protocol=EWS
     netbios_domain: str | None = None  # the NTLM CHALLENGE names this domain (a domain-joined server)
+    # Basic's challenge carries charset="UTF-8" (RFC 7617 section 2.1): the client sends the user-id and password
+    # in UTF-8, normalised (NFC). Without it the encoding is left open; the simulator decodes UTF-8 either way.
+    basic_charset: bool = False
+    unavailable: Unavailable | None = None
 
 
 @dataclass(frozen=True)
@@ -57,6 +74,13 @@ class Mailbox:
     # The Response's ErrorCode: "ServerBusy" (every other time), "InvalidRequest", "InternalServerError",
     # or "Garbled" (an answer that is not XML)
     autodiscover_error: str | None = None
+    # EWS throttling ("EWS throttling in Exchange", Microsoft Learn, section "Errors generated when throttling
+    # limits are exceeded", tables 3 and 4): GetFolder answers HTTP 500 with a SOAP fault ErrorServerBusy whose
+    # detail carries BackOffMilliseconds, every other time it is asked (busy first).
+    ews_busy_ms: int | None = None
+    # Set-CASMailbox -EwsEnabled $false ("Control access to EWS in Exchange", Microsoft Learn, table 1, "Block an
+    # individual mailbox from using EWS"): the login is accepted, then every EWS request answers HTTP 403.
+    ews_enabled: bool = True
 
 
 @dataclass(frozen=True)
@@ -217,6 +241,20 @@ HOSTS: dict[str, Host] = {
         https="serve", autodiscover=True, auth=("NTLM",), netbios_domain="MTCORP"
     ),
     "mail.margiestravel.test": Host(https="serve", ews=True, auth=("NTLM",), netbios_domain="MTCORP"),
+    # throttled.test: EWS throttles (ErrorServerBusy with BackOffMilliseconds); autodiscover is fine.
+    "autodiscover.throttled.test": Host(https="serve", autodiscover=True, auth=("NTLM",)),
+    "mail.throttled.test": Host(https="serve", ews=True, auth=("NTLM",)),
+    # draining.test: the EWS server's first answer is 503 with Retry-After: 1 (delta-seconds), then it serves.
+    "autodiscover.draining.test": Host(https="serve", autodiscover=True, auth=("NTLM",)),
+    "mail.draining.test": Host(https="serve", ews=True, auth=("NTLM",), unavailable=Unavailable(1)),
+    # maintenance.test: the EWS server answers every request 503 with Retry-After an hour away (an HTTP-date).
+    "autodiscover.maintenance.test": Host(https="serve", autodiscover=True, auth=("NTLM",)),
+    "mail.maintenance.test": Host(
+        https="serve", ews=True, auth=("NTLM",), unavailable=Unavailable(3600, http_date=True, times=None)
+    ),
+    # kielce.test: Basic only, the challenge announcing charset="UTF-8" (RFC 7617 section 2.1).
+    "autodiscover.kielce.test": Host(https="serve", autodiscover=True, auth=("Basic",), basic_charset=True),
+    "mail.kielce.test": Host(https="serve", ews=True, auth=("Basic",), basic_charset=True),
 }
 
 SRV_RECORDS: dict[str, list[tuple[int, int, int, str]]] = {
@@ -340,6 +378,26 @@ MAILBOXES: dict[str, Mailbox] = dict(
             ews_host="mail.margiestravel.test",
         ),
         _box("xena@v2.test", "Xena-Pass-34", netbios="V2", inbox=20, ews_host="mail.v2.test"),
+        _box(
+            "tara@throttled.test", "Tara-Pass-37", inbox=22, ews_host="mail.throttled.test", ews_busy_ms=1000
+        ),
+        _box(
+            "ugo@throttled.test", "Ugo-Pass-38", inbox=23, ews_host="mail.throttled.test", ews_busy_ms=297749
+        ),
+        _box("dana@draining.test", "Dana-Pass-39", inbox=24, ews_host="mail.draining.test"),
+        _box("mark@maintenance.test", "Mark-Pass-40", inbox=25, ews_host="mail.maintenance.test"),
+        # Passwords outside Latin-1 (Polish, Turkish, the euro sign, Cyrillic, CJK), on Basic-only servers:
+        # fabrikam.test's challenge names no charset, kielce.test's says charset="UTF-8".
+        _box("ayse@fabrikam.test", "Ayşe-Şifre-€-41", inbox=26, ews_host="mail.fabrikam.test"),
+        _box("zofia@kielce.test", "Zażółć-Ключ-密码-42", inbox=27, ews_host="mail.kielce.test"),
+        _box(
+            "eli@contoso.test",
+            "Eli-Pass-43",
+            netbios="CONTOSO",
+            inbox=28,
+            ews_host="mail.contoso.test",
+            ews_enabled=False,
+        ),
     ]
 )
 
@@ -700,6 +758,67 @@ SCENARIOS: tuple[Scenario, ...] = (
         "Maya-Pass-36",
         username="MTCORP\\maya",
         inbox_count=21,
+    ),
+)
+
+SCENARIOS += (
+    Scenario(
+        "ews_throttled",
+        'EWS answers GetFolder with ErrorServerBusy, BackOffMilliseconds 1000 ("EWS throttling in Exchange", '
+        "Microsoft Learn, tables 3 and 4): wait the back-off, ask again, connected.",
+        "tara@throttled.test",
+        "Tara-Pass-37",
+        inbox_count=22,
+    ),
+    Scenario(
+        "ews_throttled_too_long",
+        "EWS answers ErrorServerBusy with BackOffMilliseconds 297749 (about 5 minutes, a value seen from real "
+        "servers), longer than the time budget: the server is busy, try again in a few minutes.",
+        "ugo@throttled.test",
+        "Ugo-Pass-38",
+        expect_verify="server_busy",
+    ),
+    Scenario(
+        "unavailable_then_fine",
+        "The EWS server's first answer is 503 with Retry-After: 1 (RFC 9110 sections 15.6.4 and 10.2.3; HTTP.sys, "
+        "a load balancer draining): wait, ask again, connected.",
+        "dana@draining.test",
+        "Dana-Pass-39",
+        inbox_count=24,
+    ),
+    Scenario(
+        "unavailable_too_long",
+        "The EWS server answers 503 with Retry-After an HTTP-date an hour away (RFC 9110 section 10.2.3): busy, try "
+        'again later; never "not an Exchange server", and no password sent.',
+        "mark@maintenance.test",
+        "Mark-Pass-40",
+        expect_discover="server_busy",
+        expect_verify="server_busy",
+    ),
+    Scenario(
+        "basic_non_latin1_password",
+        "Basic, a password outside Latin-1 (ş, Ş, €), the challenge names no charset: sent in UTF-8 as RFC 7617 "
+        "section 2.1 and browsers do.",
+        "ayse@fabrikam.test",
+        "Ayşe-Şifre-€-41",
+        inbox_count=26,
+    ),
+    Scenario(
+        "basic_utf8_charset",
+        'Basic whose challenge says charset="UTF-8" (RFC 7617 section 2.1), a password in Polish, Cyrillic and '
+        "Chinese: UTF-8, normalised (NFC).",
+        "zofia@kielce.test",
+        "Zażółć-Ключ-密码-42",
+        inbox_count=27,
+    ),
+    Scenario(
+        "ews_disabled_for_mailbox",
+        'Set-CASMailbox -EwsEnabled $false ("Control access to EWS in Exchange", Microsoft Learn, table 1): '
+        "the login is accepted, then EWS answers 403: the login may not open this mailbox, ask IT.",
+        "eli@contoso.test",
+        "Eli-Pass-43",
+        username="CONTOSO\\eli",
+        expect_verify="access_denied",
     ),
 )
 

@@ -168,7 +168,7 @@ class ExchangeSimulator:
                 domain, _, user = login.rpartition("\\")
                 lines.append(f"{domain}:{user}:{box.password}")
         path = self._tmp / "ntlm_users"
-        path.write_text("\n".join(lines) + "\n")
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
         path.chmod(0o600)
         self._saved_ntlm_file = os.environ.get("NTLM_USER_FILE")
         os.environ["NTLM_USER_FILE"] = str(path)
@@ -228,6 +228,8 @@ class ExchangeSimulator:
             self.world.auth_attempts.clear()
             self.world.credentials_seen.clear()
             self.world.busy_answered.clear()
+            self.world.ews_busy_answered.clear()
+            self.world.unavailable_answered.clear()
         self.dns_queries.clear()
         if self.routing:
             self.routing.connects.clear()

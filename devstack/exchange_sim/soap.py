@@ -205,6 +205,27 @@ def folder_xml(email: str, name: str, total: int) -> str:
     )
 
 
+ERRORS_NS = "http://schemas.microsoft.com/exchange/services/2006/errors"
+
+
+def server_busy_fault(back_off_ms: int) -> bytes:
+    """The SOAP fault EWS answers (with HTTP 500) when a caller is throttled: ``ErrorServerBusy``, and in its
+    detail the ``BackOffMilliseconds`` to wait before resubmitting ("EWS throttling in Exchange", Microsoft Learn,
+    table 3 and table 4, "HTTP 500 ... The response may contain a back off hint called BackOffMilliseconds")."""
+    text = "The server cannot service this request right now. Try again later."
+    body = (
+        f'<s:Fault><faultcode xmlns:a="{TNS}">a:ErrorServerBusy</faultcode>'
+        f'<faultstring xml:lang="en-US">{text}</faultstring><detail>'
+        f'<e:ResponseCode xmlns:e="{ERRORS_NS}">ErrorServerBusy</e:ResponseCode>'
+        f'<e:Message xmlns:e="{ERRORS_NS}">{text}</e:Message>'
+        f'<t:MessageXml xmlns:t="{TNS}"><t:Value Name="BackOffMilliseconds">{back_off_ms}</t:Value></t:MessageXml>'
+        "</detail></s:Fault>"
+    )
+    return (
+        f'<?xml version="1.0" encoding="utf-8"?><s:Envelope xmlns:s="{SOAPNS}"><s:Body>{body}</s:Body></s:Envelope>'
+    ).encode()
+
+
 def response_messages(operation: str, build: str, messages: list[str]) -> bytes:
     body = (
         f'<m:{operation}Response xmlns:m="{MNS}" xmlns:t="{TNS}"><m:ResponseMessages>'

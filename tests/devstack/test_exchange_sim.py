@@ -212,3 +212,87 @@ def test_a_second_simulator_routes_on_top_of_the_first() -> None:
         # And back to the first when the second is gone
         (info,) = socket.getaddrinfo("mail.contoso.test", 443)
         assert info[4][1] == outer.https_port
+
+
+# ---------------------------------------------------------------- issue 19: what real servers answer
+
+
+def _basic(login: str, password: str, encoding: str = "utf-8") -> dict[str, str]:
+    """RFC 7617 section 2: base64 of user-id ":" password (built by hand: requests encodes Latin-1)."""
+    import base64
+
+    raw = f"{login}:{password}".encode(encoding)
+    return {"Authorization": "Basic " + base64.b64encode(raw).decode()}
+
+
+def test_basic_decodes_utf8_as_rfc_7617_says(exchange_sim: ExchangeSimulator, trust_sim_ca: None) -> None:
+    url = "https://mail.kielce.test/EWS/Exchange.asmx"
+    # The challenge announces the charset
+    challenge = requests.post(url, data=b"<x/>", timeout=5)
+    assert challenge.status_code == 401
+    assert challenge.headers["WWW-Authenticate"] == 'Basic realm="mail.kielce.test", charset="UTF-8"'
+    # The right password outside Latin-1, in UTF-8, signs in; a wrong one (and the right one in another
+    # encoding) is refused
+    right = requests.post(
+        url, data=b"<x/>", headers=_basic("zofia@kielce.test", "Zażółć-Ключ-密码-42"), timeout=5
+    )
+    wrong = requests.post(
+        url, data=b"<x/>", headers=_basic("zofia@kielce.test", "Zażółć-Ключ-密码-43"), timeout=5
+    )
+    utf16 = _basic("zofia@kielce.test", "Zażółć-Ключ-密码-42", "utf-16-le")
+    other = requests.post(url, data=b"<x/>", headers=utf16, timeout=5)
+    assert (right.status_code, wrong.status_code, other.status_code) == (200, 401, 401)
+    assert [a.ok for a in exchange_sim.attempts_for("zofia@kielce.test")] == [True, False]
+
+
+def test_a_throttled_mailbox_answers_the_documented_fault(trust_sim_ca: None) -> None:
+    from exchangelib import DELEGATE, Account, Configuration, Credentials, FailFast
+    from exchangelib.errors import ErrorServerBusy
+
+    # Given plain exchangelib, failing fast, on a mailbox EWS throttles
+    config = Configuration(
+        server="mail.throttled.test",
+        credentials=Credentials("ugo@throttled.test", "Ugo-Pass-38"),
+        retry_policy=FailFast(),
+    )
+    account = Account("ugo@throttled.test", config=config, autodiscover=False, access_type=DELEGATE)
+    # Then GetFolder fails with ErrorServerBusy carrying the back-off (BackOffMilliseconds, in seconds)
+    with pytest.raises(ErrorServerBusy) as busy:
+        account.inbox.refresh()
+    assert busy.value.back_off == pytest.approx(297.749)
+
+
+def test_unavailable_servers_answer_503_with_retry_after(
+    exchange_sim: ExchangeSimulator, trust_sim_ca: None
+) -> None:
+    from email.utils import parsedate_to_datetime
+
+    # A draining server: 503 with delta-seconds once, then the service (a 401 challenge)
+    first = requests.post("https://mail.draining.test/EWS/Exchange.asmx", data=b"<x/>", timeout=5)
+    second = requests.post("https://mail.draining.test/EWS/Exchange.asmx", data=b"<x/>", timeout=5)
+    assert (first.status_code, first.headers["Retry-After"], second.status_code) == (503, "1", 401)
+    # A server in maintenance: 503 every time, Retry-After an HTTP-date (RFC 9110 section 5.6.7, IMF-fixdate)
+    for _ in range(2):
+        down = requests.post("https://mail.maintenance.test/EWS/Exchange.asmx", data=b"<x/>", timeout=5)
+        assert down.status_code == 503
+        assert down.headers["Retry-After"].endswith(" GMT")
+        assert parsedate_to_datetime(down.headers["Retry-After"]).tzinfo is not None
+
+
+def test_ews_turned_off_for_a_mailbox_answers_403_after_signing_in(
+    exchange_sim: ExchangeSimulator, trust_sim_ca: None
+) -> None:
+    from exchangelib import DELEGATE, Account, Configuration, Credentials, FailFast
+    from exchangelib.errors import TransportError
+
+    config = Configuration(
+        server="mail.contoso.test",
+        credentials=Credentials("CONTOSO\\eli", "Eli-Pass-43"),
+        retry_policy=FailFast(),
+    )
+    account = Account("eli@contoso.test", config=config, autodiscover=False, access_type=DELEGATE)
+    with pytest.raises(TransportError):
+        account.inbox.refresh()
+    # The sign-in worked (NTLM), and EWS answered 403
+    assert [a.ok for a in exchange_sim.attempts_for("eli@contoso.test")] == [True]
+    assert 403 in [r.status for r in exchange_sim.requests_seen if r.host == "mail.contoso.test"]

@@ -796,3 +796,243 @@ def test_reading_the_domain_from_any_challenge_never_fails(blob: bytes, tail: by
     for message in (blob, b"NTLMSSP\x00\x02\x00\x00\x00" + blob + tail):
         # Then reading its NetBIOS domain gives a name or None, never an exception
         assert netbios_domain(message) is None or isinstance(netbios_domain(message), str)
+
+
+# ---------------------------------------------------------------- busy servers (issue 19)
+
+
+def _ews_requests(sim: ExchangeSimulator, host: str, operation: str) -> list[int]:
+    """The statuses the simulator answered to ``operation`` requests at ``host``'s EWS."""
+    return [
+        r.status
+        for r in sim.requests_seen
+        if r.host == host and r.path.lower() == "/ews/exchange.asmx" and r.operation == operation
+    ]
+
+
+def test_a_throttled_server_is_waited_out_and_connects(
+    exchange_sim: ExchangeSimulator, exchange_config: ExchangeConfig
+) -> None:
+    # Given EWS answers GetFolder with ErrorServerBusy, BackOffMilliseconds 1000, then serves
+    s = SCENARIOS_BY_NAME["ews_throttled"]
+    waits: list[float] = []
+    context = ExchangeContext(config=exchange_config, sleep=waits.append)
+    settings = discover(s.email, s.password, context)
+    exchange_sim.reset_observations()
+    # When we verify
+    result = verify(s.email, s.password, context.found(settings))
+    # Then we waited the back-off the server named, asked again, and read the inbox
+    assert waits == [1.0]
+    assert result.inbox_item_count == s.inbox_count
+    # (NTLM: the NEGOTIATE leg's 401, the AUTHENTICATE leg throttled, the same request again on that connection)
+    assert _ews_requests(exchange_sim, "mail.throttled.test", "GetFolder") == [401, 500, 200]
+    # And the server never refused the password (busy is not a verdict on it)
+    assert all(a.ok for a in exchange_sim.attempts_for(s.email))
+
+
+def test_a_back_off_beyond_the_budget_says_busy_without_waiting(
+    exchange_sim: ExchangeSimulator, exchange_config: ExchangeConfig
+) -> None:
+    # Given EWS throttles with BackOffMilliseconds 297749 (about 5 minutes), beyond the 60 s budget
+    s = SCENARIOS_BY_NAME["ews_throttled_too_long"]
+    waits: list[float] = []
+    context = ExchangeContext(config=exchange_config, sleep=waits.append)
+    settings = discover(s.email, s.password, context)
+    exchange_sim.reset_observations()
+    # When we verify
+    code, failure = outcome(lambda: verify(s.email, s.password, context.found(settings)))
+    # Then the verdict is "busy", at once: no wait, no second request
+    assert code == Diagnosis.SERVER_BUSY
+    assert isinstance(failure, ExchangeFailure)
+    assert "297.749 s" in failure.detail
+    assert waits == []
+    assert _ews_requests(exchange_sim, "mail.throttled.test", "GetFolder") == [401, 500]
+    # And the owner is told to try again later, not to check the server name or a VPN
+    text = message_for(failure.code)
+    assert "busy" in text
+    assert "try again in a few minutes" in text
+    assert "server name" not in text
+    assert "VPN" not in text
+
+
+def test_a_503_with_retry_after_is_waited_out_before_any_password(
+    exchange_sim: ExchangeSimulator, exchange_config: ExchangeConfig
+) -> None:
+    # Given the EWS server's first answer is 503 with Retry-After: 1 (a load balancer draining)
+    s = SCENARIOS_BY_NAME["unavailable_then_fine"]
+    waits: list[float] = []
+    # When discovery checks the EWS URL autodiscover named (without credentials)
+    settings = discover(s.email, s.password, ExchangeContext(config=exchange_config, sleep=waits.append))
+    # Then it waited the second the server asked, looked again, and found EWS (not "not an Exchange server")
+    assert waits == [1.0]
+    assert settings.ews_url == "https://mail.draining.test/EWS/Exchange.asmx"
+    unauthenticated = [r.status for r in exchange_sim.requests_seen if r.host == "mail.draining.test"]
+    assert unauthenticated == [503, 401]
+    assert [a for a in exchange_sim.credentials_seen if a.host == "mail.draining.test"] == []
+
+
+def test_a_503_to_the_signed_in_request_is_waited_out(
+    exchange_sim: ExchangeSimulator, exchange_config: ExchangeConfig
+) -> None:
+    # Given recorded settings, and the EWS server answering its first request 503 with Retry-After: 1
+    s = SCENARIOS_BY_NAME["unavailable_then_fine"]
+    settings = discover(s.email, s.password, ExchangeContext(config=exchange_config, sleep=lambda _: None))
+    exchange_sim.reset_observations()
+    waits: list[float] = []
+    context = ExchangeContext(config=exchange_config, sleep=waits.append).found(settings)
+    # When we verify (the first request already carries the NTLM NEGOTIATE)
+    result = verify(s.email, s.password, context)
+    # Then we waited, asked again, and connected; the password was checked once, and accepted
+    assert waits == [1.0]
+    assert result.inbox_item_count == s.inbox_count
+    assert [r.status for r in exchange_sim.requests_seen] == [503, 401, 200]
+    assert [a.ok for a in exchange_sim.attempts_for(s.email)] == [True]
+
+
+@pytest.mark.parametrize("step", ["discover", "verify"])
+def test_a_503_for_longer_than_the_budget_says_busy_and_sends_no_password(
+    step: str, exchange_sim: ExchangeSimulator, exchange_config: ExchangeConfig
+) -> None:
+    # Given an EWS server answering every request 503, Retry-After an HTTP-date an hour away
+    s = SCENARIOS_BY_NAME["unavailable_too_long"]
+    waits: list[float] = []
+    context = ExchangeContext(config=exchange_config, sleep=waits.append)
+    # When we discover, or verify with the server typed
+    if step == "discover":
+        code, failure = outcome(lambda: discover(s.email, s.password, context))
+    else:
+        manual_context = ExchangeContext(
+            config=exchange_config, server="mail.maintenance.test", sleep=waits.append
+        )
+        code, failure = outcome(lambda: verify(s.email, s.password, manual_context))
+    # Then the verdict is "busy, try again later", never "not an Exchange server", without waiting
+    assert code == Diagnosis.SERVER_BUSY, failure
+    assert waits == []
+    # And no credential went to the unavailable server
+    assert [a for a in exchange_sim.credentials_seen if a.host == "mail.maintenance.test"] == []
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [
+        ("120", 120.0),
+        (" 0 ", 0.0),
+        ("Sun, 06 Nov 1994 08:49:37 GMT", 3600.0),  # IMF-fixdate (RFC 9110 section 5.6.7)
+        ("Sunday, 06-Nov-94 08:49:37 GMT", 3600.0),  # obsolete RFC 850 form, which recipients must accept
+        ("Sun Nov  6 08:49:37 1994", 3600.0),  # obsolete asctime form
+        ("Sun, 06 Nov 1994 06:49:37 GMT", 0.0),  # already past: no wait
+        ("-5", None),
+        ("1.5", None),
+        ("١٢٠", None),  # digits, but not ASCII ones
+        ("soon", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_retry_after_is_read_as_rfc_9110_says(value: str | None, seconds: float | None) -> None:
+    from datetime import UTC, datetime
+
+    from onboarding.exchange.busy import retry_after_seconds
+
+    now = datetime(1994, 11, 6, 7, 49, 37, tzinfo=UTC)
+    assert retry_after_seconds(value, now=now) == seconds
+
+
+@pytest.mark.parametrize("close", [False, True])
+@pytest.mark.parametrize(("status", "verdict"), [(401, "UnauthorizedError"), (456, "TransportError")])
+def test_only_busy_answers_are_retried(close: bool, status: int, verdict: str) -> None:
+    import requests
+    from exchangelib import errors as ex
+
+    from onboarding.exchange.busy import BudgetedRetry, Patience
+
+    # Given a refused password (401) or a locked account (456), with or without "Connection: close" (which
+    # exchangelib's FaultTolerance reads as "busy, send it again")
+    response = requests.Response()
+    response.status_code = status
+    response.url = "https://mail.contoso.test/EWS/Exchange.asmx"
+    response._content = b""
+    if close:
+        response.headers["Connection"] = "close"
+    policy = BudgetedRetry(Patience(deadline=float("inf"), sleep=lambda _: None))
+    # Then the policy raises an answer that is final, never the busy kind that makes exchangelib send the
+    # password again (an account lockout in the making)
+    with pytest.raises(ex.EWSError) as raised:
+        policy.raise_response_errors(response)
+    assert isinstance(raised.value, getattr(ex, verdict))
+    assert not isinstance(raised.value, ex.ErrorServerBusy | ex.ErrorInternalServerTransientError)
+
+
+# ---------------------------------------------------------------- Basic with passwords outside Latin-1 (issue 19)
+
+
+def test_a_password_outside_latin_1_connects_over_basic_and_a_wrong_one_is_refused_once(
+    exchange_sim: ExchangeSimulator, exchange_config: ExchangeConfig
+) -> None:
+    # Given a Basic-only server whose challenge says charset="UTF-8", and a Polish/Cyrillic/Chinese password
+    s = SCENARIOS_BY_NAME["basic_utf8_charset"]
+    # When the owner types it decomposed (as some keyboards and paste buffers give it: NFD)
+    import unicodedata
+
+    typed_password = unicodedata.normalize("NFD", s.password)
+    assert typed_password != s.password
+    context = ExchangeContext(config=exchange_config, server="mail.kielce.test")
+    result = verify(s.email, typed_password, context)
+    # Then it connects: UTF-8, normalised to NFC because the server announced the charset (RFC 7617 2.1)
+    # (Basic goes with every request: the version probe's and the inbox's)
+    assert result.inbox_item_count == s.inbox_count
+    attempts = exchange_sim.attempts_for(s.email)
+    assert attempts
+    assert all(a.ok for a in attempts)
+    # And a wrong password outside Latin-1 is refused, once
+    exchange_sim.reset_observations()
+    code, _ = outcome(lambda: verify(s.email, "Zażółć-Ключ-错误-0", context))
+    assert code == Diagnosis.AUTH_FAILED
+    assert [a.ok for a in exchange_sim.attempts_for(s.email)] == [False]
+
+
+@given(username=st.text(max_size=20), password=st.text(max_size=40), announced=st.booleans())
+def test_basic_credentials_never_fail_to_encode(username: str, password: str, announced: bool) -> None:
+    import unicodedata
+
+    from onboarding.exchange.basic import basic_credentials
+
+    # Given any text as login and password (lone surrogates included)
+    header = basic_credentials(username, password, utf8_announced=announced)
+    # Then a header is built, and (for valid text) it carries the UTF-8 of what was typed, NFC if announced
+    assert header.startswith("Basic ")
+    raw = base64.b64decode(header.removeprefix("Basic "))
+    if not any(0xD800 <= ord(c) <= 0xDFFF for c in username + password):
+        sent = raw.decode("utf-8")
+        if announced:
+            assert sent == unicodedata.normalize("NFC", sent)
+        else:
+            assert sent == f"{username}:{password}"
+
+
+# ---------------------------------------------------------------- EWS turned off for one mailbox (issue 19)
+
+
+def test_ews_turned_off_for_the_mailbox_is_access_denied_not_unreachable(
+    exchange_sim: ExchangeSimulator, exchange_config: ExchangeConfig
+) -> None:
+    # Given a mailbox whose EWS access is off (Set-CASMailbox -EwsEnabled $false): the login works, EWS says 403
+    s = SCENARIOS_BY_NAME["ews_disabled_for_mailbox"]
+    context = typed(s, exchange_config)
+    settings = discover(s.email, s.password, context)
+    exchange_sim.reset_observations()
+    # When we verify
+    code, failure = outcome(lambda: verify(s.email, s.password, context.found(settings)))
+    # Then the verdict is access_denied (the password was right: one accepted sign-in, the 403 not asked again)
+    assert code == Diagnosis.ACCESS_DENIED
+    assert isinstance(failure, ExchangeFailure)
+    assert "HTTP 403" in failure.detail
+    assert [a.ok for a in exchange_sim.attempts_for(s.email)] == [True]
+    assert _ews_requests(exchange_sim, "mail.contoso.test", "GetFolder") == [
+        401,
+        403,
+    ]  # NEGOTIATE, AUTHENTICATE
+    # And the owner is sent to IT, not to the server name
+    text = message_for(failure.code)
+    assert "ask the person who runs your company's email" in text
+    assert "turned off for this mailbox" in text

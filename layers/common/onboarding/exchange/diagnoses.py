@@ -21,6 +21,7 @@ class Diagnosis(StrEnum):
     UNREACHABLE = "unreachable"
     TLS_ERROR = "tls_error"
     TIMEOUT = "timeout"
+    SERVER_BUSY = "server_busy"  # the server asked us to wait (throttling, 503) longer than the time budget
     BLOCKED_ADDRESS = "blocked_address"
     CONFIRM_SERVER = (
         "confirm_server"  # the settings come from a server in another domain: ask the owner first
@@ -40,8 +41,9 @@ _MESSAGES: dict[Diagnosis, str] = {
         "The email server does not know this email address. Check the address for typing mistakes."
     ),
     Diagnosis.ACCESS_DENIED: (
-        "You signed in, but this login is not allowed to open this mailbox. Sign in with the login that "
-        "belongs to this mailbox, or ask the person who runs your company's email to give it access."
+        "You signed in, but this login may not open this mailbox from an app like ours. Sign in with the login "
+        "that belongs to this mailbox, or ask the person who runs your company's email to give it access "
+        "(access through Exchange Web Services may be turned off for this mailbox)."
     ),
     Diagnosis.ACCOUNT_LOCKED: (
         "Your email account is locked or its password has expired. Sign in to your email once to unlock it "
@@ -64,6 +66,10 @@ _MESSAGES: dict[Diagnosis, str] = {
     Diagnosis.TIMEOUT: (
         "Your email server took too long to answer. Try again in a few minutes; if it keeps happening, check "
         "the server name or ask the person who runs your company's email."
+    ),
+    Diagnosis.SERVER_BUSY: (
+        "Your email server is busy right now and asked us to come back later. Nothing is wrong with your "
+        "details: try again in a few minutes."
     ),
     Diagnosis.BLOCKED_ADDRESS: (
         "This server address points to a private or internal network, which we cannot connect to. Enter the "

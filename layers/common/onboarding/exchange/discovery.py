@@ -18,7 +18,8 @@ endpoints", "Handling Autodiscover error messages" on Microsoft Learn; MS-OXDISC
    names EWS on yet another host outside it is named to the owner the same way (as Autodiscover v2 is).
 4. One authenticated GetUserSettings request per endpoint: a wrong password is sent once. ``ServerBusy`` is
    asked once more within the budget; ``InvalidRequest``, ``InternalServerError`` or an answer that cannot be
-   parsed mean AUTODISCOVER_FAILED (ask the owner for the settings), not UNREACHABLE.
+   parsed mean AUTODISCOVER_FAILED (ask the owner for the settings), not UNREACHABLE. A 503 or an EWS
+   ``ErrorServerBusy`` with a back-off is waited out within the budget (``busy``), else SERVER_BUSY.
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ from .trace import traced
 
 if TYPE_CHECKING:
     from ..exchange_guard import GuardedHTTPAdapter, GuardPolicy, Observation
+    from .auth import Challenge
     from .trace import TraceRecorder
 
 MAX_HOPS = 10
@@ -79,6 +81,8 @@ class Walk:
     policy: GuardPolicy
     trace: TraceRecorder | None = None
     connections: GuardedHTTPAdapter | None = None  # shared by the walk's requests (see exchange_guard)
+    sleep: Callable[[float], None] = time.sleep  # waits out a busy server (ExchangeContext.sleep)
+    ews_challenges: tuple[Challenge, ...] = ()  # what the EWS endpoint's 401 offered (settings_for's probe)
     hops: int = 0
     seen: set[str] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -136,7 +140,7 @@ def follow(probe: Probe, walk: Walk) -> Probe:
             )
         target = soap_endpoint(host_of(location))
         walk.hop(target, chain)
-        probe = probe_endpoint(target)
+        probe = probe_endpoint(target, walk.sleep)
     return probe
 
 
@@ -188,7 +192,7 @@ def _srv_target(domain: str) -> str | None:
 
 def _candidate_jobs(domain: str, address: str, walk: Walk) -> list[tuple[str, Callable[[], Probe | None]]]:
     def direct(url: str) -> Callable[[], Probe | None]:
-        return lambda: follow(probe_endpoint(url), walk)
+        return lambda: follow(probe_endpoint(url, walk.sleep), walk)
 
     def via_redirect() -> Probe | None:
         target = _http_redirect_target(domain)
@@ -196,11 +200,11 @@ def _candidate_jobs(domain: str, address: str, walk: Walk) -> list[tuple[str, Ca
             return None
         url = soap_endpoint(host_of(target))
         walk.hop(url, set())
-        return follow(probe_endpoint(url), walk)
+        return follow(probe_endpoint(url, walk.sleep), walk)
 
     def via_srv() -> Probe | None:
         target = _srv_target(domain)
-        return follow(probe_endpoint(soap_endpoint(target)), walk) if target else None
+        return follow(probe_endpoint(soap_endpoint(target), walk.sleep), walk) if target else None
 
     return [
         ("autodiscover_v2", lambda: probe_autodiscover_v2(f"autodiscover.{domain}", address)),
@@ -294,7 +298,7 @@ def _no_candidate_verdict(outcomes: list[_Outcome]) -> ExchangeFailure:
     # The bare domain (the second candidate) is usually just a website: only the Exchange-specific candidates
     # make a certificate or timeout problem the verdict.
     specific = [o.probe for i, o in enumerate(outcomes) if i != 1 and o.probe is not None]
-    for code in (Diagnosis.TLS_ERROR, Diagnosis.TIMEOUT):
+    for code in (Diagnosis.TLS_ERROR, Diagnosis.TIMEOUT, Diagnosis.SERVER_BUSY):
         if any(p.failure == code for p in specific):
             return ExchangeFailure(code, f"autodiscover: {summary}")
     return ExchangeFailure(
@@ -338,6 +342,7 @@ def _discover_traced(email: str, password: str, context: ExchangeContext) -> Exc
         deadline=deadline,
         policy=policy_for(config),
         trace=context.trace,
+        sleep=context.sleep,
     )
     login = context.login(email)
     try:
@@ -423,7 +428,7 @@ def _ask_following_urls(probe: Probe, address: str, password: str, login: str, w
         from ..exchange_guard import guarded
 
         with guarded(walk.policy, deadline=walk.deadline, trace=walk.trace, connections=walk.connections):
-            probe = follow(probe_endpoint(target), walk)
+            probe = follow(probe_endpoint(target, walk.sleep), walk)
         if not probe.live:
             raise ExchangeFailure(
                 probe.failure or Diagnosis.AUTODISCOVER_FAILED,
@@ -435,11 +440,13 @@ def _get_user_settings(
     probe: Probe, address: str, password: str, login: str, walk: Walk
 ) -> tuple[_Answer, str | None]:
     """One authenticated GetUserSettings request (``ServerBusy``: once more within the budget)."""
-    from exchangelib import Configuration, Credentials, FailFast
+    from exchangelib import Configuration, Credentials
     from exchangelib import errors as ex
     from exchangelib.autodiscover import AutodiscoverProtocol
 
     from ..exchange_guard import GuardedHTTPAdapter, guarded
+    from .basic import announces_utf8
+    from .busy import DEFAULT_BACK_OFF, BudgetedRetry, Patience
 
     for attempt in range(SERVER_BUSY_RETRIES + 1):
         protocol_cls = type(
@@ -448,7 +455,8 @@ def _get_user_settings(
             {
                 "HTTP_ADAPTER_CLS": GuardedHTTPAdapter,
                 "TIMEOUT": max(1.0, walk.deadline - time.monotonic()),
-                "create_session": preemptive_sessions(probe.offered),
+                "RETRY_WAIT": DEFAULT_BACK_OFF,
+                "create_session": preemptive_sessions(probe.offered, announces_utf8(probe.challenges)),
             },
         )
         protocol = protocol_cls(
@@ -456,7 +464,7 @@ def _get_user_settings(
                 service_endpoint=probe.url,
                 credentials=Credentials(login, password),
                 auth_type=probe.auth_type,
-                retry_policy=FailFast(),
+                retry_policy=BudgetedRetry(Patience(walk.deadline, walk.sleep)),
             )
         )
         started = time.monotonic()
@@ -496,14 +504,16 @@ def _get_user_settings(
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def preemptive_sessions(offered: tuple[str, ...]) -> Callable[[Any], Any]:
-    """A protocol's ``create_session`` whose NTLM sessions send NEGOTIATE with the first request (``ntlm``)."""
+def preemptive_sessions(offered: tuple[str, ...], utf8_basic: bool = False) -> Callable[[Any], Any]:
+    """A protocol's ``create_session`` whose NTLM sessions send NEGOTIATE with the first request (``ntlm``) and
+    whose Basic sessions send the credentials in UTF-8, normalised if the server announced it (``basic``)."""
 
     def create_session(self: Any) -> Any:
         from ..exchange_guard import share_connections
-        from .ntlm import install
+        from . import basic, ntlm
 
-        return install(share_connections(super(type(self), self).create_session()), offered=offered)
+        session = share_connections(super(type(self), self).create_session())
+        return basic.install(ntlm.install(session, offered=offered), utf8_announced=utf8_basic)
 
     return create_session
 
@@ -518,7 +528,8 @@ def settings_for(ews_url: str, login: str, walk: Walk, build: str | None) -> Exc
     if is_microsoft_online(host):
         raise ExchangeFailure(Diagnosis.MODERN_AUTH_REQUIRED, f"EWS URL is on {host} (Exchange Online)")
     with guarded(walk.policy, deadline=walk.deadline, trace=walk.trace, connections=walk.connections):
-        probe = probe_endpoint(ews_url)
+        probe = probe_endpoint(ews_url, walk.sleep)
+    walk.ews_challenges = probe.challenges
     if not probe.live:
         code = probe.failure or Diagnosis.UNREACHABLE
         if code == Diagnosis.AUTODISCOVER_FAILED:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -56,7 +58,7 @@ class ExchangeContext:
     ``verify`` goes to ``ews_url`` (found by discovery: no probe when ``auth_type`` is known too), else to the
     ``server`` the owner typed. ``server_build`` (the build autodiscover reported) spares exchangelib's
     version-guessing request. ``confirmed_hosts`` are servers in another domain the owner allowed discovery to
-    send the password to.
+    send the password to. ``sleep`` waits out a busy server (within the budget; tests pass their own).
     """
 
     config: ExchangeConfig
@@ -67,6 +69,7 @@ class ExchangeContext:
     server_build: str | None = None
     confirmed_hosts: tuple[str, ...] = ()
     trace: TraceRecorder | None = None  # receives every step (optional)
+    sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
 
     def login(self, email: str) -> str:
         return (self.username or "").strip() or email.strip()

@@ -3,11 +3,15 @@
 A candidate counts only when it answers like an autodiscover (or EWS) service: a 401 whose challenge we
 can answer (or a Bearer-only one: Exchange Online), or a SOAP answer. A website (HTML), a 404 or any other
 answer falls through to the next candidate ("Autodiscover for Exchange", Microsoft Learn). A redirect is
-reported to the caller, which follows it within the walk's hop limit, taking only its host.
+reported to the caller, which follows it within the walk's hop limit, taking only its host. A 503 (HTTP.sys, a
+load balancer draining: RFC 9110 section 15.6.4) is the service saying "later": its ``Retry-After`` is waited
+out within the budget and the look taken again (no credentials go with it); beyond the budget, SERVER_BUSY.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -19,6 +23,7 @@ if TYPE_CHECKING:
     from ..exchange_guard import Observation
 
 REDIRECT_STATUSES = (301, 302, 303, 307, 308)
+UNAVAILABLE_LOOKS = 3  # unauthenticated looks at an endpoint that answers 503 (each after the wait it asks)
 
 _PROBE_BODY = (
     '<?xml version="1.0" encoding="utf-8"?><s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/">'
@@ -38,6 +43,7 @@ class Probe:
     offered: tuple[str, ...] = ()  # schemes of the 401 challenge, lower-case
     challenges: tuple[Challenge, ...] = ()
     redirect: str | None = None  # Location of a 3xx answer
+    retry_after: float | None = None  # seconds a 503 asked to wait (its Retry-After)
     ews_url: str | None = None  # Autodiscover v2 named the EWS URL (no password needed to learn it)
 
     @property
@@ -59,8 +65,27 @@ def transport_code(obs: Observation) -> Diagnosis | None:
     return None
 
 
-def probe_endpoint(url: str) -> Probe:
-    """POST an empty SOAP envelope without credentials: is this the service, and which auth does it ask for?"""
+def probe_endpoint(url: str, sleep: Callable[[float], None] = time.sleep) -> Probe:
+    """POST an empty SOAP envelope without credentials: is this the service, and which auth does it ask for?
+    A 503 is asked again after the wait its ``Retry-After`` names, while the budget allows (``sleep`` waits)."""
+    from ..exchange_guard import current
+    from .busy import DEFAULT_BACK_OFF, Patience
+
+    ctx = current()
+    for _ in range(UNAVAILABLE_LOOKS - 1):
+        probe = _look(url)
+        if probe.failure is not Diagnosis.SERVER_BUSY or ctx.deadline is None:
+            return probe
+        wait = probe.retry_after if probe.retry_after is not None else DEFAULT_BACK_OFF
+        if not Patience(ctx.deadline, sleep).allows(wait):
+            return probe
+        if ctx.trace is not None:
+            ctx.trace.add("http", url=url, status=503, result=f"busy: waited {wait:g} s as the server asked")
+        sleep(wait)
+    return _look(url)
+
+
+def _look(url: str) -> Probe:
     from ..exchange_guard import GuardError, current, guarded_session
 
     obs = current().observation
@@ -83,6 +108,17 @@ def probe_endpoint(url: str) -> Probe:
         return Probe(url, failure=failure or Diagnosis.UNREACHABLE, detail=type(e).__name__)
     status = response.status_code
     content_type = response.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
+    if status == 503:
+        from .busy import retry_after_seconds
+
+        value = response.headers.get("Retry-After")
+        return Probe(
+            url,
+            failure=Diagnosis.SERVER_BUSY,
+            detail=f"HTTP 503, Retry-After {value or 'not given'}",
+            status=503,
+            retry_after=retry_after_seconds(value),
+        )
     if status in REDIRECT_STATUSES:
         location = response.headers.get("Location", "")
         return Probe(
@@ -193,9 +229,19 @@ def classify(exc: BaseException, obs: Observation, *, during: str) -> ExchangeFa
         return ExchangeFailure(Diagnosis.ACCOUNT_LOCKED, f"{during}: account locked or disabled ({kind})")
     if isinstance(exc, ex.UnauthorizedError):
         return ExchangeFailure(Diagnosis.AUTH_FAILED, f"{during}: credentials refused ({kind})")
+    if isinstance(exc, ex.RateLimitError):
+        return ExchangeFailure(
+            Diagnosis.SERVER_BUSY,
+            f"{during}: the server asked to wait {exc.wait:g} s, beyond the time budget",
+        )
     if isinstance(exc, ex.ErrorNonExistentMailbox | ex.ErrorMailRecipientNotFound):
         return ExchangeFailure(Diagnosis.MAILBOX_NOT_FOUND, f"{during}: no such mailbox ({kind})")
     if isinstance(exc, ex.ErrorAccessDenied | ex.ErrorImpersonateUserDenied | ex.ErrorItemNotFound):
+        if 403 in obs.statuses:
+            return ExchangeFailure(
+                Diagnosis.ACCESS_DENIED,
+                f"{during}: HTTP 403 after signing in (EWS turned off for this mailbox?)",
+            )
         return ExchangeFailure(Diagnosis.ACCESS_DENIED, f"{during}: no rights on the mailbox ({kind})")
     transport = transport_code(obs)
     if transport is not None:

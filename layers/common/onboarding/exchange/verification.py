@@ -1,6 +1,8 @@
 """Verification: open the mailbox with the settings found or typed (inbox item count and server build).
 
-Runs exchangelib's ``Account`` over ``exchange_guard.GuardedHTTPAdapter`` (SSRF guard, time budget).
+Runs exchangelib's ``Account`` over ``exchange_guard.GuardedHTTPAdapter`` (SSRF guard, time budget), with
+``busy.BudgetedRetry`` as its retry policy: a throttled or unavailable server is waited out within the budget, a
+401 is final, a 403 after signing in is ACCESS_DENIED.
 """
 
 from __future__ import annotations
@@ -105,13 +107,16 @@ def _verify(
     deadline: float,
     connections: GuardedHTTPAdapter,
 ) -> VerificationResult:
-    from exchangelib import DELEGATE, UTC, Account, Configuration, Credentials, FailFast
+    from exchangelib import DELEGATE, UTC, Account, Configuration, Credentials
     from exchangelib.protocol import CachingProtocol, Protocol
 
     from ..exchange_guard import GuardedHTTPAdapter, guarded
+    from .basic import announces_utf8
+    from .busy import DEFAULT_BACK_OFF, BudgetedRetry, Patience
 
     policy, trace, auth_type = policy_for(context.config), context.trace, context.auth_type
     offered: tuple[str, ...] = ()  # NTLM is tried under its own name first, then inside Negotiate
+    utf8_basic = False
     if auth_type is None:
         walk = Walk(
             mailbox_domain=domain_of(email),
@@ -120,15 +125,18 @@ def _verify(
             policy=policy,
             trace=trace,
             connections=connections,
+            sleep=context.sleep,
         )
         settings = settings_for(endpoint, login, walk, build=None)
         auth_type = settings.auth_type
+        # With recorded settings there is no probe: Basic then goes in UTF-8 as typed (not normalised).
+        utf8_basic = announces_utf8(walk.ews_challenges)
     protocol_config = Configuration(
         version=_version(context.server_build),
         service_endpoint=endpoint,
         credentials=Credentials(login, password),
         auth_type=auth_type,
-        retry_policy=FailFast(),
+        retry_policy=BudgetedRetry(Patience(deadline, context.sleep)),
     )
     # Account() builds its protocol as Protocol(config=...), which returns the instance cached for
     # (endpoint, credentials). Creating our guarded subclass first puts it in that cache, so the Account uses
@@ -139,7 +147,8 @@ def _verify(
         {
             "HTTP_ADAPTER_CLS": GuardedHTTPAdapter,
             "TIMEOUT": max(1.0, deadline - time.monotonic()),
-            "create_session": preemptive_sessions(offered),
+            "RETRY_WAIT": DEFAULT_BACK_OFF,
+            "create_session": preemptive_sessions(offered, utf8_basic),
         },
     )
     protocol = protocol_cls(config=protocol_config)
