@@ -148,6 +148,11 @@ def resolve(value: Any, refs: dict[str, str]) -> Any:
     if isinstance(value, dict) and len(value) == 1:
         ((key, arg),) = value.items()
         if key == "Ref":
+            if arg not in refs and arg.endswith((".Version", ".Alias")):
+                # SAM's `!Ref Function.Version` / `.Alias` (AutoPublishAlias): locally nothing is published;
+                # the function's own ARN with a qualifier, which the local Lambda seam accepts and ignores.
+                base, kind = arg.rsplit(".", 1)
+                return f"{refs[base + '.Arn']}:{'1' if kind == 'Version' else 'live'}"
             return refs[arg]
         if key == "Fn::Sub":
             text = arg if isinstance(arg, str) else arg[0]

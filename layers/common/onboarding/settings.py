@@ -221,6 +221,12 @@ class InviteEventsSettings(_FunctionSettings):
     """The bounce and complaint handler (`functions/send_invite/bounces.py`)."""
 
 
+class WorkflowEventsSettings(_FunctionSettings):
+    """Settles the agents of dead workflows (`functions/workflow_events`, EventBridge)."""
+
+    credentials_table_name: TableName = Field(description="Mailbox secrets: this function only deletes")
+
+
 # One cached loader per function: each handler module calls its own at import (cold start).
 @functools.cache
 def agents_api_settings() -> AgentsApiSettings:
@@ -245,3 +251,8 @@ def send_invite_settings() -> SendInviteSettings:
 @functools.cache
 def invite_events_settings() -> InviteEventsSettings:
     return InviteEventsSettings.from_environ()
+
+
+@functools.cache
+def workflow_events_settings() -> WorkflowEventsSettings:
+    return WorkflowEventsSettings.from_environ()
