@@ -149,9 +149,9 @@ def execution_ends_published(router: EventRouter, *, region: str, account: str) 
         The waits are interrupted once the stop is set, as Step Functions ends such a task at once."""
         self.stopped_by_request = True  # type: ignore[attr-defined]
         original_stop(self, stop_date, error, cause)
-        worker = self.exec_worker
-        if worker is not None and getattr(worker, "env", None) is not None:
-            for endpoint in list(worker.env.callback_pool_manager._pool.values()):
+        env = getattr(self.exec_worker, "env", None)
+        if env is not None:
+            for endpoint in list(env.callback_pool_manager._pool.values()):
                 endpoint.interrupt_all()
 
     BaseExecutionWorkerCommunication.terminated = terminated  # type: ignore[method-assign]

@@ -29,14 +29,19 @@ def _secrets_of(stack: RunningStack, agent_id: str) -> list[dict[str, Any]]:
     return [item for item in items if f"#{agent_id}#" in item["sk"]["S"]]
 
 
-def test_a_stopped_workflow_settles_its_agent_through_the_status_change_event(local_stack: RunningStack) -> None:
+def test_a_stopped_workflow_settles_its_agent_through_the_status_change_event(
+    local_stack: RunningStack,
+) -> None:
     # Given Erin's workflow waiting for her advanced settings (her domain has no autodiscover), her
     # password sealed in the credential store
     base = local_stack.base_url
     headers = {"Authorization": f"Bearer {local_stack.token('demo')}"}
     email = "erin@adatum.test"
     agent = requests.post(
-        f"{base}/agents", json={"name": "Erin", "email": email, "type": "ms_exchange"}, headers=headers, timeout=10
+        f"{base}/agents",
+        json={"name": "Erin", "email": email, "type": "ms_exchange"},
+        headers=headers,
+        timeout=10,
     ).json()
     (sent,) = _emails(base, email)
     token = sent["link"].rsplit("/", 1)[1]
