@@ -10,7 +10,7 @@ export SAM_CLI_TELEMETRY := 0
 REQUIREMENTS := requirements-dev.txt layers/common/requirements.txt layers/credentials/requirements.txt \
 	functions/verify_mailbox/requirements.txt
 
-.PHONY: setup chromium dev test lint format typecheck validate check build bench clean
+.PHONY: setup chromium dev test lint format typecheck validate check build bench clean smoke
 
 setup: $(VENV)/.installed chromium
 
@@ -62,6 +62,12 @@ build: $(SAM_VENV)/.installed $(VENV)/.installed
 
 bench: setup
 	$(PY) -m bench
+
+# After a deploy: `SMOKE_TOKEN=<ID token of a test tenant> make smoke STACK=mailbox-onboarding-prod`
+# (README: Deploy > Smoke test). CI runs the same script against the local stack (tests/devstack/test_smoke.py).
+smoke: $(VENV)/.installed
+	@test -n "$(STACK)" || { echo "make smoke STACK=<stack name> [REGION=<region>]"; exit 2; }
+	$(PY) -m tools.smoke --stack-name $(STACK) $(if $(REGION),--region $(REGION)) $(SMOKE_ARGS)
 
 clean:
 	rm -rf $(VENV) $(SAM_VENV) .devstack .pytest_cache .mypy_cache .ruff_cache
