@@ -11,7 +11,7 @@ export SAM_CLI_TELEMETRY := 0
 # refuses any file whose hash the lock does not list.
 PIP_LOCKED := -m pip install --quiet --disable-pip-version-check --require-hashes
 
-.PHONY: help setup chromium dev test lint lock lock-check format typecheck validate check build bench clean
+.PHONY: help setup chromium dev test lint lock lock-check format typecheck validate check build bench smoke clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## (.*)/  make \1\t\2/' | expand -t 20
@@ -82,6 +82,12 @@ build: $(SAM_VENV)/.installed ## what sam deploy ships, into .aws-sam/build (nee
 
 bench: setup ## benchmarks that print figures
 	$(PY) -m bench
+
+# After a deploy: `SMOKE_TOKEN=<ID token of a test tenant> make smoke STACK=mailbox-onboarding-prod`
+# (README: Deploy > Smoke test). CI runs the same script against the local stack (tests/devstack/test_smoke.py).
+smoke: $(VENV)/.installed ## after a deploy: check the stack STACK=<name> works (SMOKE_TOKEN: a tenant's ID token)
+	@test -n "$(STACK)" || { echo "make smoke STACK=<stack name> [REGION=<region>]"; exit 2; }
+	$(PY) -m tools.smoke --stack-name $(STACK) $(if $(REGION),--region $(REGION)) $(SMOKE_ARGS)
 
 clean: ## remove the virtualenvs, the local stack's saved state and the caches
 	rm -rf $(VENV) $(SAM_VENV) .devstack .pytest_cache .mypy_cache .ruff_cache

@@ -28,6 +28,7 @@ from werkzeug.wrappers import Request, Response
 from devstack import mailbox, tokens
 from devstack import state as saved
 from devstack import template as tpl
+from devstack.eventbridge import EventRouter, execution_ends_published
 from devstack.exchange_sim.simulator import ExchangeSimulator
 from devstack.gateway import Gateway
 from devstack.identity_sim import IdentitySimulator
@@ -118,6 +119,8 @@ class LocalStack:
     gateway: Gateway | None = None
     runners: dict[str, FunctionRunner] = field(default_factory=dict)
     _lambdas: Any = None
+    _eventbridge: Any = None
+    events: EventRouter | None = None  # EventBridge: Step Functions' status-change events to their rules
     _gateway_server: BaseWSGIServer | None = None
     secret_arns: dict[str, str] = field(default_factory=dict)  # and the KMS keys' ids and ARNs
     parameters: dict[str, str] = field(default_factory=dict)  # template parameters set by the stack
@@ -182,6 +185,9 @@ class LocalStack:
             aws.reset_clients()
             self._lambdas = handlers_installed(self.runners)
             self._lambdas.__enter__()
+            self.events = EventRouter(self.runners, self.refs(), tpl.load_template())
+            self._eventbridge = execution_ends_published(self.events, region=REGION, account=ACCOUNT)
+            self._eventbridge.__enter__()
             self._resume_checks()
             self._serve_gateway()
             self._start_stream_pollers()
@@ -218,6 +224,9 @@ class LocalStack:
         self._gateway_server = self._moto_server = None
         self._servers.clear()
         self._threads.clear()
+        if self._eventbridge is not None:
+            self._eventbridge.__exit__(None, None, None)
+            self._eventbridge = None
         if self._lambdas is not None:
             self._lambdas.__exit__(None, None, None)
             self._lambdas = None
@@ -328,7 +337,7 @@ class LocalStack:
             **self.secret_arns,
             **self.parameters,
         }
-        refs.update({"AWS::Region": REGION, "AWS::AccountId": "123456789012", "AWS::StackName": "local"})
+        refs.update({"AWS::Region": REGION, "AWS::AccountId": "123456789012", "AWS::StackName": self.stage})
         for logical_id in tpl.resources(template, "AWS::DynamoDB::Table"):
             self.physical_names.setdefault(logical_id, f"{self.stage}-{logical_id}")
         refs.update(self.physical_names)
@@ -339,7 +348,29 @@ class LocalStack:
             refs[logical_id] = tpl.state_machine_arn(f"{self.stage}-{logical_id}")
         for logical_id, body in tpl.resources(template, "AWS::SES::ConfigurationSet").items():
             refs[logical_id] = str(tpl.resolve(body["Properties"]["Name"], refs))
+        for logical_id in tpl.resources(template, "AWS::SQS::Queue"):
+            refs[f"{logical_id}.QueueName"] = f"{self.stage}-{logical_id}"
+            refs[f"{logical_id}.Arn"] = f"arn:aws:sqs:{REGION}:{ACCOUNT}:{self.stage}-{logical_id}"
+            if logical_id in self.queue_urls:
+                refs[logical_id] = self.queue_urls[logical_id]
+        for logical_id in tpl.resources(template, "AWS::SNS::Topic"):
+            refs[logical_id] = f"arn:aws:sns:{REGION}:{ACCOUNT}:{self.stage}-{logical_id}"
+        for logical_id, body in tpl.resources(template, "AWS::CloudWatch::Alarm").items():
+            refs[logical_id] = str(tpl.resolve(body["Properties"]["AlarmName"], refs))
+        for logical_id, body in tpl.resources(template, "AWS::CloudWatch::Dashboard").items():
+            refs[logical_id] = str(tpl.resolve(body["Properties"]["DashboardName"], refs))
         return refs
+
+    def outputs(self) -> dict[str, str]:
+        """The stack's outputs as `sam deploy` shows them (what the smoke test reads); the API's URL is the
+        local gateway's."""
+        refs = self.refs()
+        found = {
+            name: str(tpl.resolve(body["Value"], refs))
+            for name, body in tpl.load_template().get("Outputs", {}).items()
+            if name != "ApiUrl"
+        }
+        return {**found, "ApiUrl": self.base_url}
 
     def function_environments(self) -> dict[str, dict[str, str]]:
         """Each function's environment exactly as the template gives it on AWS (with local values for
@@ -385,6 +416,7 @@ class LocalStack:
             self.secret_arns[logical_id] = key_id
             self.secret_arns[f"{logical_id}.Arn"] = arn
         self._create_email_resources()
+        self._create_alarms()
         sfn = boto3.client("stepfunctions", endpoint_url=self.moto_url, region_name=REGION)
         refs = self.refs()
         for logical_id in tpl.resources(tpl.load_template(), "AWS::Serverless::StateMachine"):
@@ -427,6 +459,18 @@ class LocalStack:
         sqs = boto3.client("sqs", endpoint_url=self.moto_url, region_name=REGION)
         for logical_id in tpl.resources(template, "AWS::SQS::Queue"):
             self.queue_urls[logical_id] = sqs.create_queue(QueueName=f"{self.stage}-{logical_id}")["QueueUrl"]
+
+    def _create_alarms(self) -> None:
+        """The template's alarms and their topic, in moto's CloudWatch and SNS (moto does not evaluate them:
+        they stay INSUFFICIENT_DATA; see tools/smoke.py)."""
+        template = tpl.load_template()
+        refs = self.refs()
+        sns = boto3.client("sns", endpoint_url=self.moto_url, region_name=REGION)
+        for logical_id in tpl.resources(template, "AWS::SNS::Topic"):
+            sns.create_topic(Name=f"{self.stage}-{logical_id}")
+        cloudwatch = boto3.client("cloudwatch", endpoint_url=self.moto_url, region_name=REGION)
+        for logical_id in tpl.resources(template, "AWS::CloudWatch::Alarm"):
+            cloudwatch.put_metric_alarm(**tpl.alarm_kwargs(logical_id, refs, template))
 
     def _start_stream_pollers(self) -> None:
         """Stream records reach their functions as the template's event source mappings say."""
@@ -560,6 +604,8 @@ class LocalStack:
         self.gateway.add_local_route("GET", "/_local/health", self._health)
         self.gateway.add_local_route("GET", "/_local/emails", self._sent_mail)
         self.gateway.add_local_route("GET", "/_local/emails.json", self._sent_mail)
+        self.gateway.add_local_route("GET", "/_local/outputs.json", self._outputs)
+        self.gateway.add_local_route("GET", "/_local/events.json", self._events)
         self.gateway.add_local_route("GET", "/", self._dashboard)
         for name, content_type in (("dashboard.js", "text/javascript"), ("dashboard.css", "text/css")):
             self.gateway.add_local_route("GET", f"/_local/{name}", _static(DASHBOARD / name, content_type))
@@ -580,6 +626,18 @@ class LocalStack:
         html = (DASHBOARD / "index.html").read_text(encoding="utf-8")
         html = html.replace("{{TOKEN}}", tokens.mint(DEMO_TENANT)).replace("{{TENANT}}", DEMO_TENANT)
         return Response(html, content_type="text/html; charset=utf-8", headers={"Cache-Control": "no-store"})
+
+    def _outputs(self, _: Request) -> Response:
+        """The stack's outputs (as CloudFormation gives them after a deploy): what `make smoke` reads."""
+        return Response(json.dumps(self.outputs()), content_type="application/json")
+
+    def _events(self, _: Request) -> Response:
+        """EventBridge events delivered to functions so far, oldest first: (function, event)."""
+        delivered = self.events.delivered if self.events is not None else []
+        body = [{"function": name, "event": event} for name, event in delivered]
+        return Response(
+            json.dumps(body), content_type="application/json", headers={"Cache-Control": "no-store"}
+        )
 
     def _health(self, _: Request) -> Response:
         if not self.ready:

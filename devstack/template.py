@@ -148,6 +148,11 @@ def resolve(value: Any, refs: dict[str, str]) -> Any:
     if isinstance(value, dict) and len(value) == 1:
         ((key, arg),) = value.items()
         if key == "Ref":
+            if arg not in refs and arg.endswith((".Version", ".Alias")):
+                # SAM's `!Ref Function.Version` / `.Alias` (AutoPublishAlias): locally nothing is published;
+                # the function's own ARN with a qualifier, which the local Lambda seam accepts and ignores.
+                base, kind = arg.rsplit(".", 1)
+                return f"{refs[base + '.Arn']}:{'1' if kind == 'Version' else 'live'}"
             return refs[arg]
         if key == "Fn::Sub":
             text = arg if isinstance(arg, str) else arg[0]
@@ -155,6 +160,8 @@ def resolve(value: Any, refs: dict[str, str]) -> Any:
             return re.sub(r"\$\{([^}!]+)\}", lambda m: {**refs, **extra}[m.group(1)], text)
         if key == "Fn::GetAtt":
             return refs[".".join(arg)]
+        if key == "Fn::Join":
+            return str(arg[0]).join(str(resolve(part, refs)) for part in arg[1])
     if isinstance(value, list):
         return [resolve(v, refs) for v in value]
     return value
@@ -208,3 +215,16 @@ def function_arn(name: str, region: str = "us-east-1", account: str = "123456789
 
 def state_machine_arn(name: str, region: str = "us-east-1", account: str = "123456789012") -> str:
     return f"arn:aws:states:{region}:{account}:stateMachine:{name}"
+
+
+def alarm_kwargs(
+    logical_id: str, refs: dict[str, str], template: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """`PutMetricAlarm` arguments for an AWS::CloudWatch::Alarm exactly as template.yaml declares it."""
+    props = (template or load_template())["Resources"][logical_id]["Properties"]
+    kwargs = {name: resolve(value, refs) for name, value in props.items()}
+    kwargs["Dimensions"] = [
+        {"Name": dim["Name"], "Value": str(resolve(dim["Value"], refs))}
+        for dim in props.get("Dimensions", [])
+    ]
+    return kwargs

@@ -57,7 +57,7 @@ def point_functions_at(sim: IdentitySimulator, monkeypatch: pytest.MonkeyPatch, 
 @pytest.fixture
 def m365_config(identity_sim: IdentitySimulator) -> M365Config:
     """Production config with only the hosts and the CA pointing at the simulator; small budgets."""
-    config = production_config(identity_sim, "arn:aws:secretsmanager:us-east-1:1:secret:x")
+    config = production_config(identity_sim, "arn:aws:secretsmanager:us-east-1:123456789012:secret:x")
     return replace(config, routing_budget=2.0, token_timeout=2.0, graph_timeout=2.0, graph_budget=6.0)
 
 

@@ -38,6 +38,7 @@ FUNCTIONS = (
     "SendInviteFunction",
     "InviteEventsFunction",
     "VerifyMailboxFunction",
+    "WorkflowEventsFunction",
 )
 
 

@@ -20,6 +20,7 @@ MODELS: dict[str, type[settings._FunctionSettings]] = {
     "SendInviteFunction": settings.SendInviteSettings,
     "InviteEventsFunction": settings.InviteEventsSettings,
     "VerifyMailboxFunction": settings.VerifyMailboxSettings,
+    "WorkflowEventsFunction": settings.WorkflowEventsSettings,
 }
 
 
@@ -168,7 +169,7 @@ def test_a_function_without_a_variable_fails_its_cold_start_in_the_local_stack()
         "from devstack.runtime import runners_from_template\n"
         "from tests.conftest import template_environment\n"
         "envs = {f: template_environment(f) for f in "
-        "('AddAgentFunction','AuthCallbackFunction','SendInviteFunction','InviteEventsFunction','VerifyMailboxFunction')}\n"
+        f"{tuple(MODELS)!r}}}\n"
         "del envs['AddAgentFunction']['STATE_MACHINE_ARN']\n"
         "runners_from_template(environments=envs)['AddAgentFunction'].load()\n"
     )

@@ -29,7 +29,7 @@ def m365_workflow(
 
 def refresh_token_for(sim: IdentitySimulator, address: str) -> SecretStr:
     """What the connect page's callback obtained when `address` signed in."""
-    config = production_config(sim, "arn:x")
+    config = production_config(sim, "arn:aws:secretsmanager:us-east-1:123456789012:secret:x")
     oauth = OAuthClient(config, lambda: sim.client_secret)
     flow = oauth.start(login_hint=address, redirect_uri=REDIRECT_URI)
     return oauth.redeem(flow, Person(sim).sign_in(flow["auth_uri"], address)).refresh_token

@@ -83,7 +83,10 @@ class _Microsoft365Settings(_FunctionSettings):
     the hosts and the CA bundle at its simulators; an empty M365_CLIENT_ID offers the Exchange form only."""
 
     m365_client_id: str = Field(description="The Entra app's client id; empty: not set up")
-    m365_client_secret_arn: str = Field(description="Secrets Manager secret with the app's client secret")
+    m365_client_secret_arn: str = Field(
+        pattern=r"^(arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:[^\s]+)?$",
+        description="Secrets Manager secret with the app's client secret; empty: none",
+    )
     m365_tenant: str = Field(min_length=1, description="organizations, or the single tenant's id")
     m365_authority_host: str = Field(pattern=_HTTPS_URL, description="Microsoft's identity platform")
     m365_ca_bundle: str = Field(description="Extra CA bundle to trust (local stack only); empty: none")
@@ -126,8 +129,10 @@ class VerifyMailboxSettings(_Microsoft365Settings):
     credentials_table_name: TableName
     credentials_key_arn: KmsKeyArn = Field(description="KMS key that unwraps the secrets' data keys")
     max_settings_rounds: int = Field(ge=1, le=10)
-    exchange_discovery_timeout: float = Field(gt=0, le=50)
-    exchange_verify_timeout: float = Field(gt=0, le=50)
+    # Whole seconds from 1 to 50: each task's TimeoutSeconds (60) must outlast its budget. The template's
+    # parameters carry the same bounds (tests/test_template_parameters.py).
+    exchange_discovery_timeout: float = Field(ge=1, le=50)
+    exchange_verify_timeout: float = Field(ge=1, le=50)
     exchange_allow_networks: str = Field(description="CIDRs the SSRF guard lets through (local stack only)")
     exchange_ca_bundle: str = Field(description="Extra CA bundle to trust (local stack only); empty: none")
     graph_base_url: str = Field(pattern=_HTTPS_URL, description="Microsoft Graph")
@@ -170,7 +175,7 @@ class AuthCallbackSettings(_Microsoft365Settings):
         pattern=r"^arn:aws[a-z-]*:secretsmanager:", description="Form-nonce signing key"
     )
     csrf_key_max_age_seconds: int = Field(ge=0, le=86400, description="How long the key is cached")
-    settings_timeout_seconds: int = Field(ge=60)
+    settings_timeout_seconds: int = Field(ge=60, le=31_536_000)  # a Standard workflow lives a year at most
     m365_flow_ttl_seconds: int = Field(ge=60, le=3600, description="How long a started sign-in may take")
     m365_sign_in_host: str = Field(
         pattern=_SIGN_IN_HOST,
@@ -227,6 +232,12 @@ class InviteEventsSettings(_FunctionSettings):
     """The bounce and complaint handler (`functions/send_invite/bounces.py`)."""
 
 
+class WorkflowEventsSettings(_FunctionSettings):
+    """Settles the agents of dead workflows (`functions/workflow_events`, EventBridge)."""
+
+    credentials_table_name: TableName = Field(description="Mailbox secrets: this function only deletes")
+
+
 # One cached loader per function: each handler module calls its own at import (cold start).
 @functools.cache
 def agents_api_settings() -> AgentsApiSettings:
@@ -251,3 +262,8 @@ def send_invite_settings() -> SendInviteSettings:
 @functools.cache
 def invite_events_settings() -> InviteEventsSettings:
     return InviteEventsSettings.from_environ()
+
+
+@functools.cache
+def workflow_events_settings() -> WorkflowEventsSettings:
+    return WorkflowEventsSettings.from_environ()

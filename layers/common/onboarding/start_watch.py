@@ -28,10 +28,11 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from onboarding import dead_workflows
 from onboarding.credentials import CredentialStore
-from onboarding.errors import ConcurrentModificationError, IllegalTransitionError, error_code
+from onboarding.errors import ConcurrentModificationError, error_code
 from onboarding.executions import execution_arn
-from onboarding.models import INTERNAL_ERROR, Agent, AgentRecord, AgentStatus, Attr
+from onboarding.models import Agent, AgentRecord, AgentStatus, Attr
 from onboarding.observability import logger, metrics
 from onboarding.store import AgentRepository
 
@@ -102,24 +103,12 @@ class StartWatch:
         return self.repo.get_record(agent.tenant_id, agent.agent_id) or record
 
     def _end_failed(self, record: AgentRecord) -> None:
-        agent = record.agent
         # Nothing can use the secrets any more: no workflow runs for this attempt and none will start.
-        # Deleted first, so a failure here leaves the agent `connecting` for the next read to settle.
-        self.credentials.delete(agent.tenant_id, agent.agent_id)
-        try:
-            self.repo.transition(
-                agent.tenant_id,
-                agent.agent_id,
-                AgentStatus.FAILED,
-                reason=INTERNAL_ERROR,
-                expected_version=agent.version,
-                remove_attributes=(Attr.START_DEADLINE, Attr.TASK_TOKEN),
-            )
-        except (ConcurrentModificationError, IllegalTransitionError):
+        if not dead_workflows.end_failed(self.repo, self.credentials, record):
             return  # another reader settled it, or the agent was removed meanwhile
         logger.warning(
             "A connection attempt whose start died was ended",
-            extra={"agent_id": agent.agent_id, "attempt": record.connection.connect_attempt},
+            extra={"agent_id": record.agent.agent_id, "attempt": record.connection.connect_attempt},
         )
         metrics.add_metric(name="DeadStartEnded", unit="Count", value=1)
 

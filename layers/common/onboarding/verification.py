@@ -291,6 +291,8 @@ class VerificationSteps:
         # A password that did not connect is of no use and must not linger (a retry asks for it again).
         self.credentials.delete(task.tenant_id, task.agent_id)
         metrics.add_metric(name="MailboxVerificationFailed", unit="Count", value=1)
+        # The dashboard's "failures by reason" (template.yaml OperationsDashboard) counts these lines.
+        logger.info("Verification failure recorded", extra={"agent_id": task.agent_id, "reason": code})
         return TaskOutput(outcome=Outcome.RECORDED, code=code)
 
     # -- the invite the owner connected with ------------------------------------------------------
