@@ -3,6 +3,7 @@
 PYTHON ?= python3
 VENV := .venv
 SAM_VENV := .venv-sam
+CHECKOV_VENV := .venv-checkov
 PY := $(VENV)/bin/python
 export PYTHONPATH := $(CURDIR)/layers/common:$(CURDIR)
 export SAM_CLI_TELEMETRY := 0
@@ -37,6 +38,12 @@ $(SAM_VENV)/.installed: requirements-sam.txt buildtools/pip.txt
 	$(SAM_VENV)/bin/python $(PIP_LOCKED) -r requirements-sam.txt
 	touch $@
 
+$(CHECKOV_VENV)/.installed: requirements-checkov.txt buildtools/pip.txt
+	test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python $(PIP_LOCKED) -r buildtools/pip.txt
+	$(CHECKOV_VENV)/bin/python $(PIP_LOCKED) -r requirements-checkov.txt
+	touch $@
+
 dev: $(VENV)/.installed ## run the whole service locally on 127.0.0.1 (ARGS='--port 3100 --fresh ...')
 	$(PY) -m devstack run $(ARGS)
 
@@ -64,8 +71,9 @@ format: setup ## fix what ruff can fix, and format
 typecheck: setup ## mypy
 	$(VENV)/bin/mypy
 
-validate: $(SAM_VENV)/.installed ## sam validate --lint (the template)
+validate: $(SAM_VENV)/.installed $(CHECKOV_VENV)/.installed ## the template: sam validate --lint and checkov
 	$(SAM_VENV)/bin/sam validate --lint --region us-east-1
+	$(CHECKOV_VENV)/bin/checkov --quiet --compact --skip-download --framework cloudformation -f template.yaml
 
 check: lint typecheck validate test ## the whole quality gate
 
@@ -90,4 +98,4 @@ smoke: $(VENV)/.installed ## after a deploy: check the stack STACK=<name> works 
 	$(PY) -m tools.smoke --stack-name $(STACK) $(if $(REGION),--region $(REGION)) $(SMOKE_ARGS)
 
 clean: ## remove the virtualenvs, the local stack's saved state and the caches
-	rm -rf $(VENV) $(SAM_VENV) .devstack .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(SAM_VENV) $(CHECKOV_VENV) .devstack .pytest_cache .mypy_cache .ruff_cache

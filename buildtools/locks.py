@@ -13,7 +13,8 @@ buildtools/lambda-artifact.mk), `make setup` (the dev and SAM virtualenvs).
    share one version of every package they both have, by construction.
 3. `requirements-dev.txt`: the tests and tools, also within (1), so the tests run the versions that ship;
    universal (any OS, Python 3.11 and later).
-4. `requirements-sam.txt`: the SAM CLI's virtualenv, resolved on its own (it pins its own boto3, Flask...).
+4. `requirements-sam.txt`, `requirements-checkov.txt`: the SAM CLI's and checkov's virtualenvs, each resolved
+   on its own (each pins its own boto3, and they disagree).
 5. `buildtools/pip.txt`: pip itself, installed first into both virtualenvs.
 
 Each lock starts with the SHA-256 of everything it was made from (its input lists, the files they include,
@@ -47,6 +48,7 @@ RUNTIME = "buildtools/lambda-runtime.in"
 LAMBDA_TARGET = ("--python-version", "3.13", "--python-platform", "aarch64-manylinux_2_34")
 DEV_TARGET = ("--universal", "--python-version", "3.11")
 DIGEST_PREFIX = "# made from: "
+TOOLS = ("sam", "checkov")  # tools with a virtualenv of their own (their pins clash with ours and each other)
 INSTALLER = "buildtools/pip.txt"  # installed first into each virtualenv: the pip that reads the other locks
 
 
@@ -124,9 +126,9 @@ def locks(root: Path = ROOT) -> list[Lock]:
     deployment = Lock(DEPLOYMENT, tuple(inputs), LAMBDA_TARGET, (RUNTIME,))
     each = [Lock(path.removesuffix(".in") + ".txt", (path,), LAMBDA_TARGET, (DEPLOYMENT,)) for path in inputs]
     dev = Lock("requirements-dev.txt", ("requirements-dev.in",), DEV_TARGET, (DEPLOYMENT,))
-    sam = Lock("requirements-sam.txt", ("requirements-sam.in",), DEV_TARGET)
+    tools = [Lock(f"requirements-{name}.txt", (f"requirements-{name}.in",), DEV_TARGET) for name in TOOLS]
     installer = Lock(INSTALLER, ("buildtools/pip.in",), DEV_TARGET)
-    return [deployment, *each, dev, sam, installer]
+    return [deployment, *each, dev, *tools, installer]
 
 
 def pins(text: str) -> dict[str, str]:
