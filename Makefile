@@ -71,8 +71,9 @@ format: setup ## fix what ruff can fix, and format
 typecheck: setup ## mypy
 	$(VENV)/bin/mypy
 
-validate: $(SAM_VENV)/.installed $(CHECKOV_VENV)/.installed ## the template: sam validate --lint and checkov
+validate: $(SAM_VENV)/.installed $(CHECKOV_VENV)/.installed ## the template: sam validate --lint, cfn-lint, checkov
 	$(SAM_VENV)/bin/sam validate --lint --region us-east-1
+	$(SAM_VENV)/bin/cfn-lint template.yaml
 	$(CHECKOV_VENV)/bin/checkov --quiet --compact --skip-download --framework cloudformation -f template.yaml
 
 check: lint typecheck validate test ## the whole quality gate
