@@ -1,8 +1,10 @@
-"""The IAM contract: what each function's policy in template.yaml grants is exactly what its code calls.
+"""The IAM contract: what each function's (and the state machine's) policy in template.yaml grants is
+exactly what its code calls.
 
-`calls.json` is every AWS call each function made across the whole test suite (recorded by
-tests/contract/recorder.py, rewritten by a whole-suite run and failing it when it changes). The template
-is expanded by SAM's own translator and evaluated as IAM would, with the real resource ARNs.
+Every call is enforced as it runs (devstack/iam/enforce.py: a call the policy refuses fails the test
+that made it). `calls.json` is what ran under enforcement across the whole test suite (recorded by
+tests/contract/recorder.py, rewritten by a whole-suite run and failing it when it changes): here it
+shows that every grant is used, and that every AWS call site of the code ran under a function's policy.
 """
 
 from __future__ import annotations
@@ -10,19 +12,20 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.conftest import TEST_REFS
-from tests.contract.iam import (
+from devstack.iam.policy import (
     Request,
     Statement,
     allows,
     check,
-    function_policies,
     platform_policies,
     reference_problems,
+    role_policies,
 )
+from tests.conftest import TEST_REFS
 
 CALLS = Path(__file__).with_name("calls.json")
 ACCOUNT_REGION = "us-east-1:123456789012"
@@ -31,6 +34,8 @@ IAM_REFS = {
     "AgentsTable.Arn": f"arn:aws:dynamodb:{ACCOUNT_REGION}:table/{TEST_REFS['AgentsTable']}",
     "CredentialsTable.Arn": f"arn:aws:dynamodb:{ACCOUNT_REGION}:table/{TEST_REFS['CredentialsTable']}",
     "VerifyMailboxStateMachine.Name": TEST_REFS["VerifyMailboxStateMachine"].rsplit(":", 1)[-1],
+    "VerifyMailboxFunction": "test-VerifyMailboxFunction",
+    "VerifyMailboxFunction.Arn": f"arn:aws:lambda:{ACCOUNT_REGION}:function:test-VerifyMailboxFunction",
 }
 FUNCTIONS = (
     "AddAgentFunction",
@@ -39,17 +44,23 @@ FUNCTIONS = (
     "InviteEventsFunction",
     "VerifyMailboxFunction",
 )
+ROLES = (*FUNCTIONS, "VerifyMailboxStateMachine")
 
 
 @pytest.fixture(scope="module")
 def policies() -> dict[str, list[Statement]]:
-    return function_policies(IAM_REFS)
+    return role_policies(IAM_REFS)
 
 
 @pytest.fixture(scope="module")
-def calls() -> dict[str, set[Request]]:
-    recorded = json.loads(CALLS.read_text(encoding="utf-8"))
-    return {function: {Request.from_json(row) for row in rows} for function, rows in recorded.items()}
+def recorded() -> dict[str, dict[str, list[Any]]]:
+    record: dict[str, dict[str, list[Any]]] = json.loads(CALLS.read_text(encoding="utf-8"))
+    return record
+
+
+@pytest.fixture(scope="module")
+def calls(recorded: dict[str, dict[str, list[Any]]]) -> dict[str, set[Request]]:
+    return {who: {Request.from_json(row) for row in rows["calls"]} for who, rows in recorded.items()}
 
 
 def test_each_function_is_granted_exactly_what_it_calls(
@@ -57,8 +68,8 @@ def test_each_function_is_granted_exactly_what_it_calls(
 ) -> None:
     """Given the calls recorded across the suite, every call is allowed by the function's own policy,
     every granted action on every granted resource is used, and the IAM service reference accepts each."""
-    assert set(policies) == set(FUNCTIONS)
-    assert set(calls) == set(FUNCTIONS), "every function was exercised by the suite"
+    assert set(policies) == set(ROLES)
+    assert set(calls) == set(ROLES), "every function and the state machine ran under enforcement"
     report = check(policies, calls)
     assert report.ok, f"\n{report}"
 
