@@ -31,7 +31,8 @@ $(SAM_VENV)/.installed: requirements-sam.txt
 	$(SAM_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-sam.txt
 	touch $@
 
-dev: $(VENV)/.installed
+# The local stack enforces template.yaml's IAM policies, expanded by SAM's translator (.venv-sam).
+dev: $(VENV)/.installed $(SAM_VENV)/.installed
 	$(PY) -m devstack run $(ARGS)
 
 test: setup $(SAM_VENV)/.installed

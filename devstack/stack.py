@@ -291,6 +291,7 @@ class LocalStack:
         refs = self.refs()
         enforcer = build.enforcer(lambda: refs, stack_name=self.stage)
         enforcer.listeners.append(_print_denial)
+        enforcer.policies()  # every policy resolves now, or the stack does not start
         self._enforcer = enforce.install(enforcer)
 
     def _bind_moto(self) -> None:

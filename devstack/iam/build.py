@@ -17,7 +17,7 @@ REGION = "us-east-1"
 def iam_refs(refs: Mapping[str, str], template: dict[str, Any] | None = None) -> dict[str, str]:
     """`refs` plus the attributes the policies use: tables' ARNs, state machines' names, functions' ARNs."""
     template = template or tpl.load_template()
-    found = dict(refs)
+    found = {"AWS::Partition": "aws", "AWS::Region": REGION, "AWS::AccountId": ACCOUNT, **refs}
     for logical_id in tpl.resources(template, "AWS::DynamoDB::Table"):
         if logical_id in refs:
             found.setdefault(
