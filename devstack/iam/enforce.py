@@ -37,7 +37,7 @@ from types import FrameType
 from typing import Any
 
 import botocore.session
-from botocore.awsrequest import AWSResponse
+from botocore.awsrequest import AWSResponse, HTTPHeaders
 from botocore.parsers import create_parser
 
 from devstack.iam.policy import Request, Statement, allows
@@ -226,10 +226,13 @@ def access_denied(model: Any, message: str) -> tuple[AWSResponse, dict[str, Any]
     parsed error, parsed by botocore's own parser for the service's protocol."""
     protocol = str(model.service_model.protocol)
     status, headers, body = _wire(protocol, model.service_model.service_name, message)
+    wire_headers = HTTPHeaders()
+    for name, value in headers.items():
+        wire_headers[name] = value
     parsed: dict[str, Any] = create_parser(protocol).parse(
-        {"status_code": status, "headers": headers, "body": body}, model.output_shape
+        {"status_code": status, "headers": wire_headers, "body": body}, model.output_shape
     )
-    return AWSResponse("https://iam.local/", status, headers, _Body(body)), parsed
+    return AWSResponse("https://iam.local/", status, wire_headers, _Body(body)), parsed
 
 
 # ---------------------------------------------------------------- installation
@@ -251,14 +254,14 @@ def install(enforcer: Enforcer) -> Enforcer:
         if _installed:
             raise RuntimeError("IAM enforcement is already installed in this process")
         _installed.append(enforcer)
-        botocore.session.Session.create_client = _create_client  # type: ignore[method-assign]
+        botocore.session.Session.create_client = _create_client
     return enforcer
 
 
 def uninstall() -> None:
     with _lock:
         _installed.clear()
-        botocore.session.Session.create_client = _original_create_client  # type: ignore[method-assign]
+        botocore.session.Session.create_client = _original_create_client
 
 
 def installed() -> Enforcer | None:

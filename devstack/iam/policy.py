@@ -108,7 +108,7 @@ def resolve(value: Any, refs: Mapping[str, str]) -> Any:
     return {key: resolve(arg, refs)}
 
 
-def _listed(value: Any) -> tuple[str, ...]:
+def _listed(value: Any) -> tuple[Any, ...]:
     return tuple(value) if isinstance(value, list) else (value,)
 
 

@@ -26,6 +26,7 @@ from devstack.iam.policy import (
     role_policies,
 )
 from tests.conftest import TEST_REFS
+from tests.contract.call_sites import call_sites, reach
 
 CALLS = Path(__file__).with_name("calls.json")
 ACCOUNT_REGION = "us-east-1:123456789012"
@@ -237,3 +238,53 @@ def test_the_connect_page_puts_and_deletes_only_pending_microsoft_sign_ins(
         a_sign_in = Request(action, agents, (("dynamodb:LeadingKeys", ("OAUTH#<id>",)),))
         assert not _allowed(policies, "AuthCallbackFunction", an_agent)
         assert _allowed(policies, "AuthCallbackFunction", a_sign_in)
+
+
+# -- every AWS call site of the code ran under enforcement ---------------------------------------------
+def _unexercised(recorded: dict[str, dict[str, list[Any]]]) -> list[str]:
+    """Call sites of the code that never ran under the policy of a function that reaches them."""
+    missing = []
+    for site in sorted(call_sites()):
+        ran_by = [
+            function
+            for function in FUNCTIONS
+            if site.module in reach(function) and str(site) in recorded.get(function, {}).get("sites", [])
+        ]
+        if not ran_by:
+            missing.append(str(site))
+    return missing
+
+
+def test_every_aws_call_in_the_code_ran_under_the_policy_of_a_function_that_reaches_it(
+    recorded: dict[str, dict[str, list[Any]]],
+) -> None:
+    """Given every AWS call site of layers/ and functions/ (found statically), each ran under enforcement,
+    made by a function whose handler imports it, somewhere in the suite; and every site that ran is one the
+    scan knows (so the scan misses no kind of call)."""
+    assert _unexercised(recorded) == []
+    ran = {site for rows in recorded.values() for site in rows["sites"]}
+    assert ran - {str(site) for site in call_sites()} == set()
+
+
+def test_a_call_site_no_function_ran_is_reported(recorded: dict[str, dict[str, list[Any]]]) -> None:
+    """Given the record without what the verification function ran, its call sites are reported: consuming
+    the invite above all (the path whose missing permission no snapshot saw)."""
+    without = {who: rows for who, rows in recorded.items() if who != "VerifyMailboxFunction"}
+    missing = _unexercised(without)
+    assert (
+        "onboarding.invite_store:DynamoInviteRepository._consume_once dynamodb.TransactWriteItems" in missing
+    )
+    assert "onboarding.credentials:KmsCredentialStore.get kms.Decrypt" in missing
+
+
+def test_the_scan_finds_client_calls_and_only_those() -> None:
+    sites = {str(site) for site in call_sites()}
+    assert "onboarding.store:DynamoAgentRepository.create dynamodb.TransactWriteItems" in sites
+    assert "onboarding.m365.oauth:client_secret_reader.<locals>.read secretsmanager.GetSecretValue" in sites
+    assert "functions.auth_callback.app:Deps.csrf_key secretsmanager.GetSecretValue" in sites
+    # AESGCM(...).decrypt is cryptography, SecretStr.get_secret_value is pydantic: no AWS call
+    assert not any(s.endswith("kms.Decrypt") and "KmsCredentialStore.get" not in s for s in sites)
+    assert not any("secretsmanager" in s and "Verification" in s for s in sites)
+    # a function reaches what its handler imports, and not another function's handler
+    assert "onboarding.invite_store" in reach("VerifyMailboxFunction")
+    assert "functions.add_agent.app" not in reach("VerifyMailboxFunction")
