@@ -288,3 +288,36 @@ def test_the_scan_finds_client_calls_and_only_those() -> None:
     # a function reaches what its handler imports, and not another function's handler
     assert "onboarding.invite_store" in reach("VerifyMailboxFunction")
     assert "functions.add_agent.app" not in reach("VerifyMailboxFunction")
+
+
+def test_the_state_machine_invokes_the_verification_function_by_its_exact_arn(
+    policies: dict[str, list[Statement]],
+) -> None:
+    """SAM's LambdaInvokePolicy grants `function:<name>*`: any function whose name starts with ours."""
+    function = IAM_REFS["VerifyMailboxFunction.Arn"]
+    for arn, allowed in ((function, True), (f"{function}Evil", False), (f"{function}:live", False)):
+        assert (
+            _allowed(policies, "VerifyMailboxStateMachine", Request("lambda:InvokeFunction", arn)) is allowed
+        )
+
+
+@pytest.mark.parametrize(
+    ("function", "prefixes"),
+    [
+        ("AddAgentFunction", {"TENANT#"}),
+        ("AuthCallbackFunction", {"TENANT#", "INVITE#", "OAUTH#"}),
+        ("SendInviteFunction", {"TENANT#", "INVITE#"}),
+        ("InviteEventsFunction", {"TENANT#"}),
+        ("VerifyMailboxFunction", {"TENANT#", "INVITE#"}),
+    ],
+)
+def test_each_function_touches_agents_table_items_only_under_its_own_key_prefixes(
+    policies: dict[str, list[Statement]], function: str, prefixes: set[str]
+) -> None:
+    """dynamodb:LeadingKeys: an item under another prefix is refused, whatever the action."""
+    agents = IAM_REFS["AgentsTable.Arn"]
+    actions = {a for s in policies[function] for a in s.actions if a.startswith("dynamodb:")}
+    for prefix in ("TENANT#", "INVITE#", "OAUTH#", "OTHER#"):
+        context = (("dynamodb:LeadingKeys", (f"{prefix}x",)),)
+        can = any(_allowed(policies, function, Request(a, agents, context)) for a in actions)
+        assert can is (prefix in prefixes), f"{function} on {prefix}"
