@@ -76,8 +76,8 @@ class FunctionRunner:
         self.invocations = 0
 
     def load(self) -> None:
-        """The cold start: import the handler module (settings are validated there)."""
-        with self._lock:
+        """The cold start: import the handler module (settings are validated there), as the function."""
+        with self._lock, acting_as(self.logical_id, session=self.name):
             self._load()
 
     def _load(self) -> None:
@@ -98,11 +98,10 @@ class FunctionRunner:
                 os.environ.update(saved)
 
     def invoke(self, event: dict[str, Any]) -> Any:
-        with self._lock:
+        with self._lock, acting_as(self.logical_id, session=self.name):
             self._load()
             self.invocations += 1
-            with acting_as(self.logical_id, session=self.name):
-                return self._handler(event, LambdaContext(function_name=self.name))  # type: ignore[misc]
+            return self._handler(event, LambdaContext(function_name=self.name))  # type: ignore[misc]
 
 
 def runners_from_template(
