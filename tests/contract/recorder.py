@@ -106,6 +106,9 @@ def canonical(request: Request) -> Request:
 
 
 def _record(decision: enforce.Decision) -> None:
+    """What a role did: its allowed calls (a refused call, as the enforcement tests make, did nothing)."""
+    if decision.denied is not None:
+        return
     who = decision.principal.logical_id
     with _lock:
         _calls.update((who, canonical(r)) for r in decision.requests)
