@@ -44,7 +44,8 @@ $(CHECKOV_VENV)/.installed: requirements-checkov.txt buildtools/pip.txt
 	$(CHECKOV_VENV)/bin/python $(PIP_LOCKED) -r requirements-checkov.txt
 	touch $@
 
-dev: $(VENV)/.installed ## run the whole service locally on 127.0.0.1 (ARGS='--port 3100 --fresh ...')
+# The local stack enforces template.yaml's IAM policies, expanded by SAM's translator (.venv-sam).
+dev: $(VENV)/.installed $(SAM_VENV)/.installed ## run the whole service locally on 127.0.0.1 (ARGS='--port 3100 --fresh ...')
 	$(PY) -m devstack run $(ARGS)
 
 test: setup $(SAM_VENV)/.installed ## run the tests

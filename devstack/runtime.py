@@ -11,6 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from devstack.iam.enforce import acting_as
+
 
 @dataclass
 class LambdaContext:
@@ -61,8 +63,10 @@ class FunctionRunner:
         lock: threading.Lock | None = None,
         environment: dict[str, str] | None = None,
         hidden: frozenset[str] = frozenset(),
+        logical_id: str | None = None,
     ) -> None:
         self.name = name
+        self.logical_id = logical_id or name  # whose role its AWS calls use (devstack/iam/enforce.py)
         self.module = module
         self.handler_name = handler
         self.environment = environment
@@ -72,8 +76,8 @@ class FunctionRunner:
         self.invocations = 0
 
     def load(self) -> None:
-        """The cold start: import the handler module (settings are validated there)."""
-        with self._lock:
+        """The cold start: import the handler module (settings are validated there), as the function."""
+        with self._lock, acting_as(self.logical_id, session=self.name):
             self._load()
 
     def _load(self) -> None:
@@ -94,7 +98,7 @@ class FunctionRunner:
                 os.environ.update(saved)
 
     def invoke(self, event: dict[str, Any]) -> Any:
-        with self._lock:
+        with self._lock, acting_as(self.logical_id, session=self.name):
             self._load()
             self.invocations += 1
             return self._handler(event, LambdaContext(function_name=self.name))  # type: ignore[misc]
@@ -123,6 +127,12 @@ def runners_from_template(
         shared = http_lock if any(event.get("Type") == "HttpApi" for event in events) else None
         environment = None if environments is None else environments[logical_id]
         runners[logical_id] = FunctionRunner(
-            f"{prefix}-{logical_id}", module, handler, shared, environment, hidden=declared
+            f"{prefix}-{logical_id}",
+            module,
+            handler,
+            shared,
+            environment,
+            hidden=declared,
+            logical_id=logical_id,
         )
     return runners

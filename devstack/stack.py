@@ -31,6 +31,8 @@ from devstack import template as tpl
 from devstack.eventbridge import EventRouter, execution_ends_published
 from devstack.exchange_sim.simulator import ExchangeSimulator
 from devstack.gateway import Gateway
+from devstack.iam import build, enforce
+from devstack.iam.enforce import as_harness
 from devstack.identity_sim import IdentitySimulator
 from devstack.lambdas import handlers_installed
 from devstack.runtime import FunctionRunner, runners_from_template
@@ -144,6 +146,7 @@ class LocalStack:
     _secret_values: dict[str, str] = field(default_factory=dict)
     _key_material: dict[str, dict[str, str]] = field(default_factory=dict)  # KMS keys, as state keeps them
     ready: bool = False  # every part started: /_local/health answers 200 from then on
+    _enforcer: enforce.Enforcer | None = None
 
     @property
     def base_url(self) -> str:
@@ -177,6 +180,7 @@ class LocalStack:
             self._restore()
             self._register_m365_app()
             self._point_m365_at_identity_simulator()
+            self._enforce_iam()
             self.runners = runners_from_template(prefix=self.stage, environments=self.function_environments())
             for runner in self.runners.values():
                 runner.load()  # cold starts now: a function missing a variable fails here, naming it
@@ -188,7 +192,8 @@ class LocalStack:
             self.events = EventRouter(self.runners, self.refs(), tpl.load_template())
             self._eventbridge = execution_ends_published(self.events, region=REGION, account=ACCOUNT)
             self._eventbridge.__enter__()
-            self._resume_checks()
+            with as_harness():  # the stack restarting what a restart interrupted: no function's doing
+                self._resume_checks()
             self._serve_gateway()
             self._start_stream_pollers()
             if self._state is not None:
@@ -233,6 +238,9 @@ class LocalStack:
         if self._state is not None:
             self._state.release()
             self._state = None
+        if self._enforcer is not None and enforce.installed() is self._enforcer:
+            enforce.uninstall()
+        self._enforcer = None
 
     def __enter__(self) -> LocalStack:
         return self.start()
@@ -291,6 +299,16 @@ class LocalStack:
                 {k: env[k] for k in ("M365_AUTHORITY_HOST", "GRAPH_BASE_URL", "M365_CA_BUNDLE")}
             )
             self.local_overrides["M365_SIGN_IN_HOST"] = self.base_url + SIGN_IN_PATH
+
+    def _enforce_iam(self) -> None:
+        """Every AWS call a function or the state machine makes from now on is held to its own policy in
+        template.yaml, with this stack's resource names (devstack/iam/). A refused call fails as on AWS
+        (AccessDeniedException) and is printed here."""
+        refs = self.refs()
+        enforcer = build.enforcer(lambda: refs, stack_name=self.stage)
+        enforcer.listeners.append(_print_denial)
+        enforcer.policies()  # every policy resolves now, or the stack does not start
+        self._enforcer = enforce.install(enforcer)
 
     def _bind_moto(self) -> None:
         """moto's own server app (what `moto_server` runs), with DynamoDB requests taken in turn.
@@ -643,6 +661,17 @@ class LocalStack:
         if not self.ready:
             return Response(json.dumps({"status": "starting"}), status=503, content_type="application/json")
         return Response(json.dumps({"status": "ok", "moto": self.moto_url}), content_type="application/json")
+
+
+def _print_denial(decision: enforce.Decision) -> None:
+    """A refused call on the console: who, what, on which resource (never a key or a value)."""
+    if decision.denied is not None:
+        denied = decision.denied
+        print(
+            f"IAM DENIED {decision.principal.logical_id}: {denied.action} on {denied.resource} "
+            f"({decision.service}.{decision.operation}; no statement of its policy in template.yaml allows it)",
+            flush=True,
+        )
 
 
 def _now_iso() -> str:

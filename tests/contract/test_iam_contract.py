@@ -1,8 +1,10 @@
-"""The IAM contract: what each function's policy in template.yaml grants is exactly what its code calls.
+"""The IAM contract: what each function's (and the state machine's) policy in template.yaml grants is
+exactly what its code calls.
 
-`calls.json` is every AWS call each function made across the whole test suite (recorded by
-tests/contract/recorder.py, rewritten by a whole-suite run and failing it when it changes). The template
-is expanded by SAM's own translator and evaluated as IAM would, with the real resource ARNs.
+Every call is enforced as it runs (devstack/iam/enforce.py: a call the policy refuses fails the test
+that made it). `calls.json` is what ran under enforcement across the whole test suite (recorded by
+tests/contract/recorder.py, rewritten by a whole-suite run and failing it when it changes): here it
+shows that every grant is used, and that every AWS call site of the code ran under a function's policy.
 """
 
 from __future__ import annotations
@@ -10,19 +12,21 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.conftest import TEST_REFS
-from tests.contract.iam import (
+from devstack.iam.policy import (
     Request,
     Statement,
     allows,
     check,
-    function_policies,
     platform_policies,
     reference_problems,
+    role_policies,
 )
+from tests.conftest import TEST_REFS
+from tests.contract.call_sites import call_sites, reach
 
 CALLS = Path(__file__).with_name("calls.json")
 ACCOUNT_REGION = "us-east-1:123456789012"
@@ -31,6 +35,8 @@ IAM_REFS = {
     "AgentsTable.Arn": f"arn:aws:dynamodb:{ACCOUNT_REGION}:table/{TEST_REFS['AgentsTable']}",
     "CredentialsTable.Arn": f"arn:aws:dynamodb:{ACCOUNT_REGION}:table/{TEST_REFS['CredentialsTable']}",
     "VerifyMailboxStateMachine.Name": TEST_REFS["VerifyMailboxStateMachine"].rsplit(":", 1)[-1],
+    "VerifyMailboxFunction": "test-VerifyMailboxFunction",
+    "VerifyMailboxFunction.Arn": f"arn:aws:lambda:{ACCOUNT_REGION}:function:test-VerifyMailboxFunction",
 }
 FUNCTIONS = (
     "AddAgentFunction",
@@ -40,17 +46,23 @@ FUNCTIONS = (
     "VerifyMailboxFunction",
     "WorkflowEventsFunction",
 )
+ROLES = (*FUNCTIONS, "VerifyMailboxStateMachine")
 
 
 @pytest.fixture(scope="module")
 def policies() -> dict[str, list[Statement]]:
-    return function_policies(IAM_REFS)
+    return role_policies(IAM_REFS)
 
 
 @pytest.fixture(scope="module")
-def calls() -> dict[str, set[Request]]:
-    recorded = json.loads(CALLS.read_text(encoding="utf-8"))
-    return {function: {Request.from_json(row) for row in rows} for function, rows in recorded.items()}
+def recorded() -> dict[str, dict[str, list[Any]]]:
+    record: dict[str, dict[str, list[Any]]] = json.loads(CALLS.read_text(encoding="utf-8"))
+    return record
+
+
+@pytest.fixture(scope="module")
+def calls(recorded: dict[str, dict[str, list[Any]]]) -> dict[str, set[Request]]:
+    return {who: {Request.from_json(row) for row in rows["calls"]} for who, rows in recorded.items()}
 
 
 def test_each_function_is_granted_exactly_what_it_calls(
@@ -58,8 +70,8 @@ def test_each_function_is_granted_exactly_what_it_calls(
 ) -> None:
     """Given the calls recorded across the suite, every call is allowed by the function's own policy,
     every granted action on every granted resource is used, and the IAM service reference accepts each."""
-    assert set(policies) == set(FUNCTIONS)
-    assert set(calls) == set(FUNCTIONS), "every function was exercised by the suite"
+    assert set(policies) == set(ROLES)
+    assert set(calls) == set(ROLES), "every function and the state machine ran under enforcement"
     report = check(policies, calls)
     assert report.ok, f"\n{report}"
 
@@ -227,3 +239,86 @@ def test_the_connect_page_puts_and_deletes_only_pending_microsoft_sign_ins(
         a_sign_in = Request(action, agents, (("dynamodb:LeadingKeys", ("OAUTH#<id>",)),))
         assert not _allowed(policies, "AuthCallbackFunction", an_agent)
         assert _allowed(policies, "AuthCallbackFunction", a_sign_in)
+
+
+# -- every AWS call site of the code ran under enforcement ---------------------------------------------
+def _unexercised(recorded: dict[str, dict[str, list[Any]]]) -> list[str]:
+    """Call sites of the code that never ran under the policy of a function that reaches them."""
+    missing = []
+    for site in sorted(call_sites()):
+        ran_by = [
+            function
+            for function in FUNCTIONS
+            if site.module in reach(function) and str(site) in recorded.get(function, {}).get("sites", [])
+        ]
+        if not ran_by:
+            missing.append(str(site))
+    return missing
+
+
+def test_every_aws_call_in_the_code_ran_under_the_policy_of_a_function_that_reaches_it(
+    recorded: dict[str, dict[str, list[Any]]],
+) -> None:
+    """Given every AWS call site of layers/ and functions/ (found statically), each ran under enforcement,
+    made by a function whose handler imports it, somewhere in the suite; and every site that ran is one the
+    scan knows (so the scan misses no kind of call)."""
+    assert _unexercised(recorded) == []
+    ran = {site for rows in recorded.values() for site in rows["sites"]}
+    assert ran - {str(site) for site in call_sites()} == set()
+
+
+def test_a_call_site_no_function_ran_is_reported(recorded: dict[str, dict[str, list[Any]]]) -> None:
+    """Given the record without what the verification function ran, its call sites are reported: consuming
+    the invite above all (the path whose missing permission no snapshot saw)."""
+    without = {who: rows for who, rows in recorded.items() if who != "VerifyMailboxFunction"}
+    missing = _unexercised(without)
+    assert (
+        "onboarding.invite_store:DynamoInviteRepository._consume_once dynamodb.TransactWriteItems" in missing
+    )
+    assert "onboarding.credentials:KmsCredentialStore.get kms.Decrypt" in missing
+
+
+def test_the_scan_finds_client_calls_and_only_those() -> None:
+    sites = {str(site) for site in call_sites()}
+    assert "onboarding.store:DynamoAgentRepository.create dynamodb.TransactWriteItems" in sites
+    assert "onboarding.m365.oauth:client_secret_reader.<locals>.read secretsmanager.GetSecretValue" in sites
+    assert "functions.auth_callback.app:Deps.csrf_key secretsmanager.GetSecretValue" in sites
+    # AESGCM(...).decrypt is cryptography, SecretStr.get_secret_value is pydantic: no AWS call
+    assert not any(s.endswith("kms.Decrypt") and "KmsCredentialStore.get" not in s for s in sites)
+    assert not any("secretsmanager" in s and "Verification" in s for s in sites)
+    # a function reaches what its handler imports, and not another function's handler
+    assert "onboarding.invite_store" in reach("VerifyMailboxFunction")
+    assert "functions.add_agent.app" not in reach("VerifyMailboxFunction")
+
+
+def test_the_state_machine_invokes_the_verification_function_by_its_exact_arn(
+    policies: dict[str, list[Statement]],
+) -> None:
+    """SAM's LambdaInvokePolicy grants `function:<name>*`: any function whose name starts with ours."""
+    function = IAM_REFS["VerifyMailboxFunction.Arn"]
+    for arn, allowed in ((function, True), (f"{function}Evil", False), (f"{function}:live", False)):
+        assert (
+            _allowed(policies, "VerifyMailboxStateMachine", Request("lambda:InvokeFunction", arn)) is allowed
+        )
+
+
+@pytest.mark.parametrize(
+    ("function", "prefixes"),
+    [
+        ("AddAgentFunction", {"TENANT#"}),
+        ("AuthCallbackFunction", {"TENANT#", "INVITE#", "OAUTH#"}),
+        ("SendInviteFunction", {"TENANT#", "INVITE#"}),
+        ("InviteEventsFunction", {"TENANT#"}),
+        ("VerifyMailboxFunction", {"TENANT#", "INVITE#"}),
+    ],
+)
+def test_each_function_touches_agents_table_items_only_under_its_own_key_prefixes(
+    policies: dict[str, list[Statement]], function: str, prefixes: set[str]
+) -> None:
+    """dynamodb:LeadingKeys: an item under another prefix is refused, whatever the action."""
+    agents = IAM_REFS["AgentsTable.Arn"]
+    actions = {a for s in policies[function] for a in s.actions if a.startswith("dynamodb:")}
+    for prefix in ("TENANT#", "INVITE#", "OAUTH#", "OTHER#"):
+        context = (("dynamodb:LeadingKeys", (f"{prefix}x",)),)
+        can = any(_allowed(policies, function, Request(a, agents, context)) for a in actions)
+        assert can is (prefix in prefixes), f"{function} on {prefix}"

@@ -8,7 +8,7 @@ import os
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
@@ -20,12 +20,17 @@ from devstack import template as tpl
 from devstack.exchange_sim.simulator import ExchangeSimulator
 from devstack.lambdas import handlers_installed
 from devstack.runtime import runners_from_template
-from onboarding import deps
+from onboarding import aws, deps
 from onboarding.credentials import KmsCredentialStore
+from onboarding.invite_models import Invite
+from onboarding.invite_store import DynamoInviteRepository
+from onboarding.invite_tokens import token_hash
+from onboarding.mailer import Mailer
 from onboarding.models import AgentStatus, Attr
 from onboarding.store import DynamoAgentRepository
 from tests import lifecycle
 from tests.conftest import CREDENTIALS_TABLE, TABLE_NAME, create_resources
+from tests.invite_helpers import SENDER, verify_sender
 from tests.m365_fixtures import identity_sim, identity_sim_server  # noqa: F401 - pytest fixtures
 
 STAGE = "test"
@@ -43,11 +48,23 @@ class Workflow:
     repo: DynamoAgentRepository
     credentials: KmsCredentialStore
     arn: str
+    invites: DynamoInviteRepository
+    mailer: Mailer
+    invite_hashes: dict[str, str] = field(default_factory=dict)  # agent id -> its link's token hash
 
     def add_invited_agent(self, email: str, tenant: str = "demo") -> str:
-        return lifecycle.add_at(
-            self.repo, AgentStatus.INVITED, email=email, tenant=tenant, name="Owner"
-        ).agent_id
+        """An agent whose invite went out (its invite item stored, as the invite sender stores it)."""
+        agent = lifecycle.add(self.repo, email=email, tenant=tenant, name="Owner")
+        token = lifecycle.send_invite(self.repo, self.invites, self.mailer, agent)
+        self.invite_hashes[agent.agent_id] = token_hash(token)
+        return agent.agent_id
+
+    def invite_of(self, agent_id: str) -> Invite | None:
+        return self.invites.get(self.invite_hashes[agent_id])
+
+    def connected_with_invite(self, agent_id: str) -> dict[str, Any]:
+        """What the connect page keeps on the agent when its owner opens the link: the invite's hash."""
+        return {Attr.INVITE_HASH: self.invite_hashes[agent_id]} if agent_id in self.invite_hashes else {}
 
     def connect(
         self,
@@ -67,7 +84,12 @@ class Workflow:
             tenant,
             agent_id,
             AgentStatus.CONNECTING,
-            set_attributes={Attr.ATTEMPT: attempt, Attr.ROUNDS: 0, **extra},
+            set_attributes={
+                Attr.ATTEMPT: attempt,
+                Attr.ROUNDS: 0,
+                **extra,
+                **self.connected_with_invite(agent_id),
+            },
         )
         if password is not None:
             self.credentials.put(tenant, agent_id, SecretStr(password))
@@ -142,12 +164,15 @@ def workflow(
     }
     sfn = boto3.client("stepfunctions")
     arn = tpl.create_state_machine(sfn, "VerifyMailboxStateMachine", refs, name="verify-mailbox")
+    verify_sender()
     with handlers_installed(runners):
         yield Workflow(
             sfn=sfn,
             repo=deps.agent_repository(TABLE_NAME),
             credentials=deps.credential_store(CREDENTIALS_TABLE, os.environ["CREDENTIALS_KEY_ARN"]),
             arn=arn,
+            invites=deps.invite_repository(TABLE_NAME),
+            mailer=Mailer(SENDER, aws.client("sesv2"), sleep=lambda _: None),
         )
     deps.reset()
 

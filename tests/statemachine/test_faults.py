@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -67,3 +68,43 @@ def test_a_step_whose_writes_keep_failing_ends_failed_not_stuck_connecting(workf
     item = workflow.repo.get_item("demo", agent_id) or {}
     assert throttled[0] >= 2  # botocore retried before the task gave up
     assert (item["status"], item["statusReason"]) == ("failed", "internal_error")
+
+
+def test_the_state_machine_may_invoke_its_own_function_only(moto_aws_sfn: None) -> None:
+    """Its role grants lambda:InvokeFunction on the verification function's exact ARN: a definition that
+    names another function (here the dashboard API's) is refused by IAM before that function runs."""
+    import boto3
+
+    from devstack import template as tpl
+    from devstack.lambdas import handlers_installed
+    from devstack.runtime import runners_from_template
+
+    runners = runners_from_template(prefix="test")
+    sfn = boto3.client("stepfunctions")
+    other = {"VerifyMailboxFunction.Arn": tpl.function_arn("test-AddAgentFunction")}
+    arn = tpl.create_state_machine(sfn, "VerifyMailboxStateMachine", other, name="verify-mailbox")
+    with handlers_installed(runners):
+        execution = sfn.start_execution(
+            stateMachineArn=arn,
+            input=json.dumps(
+                {"tenantId": "demo", "agentId": "a1", "attempt": 1, "settingsTimeoutSeconds": 60}
+            ),
+        )["executionArn"]
+        # Its first task's invocation is refused (the retries and the catch that follow are refused too:
+        # the test stops the execution once the first refusal is in its history)
+        deadline = time.monotonic() + 60
+        while "is not authorized" not in (history := _history(sfn, execution)):
+            assert time.monotonic() < deadline, "no refusal in the execution's history"
+            time.sleep(0.1)
+        sfn.stop_execution(executionArn=execution)
+    assert "User: arn:aws:sts::123456789012:assumed-role/test-VerifyMailboxStateMachineRole/" in history
+    assert (
+        "is not authorized to perform: lambda:InvokeFunction on resource: "
+        "arn:aws:lambda:us-east-1:123456789012:function:test-AddAgentFunction" in history
+    )
+    assert "AccessDeniedException" in history
+    assert runners["AddAgentFunction"].invocations == 0
+
+
+def _history(sfn: Any, execution: str) -> str:
+    return json.dumps(sfn.get_execution_history(executionArn=execution)["events"], default=str)

@@ -41,7 +41,12 @@ def connect_with_microsoft(workflow: Workflow, agent_id: str, refresh_token: Sec
         "demo",
         agent_id,
         AgentStatus.CONNECTING,
-        set_attributes={Attr.ATTEMPT: 1, Attr.ROUNDS: 0, Attr.VERIFY_METHOD: "graph"},
+        set_attributes={
+            Attr.ATTEMPT: 1,
+            Attr.ROUNDS: 0,
+            Attr.VERIFY_METHOD: "graph",
+            **workflow.connected_with_invite(agent_id),
+        },
     )
     workflow.credentials.put("demo", agent_id, refresh_token, purpose="refresh_token")
     execution = workflow.sfn.start_execution(
@@ -75,6 +80,9 @@ def test_a_microsoft_365_mailbox_is_verified_over_graph_without_autodiscovery(
     assert item["status"] == "verified", item.get("statusReason")
     assert item[Attr.INBOX_COUNT] == 12
     assert item[Attr.VERIFY_METHOD] == "graph"
+    invite = m365_workflow.invite_of(agent_id)  # the link used up with the verification
+    assert invite is not None
+    assert invite.used_at is not None
     history = m365_workflow.history(arn)
     entered = [e["stateEnteredEventDetails"]["name"] for e in history if "stateEnteredEventDetails" in e]
     assert "Autodiscover" not in entered

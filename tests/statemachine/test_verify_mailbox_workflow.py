@@ -25,6 +25,10 @@ def test_a_mailbox_that_autodiscovers_ends_verified_with_its_settings(workflow: 
     assert item["ewsUrl"].startswith("https://")
     assert item["inboxItemCount"] == scenario.inbox_count
     assert "taskToken" not in item
+    # The link has done its job: used up with the verification (consumed with a check of its agent).
+    invite = workflow.invite_of(agent_id)
+    assert invite is not None
+    assert invite.used_at is not None
 
 
 def test_without_autodiscover_the_workflow_asks_for_settings_then_verifies(workflow: Workflow) -> None:
@@ -71,8 +75,31 @@ def test_a_wrong_password_fails_with_its_diagnosis(workflow: Workflow) -> None:
     workflow.wait_for_end(execution)
     item = workflow.repo.get_item("demo", agent_id) or {}
     assert (item["status"], item["statusReason"]) == ("failed", "auth_failed")
-    # A password that did not connect is not kept.
+    # A password that did not connect is not kept; it counts against the link, which stays usable.
     assert stored_secrets(agent_id) == []
+    invite = workflow.invite_of(agent_id)
+    assert invite is not None
+    assert (invite.failed_attempts, invite.used_at) == (1, None)
+
+
+def test_a_wrong_password_through_a_link_already_used_is_not_counted_against_it(workflow: Workflow) -> None:
+    # Given an agent whose link was used up already (an earlier connection verified with it)
+    scenario = S["wrong_password"]
+    agent_id = workflow.add_invited_agent(scenario.email)
+    invite = workflow.invite_of(agent_id)
+    assert invite is not None
+    used = workflow.invites.consume(invite, at=invite.created_at, max_failed_attempts=10)
+    # When a connection through it fails with a wrong password
+    execution = workflow.connect(
+        agent_id, scenario.password, username=scenario.username, server=scenario.server
+    )
+    workflow.wait_for_end(execution)
+    # Then the failure is recorded, and the used link is left as it was (the count is refused, then read)
+    item = workflow.repo.get_item("demo", agent_id) or {}
+    assert (item["status"], item["statusReason"]) == ("failed", "auth_failed")
+    after = workflow.invite_of(agent_id)
+    assert after is not None
+    assert (after.failed_attempts, after.used_at) == (0, used.used_at)
 
 
 def test_a_failing_lambda_task_ends_failed_not_stuck_connecting(workflow: Workflow) -> None:

