@@ -86,6 +86,9 @@ def expanded_template(path: Path = ROOT / "template.yaml") -> dict[str, Any]:
     return document
 
 
+_PUBLISHED = (re.compile(r"(\w+?)Version[0-9a-f]{10}"), re.compile(r"(\w+?)Alias(\w+)"))
+
+
 def resolve(value: Any, refs: Mapping[str, str]) -> Any:
     """Ref, Fn::Sub (both forms), Fn::GetAtt and Fn::Join against `refs`; a missing name is an error."""
     if isinstance(value, list):
@@ -96,6 +99,15 @@ def resolve(value: Any, refs: Mapping[str, str]) -> Any:
         return {k: resolve(v, refs) for k, v in value.items()}
     ((key, arg),) = value.items()
     if key == "Ref":
+        if arg not in refs:
+            # SAM's `!Ref Function.Version` / `.Alias` become Refs to the Lambda version or alias it
+            # generates (`<Function>Version<hash>`, `<Function>Alias<name>`): their qualified ARN, with the
+            # qualifier the local stack gives (devstack.template.resolve: version 1, the alias's name).
+            version, alias = (pattern.fullmatch(arg) for pattern in _PUBLISHED)
+            if version and f"{version[1]}.Arn" in refs:
+                return f"{refs[version[1] + '.Arn']}:1"
+            if alias and f"{alias[1]}.Arn" in refs:
+                return f"{refs[alias[1] + '.Arn']}:{alias[2]}"
         return refs[arg]
     if key == "Fn::GetAtt":
         return refs[".".join(arg) if isinstance(arg, list) else arg]

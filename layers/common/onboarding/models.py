@@ -255,6 +255,11 @@ class ErrorDetail(_ApiModel):
     field: str | None = None
     message: str
     type: str | None = None
+    agent_id: str | None = Field(
+        default=None,
+        alias="agentId",
+        description="The agent that already has this mailbox (409 duplicate_agent)",
+    )
 
 
 class ErrorBody(_ApiModel):

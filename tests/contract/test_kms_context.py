@@ -1,11 +1,11 @@
-"""The KMS statements of template.yaml, evaluated as IAM does (tests/contract/iam.py): each function may use
+"""The KMS statements of template.yaml, evaluated as IAM does (devstack/iam/policy.py): each function may use
 the credentials key only with the whole encryption context `{tenantId, agentId, purpose}` and its purposes."""
 
 from __future__ import annotations
 
 import pytest
 
-from tests.contract.iam import Request, Statement, allows, function_policies
+from devstack.iam.policy import Request, Statement, allows, role_policies
 from tests.contract.test_iam_contract import IAM_REFS
 
 KEY = "arn:aws:kms:us-east-1:123456789012:key/00000000-0000-0000-0000-000000000000"
@@ -25,7 +25,7 @@ def _allowed(statements: list[Statement], action: str, context: dict[str, str]) 
 
 @pytest.fixture(scope="module")
 def policies() -> dict[str, list[Statement]]:
-    return function_policies({**IAM_REFS, "CredentialsKey.Arn": KEY})
+    return role_policies({**IAM_REFS, "CredentialsKey.Arn": KEY})
 
 
 # What each function may do with the key, by purpose (anything else is refused).
