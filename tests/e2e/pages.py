@@ -104,7 +104,7 @@ class ConnectPage:
     def sign_in(self, password: str, *, username: str = "", server: str = "") -> None:
         """The Exchange form (preselected for an address that is not Microsoft 365): password, and the
         advanced settings when given."""
-        assert self.page.locator("input[name=provider][value=ms_exchange]").is_checked()
+        assert self.page.locator("#provider-exchange").get_attribute("aria-current") == "page"
         self.page.fill("input[name=password]", password)
         if username or server:
             self.page.click("summary")
