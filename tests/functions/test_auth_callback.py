@@ -102,6 +102,38 @@ def test_the_link_shows_the_inviter_the_mailbox_and_the_exchange_form(invited: I
     assert nonce_of(answer.body)
 
 
+def test_without_an_inviter_name_the_page_says_who_in_neutral_words_never_the_tenant_id(
+    env: ConnectEnv,
+) -> None:
+    # Given an agent added with no inviter name, by a token without the display-name claim (tenant "demo")
+    invited = env.invite(tenant_name=None)
+    # When a wrong password was tried and the link is opened again, or the mailbox connected
+    invites.record_failed_password(env.repo, env.invites, invited.token)
+    to_status(env, invited, S.FAILED, reason="auth_failed")
+    fail_page = get(f"/connect/{invited.token}").body
+    assert f"You were invited to connect <strong>{EMAIL}</strong> to a response-time" in fail_page
+    assert "asking the person who invited you" in fail_page
+    assert "ask the person who invited you to remove your mailbox" in fail_page
+    env.repo.transition("demo", invited.agent_id, S.CONNECTING)
+    env.repo.transition("demo", invited.agent_id, S.VERIFIED)
+    done = get(f"/connect/{invited.token}/status").body
+    assert "is now connected to the dashboard of the person who invited you." in done
+    # Then no page names the tenant id (or a missing value)
+    for body in (fail_page, done):
+        text = body.replace(invited.token, "")
+        assert "demo" not in text
+        assert "None" not in text
+
+
+def test_the_inviter_name_is_shown_as_text(env: ConnectEnv) -> None:
+    invited = env.invite(tenant_name='Evil <script>alert(1)</script> & "Co"')
+    body = get(f"/connect/{invited.token}").body
+    assert "<script>alert(1)" not in body
+    assert (
+        "<strong>Evil &lt;script&gt;alert(1)&lt;/script&gt; &amp; &#34;Co&#34;</strong> invited you" in body
+    )
+
+
 def test_opening_the_link_changes_nothing(env: ConnectEnv, invited: Invited) -> None:
     before = scan()
     for _ in range(3):

@@ -173,8 +173,10 @@ class ConnectView:
     failed_passwords: int = 0  # wrong passwords counted against this invite (it locks at the maximum)
 
     @property
-    def tenant_name(self) -> str:
-        return self.record.invite.tenant_name or self.record.agent.tenant_id
+    def tenant_name(self) -> str | None:
+        """Who invites, as the dashboard named them (or their token's display-name claim); None: the pages
+        say "the person who invited you" (never the tenant id, which is an identifier, not a name)."""
+        return self.record.invite.tenant_name
 
     @property
     def status(self) -> AgentStatus:

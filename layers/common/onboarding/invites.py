@@ -189,7 +189,7 @@ def deliver_invite(
         InviteEmailContent(
             to=agent.email,
             agent_name=agent.name,
-            tenant_name=state.tenant_name or agent.tenant_id,
+            tenant_name=state.tenant_name,
             link=invite_link(config.public_base_url, token),
             expires_at=invite.expires_at,
             valid_days=config.valid_for.days,
