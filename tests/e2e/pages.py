@@ -72,9 +72,13 @@ class SentMail:
     def __init__(self, stack: RunningStack) -> None:
         self.stack = stack
 
+    def emails(self) -> list[dict[str, Any]]:
+        """Every email sent so far: to, subject, text, html, link."""
+        sent: list[dict[str, Any]] = requests.get(f"{self.stack.base_url}/_local/emails", timeout=10).json()
+        return sent
+
     def invite_links(self, email: str) -> list[str]:
-        emails = requests.get(f"{self.stack.base_url}/_local/emails", timeout=10).json()
-        return [e["link"] for e in emails if e["to"] == email]
+        return [e["link"] for e in self.emails() if e["to"] == email]
 
     def invite_to(self, email: str, count: int = 1) -> str:
         """The connect link of the ``count``-th invite sent to ``email``, once it has been sent."""

@@ -219,6 +219,7 @@ def test_a_valid_post_stores_the_password_and_starts_the_workflow(
     assert item["status"] == "connecting"
     assert item[Attr.ATTEMPT] == 1
     assert item[Attr.INVITE_HASH] == token_hash(invited.token)
+    assert item["signIn"] == "password"  # the dashboard's word for how the mailbox is connected
     assert stored_password(invited.agent_id) == PASSWORD
     (execution,) = env.executions()
     described = env.sfn.describe_execution(executionArn=execution["executionArn"])

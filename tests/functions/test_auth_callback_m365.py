@@ -260,6 +260,7 @@ def test_sign_in_redeems_the_code_stores_the_refresh_token_and_starts_the_workfl
     item = env.item(invited.agent_id)
     assert item["status"] == "connecting"
     assert item[Attr.VERIFY_METHOD] == "graph"
+    assert item["signIn"] == "microsoft"  # the dashboard says "its Microsoft sign-in", not "its password"
     (execution,) = env.executions()
     described = env.sfn.describe_execution(executionArn=execution["executionArn"])
     assert json.loads(described["input"]) == {

@@ -50,6 +50,7 @@ from onboarding.start_watch import MAX_FUNCTION_SECONDS, StartWatch, start_deadl
 from onboarding.store import AgentRepository
 
 EWS, GRAPH = "ews", "graph"  # how a mailbox is verified (Attr.VERIFY_METHOD, the workflow's `method`)
+SIGN_IN = "signIn"  # the stored name of the public `Agent.sign_in` (password | microsoft)
 _USERNAME = re.compile(r"^(?:[^\s@\\]+@[^\s@\\]+|[^\s@\\]+\\[^\s@\\]+)$")
 _HOST = re.compile(r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?)$")
 
@@ -348,6 +349,7 @@ class ConnectService:
                 Attr.ROUNDS: 0,
                 Attr.INVITE_HASH: view.token_hash,
                 Attr.VERIFY_METHOD: method,
+                SIGN_IN: "microsoft" if method == GRAPH else "password",  # the dashboard's word for it
                 Attr.START_DEADLINE: start_deadline(self.clock(), self.remaining_seconds()),
                 **set_attributes,
             },

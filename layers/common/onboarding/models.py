@@ -222,6 +222,12 @@ class Agent(_ApiModel):
     updated_at: str = Field(alias="updatedAt")
     verified_at: str | None = Field(default=None, alias="verifiedAt")
     version: int = Field(ge=1)
+    sign_in: Literal["password", "microsoft"] | None = Field(
+        default=None,
+        alias="signIn",
+        description="How the owner last connected the mailbox: with its password (Exchange) or with Sign in "
+        "with Microsoft (Microsoft 365: a refresh token is kept, no password); null before the first attempt",
+    )
 
     def api_dict(self) -> dict[str, object]:
         return self.model_dump(mode="json", by_alias=True)
