@@ -300,8 +300,8 @@ class Inbox:
             return self._emails
 
     def invites_for(self, email: str, tenant: str, emails: list[dict[str, Any]] | None = None) -> list[str]:
-        """Links of the invites to `email` from `tenant` (the inviter's name defaults to the tenant id and
-        starts the subject: '<tenant> invites you to connect your mailbox')."""
+        """Links of the invites to `email` from `tenant` (each tenant's agents are added with the tenant id
+        as their inviterName, which starts the subject: '<tenant> invites you to connect your mailbox')."""
         return [
             str(e["link"])
             for e in (self.emails() if emails is None else emails)
@@ -325,7 +325,13 @@ def onboard(job: Onboarding, base_url: str, inbox: Inbox, deadline_s: float, pol
     job.started = time.monotonic()
     try:
         auth = {"Authorization": f"Bearer {tokens.mint(job.tenant)}"}
-        body = {"name": f"Agent {job.index}", "email": scenario.email, "type": "ms_exchange"}
+        # Each tenant invites under its own name, which starts the subject: how its invite is told apart.
+        body = {
+            "name": f"Agent {job.index}",
+            "email": scenario.email,
+            "type": "ms_exchange",
+            "inviterName": job.tenant,
+        }
         created = http.post(f"{base_url}/agents", json=body, headers=auth, timeout=60)
         if created.status_code != 201:
             raise RuntimeError(f"POST /agents -> {created.status_code} {created.text[:200]}")

@@ -29,9 +29,33 @@
     timeout: "server did not answer",
     server_busy: "server busy, try later",
     blocked_address: "private server address",
+    confirm_server: "waits for the owner to allow a server",
     settings_timeout: "settings never entered",
-    internal_error: "error on our side"
+    discovery_timeout: "finding the server took too long",
+    verification_timeout: "the server took too long",
+    internal_error: "error on our side",
+    // Microsoft 365 ("Sign in with Microsoft"); the owner's page explains each
+    m365_consent_declined: "owner did not allow access",
+    m365_admin_consent_required: "needs approval by their IT admin",
+    m365_wrong_account: "signed in with another account",
+    m365_no_mailbox: "no Microsoft 365 mailbox for this account",
+    m365_conditional_access_blocked: "blocked by their organisation's sign-in rules",
+    m365_account_disabled: "Microsoft account disabled",
+    m365_tenant_disabled: "their Microsoft 365 is not available",
+    m365_account_locked: "Microsoft account locked",
+    m365_personal_account: "personal Microsoft account, not work or school",
+    m365_access_denied: "apps may not read this mailbox",
+    m365_token_rejected: "Microsoft sign-in no longer valid",
+    m365_throttled: "Microsoft asked us to slow down",
+    m365_unavailable: "Microsoft 365 did not answer properly",
+    m365_timeout: "Microsoft did not answer in time",
+    m365_sign_in_expired: "Microsoft sign-in expired",
+    m365_sign_in_invalid: "Microsoft sign-in could not be used",
+    m365_sign_in_failed: "Microsoft sign-in failed",
+    m365_not_configured: "Microsoft 365 sign-in is not set up"
   };
+  // Statuses in which nothing the owner signs in with is kept yet (or any more).
+  var NOTHING_STORED = ["invite_pending", "invited", "invite_failed", "invite_bounced"];
   var confirming = null; // the agent whose removal waits for "Yes, remove" (kept across refreshes)
 
   function api(method, path, body) {
@@ -52,7 +76,7 @@
     var label = STATUS_LABELS[agent.status] || agent.status.replace(/_/g, " ");
     var reason = agent.statusReason;
     if (reason && agent.status !== "verified") {
-      label += ": " + (REASON_LABELS[reason] || reason.replace(/_/g, " "));
+      label += ": " + (REASON_LABELS[reason] || "other problem (" + reason + ")");
     }
     return label;
   }
@@ -62,6 +86,25 @@
     td.textContent = text;
     if (cls) { td.className = cls; }
     return td;
+  }
+  // An address as text with wrap points after "@" and before each dot (<wbr>), so a narrow column breaks
+  // it between its parts, not mid-word.
+  function address(text) {
+    var fragment = document.createDocumentFragment();
+    text.split(/(?<=@)|(?=\.)/).forEach(function (part, i) {
+      if (i > 0) { fragment.appendChild(document.createElement("wbr")); }
+      fragment.appendChild(document.createTextNode(part));
+    });
+    return fragment;
+  }
+  // What removing the agent ends and deletes, in the words of how the mailbox was connected (`signIn`).
+  function removalQuestion(agent) {
+    if (NOTHING_STORED.indexOf(agent.status) >= 0) { return " Its invite link stops working."; }
+    if (agent.status === "failed") { return " Its invite link stops working; nothing is stored for it."; }
+    var secret = agent.signIn === "microsoft" ? "its Microsoft sign-in (refresh token)"
+      : agent.signIn === "password" ? "its stored password" : "what it signs in with";
+    var ends = agent.status === "verified" ? "Monitoring stops" : "The connection check stops";
+    return " " + ends + " and " + secret + " is deleted.";
   }
   function button(label, onClick, cls) {
     var b = document.createElement("button");
@@ -76,7 +119,9 @@
       var question = document.createElement("span");
       question.className = "confirm";
       question.setAttribute("role", "alert");
-      question.textContent = "Remove " + agent.name + "? Monitoring stops and the stored password is deleted.";
+      question.appendChild(document.createTextNode("Remove " + agent.name + " ("));
+      question.appendChild(address(agent.email));
+      question.appendChild(document.createTextNode(")?" + removalQuestion(agent)));
       actions.appendChild(question);
       actions.appendChild(button("Yes, remove", function () {
         confirming = null;
@@ -100,7 +145,9 @@
       tr.dataset.agentId = agent.agentId;
       tr.dataset.status = agent.status;
       tr.appendChild(cell("Name", agent.name));
-      tr.appendChild(cell("Email", agent.email, "email"));
+      var email = cell("Email", "", "email");
+      email.appendChild(address(agent.email));
+      tr.appendChild(email);
       var status = cell("Status", statusLabel(agent), "status status-" + agent.status);
       status.title = agent.status + (agent.statusReason ? " (" + agent.statusReason + ")" : "");
       if (agent.status === "verified") {
@@ -131,7 +178,9 @@
     event.preventDefault();
     var form = event.target;
     document.getElementById("add-error").textContent = "";
-    api("POST", "/agents", { name: form.name.value, email: form.email.value, type: form.type.value })
+    var body = { name: form.name.value, email: form.email.value, type: form.type.value };
+    if (form.inviterName.value.trim()) { body.inviterName = form.inviterName.value; }
+    api("POST", "/agents", body)
       .then(function () { form.reset(); return load(); }, alertError);
   });
   document.getElementById("refresh").onclick = load;

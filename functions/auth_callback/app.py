@@ -255,6 +255,17 @@ def _provider(view: ConnectView) -> str:
     return "m365" if _service().routes_to_microsoft_365(view.email) else "exchange"
 
 
+def _login_suggestion(view: ConnectView) -> dict[str, Any]:
+    """The Windows sign-in to offer after a refusal in doubt; with ?login=suggested (its button, without
+    JavaScript) the form comes back with it as the username, the advanced settings open."""
+    login = view.suggested_login
+    if not login:
+        return {}
+    if app.current_event.get_query_string_value("login") == "suggested":
+        return {"suggested_login": login, "login_applied": True, "username": login, "open_advanced": True}
+    return {"suggested_login": login}
+
+
 @app.get("/connect/<token>")
 def show(token: str) -> Response[str]:
     view = _service().view(_valid_token(token))
@@ -270,6 +281,7 @@ def show(token: str) -> Response[str]:
             tries_left=view.tries_left if failed else None,
             provider=_provider(view),
             m365_available=deps().m365.enabled,
+            **(_login_suggestion(view) if failed else {}),
         ),
     )
     return _html(page)
@@ -489,6 +501,10 @@ def status(token: str) -> Response[str]:
         AgentStatus.NEEDS_SETTINGS: "More details needed",
         AgentStatus.FAILED: "Could not connect",
     }
+    presented: dict[str, Any] = {
+        "open_advanced": bool(view.record.connection.conn_server),
+        **_login_suggestion(view),
+    }
     page = pages.render(
         "connect/status.html",
         **_context(
@@ -505,12 +521,12 @@ def status(token: str) -> Response[str]:
             trace_text=view.trace.to_text()
             if view.trace and view.status is not AgentStatus.VERIFIED
             else None,
-            open_advanced=bool(view.record.connection.conn_server),
             # Microsoft 365 agents retry with Microsoft; so does a mailbox Exchange found to be in Exchange
             # Online (autodiscovery led to a server that accepts only OAuth, e.g. a moved hybrid mailbox).
             m365=deps().m365.enabled and (view.is_m365 or view.reason == MODERN_AUTH_REQUIRED),
             m365_available=deps().m365.enabled,
             provider="m365" if view.is_m365 else "exchange",
+            **presented,
         ),
     )
     return _html(page)

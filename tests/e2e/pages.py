@@ -72,10 +72,14 @@ class SentMail:
     def __init__(self, stack: RunningStack) -> None:
         self.stack = stack
 
+    def emails(self) -> list[dict[str, Any]]:
+        """Every email sent so far, newest first: to, subject, text, html, link."""
+        sent: list[dict[str, Any]] = requests.get(f"{self.stack.base_url}/_local/emails", timeout=10).json()
+        return sent
+
     def invite_links(self, email: str) -> list[str]:
         """The links of the invites to ``email``, oldest first (the folder lists the newest first)."""
-        emails = requests.get(f"{self.stack.base_url}/_local/emails", timeout=10).json()
-        return [e["link"] for e in reversed(emails) if e["to"] == email]
+        return [e["link"] for e in reversed(self.emails()) if e["to"] == email]
 
     def invite_to(self, email: str, count: int = 1) -> str:
         """The connect link of the ``count``-th invite sent to ``email``, once it has been sent."""
@@ -105,7 +109,7 @@ class ConnectPage:
     def sign_in(self, password: str, *, username: str = "", server: str = "") -> None:
         """The Exchange form (preselected for an address that is not Microsoft 365): password, and the
         advanced settings when given."""
-        assert self.page.locator("input[name=provider][value=ms_exchange]").is_checked()
+        assert self.page.locator("#provider-exchange").get_attribute("aria-current") == "page"
         self.page.fill("input[name=password]", password)
         if username or server:
             self.page.click("summary")

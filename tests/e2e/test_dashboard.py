@@ -8,7 +8,7 @@ import pytest
 import requests
 
 from tests.conftest import RunningStack
-from tests.e2e.pages import Dashboard
+from tests.e2e.pages import Dashboard, SentMail
 
 pytestmark = pytest.mark.browser
 
@@ -21,7 +21,9 @@ def test_adding_and_removing_an_agent_from_the_dashboard(page: Any, dashboard: D
     row.get_by_role("button", name="Remove").click()
     # Then nothing is removed before the admin confirms, however often the list refreshes meanwhile
     question = row.locator(".confirm")
-    assert "Remove Dana <b>Dashboard</b>?" in question.inner_text()
+    assert question.inner_text() == (
+        "Remove Dana <b>Dashboard</b> (dana.dashboard@contoso.test)? Its invite link stops working."
+    )
     with page.expect_response(lambda response: "/agents?limit=" in response.url):
         pass  # the list refreshed (every 2 s) while the question was open
     assert row.locator(".confirm").is_visible()
@@ -101,3 +103,88 @@ def test_the_dashboard_shows_what_is_wrong_with_bad_input(page: Any, dashboard: 
     # Then the form says what is wrong
     page.wait_for_function("document.querySelector('#add-error').textContent.length > 0")
     assert "already exists" in page.locator("#add-error").inner_text()
+
+
+def test_the_add_form_shows_examples_as_hints_not_as_values(page: Any, dashboard: Dashboard) -> None:
+    dashboard.open()
+    # Then no field holds an example that looks typed in: each example is a hint under its field
+    assert page.locator("#add-agent input[placeholder]").count() == 0
+    for field, example in (("name", "e.g. Bea Baker"), ("email", "e.g. bea@fabrikam.test")):
+        field_input = page.locator(f"#add-agent input[name={field}]")
+        assert field_input.input_value() == ""
+        hint = page.locator("#" + str(field_input.get_attribute("aria-describedby")))
+        assert hint.inner_text() == example
+        # muted: another colour than what is typed, and smaller
+        styles = page.evaluate(
+            """([hint, input]) => [getComputedStyle(hint).color, getComputedStyle(input).color,
+                                  parseFloat(getComputedStyle(hint).fontSize),
+                                  parseFloat(getComputedStyle(input).fontSize)]""",
+            [hint.element_handle(), field_input.element_handle()],
+        )
+        assert styles[0] != styles[1]
+        assert styles[2] < styles[3]
+
+
+def test_the_inviter_named_in_the_dashboard_is_named_in_the_email_and_on_the_page(
+    page: Any, dashboard: Dashboard, sent_mail: SentMail
+) -> None:
+    # Given the admin adds an agent and says who invites
+    dashboard.open()
+    page.fill("input[name=inviterName]", "Contoso <Support> & Co")
+    dashboard.add_agent("Ines", "ines.inviter@contoso.test")
+    # Then the invite email names them, as text
+    link = sent_mail.invite_to("ines.inviter@contoso.test")
+    (email,) = [e for e in sent_mail.emails() if e["to"] == "ines.inviter@contoso.test"]
+    assert email["subject"] == "Contoso <Support> & Co invites you to connect your mailbox"
+    # And so does the connect page, as text (not markup), never the tenant id
+    page.goto(link)
+    lead = page.locator("p.lead").inner_text()
+    assert lead.startswith("Contoso <Support> & Co invited you to connect ines.inviter@contoso.test")
+    assert "demo" not in lead
+
+
+def test_addresses_wrap_between_their_parts_not_mid_word(browser: Any, local_stack: RunningStack) -> None:
+    context = browser.new_context(
+        viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True
+    )
+    try:
+        # Given a long address on a phone, in the list and in the removal question
+        page = context.new_page()
+        address = "wrap.maximilian.alexander.longname-fitzgerald@subsidiary.contoso.test"
+        row = Dashboard(page, local_stack).open().add_agent("Max Wrap", address)
+        row.get_by_role("button", name="Remove").click()
+        row.locator(".confirm").wait_for()
+        # Then each line of the address ends at a wrap point: after "@", or before a dot
+        for selector in ("td.email", ".confirm"):
+            breaks = page.evaluate(LINE_BREAKS, [row.locator(selector).element_handle(), address])
+            assert breaks, f"{selector}: the address fits on one line; the test needs it to wrap"
+            for before, after in breaks:
+                assert before.endswith("@") or after.startswith("."), (selector, before, after)
+    finally:
+        context.close()
+
+
+# Where the browser broke the lines inside `address` in an element's text: [text before, text after] per break.
+LINE_BREAKS = """([el, address]) => {
+    const chars = [];
+    const walker = document.createTreeWalker(el, NodeFilter.SHOW_TEXT);
+    while (walker.nextNode()) {
+        const node = walker.currentNode;
+        for (let i = 0; i < node.length; i++) {
+            const range = document.createRange();
+            range.setStart(node, i); range.setEnd(node, i + 1);
+            const rect = range.getClientRects()[0];
+            chars.push({c: node.data[i], top: rect ? Math.round(rect.top) : null});
+        }
+    }
+    const text = chars.map(x => x.c).join("");
+    const start = text.indexOf(address);
+    if (start < 0) return null;
+    const breaks = [];
+    for (let i = start + 1; i < start + address.length; i++) {
+        if (chars[i].top !== null && chars[i - 1].top !== null && chars[i].top > chars[i - 1].top) {
+            breaks.push([text.slice(start, i), text.slice(i, start + address.length)]);
+        }
+    }
+    return breaks;
+}"""

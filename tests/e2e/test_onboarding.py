@@ -68,8 +68,10 @@ def test_a_wrong_password_is_explained_with_the_tries_left_and_the_right_one_wor
     message = page.locator("[role=alert]").inner_text()
     assert f"did not accept the password for {scenario.email}" in message
     assert "username and password" not in message.lower()  # the owner typed no username: none is blamed
-    # The address was refused as the login and the server named no Windows domain: the form is suggested
-    assert "DOMAIN\\carl" in message
+    # The server named no Windows domain: nothing suggests a DOMAIN\\user login it gave no ground for
+    assert "DOMAIN" not in message
+    assert "Windows sign-in" not in message
+    assert page.locator("#suggested-login").count() == 0
     assert page.locator("#tries-left").inner_text() == "9 tries left before this link locks."
     # And the right one works
     connect.try_password(scenario.password)
@@ -165,3 +167,58 @@ def test_a_failure_shows_the_it_details_and_the_api_returns_the_trace(
     assert body["trace"]["verdict"] == "tls_error"
     assert any(step["kind"] == "tls" for step in body["trace"]["steps"])
     assert scenario.password not in str(body)
+
+
+def test_a_server_that_refuses_the_address_and_names_its_domain_gets_one_button_and_no_lock_count(
+    page: Any, open_invite: OpenInvite, connect: ConnectPage, dashboard: Dashboard
+) -> None:
+    # Given maya, whose server takes only MTCORP\\maya as the login and names its Windows domain MTCORP
+    scenario = S["netbios_domain_login"]
+    open_invite("Maya", scenario.email)
+    # When she signs in with her address and her right password
+    connect.sign_in(scenario.password)
+    connect.heading("We could not connect your mailbox")
+    # Then the page says either could be the cause, and the try did not count towards the link's lock
+    message = page.locator("[role=alert]").inner_text()
+    assert "Either the password is wrong, or the server wants its Windows sign-in, MTCORP\\maya" in message
+    assert "Check it and try again" not in message
+    assert page.locator("#tries-left").inner_text() == "10 tries left before this link locks."
+    # When she presses the one button it offers
+    assert page.locator("#suggested-login button").count() == 1
+    page.get_by_role("button", name="Sign in as MTCORP\\maya").click()
+    # Then the advanced settings are open with MTCORP\\maya as the username, and the password has the focus
+    assert page.locator("details", has=page.locator("input[name=username]")).evaluate("d => d.open")
+    assert page.locator("input[name=username]").input_value() == "MTCORP\\maya"
+    assert page.evaluate("document.activeElement.id") == "password"
+    # And with her password again, the mailbox connects
+    page.keyboard.type(scenario.password)
+    page.get_by_role("button", name="Connect mailbox").click()
+    connect.heading("Your mailbox is connected")
+    assert dashboard.status_of(scenario.email) == CONNECTED
+
+
+def test_the_provider_choice_is_one_switch_that_a_keyboard_reaches(
+    page: Any, open_invite: OpenInvite, connect: ConnectPage
+) -> None:
+    # Given an Exchange mailbox's invite
+    open_invite("Kim", "kim@fineart.test")
+    # Then the page offers one choice, of what exists, with Exchange (routed) selected
+    choice = page.get_by_role("navigation", name="Where is your mailbox?")
+    assert choice.get_by_role("link").count() == 2
+    assert choice.locator(".provider-name").all_inner_texts() == [
+        "Microsoft 365 (work or school account)",
+        "Microsoft Exchange (on-premises)",
+    ]
+    assert page.locator("#provider-exchange").get_attribute("aria-current") == "page"
+    assert page.locator("#provider-m365").get_attribute("aria-current") is None
+    assert page.locator("input[name=provider]").count() == 0
+    assert "not available yet" not in page.content()
+    # And a keyboard reaches it with a visible focus ring
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.id") == "provider-m365"
+    outline = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
+    assert outline not in ("none", "")
+    # When the owner chooses Microsoft 365, that choice is the selected one
+    page.keyboard.press("Enter")
+    page.get_by_role("button", name="Sign in with Microsoft").wait_for()
+    assert page.locator("#provider-m365").get_attribute("aria-current") == "page"

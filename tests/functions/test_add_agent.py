@@ -69,6 +69,7 @@ def test_adding_an_agent_answers_201_with_the_agent_invite_pending() -> None:
     assert body["status"] == "invite_pending"
     assert body["tenantId"] == "demo"
     assert body["version"] == 1
+    assert body["signIn"] is None  # no connection attempt yet
     assert headers["Location"] == f"/agents/{body['agentId']}"
     assert get(body["agentId"])[1] == body
 

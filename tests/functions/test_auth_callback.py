@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -28,8 +29,10 @@ from tests.connect_helpers import (
     Answer,
     ConnectEnv,
     Invited,
+    call,
     connect_environment,
     credentials,
+    event_for,
     get,
     nonce_of,
     post,
@@ -90,11 +93,45 @@ def test_the_link_shows_the_inviter_the_mailbox_and_the_exchange_form(invited: I
     assert_security_headers(answer)
     assert "Contoso Ltd" in answer.body
     assert EMAIL in answer.body
-    assert 'value="ms_exchange" checked' in answer.body
-    assert "Microsoft Exchange" in answer.body
+    # One provider, said once: no choice offered of what does not exist (this stack has no Entra app)
+    assert "Your Microsoft Exchange (on-premises) mailbox" in answer.body
+    assert 'name="provider"' not in answer.body
+    assert "not available yet" not in answer.body
     assert f'name="email" value="{EMAIL}"' in answer.body
     assert f'action="{BASE_URL}/connect/{invited.token}"' in answer.body
     assert nonce_of(answer.body)
+
+
+def test_without_an_inviter_name_the_page_says_who_in_neutral_words_never_the_tenant_id(
+    env: ConnectEnv,
+) -> None:
+    # Given an agent added with no inviter name, by a token without the display-name claim (tenant "demo")
+    invited = env.invite(tenant_name=None)
+    # When a wrong password was tried and the link is opened again, or the mailbox connected
+    invites.record_failed_password(env.repo, env.invites, invited.token)
+    to_status(env, invited, S.FAILED, reason="auth_failed")
+    fail_page = get(f"/connect/{invited.token}").body
+    assert f"You were invited to connect <strong>{EMAIL}</strong> to a response-time" in fail_page
+    assert "asking the person who invited you" in fail_page
+    assert "ask the person who invited you to remove your mailbox" in fail_page
+    env.repo.transition("demo", invited.agent_id, S.CONNECTING)
+    env.repo.transition("demo", invited.agent_id, S.VERIFIED)
+    done = get(f"/connect/{invited.token}/status").body
+    assert "is now connected to the dashboard of the person who invited you." in done
+    # Then no page names the tenant id (or a missing value)
+    for body in (fail_page, done):
+        text = body.replace(invited.token, "")
+        assert "demo" not in text
+        assert "None" not in text
+
+
+def test_the_inviter_name_is_shown_as_text(env: ConnectEnv) -> None:
+    invited = env.invite(tenant_name='Evil <script>alert(1)</script> & "Co"')
+    body = get(f"/connect/{invited.token}").body
+    assert "<script>alert(1)" not in body
+    assert (
+        "<strong>Evil &lt;script&gt;alert(1)&lt;/script&gt; &amp; &#34;Co&#34;</strong> invited you" in body
+    )
 
 
 def test_opening_the_link_changes_nothing(env: ConnectEnv, invited: Invited) -> None:
@@ -182,6 +219,7 @@ def test_a_valid_post_stores_the_password_and_starts_the_workflow(
     assert item["status"] == "connecting"
     assert item[Attr.ATTEMPT] == 1
     assert item[Attr.INVITE_HASH] == token_hash(invited.token)
+    assert item["signIn"] == "password"  # the dashboard's word for how the mailbox is connected
     assert stored_password(invited.agent_id) == PASSWORD
     (execution,) = env.executions()
     described = env.sfn.describe_execution(executionArn=execution["executionArn"])
@@ -502,16 +540,66 @@ def test_a_wrong_password_with_a_typed_username_names_the_username(env: ConnectE
     assert "did not accept this username and password" in page.body
 
 
-def test_an_email_address_refused_as_login_suggests_the_login_the_server_named(
+def test_an_email_address_refused_by_a_server_that_named_its_domain_offers_the_windows_sign_in(
     env: ConnectEnv, invited: Invited
 ) -> None:
     # Given the workflow kept the login the server's Windows domain suggests (MTCORP, not the email's domain)
-    fail_with_wrong_passwords(env, invited, 1, **{Attr.LOGIN_HINT: "MTCORP\\ann"})
-    # Then the failure page, and the form offered again, tell the owner to sign in as MTCORP\\ann
+    fail_with_wrong_passwords(env, invited, 0, **{Attr.LOGIN_HINT: "MTCORP\\ann"})
+    # Then the failure page, and the form offered again, say either could be the cause, with one button
     for page in (get(f"/connect/{invited.token}/status"), get(f"/connect/{invited.token}")):
         assert page.status == 200
-        assert f"did not accept the password for {EMAIL}" in page.body
-        assert "Try signing in as MTCORP\\ann: open the advanced settings" in page.body
+        assert (
+            f"did not accept the password for {EMAIL} with your email address as the login. Either the "
+            "password is wrong, or the server wants its Windows sign-in, MTCORP\\ann, instead" in page.body
+        )
+        assert page.body.count('id="suggested-login"') == 1
+        assert ">Sign in as MTCORP\\ann</button>" in page.body
+        assert 'name="username" value=""' in page.body  # nothing filled in before the owner asks
+        assert "<details open>" not in page.body
+
+
+def get_with_query(path: str, query: dict[str, str] | None) -> Answer:
+    """A browser's GET of the page, with a query string."""
+    event = event_for("GET", path, query=query)
+    event["headers"] = {**event.get("headers", {}), "accept": "text/html,application/xhtml+xml"}
+    return call(event)
+
+
+@pytest.mark.parametrize("path", ["/status", ""])
+def test_the_suggested_login_button_without_javascript_fills_in_the_username_and_opens_the_settings(
+    env: ConnectEnv, invited: Invited, path: str
+) -> None:
+    fail_with_wrong_passwords(env, invited, 0, **{Attr.LOGIN_HINT: "MTCORP\\ann"})
+    # When the owner presses the button (a GET of the same page with ?login=suggested)
+    page = get_with_query(f"/connect/{invited.token}{path}", {"login": "suggested"})
+    # Then the form has the Windows sign-in as the username, the advanced settings open, the password focused
+    assert page.status == 200
+    assert 'name="username" value="MTCORP\\ann"' in page.body
+    assert "<details open>" in page.body
+    assert re.search(r'<input type="password" id="password"[^>]* autofocus>', page.body)
+    assert 'id="suggested-login-applied"' in page.body
+    assert 'id="suggested-login"' not in page.body
+
+
+@pytest.mark.parametrize(
+    ("hint", "username"),
+    [
+        ("DOMAIN\\ann", None),  # the server named no Windows domain: nothing to go on
+        (None, None),  # no hint at all (e.g. a DOMAIN\\user login was refused)
+        (None, "CONTOSO\\ann"),
+    ],
+)
+def test_without_a_domain_named_by_the_server_no_login_is_suggested(
+    env: ConnectEnv, invited: Invited, hint: str | None, username: str | None
+) -> None:
+    attributes = {k: v for k, v in {Attr.LOGIN_HINT: hint, Attr.USERNAME: username}.items() if v}
+    fail_with_wrong_passwords(env, invited, 1, **attributes)
+    for query in (None, {"login": "suggested"}):
+        page = get_with_query(f"/connect/{invited.token}/status", query)
+        assert 'id="suggested-login' not in page.body
+        assert "DOMAIN\\" not in page.body.split('id="tries-left"')[0]
+        assert "Either the password is wrong" not in page.body
+        assert "<details open>" not in page.body
 
 
 def test_other_failures_count_no_tries(env: ConnectEnv, invited: Invited) -> None:

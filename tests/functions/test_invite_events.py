@@ -151,3 +151,64 @@ def test_the_tenant_name_claim_is_stored_with_a_new_agent(repo: DynamoAgentRepos
     assert item is not None
     assert (item["tenantName"], item["inviteVersion"]) == ("Contoso Ltd", 1)
     assert "tenantName" not in json.loads(response["body"])
+
+
+def _add_with_claim(body: dict[str, Any], claim: str | None) -> dict[str, Any]:
+    event = api_event(
+        "POST", "/agents", body={"name": "Ann", "email": "ann@contoso.com", "type": "ms_exchange", **body}
+    )
+    if claim is not None:
+        event["requestContext"]["authorizer"]["jwt"]["claims"]["custom:tenant_name"] = claim
+    return api.lambda_handler(event, LambdaContext())  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("inviter_name", "claim", "stored"),
+    [
+        ("  Contoso Support  ", "Contoso Ltd", "Contoso Support"),  # the name given wins, trimmed
+        (None, "Contoso Ltd", "Contoso Ltd"),  # else the token's claim
+        (None, None, None),  # else no one: the pages and the email use neutral words
+    ],
+)
+def test_who_invites_is_the_name_given_with_the_agent_else_the_token_claim(
+    repo: DynamoAgentRepository, inviter_name: str | None, claim: str | None, stored: str | None
+) -> None:
+    response = _add_with_claim({"inviterName": inviter_name} if inviter_name else {}, claim)
+    assert response["statusCode"] == 201, response["body"]
+    item = repo.get_item("demo", json.loads(response["body"])["agentId"])
+    assert item is not None
+    assert item.get("tenantName") == stored
+    assert "inviterName" not in json.loads(
+        response["body"]
+    )  # kept with the invite, not the agent's API shape
+
+
+@pytest.mark.parametrize(
+    "inviter_name",
+    [
+        "",
+        "   ",
+        "x" * 101,
+        "Contoso\nBcc: someone",
+        "Contoso\tLtd",
+        "Contoso\u202eevil",  # a bidirectional override would reverse what the subject shows
+        "Contoso\u2028Ltd",
+        "Contoso\u200bLtd",
+        42,
+    ],
+)
+def test_an_unusable_inviter_name_is_422_naming_the_field(inviter_name: object) -> None:
+    response = _add_with_claim({"inviterName": inviter_name}, "Contoso Ltd")
+    assert response["statusCode"] == 422
+    details = json.loads(response["body"])["error"]["details"]
+    assert [d["field"] for d in details] == ["inviterName"]
+
+
+def test_the_openapi_document_describes_the_inviter_name() -> None:
+    event = api_event("GET", "/openapi.json", tenant=None)
+    document = json.loads(api.lambda_handler(event, LambdaContext())["body"])  # type: ignore[arg-type]
+    new_agent = document["components"]["schemas"]["NewAgent"]
+    assert "inviterName" not in new_agent["required"]
+    field = new_agent["properties"]["inviterName"]
+    assert "TenantNameClaim" in field["description"]
+    assert {"type": "string", "maxLength": 100, "minLength": 1} in field["anyOf"]

@@ -52,9 +52,12 @@ def env(moto_aws: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[StreamReade
 
 
 def _add(
-    repo: DynamoAgentRepository, name: str = "Ann Lee", tenant_name: str | None = "Contoso Ltd"
+    repo: DynamoAgentRepository,
+    name: str = "Ann Lee",
+    tenant_name: str | None = "Contoso Ltd",
+    inviter_name: str | None = None,
 ) -> Agent:
-    new = NewAgent(name=name, email="ann@contoso.com", type="ms_exchange")
+    new = NewAgent(name=name, email="ann@contoso.com", type="ms_exchange", inviterName=inviter_name)
     return agents.add_agent(repo, "demo", new, tenant_name=tenant_name)
 
 
@@ -102,12 +105,42 @@ def test_only_the_hash_of_the_token_is_stored(env: StreamReader, repo: DynamoAge
     assert token_hash(token) in str(items)
 
 
-def test_the_tenant_id_stands_in_when_the_token_had_no_tenant_name(
+def test_without_an_inviter_name_the_email_says_who_in_neutral_words_never_the_tenant_id(
     env: StreamReader, repo: DynamoAgentRepository
 ) -> None:
+    # Given an agent added with no inviter name, by a token without the display-name claim (tenant "demo")
     _add(repo, tenant_name=None)
+    # When its invite is sent
     _run(env.event())
-    assert emails()[0]["subject"].startswith("demo invites you")
+    # Then subject, text and HTML name no one, and never the tenant id
+    (sent,) = emails()
+    assert sent["subject"] == "You are invited to connect your mailbox"
+    assert (
+        "You are asked to connect your mailbox ann@contoso.com to a team's mailbox monitoring."
+        in sent["text"]
+    )
+    assert "ask the team that sent this invite to send a new invite" in " ".join(sent["text"].split())
+    assert "a team's mailbox monitoring" in sent["html"]
+    for part in (sent["subject"], sent["text"], sent["html"]):
+        without_link = part.replace(sent["link"], "")  # a random token could hold any letters
+        assert "demo" not in without_link
+        assert "None" not in without_link
+
+
+def test_the_inviter_name_given_with_the_agent_comes_before_the_token_claim(
+    env: StreamReader, repo: DynamoAgentRepository
+) -> None:
+    # Given an agent added with an inviter name that looks like markup, by a token that names the tenant too
+    _add(repo, tenant_name="Contoso Ltd", inviter_name="Support <b>& Sales</b>")
+    _run(env.event())
+    # Then the email names the inviter given with the agent: as text in the subject and the text part,
+    # escaped in the HTML
+    (sent,) = emails()
+    assert sent["subject"] == "Support <b>& Sales</b> invites you to connect your mailbox"
+    assert "Support <b>& Sales</b> has asked to connect your mailbox" in sent["text"]
+    assert "<title>Support &lt;b&gt;&amp; Sales&lt;/b&gt; invites you" in sent["html"]
+    assert "<b>&" not in sent["html"]
+    assert "Contoso Ltd" not in sent["text"]
 
 
 def test_an_agent_name_with_markup_arrives_escaped_in_the_html(

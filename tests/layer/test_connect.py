@@ -25,7 +25,8 @@ def _form(**fields: str) -> CredentialsForm:
 
 def test_a_view_shows_the_invited_mailbox_and_changes_nothing(service: ConnectService, token: str) -> None:
     view = service.view(token)
-    assert (view.status, view.email, view.tenant_name, view.reason) == (S.INVITED, EMAIL, "demo", None)
+    # (added without an inviter name or a display-name claim: no one is named, never the tenant id "demo")
+    assert (view.status, view.email, view.tenant_name, view.reason) == (S.INVITED, EMAIL, None, None)
     assert view.token_hash == token_hash(token)
     assert service.view(token).record == view.record
 

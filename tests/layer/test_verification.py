@@ -179,7 +179,11 @@ def test_verifying_a_mailbox_records_its_settings_and_uses_the_link_up(
 
 @pytest.mark.parametrize("step", ["autodiscover", "verify"])
 def test_an_email_address_refused_as_login_tells_the_owner_the_login_the_server_named(
-    step: str, steps: VerificationSteps, repo: DynamoAgentRepository, connecting: Connecting
+    step: str,
+    steps: VerificationSteps,
+    repo: DynamoAgentRepository,
+    invite_repo: DynamoInviteRepository,
+    connecting: Connecting,
 ) -> None:
     # Given maya, whose server (Windows domain MTCORP, unlike her email domain margiestravel.test) refuses her
     # email address as the login; she typed no username (autodiscover) or only the server (verify)
@@ -190,13 +194,19 @@ def test_an_email_address_refused_as_login_tells_the_owner_the_login_the_server_
     output = steps.run(_task(agent, step))
     assert (output.outcome, output.code) == (Outcome.FAILED, "auth_failed")
     steps.run(_task(agent, "record_failure", failure={"code": output.code}))
-    # Then the agent keeps the login to suggest, and the owner's message says to sign in as MTCORP\maya
+    # Then the agent keeps the login to suggest, and the owner's message says either could be the cause
     record = repo.get_record("demo", agent.agent_id)
     assert record is not None
     assert record.connection.login_hint == "MTCORP\\maya"
-    message = ConnectView(token=token, token_hash=token_hash(token), record=record).message
-    assert f"did not accept the password for {scenario.email}" in message
-    assert "Try signing in as MTCORP\\maya:" in message
+    view = ConnectView(token=token, token_hash=token_hash(token), record=record)
+    assert f"password for {scenario.email} with your email address as the login" in view.message
+    assert (
+        "Either the password is wrong, or the server wants its Windows sign-in, MTCORP\\maya" in view.message
+    )
+    assert view.suggested_login == "MTCORP\\maya"
+    # And her right password did not count towards the link's lock
+    invite, _ = resolve_invite(repo, invite_repo, token)
+    assert invite.failed_attempts == 0
     # And the IT admin's trace names it too
     assert record.connection.exchange_trace is not None
     assert "suggested login MTCORP\\\\maya" in record.connection.exchange_trace  # JSON escapes the backslash
@@ -219,4 +229,77 @@ def test_a_later_verdict_without_a_hint_drops_the_earlier_one(
     assert record is not None
     assert record.connection.login_hint is None
     view = ConnectView(token="t", token_hash="h", record=record)
-    assert "Try signing in as" not in view.message
+    assert view.suggested_login is None
+    assert "Windows sign-in" not in view.message
+
+
+def _try_again(repo: DynamoAgentRepository, agent: Agent, attempt: int, **attributes: Any) -> Agent:
+    """The owner tries again through the same link: the agent connecting at the next attempt."""
+    return repo.transition(
+        "demo", agent.agent_id, S.CONNECTING, set_attributes={Attr.ATTEMPT: attempt, **attributes}
+    )
+
+
+def test_a_refusal_in_doubt_is_not_counted_the_first_time_on_a_link_and_counted_after(
+    steps: VerificationSteps,
+    repo: DynamoAgentRepository,
+    invite_repo: DynamoInviteRepository,
+    connecting: Connecting,
+) -> None:
+    # Given the owner signed in with the email address and the server, which named its Windows domain
+    # CONTOSO, refused it: a wrong password, or a server that takes only CONTOSO\ann (nobody can tell)
+    doubt = {Attr.LOGIN_HINT: "CONTOSO\\ann"}
+    agent, token = connecting.agent(password="wrong", **doubt)
+    # When the failure is recorded, and the step is retried (the write landed, the answer was lost)
+    for _ in range(2):
+        steps.run(_task(agent, "record_failure", failure={"code": "auth_failed"}))
+    # Then it did not count towards the lock
+    assert resolve_invite(repo, invite_repo, token)[0].failed_attempts == 0
+    # When the owner, told about CONTOSO\ann, still signs in with the address and is refused again
+    agent = _try_again(repo, agent, 2, **doubt)
+    steps.run(_task(agent, "record_failure", attempt=2, failure={"code": "auth_failed"}))
+    # Then that one counts, as does every later one
+    assert resolve_invite(repo, invite_repo, token)[0].failed_attempts == 1
+    agent = _try_again(repo, agent, 3, **doubt)
+    steps.run(_task(agent, "record_failure", attempt=3, failure={"code": "auth_failed"}))
+    assert resolve_invite(repo, invite_repo, token)[0].failed_attempts == 2
+
+
+@pytest.mark.parametrize("hint", ["DOMAIN\\ann", None])
+def test_a_refusal_without_a_domain_named_by_the_server_counts_at_once(
+    steps: VerificationSteps,
+    repo: DynamoAgentRepository,
+    invite_repo: DynamoInviteRepository,
+    connecting: Connecting,
+    hint: str | None,
+) -> None:
+    # Given a refusal where the server named no Windows domain (placeholder hint), or a DOMAIN\user login
+    agent, token = connecting.agent(password="wrong", **({Attr.LOGIN_HINT: hint} if hint else {}))
+    # When it is recorded, Then it is a wrong password like any other
+    steps.run(_task(agent, "record_failure", failure={"code": "auth_failed"}))
+    assert resolve_invite(repo, invite_repo, token)[0].failed_attempts == 1
+
+
+def test_a_refusal_in_doubt_on_the_settings_form_is_excused_once_too(
+    steps: VerificationSteps,
+    repo: DynamoAgentRepository,
+    invite_repo: DynamoInviteRepository,
+    connecting: Connecting,
+) -> None:
+    # Given alice on the settings form (a first round of settings) with a wrong password, her address as the
+    # login, and her server, which names its Windows domain CONTOSO
+    scenario = SCENARIOS_BY_NAME["wrong_password"]
+    agent, token = connecting.agent(
+        password=scenario.password, email=scenario.email, **{Attr.SERVER: scenario.server, Attr.ROUNDS: 1}
+    )
+    # When verification is refused, Then the settings are asked for again and the try is not counted
+    output = steps.run(_task(agent, "verify"))
+    assert (output.outcome, output.code) == (Outcome.NEEDS_SETTINGS, "auth_failed")
+    record = repo.get_record("demo", agent.agent_id)
+    assert record is not None
+    assert record.connection.login_hint == "CONTOSO\\alice"
+    assert resolve_invite(repo, invite_repo, token)[0].failed_attempts == 0
+    # And the next round refused the same way counts
+    repo.update_attributes("demo", agent.agent_id, {Attr.ROUNDS: 2}, expected_status=S.CONNECTING)
+    assert steps.run(_task(agent, "verify")).code == "auth_failed"
+    assert resolve_invite(repo, invite_repo, token)[0].failed_attempts == 1

@@ -22,7 +22,9 @@ from onboarding.store import AgentRepository
 def add_agent(
     repo: AgentRepository, tenant_id: str, new: NewAgent, *, tenant_name: str | None = None
 ) -> Agent:
-    """Store the agent `invite_pending`: its stream record asks `send_invite` for invite version 1."""
+    """Store the agent `invite_pending`: its stream record asks `send_invite` for invite version 1.
+
+    Who invites is the name given with the agent, else `tenant_name` (the token's display-name claim)."""
     now = utcnow()
     agent = Agent(
         agent_id=new_id(),
@@ -35,7 +37,7 @@ def add_agent(
         updated_at=now,
         version=1,
     )
-    repo.create(AgentRecord(agent=agent, invite=first_invite(tenant_name)))
+    repo.create(AgentRecord(agent=agent, invite=first_invite(new.inviter_name or tenant_name)))
     logger.info("Agent added", extra={"agent_id": agent.agent_id})
     metrics.add_metric(name="AgentAdded", unit="Count", value=1)
     return agent

@@ -30,7 +30,7 @@ from onboarding.errors import (
     WrongMailboxError,
     error_code,
 )
-from onboarding.exchange.diagnoses import Diagnosis, login_hint_text, message_for
+from onboarding.exchange.diagnoses import Diagnosis, message_for
 from onboarding.exchange.trace import ExchangeTrace
 from onboarding.executions import execution_name, workflow_input
 from onboarding.invite_store import InviteRepository
@@ -50,6 +50,7 @@ from onboarding.start_watch import MAX_FUNCTION_SECONDS, StartWatch, start_deadl
 from onboarding.store import AgentRepository
 
 EWS, GRAPH = "ews", "graph"  # how a mailbox is verified (Attr.VERIFY_METHOD, the workflow's `method`)
+SIGN_IN = "signIn"  # the stored name of the public `Agent.sign_in` (password | microsoft)
 _USERNAME = re.compile(r"^(?:[^\s@\\]+@[^\s@\\]+|[^\s@\\]+\\[^\s@\\]+)$")
 _HOST = re.compile(r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?)$")
 
@@ -173,8 +174,10 @@ class ConnectView:
     failed_passwords: int = 0  # wrong passwords counted against this invite (it locks at the maximum)
 
     @property
-    def tenant_name(self) -> str:
-        return self.record.invite.tenant_name or self.record.agent.tenant_id
+    def tenant_name(self) -> str | None:
+        """Who invites, as the dashboard named them (or their token's display-name claim); None: the pages
+        say "the person who invited you" (never the tenant id, which is an identifier, not a name)."""
+        return self.record.invite.tenant_name
 
     @property
     def status(self) -> AgentStatus:
@@ -201,16 +204,36 @@ class ConnectView:
                 str(self.reason), signed_in=self.record.connection.m365_signed_in_as, invited=self.email
             )
             return text or reason_message(INTERNAL_ERROR)
-        # An email address refused as the login: the Windows sign-in to try instead (the server's own domain).
-        hint = (
-            login_hint_text(self.record.connection.login_hint) if self.reason == Diagnosis.AUTH_FAILED else ""
-        )
-        if self.reason == Diagnosis.AUTH_FAILED.value and not self.record.connection.conn_username:
-            return (
-                f"The email server did not accept the password for {self.email}. Check it and try again. "
-                "If your account uses two-step verification, create an app password and use it here."
-            ) + hint
-        return reason_message(self.reason) + hint
+        typed = self.record.connection.conn_username
+        if self.reason == Diagnosis.AUTH_FAILED.value:
+            login = self.suggested_login
+            if login and not typed:
+                return (
+                    f"The email server did not accept the password for {self.email} with your email address "
+                    f"as the login. Either the password is wrong, or the server wants its Windows sign-in, "
+                    f"{login}, instead of your email address."
+                )
+            if login:
+                return (
+                    f"The email server did not accept the password with {typed} as the username. Either the "
+                    f"password is wrong, or the server wants its Windows sign-in, {login}, instead."
+                )
+            if not typed:
+                return (
+                    f"The email server did not accept the password for {self.email}. Check it and try again. "
+                    "If your account uses two-step verification, create an app password and use it here."
+                )
+        return reason_message(self.reason)
+
+    @property
+    def suggested_login(self) -> str | None:
+        """The Windows sign-in to offer (one button fills it in), only when the last verdict supports it:
+        the email address was refused as the login and the server named its Windows domain
+        (`invites.windows_login_in_doubt`). Nothing is guessed: a server that named no domain gets no
+        suggestion."""
+        if self.reason != Diagnosis.AUTH_FAILED.value:
+            return None
+        return invites.windows_login_in_doubt(self.record.connection.login_hint)
 
     @property
     def tries_left(self) -> int | None:
@@ -326,6 +349,7 @@ class ConnectService:
                 Attr.ROUNDS: 0,
                 Attr.INVITE_HASH: view.token_hash,
                 Attr.VERIFY_METHOD: method,
+                SIGN_IN: "microsoft" if method == GRAPH else "password",  # the dashboard's word for it
                 Attr.START_DEADLINE: start_deadline(self.clock(), self.remaining_seconds()),
                 **set_attributes,
             },

@@ -1,7 +1,9 @@
 """Invite persistence, in the agents table.
 
     invite   pk=INVITE#<sha256(token) hex>  sk=INVITE   entity=invite
-             tenantId, agentId, inviteVersion, createdAt, expiresAt, ttl, failedAttempts?, usedAt?
+             tenantId, agentId, inviteVersion, createdAt, expiresAt, ttl, failedAttempts?, usedAt?,
+             countedFailures? (the verdicts counted), excusedFailure? (the one verdict not counted:
+             `onboarding.invites.windows_login_in_doubt`)
 
 Unlike agent items the key does not start with the tenant: a visitor of a link knows only the token,
 so the item is found by the token's hash and names its tenant and agent. `ttl` (epoch seconds) lets
@@ -67,6 +69,12 @@ class InviteRepository(ABC):
     def add_failed_attempt(
         self, invite: Invite, *, max_failed_attempts: int, once_per: str | None = None
     ) -> int: ...
+
+    @abstractmethod
+    def excuse_once(self, invite: Invite, *, key: str) -> bool:
+        """Take the link's one excused failure for `key` (an attempt's verdict): True when `key` holds it,
+        taken now or before (a retried step); False when another verdict took it, or the invite is gone,
+        used or locked."""
 
     @abstractmethod
     def count_send_failure(self, tenant_id: str, agent_id: str, invite_version: int) -> int | None: ...
@@ -208,6 +216,24 @@ class DynamoInviteRepository(InviteRepository):
                 return int(from_item(current or {}).get("failedAttempts", 0))
             raise self._why_unusable(invite.token_hash, max_failed_attempts) from error
         return int(from_item(response["Attributes"])["failedAttempts"])
+
+    def excuse_once(self, invite: Invite, *, key: str) -> bool:
+        try:
+            self.ddb.update_item(
+                TableName=self.table_name,
+                Key=self._key(invite.token_hash),
+                UpdateExpression="SET excusedFailure = :key",
+                ConditionExpression=(
+                    "attribute_exists(pk) AND attribute_not_exists(usedAt)"
+                    " AND (attribute_not_exists(excusedFailure) OR excusedFailure = :key)"
+                ),
+                ExpressionAttributeValues=to_item({":key": key}),
+            )
+        except ClientError as error:
+            if error_code(error) == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
 
     def _why_unusable(self, token_hash: str, max_failed_attempts: int) -> Exception:
         current = self.get(token_hash)

@@ -25,6 +25,7 @@ from onboarding.errors import (
     InviteRevokedError,
     InviteUsedError,
 )
+from onboarding.exchange.diagnoses import EXAMPLE_DOMAIN
 from onboarding.invite_models import DeliveryOutcome, Invite, InviteRequested, SesNotification
 from onboarding.invite_store import InviteRepository
 from onboarding.invite_tokens import invite_link, looks_like_token, new_token, token_hash
@@ -42,6 +43,29 @@ CONNECTABLE = frozenset({S.INVITED, S.CONNECTING, S.NEEDS_SETTINGS, S.FAILED})
 # Attributes of the previous invite that a new request clears.
 _PER_INVITE_ATTRIBUTES = (Attr.INVITE_ATTEMPTS, Attr.INVITE_SENT_AT, Attr.INVITE_EXPIRES_AT)
 MAX_FAILED_ATTEMPTS = 10
+
+
+def windows_login_in_doubt(login_hint: str | None) -> str | None:
+    """The Windows sign-in (``DOMAIN\\user``) a refused password may really have wanted, or None.
+
+    Only when the server's answer supports it: the login was an email address (the verdict carries a hint
+    only then, `exchange.probing.with_login_hint`) and the server's NTLM challenge named its Windows
+    domain. A hint with the placeholder domain (the server named none) suggests nothing.
+
+    From the outside, "wrong password" and "right password, but this server takes only DOMAIN\\user" are
+    the same answer (a 401 to the email-address login), so such a refusal is in doubt:
+
+    * the page says that either could be the cause and offers the named login;
+    * the lock (MAX_FAILED_ATTEMPTS wrong passwords) lets the link's first such refusal go uncounted (the
+      owner has not been told about the Windows sign-in yet), and counts every later one like any wrong
+      password. A real wrong password thus still counts from the second try on: at most one try more than
+      the limit, once per link, never one per attempt (`InviteRepository.excuse_once`)."""
+    if not login_hint:
+        return None
+    domain, sep, user = login_hint.partition("\\")
+    if not (sep and domain and user) or domain == EXAMPLE_DOMAIN:
+        return None
+    return login_hint
 
 
 @dataclass(frozen=True)
@@ -169,7 +193,7 @@ def deliver_invite(
         InviteEmailContent(
             to=agent.email,
             agent_name=agent.name,
-            tenant_name=state.tenant_name or agent.tenant_id,
+            tenant_name=state.tenant_name,
             link=invite_link(config.public_base_url, token),
             expires_at=invite.expires_at,
             valid_days=config.valid_for.days,

@@ -51,7 +51,7 @@ REJECTION_CODES = frozenset(
 class InviteEmailContent:
     to: str
     agent_name: str
-    tenant_name: str
+    tenant_name: str | None  # who invites; None: the email says "the team that sent this invite"
     link: str
     expires_at: datetime
     valid_days: int

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -28,6 +29,22 @@ AgentName = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=100),
     AfterValidator(_no_control_chars),
+]
+
+
+def _plain_text(value: str) -> str:
+    """No control characters, and no invisible formatting either (bidirectional overrides, zero-width
+    characters, line and paragraph separators): a name shown in an email subject must read as it is."""
+    if any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") for c in value):
+        raise ValueError("must not contain control or invisible formatting characters (line breaks, ...)")
+    return value
+
+
+# Who invites, as the invite email and the connect page name them (a team or company): shown as text only.
+InviterName = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=100),
+    AfterValidator(_plain_text),
 ]
 TenantId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,128}$")]
 AgentId = Annotated[str, StringConstraints(pattern=r"^[0-9A-HJKMNP-TV-Z]{26}$")]
@@ -93,7 +110,8 @@ class _StateModel(BaseModel):
 class InviteState(_StateModel):
     """The invite attributes of an agent item (defaults fit items written before invites)."""
 
-    tenant_name: str | None = None  # who invites, from the dashboard user's token when the agent was added
+    # Who invites: `inviterName` of POST /agents, else the dashboard user's token claim when the agent was added.
+    tenant_name: str | None = None
     invite_version: int = Field(default=1, ge=1)  # 1 when added, +1 per resend; only its link works
     invite_attempts: int = Field(default=0, ge=0)  # failed sends of this version that will be retried
     invite_requested_at: str | None = None
@@ -185,6 +203,14 @@ class NewAgent(_ApiModel):
     name: AgentName = Field(description="Display name of the person or team behind the mailbox")
     email: EmailAddress = Field(description="The mailbox address; compared case-insensitively")
     type: Literal["ms_exchange"] = Field(description="Mailbox provider; only `ms_exchange` for now")
+    inviter_name: InviterName | None = Field(
+        default=None,
+        alias="inviterName",
+        description="Who invites, as the invite email and the connect page name them (a team or company, "
+        "1-100 characters, no control characters). Without it: the display-name claim of the caller's token "
+        "(the TenantNameClaim parameter), else a neutral wording.",
+        examples=["Contoso Support"],
+    )
 
 
 class Agent(_ApiModel):
@@ -202,6 +228,12 @@ class Agent(_ApiModel):
     updated_at: str = Field(alias="updatedAt")
     verified_at: str | None = Field(default=None, alias="verifiedAt")
     version: int = Field(ge=1)
+    sign_in: Literal["password", "microsoft"] | None = Field(
+        default=None,
+        alias="signIn",
+        description="How the owner last connected the mailbox: with its password (Exchange) or with Sign in "
+        "with Microsoft (Microsoft 365: a refresh token is kept, no password); null before the first attempt",
+    )
 
     def api_dict(self) -> dict[str, object]:
         return self.model_dump(mode="json", by_alias=True)

@@ -34,7 +34,7 @@ from onboarding.exchange import (
 from onboarding.exchange.trace import ExchangeTrace, TraceRecorder
 from onboarding.invite_models import Invite
 from onboarding.invite_store import InviteRepository
-from onboarding.invites import MAX_FAILED_ATTEMPTS
+from onboarding.invites import MAX_FAILED_ATTEMPTS, windows_login_in_doubt
 from onboarding.models import INTERNAL_ERROR, AgentRecord, AgentStatus, Attr, ConnectionState
 from onboarding.observability import logger, metrics
 from onboarding.store import AgentRepository
@@ -187,7 +187,9 @@ class VerificationSteps:
             rounds = connection.settings_rounds
             if manual and failure.code in OWNER_FIXABLE and 1 <= rounds < self.max_settings_rounds:
                 if failure.code is Diagnosis.AUTH_FAILED:
-                    self._count_wrong_password(record, once_per=f"{task.attempt}:round{rounds}")
+                    self._count_wrong_password(
+                        record, once_per=f"{task.attempt}:round{rounds}", login_hint=failure.hint
+                    )
                 return TaskOutput(outcome=Outcome.NEEDS_SETTINGS, code=failure.code.value)
             return TaskOutput(outcome=Outcome.FAILED, code=failure.code.value)
         values = {**_settings_attributes(result.settings), Attr.INBOX_COUNT: result.inbox_item_count}
@@ -279,7 +281,10 @@ class VerificationSteps:
         # Idempotent per attempt: a retried step (the write landed, the answer was lost) neither counts the
         # wrong password again nor trips over the transition it already made.
         if code == Diagnosis.AUTH_FAILED.value:
-            self._count_wrong_password(record, once_per=f"{task.attempt}:failure")
+            # The verdict's login hint was stored with the agent by the step that failed (this attempt's).
+            self._count_wrong_password(
+                record, once_per=f"{task.attempt}:failure", login_hint=record.connection.login_hint
+            )
         if record.agent.status is not AgentStatus.FAILED:
             self.repo.transition(
                 task.tenant_id,
@@ -318,10 +323,20 @@ class VerificationSteps:
         logger.error("Failure not recorded; secrets deleted", extra={"agent_id": task.agent_id})
         return TaskOutput(outcome=Outcome.RECORDED)
 
-    def _count_wrong_password(self, record: AgentRecord, *, once_per: str) -> None:
-        """Wrong passwords count against the invite; after N the link locks (protects the account)."""
+    def _count_wrong_password(self, record: AgentRecord, *, once_per: str, login_hint: str | None) -> None:
+        """Wrong passwords count against the invite; after N the link locks (protects the account).
+
+        A refusal that may be the login form rather than the password (the server named its Windows domain
+        and the login was the email address: `windows_login_in_doubt`) is not counted the first time on a
+        link; every later one is."""
         invite = self._invite(record)
         if invite is None:
+            return
+        if windows_login_in_doubt(login_hint) and self.invites.excuse_once(invite, key=once_per):
+            logger.info(
+                "Refused login in doubt: not counted",
+                extra={"agent_id": record.agent.agent_id, "key": once_per},
+            )
             return
         try:
             attempts = self.invites.add_failed_attempt(

@@ -22,3 +22,30 @@
   }
   window.setTimeout(poll, 1000);
 })();
+
+// "Sign in as DOMAIN\user" after a refusal in doubt: fill the username (advanced settings) in place instead of
+// reloading the page with ?login=suggested (what the button does without JavaScript).
+(function () {
+  "use strict";
+  var offer = document.getElementById("suggested-login");
+  if (!offer) { return; }
+  offer.addEventListener("submit", function (event) {
+    var username = document.getElementById("username");
+    var password = document.getElementById("password");
+    if (!username || !password) { return; }
+    event.preventDefault();
+    username.value = offer.dataset.login;
+    var details = username.closest("details");
+    if (details) { details.open = true; }
+    var note = document.createElement("p");
+    note.className = "note";
+    note.id = "suggested-login-applied";
+    note.appendChild(document.createTextNode("The username below is now "));
+    var strong = document.createElement("strong");
+    strong.textContent = offer.dataset.login;
+    note.appendChild(strong);
+    note.appendChild(document.createTextNode(". Enter your password again and try."));
+    offer.parentNode.replaceChild(note, offer);
+    password.focus();
+  });
+})();
