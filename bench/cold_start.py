@@ -59,10 +59,10 @@ BREAKDOWN = [
     ("+ pydantic (models, fields, types, TypeAdapter)", "from pydantic import BaseModel, Field, TypeAdapter"),
     ("+ Powertools event_handler package", "import aws_lambda_powertools.event_handler"),
     ("+ its OpenAPI params (validation)", "import aws_lambda_powertools.event_handler.openapi.params"),
-    ("+ our settings and models", "import onboarding.settings, onboarding.models"),
+    ("+ our settings and models", "import onboarding.settings, onboarding.agents.models"),
     (
         "+ our use cases and adapters",
-        "import onboarding.agents, onboarding.invites, onboarding.api, onboarding.deps",
+        "import onboarding.agents.manage, onboarding.invites.delivery, onboarding.api, onboarding.deps",
     ),
     ("+ the handler (its routes)", "import app"),
 ]

@@ -233,7 +233,7 @@ def _bare_handlers(ddb: Any) -> dict[str, Callable[[dict[str, Any]], dict[str, A
 def _log_into(sink: io.StringIO) -> None:
     """Our log lines go where the EMF metrics go (Powertools' handler holds the sys.stdout it was made with,
     which redirect_stdout does not replace): written as on Lambda, into a buffer instead of a terminal."""
-    from onboarding.observability import logger
+    from onboarding.core.observability import logger
 
     handler = logger.registered_handler
     if not isinstance(handler, logging.StreamHandler):

@@ -184,7 +184,7 @@ class LocalStack:
             self.runners = runners_from_template(prefix=self.stage, environments=self.function_environments())
             for runner in self.runners.values():
                 runner.load()  # cold starts now: a function missing a variable fails here, naming it
-            from onboarding import aws
+            from onboarding.core import aws
 
             aws.reset_clients()
             self._lambdas = handlers_installed(self.runners)
@@ -538,9 +538,9 @@ class LocalStack:
         """Workflows that were running are gone with moto: start each interrupted attempt again (its
         steps are keyed by the attempt, its secret was restored with the key that sealed it). One that
         waited for advanced settings is connecting again, and its workflow asks for them again."""
-        from onboarding.executions import execution_name, workflow_input
-        from onboarding.models import AgentStatus, Attr
-        from onboarding.store import DynamoAgentRepository
+        from onboarding.agents.models import AgentStatus, Attr
+        from onboarding.agents.store import DynamoAgentRepository
+        from onboarding.core.executions import execution_name, workflow_input
 
         repo = DynamoAgentRepository(self.physical_names["AgentsTable"], self._ddb())
         sfn = boto3.client("stepfunctions", endpoint_url=self.moto_url, region_name=REGION)

@@ -30,7 +30,7 @@ from moto import mock_aws
 from devstack import template as tpl
 from devstack.events import api_event, load_event  # noqa: F401  (re-exported for the tests)
 from onboarding import deps
-from onboarding.store import DynamoAgentRepository
+from onboarding.agents.store import DynamoAgentRepository
 
 # Property tests: in CI (.ci/run sets CI) the same examples every run, so a verdict changes only with the
 # code; elsewhere a new random draw each run, so developers keep finding new cases. Found cases are pinned
@@ -220,7 +220,7 @@ def stored_secrets(agent_id: str | None = None) -> list[dict[str, Any]]:
 
 def stored_password(agent_id: str, tenant: str = "demo") -> str:
     """What the verification function would read: the agent's password, unsealed."""
-    from onboarding.credentials import KmsCredentialStore
+    from onboarding.core.credentials import KmsCredentialStore
 
     store = KmsCredentialStore(CREDENTIALS_TABLE, os.environ["CREDENTIALS_KEY_ARN"])
     return store.get(tenant, agent_id).get_secret_value()

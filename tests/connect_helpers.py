@@ -18,10 +18,11 @@ import pytest
 from devstack import template as tpl
 from functions.auth_callback import app
 from functions.send_invite import app as send_invite_app
-from onboarding import agents, deps
-from onboarding.invite_store import DynamoInviteRepository
-from onboarding.models import NewAgent
-from onboarding.store import DynamoAgentRepository
+from onboarding import deps
+from onboarding.agents import manage as agents
+from onboarding.agents.models import NewAgent
+from onboarding.agents.store import DynamoAgentRepository
+from onboarding.invites.store import DynamoInviteRepository
 from tests.conftest import TABLE_NAME, LambdaContext, api_event
 from tests.invite_helpers import BASE_URL, SENDER, StreamReader, emails, token_of, verify_sender
 

@@ -1,17 +1,18 @@
 """The one way tests put an agent somewhere in its lifecycle: add it, then walk it along a path written
-out by hand (not derived from `onboarding.models.TRANSITIONS`, which the tests check)."""
+out by hand (not derived from `onboarding.agents.models.TRANSITIONS`, which the tests check)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 
-from onboarding import agents, invites
-from onboarding.invite_models import InviteRequested
-from onboarding.invite_store import InviteRepository
-from onboarding.mailer import Mailer
-from onboarding.models import Agent, AgentStatus, NewAgent
-from onboarding.store import AgentRepository
+from onboarding.agents import manage as agents
+from onboarding.agents.models import Agent, AgentStatus, NewAgent
+from onboarding.agents.store import AgentRepository
+from onboarding.invites import delivery as invites
+from onboarding.invites.mailer import Mailer
+from onboarding.invites.models import InviteRequested
+from onboarding.invites.store import InviteRepository
 from tests.invite_helpers import BASE_URL, emails, token_of
 
 S = AgentStatus

@@ -1,6 +1,6 @@
 """IAM enforced on every AWS call a function or a state machine makes, locally and in the tests.
 
-`install()` hooks every botocore client created from then on (ours through `onboarding.aws`, Powertools'
+`install()` hooks every botocore client created from then on (ours through `onboarding.core.aws`, Powertools'
 own, moto's Step Functions interpreter's). Before a call is serialized, the enforcer finds who makes it,
 turns the call into the authorization requests AWS would evaluate (devstack/iam/requests.py: real ARNs,
 condition keys with the call's values) and evaluates them against that caller's own statements from

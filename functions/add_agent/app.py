@@ -1,4 +1,4 @@
-"""The dashboard's agents API: every `/agents` route. A thin adapter over `onboarding.agents`."""
+"""The dashboard's agents API: every `/agents` route. A thin adapter over `onboarding.agents.manage`."""
 
 from __future__ import annotations
 
@@ -12,19 +12,29 @@ from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from onboarding import agents, aws, invites
 from onboarding import deps as wiring
+from onboarding.agents import manage as agents
+from onboarding.agents.models import (
+    Agent,
+    AgentPage,
+    AgentStatus,
+    AgentTrace,
+    ErrorResponse,
+    GatewayError,
+    NewAgent,
+)
+from onboarding.agents.start_watch import StartWatch
+from onboarding.agents.store import AgentRepository
 from onboarding.api import (
     current_tenant,
     current_tenant_name,
     register_error_handlers,
     without_unused_schemas,
 )
-from onboarding.models import Agent, AgentPage, AgentStatus, AgentTrace, ErrorResponse, GatewayError, NewAgent
-from onboarding.observability import logger, metrics
+from onboarding.core import aws
+from onboarding.core.observability import logger, metrics
+from onboarding.invites import delivery as invites
 from onboarding.settings import AgentsApiSettings, agents_api_settings
-from onboarding.start_watch import StartWatch
-from onboarding.store import AgentRepository
 
 agents_api_settings()  # validated at cold start: a missing variable fails the init, naming it
 
@@ -63,7 +73,7 @@ class Deps:
 
     @property
     def watch(self) -> StartWatch:
-        """Settles attempts whose start died (onboarding.start_watch) when the dashboard reads them."""
+        """Settles attempts whose start died (onboarding.agents.start_watch) when the dashboard reads them."""
         cleanup = self.cleanup
         return StartWatch(self.repo, cleanup.credentials, cleanup.sfn, cleanup.state_machine_arn)
 

@@ -1,5 +1,5 @@
 """The hosted connect page: the invite link lands here. HTML in, HTML out; a thin adapter over
-`onboarding.connect` (logic) and `onboarding.pages` (rendering, security headers, CSRF)."""
+`onboarding.connect.forms` (logic) and `onboarding.connect.pages` (rendering, security headers, CSRF)."""
 
 from __future__ import annotations
 
@@ -17,10 +17,18 @@ from aws_lambda_powertools.shared.cookies import Cookie, SameSite
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
-from onboarding import aws, pages
 from onboarding import deps as wiring
-from onboarding.connect import AllowServerForm, ConnectService, ConnectView, CredentialsForm, SettingsForm
-from onboarding.errors import (
+from onboarding.agents.models import AgentStatus
+from onboarding.connect import admin_consent, pages
+from onboarding.connect.forms import (
+    AllowServerForm,
+    ConnectService,
+    ConnectView,
+    CredentialsForm,
+    SettingsForm,
+)
+from onboarding.core import aws
+from onboarding.core.errors import (
     CsrfError,
     FormError,
     InviteError,
@@ -29,18 +37,16 @@ from onboarding.errors import (
     NotNowError,
     UseMicrosoftSignInError,
 )
+from onboarding.core.observability import logger, metrics
 from onboarding.exchange import Diagnosis
-from onboarding.invite_tokens import looks_like_token
-from onboarding.m365 import admin_consent
+from onboarding.invites.tokens import looks_like_token
 from onboarding.m365 import outcomes as m365_outcomes
 from onboarding.m365.config import CALLBACK_PATH, M365Config
 from onboarding.m365.routing import Router
-from onboarding.models import AgentStatus
-from onboarding.observability import logger, metrics
 from onboarding.settings import AuthCallbackSettings, auth_callback_settings
 
 if TYPE_CHECKING:  # msal and requests load only on the two routes that sign in with Microsoft
-    from onboarding.m365.signin import SignInService
+    from onboarding.connect.microsoft import SignInService
 
 auth_callback_settings()  # validated at cold start: a missing variable fails the init, naming it
 
@@ -94,8 +100,8 @@ class Deps:
     @functools.cached_property
     def signin(self) -> SignInService:
         """ "Sign in with Microsoft", built on its first use (it brings msal and requests)."""
+        from onboarding.connect.microsoft import SignInService
         from onboarding.m365.oauth import FlowStore, OAuthClient, client_secret_reader
-        from onboarding.m365.signin import SignInService
 
         oauth = OAuthClient(self.m365, client_secret_reader(self.m365.client_secret_arn))
         flows = FlowStore(self.settings.agents_table_name, aws.client("dynamodb"))
@@ -294,7 +300,7 @@ def _callback_url() -> str:
 
 def _signin_cookie(value: str, *, max_age: int) -> Cookie:
     """Binds the answer from Microsoft to this browser. Lax: sent on the top-level GET back from Microsoft."""
-    from onboarding.m365.signin import COOKIE_NAME
+    from onboarding.connect.microsoft import COOKIE_NAME
 
     base = urlsplit(_base_url())
     return Cookie(
@@ -310,7 +316,7 @@ def _signin_cookie(value: str, *, max_age: int) -> Cookie:
 
 @app.post("/connect/<token>/microsoft")
 def start_microsoft_sign_in(token: str) -> Response[str]:
-    from onboarding.m365.signin import SignInFailed
+    from onboarding.connect.microsoft import SignInFailed
 
     form = _form()
     _check_post(_valid_token(token), form)
@@ -331,7 +337,7 @@ def start_microsoft_sign_in(token: str) -> Response[str]:
 @app.get(CALLBACK_PATH)
 def microsoft_callback() -> Response[str]:
     """Where Microsoft sends the browser back: redeem the code, then the status page follows the check."""
-    from onboarding.m365.signin import COOKIE_NAME, SignInFailed
+    from onboarding.connect.microsoft import COOKIE_NAME, SignInFailed
 
     params = {k: v for k, v in (app.current_event.query_string_parameters or {}).items() if v is not None}
     consent = admin_consent.answer(params, _csrf_key())

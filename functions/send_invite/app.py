@@ -1,5 +1,5 @@
 """Sends invite emails: consumes the agents table's stream, filtered (FilterCriteria in template.yaml)
-to the records that ask for an invite. A thin adapter over `onboarding.invites.deliver_invite`.
+to the records that ask for an invite. A thin adapter over `onboarding.invites.delivery.deliver_invite`.
 
 Each record succeeds or fails on its own (ReportBatchItemFailures): a failed record is retried by
 Lambda and, once its retries are spent, lands in the on-failure destination (SQS).
@@ -18,15 +18,16 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from onboarding import aws, invites
 from onboarding import deps as wiring
-from onboarding.invite_models import InviteRequested
-from onboarding.invite_store import InviteRepository
-from onboarding.invites import InviteConfig
-from onboarding.mailer import Mailer
-from onboarding.observability import logger, metrics
+from onboarding.agents.store import AgentRepository
+from onboarding.core import aws
+from onboarding.core.observability import logger, metrics
+from onboarding.invites import delivery as invites
+from onboarding.invites.delivery import InviteConfig
+from onboarding.invites.mailer import Mailer
+from onboarding.invites.models import InviteRequested
+from onboarding.invites.store import InviteRepository
 from onboarding.settings import send_invite_settings
-from onboarding.store import AgentRepository
 
 send_invite_settings()  # validated at cold start: a missing variable fails the init, naming it
 

@@ -1,6 +1,6 @@
 """Bounces and complaints of invite emails (SES configuration set -> SNS -> here): the agent becomes
 `invite_bounced`, and the dashboard can no longer resend to that address. A thin adapter over
-`onboarding.invites.record_delivery_problem`."""
+`onboarding.invites.delivery.record_delivery_problem`."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from onboarding import deps as wiring
-from onboarding import invites
-from onboarding.invite_models import SnsNotifications
-from onboarding.observability import logger, metrics
+from onboarding.agents.store import AgentRepository
+from onboarding.core.observability import logger, metrics
+from onboarding.invites import delivery as invites
+from onboarding.invites.models import SnsNotifications
 from onboarding.settings import invite_events_settings
-from onboarding.store import AgentRepository
 
 
 @wiring.cached

@@ -10,14 +10,14 @@ from aws_lambda_powertools import Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from onboarding import deps as wiring
+from onboarding.core.observability import logger, metrics
 from onboarding.m365.config import M365Config
-from onboarding.observability import logger, metrics
 from onboarding.settings import verify_mailbox_settings
-from onboarding.verification import TaskInput, VerificationSteps
+from onboarding.verification.steps import TaskInput, VerificationSteps
 
 if TYPE_CHECKING:
-    from onboarding.credentials import CredentialStore
-    from onboarding.m365.verify import GraphVerifier
+    from onboarding.core.credentials import CredentialStore
+    from onboarding.verification.microsoft import GraphVerifier
 
 
 def _graph_verifier(config: M365Config, credentials: CredentialStore) -> Callable[[], GraphVerifier]:
@@ -27,7 +27,7 @@ def _graph_verifier(config: M365Config, credentials: CredentialStore) -> Callabl
     def build() -> GraphVerifier:
         from onboarding.m365.graph import GraphClient
         from onboarding.m365.oauth import OAuthClient, client_secret_reader
-        from onboarding.m365.verify import GraphVerifier
+        from onboarding.verification.microsoft import GraphVerifier
 
         oauth = OAuthClient(config, client_secret_reader(config.client_secret_arn))
         graph = GraphClient(config)

@@ -1,6 +1,6 @@
 """Step Functions' own word that a verification workflow died (EventBridge "Step Functions Execution Status
 Change": FAILED, TIMED_OUT, ABORTED): its agent is settled. A thin adapter over
-`onboarding.dead_workflows.settle`."""
+`onboarding.agents.dead_workflows.settle`."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from onboarding import dead_workflows
 from onboarding import deps as wiring
-from onboarding.credentials import CredentialStore
-from onboarding.observability import logger, metrics
+from onboarding.agents import dead_workflows
+from onboarding.agents.store import AgentRepository
+from onboarding.core.credentials import CredentialStore
+from onboarding.core.observability import logger, metrics
 from onboarding.settings import workflow_events_settings
-from onboarding.store import AgentRepository
 
 
 @wiring.cached

@@ -273,21 +273,21 @@ def test_a_call_site_no_function_ran_is_reported(recorded: dict[str, dict[str, l
     without = {who: rows for who, rows in recorded.items() if who != "VerifyMailboxFunction"}
     missing = _unexercised(without)
     assert (
-        "onboarding.invite_store:DynamoInviteRepository._consume_once dynamodb.TransactWriteItems" in missing
+        "onboarding.invites.store:DynamoInviteRepository._consume_once dynamodb.TransactWriteItems" in missing
     )
-    assert "onboarding.credentials:KmsCredentialStore.get kms.Decrypt" in missing
+    assert "onboarding.core.credentials:KmsCredentialStore.get kms.Decrypt" in missing
 
 
 def test_the_scan_finds_client_calls_and_only_those() -> None:
     sites = {str(site) for site in call_sites()}
-    assert "onboarding.store:DynamoAgentRepository.create dynamodb.TransactWriteItems" in sites
+    assert "onboarding.agents.store:DynamoAgentRepository.create dynamodb.TransactWriteItems" in sites
     assert "onboarding.m365.oauth:client_secret_reader.<locals>.read secretsmanager.GetSecretValue" in sites
     assert "functions.auth_callback.app:Deps.csrf_key secretsmanager.GetSecretValue" in sites
     # AESGCM(...).decrypt is cryptography, SecretStr.get_secret_value is pydantic: no AWS call
     assert not any(s.endswith("kms.Decrypt") and "KmsCredentialStore.get" not in s for s in sites)
     assert not any("secretsmanager" in s and "Verification" in s for s in sites)
     # a function reaches what its handler imports, and not another function's handler
-    assert "onboarding.invite_store" in reach("VerifyMailboxFunction")
+    assert "onboarding.invites.store" in reach("VerifyMailboxFunction")
     assert "functions.add_agent.app" not in reach("VerifyMailboxFunction")
 
 

@@ -264,10 +264,10 @@ def test_the_trace_is_null_before_an_attempt_and_404_for_another_tenant() -> Non
 
 
 def test_the_trace_of_the_last_attempt_is_returned() -> None:
+    from onboarding.agents.models import AgentStatus, Attr
+    from onboarding.agents.store import DynamoAgentRepository
     from onboarding.deps import reset
     from onboarding.exchange.trace import TraceRecorder
-    from onboarding.models import AgentStatus, Attr
-    from onboarding.store import DynamoAgentRepository
 
     _, agent, _ = add()
     trace = TraceRecorder("contoso.com")

@@ -7,8 +7,8 @@ import os
 import pytest
 from pydantic import SecretStr
 
-from onboarding.credentials import KmsCredentialStore
-from onboarding.errors import CredentialNotFoundError
+from onboarding.core.credentials import KmsCredentialStore
+from onboarding.core.errors import CredentialNotFoundError
 from tests.conftest import CREDENTIALS_TABLE, api_event, stored_secrets
 from tests.functions.test_add_agent import add, delete
 

@@ -16,9 +16,10 @@ import pytest
 from moto.core.config import default_user_config
 
 from functions.auth_callback import app
-from onboarding import invites, pages
-from onboarding.invite_tokens import token_hash
-from onboarding.models import AgentStatus, Attr
+from onboarding.agents.models import AgentStatus, Attr
+from onboarding.connect import pages
+from onboarding.invites import delivery as invites
+from onboarding.invites.tokens import token_hash
 from tests import lifecycle
 from tests.conftest import TABLE_NAME, stored_password
 from tests.connect_helpers import (

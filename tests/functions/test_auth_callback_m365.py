@@ -19,9 +19,9 @@ import pytest
 
 from devstack.identity_sim import IdentitySimulator
 from onboarding import deps
-from onboarding.credentials import KmsCredentialStore
+from onboarding.agents.models import AgentStatus, Attr
+from onboarding.core.credentials import KmsCredentialStore
 from onboarding.m365.oauth import digest
-from onboarding.models import AgentStatus, Attr
 from tests.conftest import CREDENTIALS_TABLE, api_event, stored_secrets
 from tests.connect_helpers import (
     PASSWORD,

@@ -35,13 +35,15 @@ def _imported(module: str, logical_id: str, watched: tuple[str, ...]) -> dict[st
     ],
 )
 def test_functions_that_send_no_mail_do_not_import_the_mail_code(module: str, logical_id: str) -> None:
-    assert _imported(module, logical_id, ("onboarding.mailer",)) == {"onboarding.mailer": False}
+    assert _imported(module, logical_id, ("onboarding.invites.mailer",)) == {
+        "onboarding.invites.mailer": False
+    }
 
 
 def test_the_invite_sender_imports_the_mail_code() -> None:
     # (the watch above would pass vacuously if the module were renamed)
-    imported = _imported("functions.send_invite.app", "SendInviteFunction", ("onboarding.mailer",))
-    assert imported == {"onboarding.mailer": True}
+    imported = _imported("functions.send_invite.app", "SendInviteFunction", ("onboarding.invites.mailer",))
+    assert imported == {"onboarding.invites.mailer": True}
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ import boto3
 import pytest
 from werkzeug.wrappers import Request
 
-from onboarding.invite_tokens import token_hash
+from onboarding.invites.tokens import token_hash
 from tests.conftest import TABLE_NAME, stored_secrets
 from tests.connect_helpers import (
     BASE_URL,
@@ -140,7 +140,7 @@ def test_a_253_character_server_name_is_taken(env: ConnectEnv, invited: Invited)
 def test_settings_with_a_server_that_is_not_a_dns_name_are_a_422_keeping_the_settings(
     env: ConnectEnv, invited: Invited
 ) -> None:
-    from onboarding.models import AgentStatus
+    from onboarding.agents.models import AgentStatus
     from tests import lifecycle
 
     lifecycle.walk(env.repo, env.repo.get("demo", invited.agent_id), AgentStatus.NEEDS_SETTINGS)

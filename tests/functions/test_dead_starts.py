@@ -1,4 +1,4 @@
-"""An attempt whose starter was killed between `connecting` and the workflow start (onboarding.start_watch),
+"""An attempt whose starter was killed between `connecting` and the workflow start (onboarding.agents.start_watch),
 as the functions meet it: the connect page's status view and the dashboard API's read and resend settle it
 once its start deadline has passed."""
 
@@ -12,7 +12,7 @@ import pytest
 
 from functions.add_agent import app as api_app
 from functions.auth_callback import app as connect_app
-from onboarding.models import INTERNAL_ERROR, AgentStatus, Attr
+from onboarding.agents.models import INTERNAL_ERROR, AgentStatus, Attr
 from tests.conftest import LambdaContext, api_event, stored_secrets
 from tests.connect_helpers import ConnectEnv, Invited, connect_environment, credentials, get, nonce_of, post
 

@@ -11,9 +11,9 @@ from pydantic import ValidationError
 from functions.add_agent import app as api
 from functions.send_invite import bounces
 from onboarding import deps
-from onboarding.mailer import tag_value
-from onboarding.models import Agent, AgentStatus
-from onboarding.store import DynamoAgentRepository
+from onboarding.agents.models import Agent, AgentStatus
+from onboarding.agents.store import DynamoAgentRepository
+from onboarding.invites.mailer import tag_value
 from tests import lifecycle
 from tests.conftest import LambdaContext, api_event
 

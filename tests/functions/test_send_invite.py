@@ -13,16 +13,18 @@ import pytest
 from botocore.exceptions import ClientError
 
 from functions.send_invite import app
-from onboarding import agents, deps, invites
-from onboarding.errors import (
+from onboarding import deps
+from onboarding.agents import manage as agents
+from onboarding.agents.models import Agent, AgentStatus, NewAgent
+from onboarding.agents.store import DynamoAgentRepository
+from onboarding.core.errors import (
     InviteExpiredError,
     InviteRevokedError,
     InviteUsedError,
 )
-from onboarding.invite_store import DynamoInviteRepository
-from onboarding.invite_tokens import token_hash
-from onboarding.models import Agent, AgentStatus, NewAgent
-from onboarding.store import DynamoAgentRepository
+from onboarding.invites import delivery as invites
+from onboarding.invites.store import DynamoInviteRepository
+from onboarding.invites.tokens import token_hash
 from tests.conftest import TABLE_NAME, LambdaContext
 from tests.invite_helpers import (
     BASE_URL,

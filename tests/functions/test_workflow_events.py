@@ -11,8 +11,8 @@ from pydantic import SecretStr, ValidationError
 
 from functions.workflow_events import app
 from onboarding import deps
-from onboarding.models import INTERNAL_ERROR, AgentStatus, Attr
-from onboarding.store import DynamoAgentRepository
+from onboarding.agents.models import INTERNAL_ERROR, AgentStatus, Attr
+from onboarding.agents.store import DynamoAgentRepository
 from tests import lifecycle
 from tests.conftest import CREDENTIALS_TABLE, LambdaContext, load_event, stored_secrets
 

@@ -11,8 +11,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from functions.auth_callback.app import MAX_FORM_BYTES
-from onboarding import pages
-from onboarding.models import AgentStatus, Attr
+from onboarding.agents.models import AgentStatus, Attr
+from onboarding.connect import pages
 from tests.connect_helpers import CSRF_KEY, EMAIL, Answer, ConnectEnv, Invited, connect_environment, post
 
 S = AgentStatus

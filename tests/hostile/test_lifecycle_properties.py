@@ -10,11 +10,12 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from moto import mock_aws
 
 from devstack import template as tpl
-from onboarding import agents, deps
-from onboarding.errors import AgentNotFoundError, IllegalTransitionError
-from onboarding.models import AgentStatus, NewAgent
-from onboarding.store import DynamoAgentRepository
-from tests.layer.test_models import LEGAL  # the lifecycle as the issue states it, written out by hand
+from onboarding import deps
+from onboarding.agents import manage as agents
+from onboarding.agents.models import AgentStatus, NewAgent
+from onboarding.agents.store import DynamoAgentRepository
+from onboarding.core.errors import AgentNotFoundError, IllegalTransitionError
+from tests.layer.agents.test_models import LEGAL  # the lifecycle as the issue states it, written out by hand
 
 TABLE = "property-agents"
 

@@ -4,12 +4,13 @@ from typing import Any
 import pytest
 
 from devstack import template as tpl
-from onboarding import aws, deps
-from onboarding.connect import ConnectService
-from onboarding.credentials import KmsCredentialStore
-from onboarding.invite_store import DynamoInviteRepository
-from onboarding.mailer import Mailer
-from onboarding.store import DynamoAgentRepository
+from onboarding import deps
+from onboarding.agents.store import DynamoAgentRepository
+from onboarding.connect.forms import ConnectService
+from onboarding.core import aws
+from onboarding.core.credentials import KmsCredentialStore
+from onboarding.invites.mailer import Mailer
+from onboarding.invites.store import DynamoInviteRepository
 from tests import lifecycle
 from tests.conftest import CREDENTIALS_TABLE, TABLE_NAME
 from tests.exchange_fixtures import (  # noqa: F401 - pytest fixtures
@@ -51,7 +52,7 @@ def mailer(moto_aws: None) -> Mailer:
     return Mailer(SENDER, aws.client("sesv2"), sleep=lambda _: None)
 
 
-# -- the connect page's use cases (tests/layer/test_connect.py, test_onboarding_faults.py) -----------
+# -- the connect page's use cases (tests/layer/connect/test_connect.py, test_onboarding_faults.py) -----------
 EMAIL = "ann@contoso.com"
 
 

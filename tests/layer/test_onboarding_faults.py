@@ -20,15 +20,8 @@ import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
 
 from devstack import template as tpl
-from onboarding import aws, deps, invites
-from onboarding.connect import ConnectService, CredentialsForm, reason_message
-from onboarding.credentials import KmsCredentialStore
-from onboarding.errors import EmailNotSentError, IllegalTransitionError, InviteDeliveryFailedError
-from onboarding.exchange import ExchangeConfig
-from onboarding.invite_models import DeliveryOutcome, InviteRequested
-from onboarding.invite_store import DynamoInviteRepository
-from onboarding.mailer import Mailer
-from onboarding.models import (
+from onboarding import deps
+from onboarding.agents.models import (
     DISCOVERY_TIMEOUT,
     INTERNAL_ERROR,
     SETTINGS_TIMEOUT,
@@ -36,9 +29,18 @@ from onboarding.models import (
     AgentStatus,
     Attr,
 )
-from onboarding.start_watch import START_MARGIN, StartWatch
-from onboarding.store import DynamoAgentRepository
-from onboarding.verification import Outcome, TaskInput, VerificationSteps
+from onboarding.agents.start_watch import START_MARGIN, StartWatch
+from onboarding.agents.store import DynamoAgentRepository
+from onboarding.connect.forms import ConnectService, CredentialsForm, reason_message
+from onboarding.core import aws
+from onboarding.core.credentials import KmsCredentialStore
+from onboarding.core.errors import EmailNotSentError, IllegalTransitionError, InviteDeliveryFailedError
+from onboarding.exchange import ExchangeConfig
+from onboarding.invites import delivery as invites
+from onboarding.invites.mailer import Mailer
+from onboarding.invites.models import DeliveryOutcome, InviteRequested
+from onboarding.invites.store import DynamoInviteRepository
+from onboarding.verification.steps import Outcome, TaskInput, VerificationSteps
 from tests import lifecycle
 from tests.conftest import CREDENTIALS_TABLE, ROOT, TABLE_NAME, create_resources, stored_secrets
 from tests.invite_helpers import SENDER, emails, throttling, verify_sender
@@ -133,8 +135,9 @@ def test_after_a_failed_start_the_owner_can_try_again(
 # -- the connect function killed between "connecting" and the workflow start ---------------------------
 KILLED_STARTER = """
 import os, signal, sys
-from onboarding import aws, deps
-from onboarding.connect import ConnectService, CredentialsForm
+from onboarding import deps
+from onboarding.core import aws
+from onboarding.connect.forms import ConnectService, CredentialsForm
 
 
 class KilledAtStart:  # Step Functions as the dying function meets it: Lambda kills it before the call
@@ -324,7 +327,7 @@ def test_when_step_functions_cannot_say_the_agent_is_left_for_the_next_read(
 def test_the_dashboard_reading_or_resending_settles_a_dead_start(
     service: ConnectService, token: str, repo: DynamoAgentRepository, credentials: KmsCredentialStore
 ) -> None:
-    from onboarding import agents
+    from onboarding.agents import manage as agents
 
     _killed_at_start(service, token)
     _past_deadline(service, token)
@@ -359,7 +362,7 @@ def test_an_agent_removed_while_connecting_leaves_no_password(
 def test_settings_with_a_password_after_the_wait_ended_keep_no_password(
     service: ConnectService, token: str, repo: DynamoAgentRepository, credentials: KmsCredentialStore
 ) -> None:
-    from onboarding.connect import SettingsForm
+    from onboarding.connect.forms import SettingsForm
 
     view = service.submit_credentials(token, _form())
     agent = view.record.agent
@@ -592,7 +595,7 @@ def _waiting(
 
 
 def _answer(service: ConnectService, token: str, confirm: bool) -> Any:
-    from onboarding.connect import AllowServerForm, SettingsForm
+    from onboarding.connect.forms import AllowServerForm, SettingsForm
 
     if confirm:
         return service.allow_server(token, AllowServerForm.model_validate({"host": "mail.hoster.example"}))

@@ -20,14 +20,15 @@ from devstack import template as tpl
 from devstack.exchange_sim.simulator import ExchangeSimulator
 from devstack.lambdas import handlers_installed
 from devstack.runtime import runners_from_template
-from onboarding import aws, deps
-from onboarding.credentials import KmsCredentialStore
-from onboarding.invite_models import Invite
-from onboarding.invite_store import DynamoInviteRepository
-from onboarding.invite_tokens import token_hash
-from onboarding.mailer import Mailer
-from onboarding.models import AgentStatus, Attr
-from onboarding.store import DynamoAgentRepository
+from onboarding import deps
+from onboarding.agents.models import AgentStatus, Attr
+from onboarding.agents.store import DynamoAgentRepository
+from onboarding.core import aws
+from onboarding.core.credentials import KmsCredentialStore
+from onboarding.invites.mailer import Mailer
+from onboarding.invites.models import Invite
+from onboarding.invites.store import DynamoInviteRepository
+from onboarding.invites.tokens import token_hash
 from tests import lifecycle
 from tests.conftest import CREDENTIALS_TABLE, TABLE_NAME, create_resources
 from tests.invite_helpers import SENDER, verify_sender

@@ -10,8 +10,8 @@ from typing import Any
 from botocore.awsrequest import AWSResponse
 
 from devstack.exchange_sim.scenarios import SCENARIOS_BY_NAME as S
-from onboarding import aws
-from onboarding.models import AgentStatus
+from onboarding.agents.models import AgentStatus
+from onboarding.core import aws
 from tests.statemachine.conftest import Workflow
 
 

@@ -10,8 +10,8 @@ import pytest
 from pydantic import SecretStr
 
 from devstack.identity_sim import IdentitySimulator
+from onboarding.agents.models import AgentStatus, Attr
 from onboarding.m365.oauth import OAuthClient
-from onboarding.models import AgentStatus, Attr
 from tests.conftest import TABLE_NAME, stored_secrets
 from tests.m365_fixtures import REDIRECT_URI, Person, point_functions_at, production_config
 from tests.statemachine.conftest import Workflow

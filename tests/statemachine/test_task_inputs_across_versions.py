@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from onboarding.verification import TaskInput
+from onboarding.verification.steps import TaskInput
 
 HERE = Path(__file__).resolve().parent
 CURRENT = json.loads((HERE.parents[1] / "statemachine" / "verify_mailbox.asl.json").read_text())

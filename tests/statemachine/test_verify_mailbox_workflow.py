@@ -7,7 +7,7 @@ import json
 import boto3
 
 from devstack.exchange_sim.scenarios import SCENARIOS_BY_NAME as S
-from onboarding.models import AgentStatus
+from onboarding.agents.models import AgentStatus
 from tests.conftest import TABLE_NAME, stored_secrets
 from tests.statemachine.conftest import Workflow
 
@@ -146,7 +146,8 @@ def test_the_password_never_leaves_the_credential_store(workflow: Workflow, caps
 def test_removing_an_agent_that_waits_for_settings_stops_the_workflow_and_deletes_the_password(
     workflow: Workflow,
 ) -> None:
-    from onboarding import agents, aws
+    from onboarding.agents import manage as agents
+    from onboarding.core import aws
 
     scenario = S["manual_domain_user"]
     agent_id = workflow.add_invited_agent(scenario.email)

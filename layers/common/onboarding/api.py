@@ -1,7 +1,7 @@
 """HTTP plumbing shared by the API functions: the tenant from the verified token, and error bodies.
 
 Every error leaves as `{"error": {"code", "message", "details"}}`: a domain error with the HTTP status
-its class names (`onboarding.errors`), anything unexpected as a 500 that reveals nothing.
+its class names (`onboarding.core.errors`), anything unexpected as a 500 that reveals nothing.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from pydantic import TypeAdapter
 
-from onboarding.errors import DomainError, MissingTenantError
-from onboarding.invite_models import clean_tenant_name
-from onboarding.models import TenantId
-from onboarding.observability import logger
+from onboarding.agents.models import TenantId
+from onboarding.core.errors import DomainError, MissingTenantError
+from onboarding.core.observability import logger
+from onboarding.invites.models import clean_tenant_name
 
 _TENANT: TypeAdapter[str] = TypeAdapter(TenantId)
 

@@ -1,7 +1,7 @@
 """How a function gets its collaborators: each `functions/<name>/app.py` has one cached `deps()` that
 builds its repositories, stores and AWS clients from that function's settings, at the first request.
 
-Every AWS client reaches the logic the same way: created here (through `onboarding.aws`) and passed in.
+Every AWS client reaches the logic the same way: created here (through `onboarding.core.aws`) and passed in.
 `reset()` forgets all of it (every function's deps, the settings, the clients), so a test that changes
 the environment or enters another moto context resets one thing.
 """
@@ -12,10 +12,11 @@ import functools
 from collections.abc import Callable
 from typing import TypeVar
 
-from onboarding import aws, settings
-from onboarding.credentials import KmsCredentialStore
-from onboarding.invite_store import DynamoInviteRepository
-from onboarding.store import DynamoAgentRepository
+from onboarding import settings
+from onboarding.agents.store import DynamoAgentRepository
+from onboarding.core import aws
+from onboarding.core.credentials import KmsCredentialStore
+from onboarding.invites.store import DynamoInviteRepository
 
 T = TypeVar("T")
 _RESETS: list[Callable[[], None]] = []

@@ -11,9 +11,10 @@ from botocore.exceptions import ClientError
 from pydantic import SecretStr
 
 from devstack.iam.enforce import acting_as
-from onboarding import aws, deps
-from onboarding.invite_store import DynamoInviteRepository
-from onboarding.store import DynamoAgentRepository
+from onboarding import deps
+from onboarding.agents.store import DynamoAgentRepository
+from onboarding.core import aws
+from onboarding.invites.store import DynamoInviteRepository
 from tests import lifecycle
 from tests.conftest import CREDENTIALS_TABLE, STATE_MACHINE_ARN, TABLE_NAME
 

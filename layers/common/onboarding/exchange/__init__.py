@@ -12,7 +12,7 @@ One module per concern:
 * ``verification`` -- opening the mailbox;
 * ``runtime`` -- exchangelib's process-wide set-up and the time-budget runner.
 
-Every connection goes through ``onboarding.exchange_guard.GuardedHTTPAdapter`` (SSRF guard, time budget,
+Every connection goes through ``onboarding.exchange.guard.GuardedHTTPAdapter`` (SSRF guard, time budget,
 observations). The password never appears in an exception, a ``detail`` or a log record.
 
 Every name is imported lazily (PEP 562), so ``import onboarding.exchange`` (or of one of its modules) stays cheap.

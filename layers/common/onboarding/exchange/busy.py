@@ -124,7 +124,7 @@ class BudgetedRetry(FaultTolerance):
 
 def _note(result: str) -> None:
     """A line in the IT admin's trace (the wait is part of the story)."""
-    from ..exchange_guard import current
+    from .guard import current
 
     trace = current().trace
     if trace is not None:

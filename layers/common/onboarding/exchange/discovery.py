@@ -58,8 +58,8 @@ from .runtime import (
 from .trace import traced
 
 if TYPE_CHECKING:
-    from ..exchange_guard import GuardedHTTPAdapter, GuardPolicy, Observation
     from .auth import Challenge
+    from .guard import GuardedHTTPAdapter, GuardPolicy, Observation
     from .trace import TraceRecorder
 
 MAX_HOPS = 10
@@ -104,7 +104,7 @@ class Walk:
 
     def check_destination(self, url: str, *, path: str = AUTODISCOVER_PATH) -> None:
         """The password-destination rule (module docstring, point 3)."""
-        from ..exchange_guard import is_microsoft_online
+        from .guard import is_microsoft_online
 
         host = host_of(url)
         if is_microsoft_online(host):
@@ -147,7 +147,7 @@ def follow(probe: Probe, walk: Walk) -> Probe:
 def _http_redirect_target(domain: str) -> str | None:
     """Step 3: unauthenticated ``GET http://autodiscover.<domain>/autodiscover/autodiscover.xml``; the HTTPS
     Location of its 302, if any (only its host is used)."""
-    from ..exchange_guard import GuardError, guarded_session
+    from .guard import GuardError, guarded_session
 
     try:
         with guarded_session() as session:
@@ -171,7 +171,7 @@ def _srv_target(domain: str) -> str | None:
     import dns.resolver
     from exchangelib.autodiscover import Autodiscovery
 
-    from ..exchange_guard import current
+    from .guard import current
 
     resolver = dns.resolver.Resolver(**Autodiscovery.DNS_RESOLVER_KWARGS)
     for key, value in Autodiscovery.DNS_RESOLVER_ATTRS.items():
@@ -227,7 +227,7 @@ def _probe_candidates(domain: str, address: str, walk: Walk, probe_timeout: floa
     Stops waiting as soon as the earliest candidate that can still win has an answer (a live higher-priority
     candidate wins exactly as in a sequential walk).
     """
-    from ..exchange_guard import Observation, guarded
+    from .guard import Observation, guarded
 
     jobs = _candidate_jobs(domain, address, walk)
     results: list[queue.Queue[_Outcome]] = [queue.Queue(maxsize=1) for _ in jobs]
@@ -324,12 +324,12 @@ def discover(email: str, password: str, context: ExchangeContext) -> ExchangeSet
 
 
 def _discover_traced(email: str, password: str, context: ExchangeContext) -> ExchangeSettings:
-    from ..exchange_guard import is_microsoft_online
+    from .guard import is_microsoft_online
 
     domain = domain_of(email)
     if is_microsoft_online(domain):
         raise ExchangeFailure(Diagnosis.MODERN_AUTH_REQUIRED, f"{domain} is Exchange Online")
-    from ..exchange_guard import GuardedHTTPAdapter
+    from .guard import GuardedHTTPAdapter
 
     configure_exchangelib()
     config = context.config
@@ -355,7 +355,7 @@ def _discover_traced(email: str, password: str, context: ExchangeContext) -> Exc
 
 
 def _discover(email: str, password: str, login: str, walk: Walk, config: ExchangeConfig) -> ExchangeSettings:
-    from ..exchange_guard import is_microsoft_online
+    from .guard import is_microsoft_online
 
     address = email
     walk.seen.add(address.lower())
@@ -425,7 +425,7 @@ def _ask_following_urls(probe: Probe, address: str, password: str, login: str, w
             raise ExchangeFailure(Diagnosis.AUTODISCOVER_FAILED, "autodiscover redirected to a non-HTTPS URL")
         target = soap_endpoint(host_of(redirect_url))
         walk.hop(target)
-        from ..exchange_guard import guarded
+        from .guard import guarded
 
         with guarded(walk.policy, deadline=walk.deadline, trace=walk.trace, connections=walk.connections):
             probe = follow(probe_endpoint(target, walk.sleep), walk)
@@ -444,9 +444,9 @@ def _get_user_settings(
     from exchangelib import errors as ex
     from exchangelib.autodiscover import AutodiscoverProtocol
 
-    from ..exchange_guard import GuardedHTTPAdapter, guarded
     from .basic import announces_utf8
     from .busy import DEFAULT_BACK_OFF, BudgetedRetry, Patience
+    from .guard import GuardedHTTPAdapter, guarded
 
     for attempt in range(SERVER_BUSY_RETRIES + 1):
         protocol_cls = type(
@@ -509,8 +509,8 @@ def preemptive_sessions(offered: tuple[str, ...], utf8_basic: bool = False) -> C
     whose Basic sessions send the credentials in UTF-8, normalised if the server announced it (``basic``)."""
 
     def create_session(self: Any) -> Any:
-        from ..exchange_guard import share_connections
         from . import basic, ntlm
+        from .guard import share_connections
 
         session = share_connections(super(type(self), self).create_session())
         return basic.install(ntlm.install(session, offered=offered), utf8_announced=utf8_basic)
@@ -520,7 +520,7 @@ def preemptive_sessions(offered: tuple[str, ...], utf8_basic: bool = False) -> C
 
 def settings_for(ews_url: str, login: str, walk: Walk, build: str | None) -> ExchangeSettings:
     """Check the EWS URL (name, guard, auth offered) without credentials and package the settings."""
-    from ..exchange_guard import guarded, is_microsoft_online
+    from .guard import guarded, is_microsoft_online
 
     host = host_of(ews_url)
     if not ews_url.lower().startswith("https://") or not host:

@@ -133,7 +133,7 @@ _OTHER = {"NTLM": ("Negotiate",), "Negotiate": ("NTLM",)}
 def _note_domain(token: str) -> None:
     """Keep the NetBIOS domain the CHALLENGE names (MsvAvNbDomainName): the login form to suggest when an
     email address was refused as the login."""
-    from ..exchange_guard import current
+    from .guard import current
 
     try:
         domain = netbios_domain(base64.b64decode(token))

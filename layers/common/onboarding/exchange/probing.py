@@ -20,7 +20,7 @@ from .diagnoses import EXAMPLE_DOMAIN, Diagnosis, ExchangeFailure
 from .runtime import NOAUTH
 
 if TYPE_CHECKING:
-    from ..exchange_guard import Observation
+    from .guard import Observation
 
 REDIRECT_STATUSES = (301, 302, 303, 307, 308)
 UNAVAILABLE_LOOKS = 3  # unauthenticated looks at an endpoint that answers 503 (each after the wait it asks)
@@ -68,8 +68,8 @@ def transport_code(obs: Observation) -> Diagnosis | None:
 def probe_endpoint(url: str, sleep: Callable[[float], None] = time.sleep) -> Probe:
     """POST an empty SOAP envelope without credentials: is this the service, and which auth does it ask for?
     A 503 is asked again after the wait its ``Retry-After`` names, while the budget allows (``sleep`` waits)."""
-    from ..exchange_guard import current
     from .busy import DEFAULT_BACK_OFF, Patience
+    from .guard import current
 
     ctx = current()
     for _ in range(UNAVAILABLE_LOOKS - 1):
@@ -86,7 +86,7 @@ def probe_endpoint(url: str, sleep: Callable[[float], None] = time.sleep) -> Pro
 
 
 def _look(url: str) -> Probe:
-    from ..exchange_guard import GuardError, current, guarded_session
+    from .guard import GuardError, current, guarded_session
 
     obs = current().observation
     try:
@@ -167,7 +167,7 @@ def probe_autodiscover_v2(host: str, email: str) -> Probe | None:
     Exchange Online). Anything else (a 404, a website, a redirect) means "not here": None."""
     from urllib.parse import quote
 
-    from ..exchange_guard import GuardError, guarded_session
+    from .guard import GuardError, guarded_session
 
     url = f"https://{host}/autodiscover/autodiscover.json/v1.0/{quote(email, safe='@')}?Protocol=EWS"
     try:
@@ -212,7 +212,7 @@ def classify(exc: BaseException, obs: Observation, *, during: str) -> ExchangeFa
     """
     from exchangelib import errors as ex
 
-    from ..exchange_guard import BlockedAddressError, ModernAuthHostError
+    from .guard import BlockedAddressError, ModernAuthHostError
 
     kind = type(exc).__name__
     if isinstance(exc, ExchangeFailure):

@@ -19,7 +19,7 @@ from .diagnoses import Diagnosis, ExchangeFailure, without_secret
 from .models import ExchangeConfig
 
 if TYPE_CHECKING:
-    from ..exchange_guard import GuardPolicy
+    from .guard import GuardPolicy
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ def in_domain(host: str, domain: str) -> bool:
 
 
 def policy_for(config: ExchangeConfig) -> GuardPolicy:
-    from ..exchange_guard import GuardPolicy
+    from .guard import GuardPolicy
 
     return GuardPolicy.build(config.allow_networks, config.ca_bundle)
 

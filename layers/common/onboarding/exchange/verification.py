@@ -28,7 +28,7 @@ from .runtime import (
 from .trace import traced
 
 if TYPE_CHECKING:
-    from ..exchange_guard import GuardedHTTPAdapter
+    from .guard import GuardedHTTPAdapter
 
 
 def ews_endpoint(server: str) -> str:
@@ -70,7 +70,7 @@ def verify(email: str, password: str, context: ExchangeContext) -> VerificationR
 
 
 def _verify_traced(email: str, password: str, context: ExchangeContext) -> VerificationResult:
-    from ..exchange_guard import GuardedHTTPAdapter, is_microsoft_online
+    from .guard import GuardedHTTPAdapter, is_microsoft_online
 
     if not context.ews_url and not context.server:
         raise ExchangeFailure(Diagnosis.AUTODISCOVER_FAILED, "no server and no EWS URL given")
@@ -110,9 +110,9 @@ def _verify(
     from exchangelib import DELEGATE, UTC, Account, Configuration, Credentials
     from exchangelib.protocol import CachingProtocol, Protocol
 
-    from ..exchange_guard import GuardedHTTPAdapter, guarded
     from .basic import announces_utf8
     from .busy import DEFAULT_BACK_OFF, BudgetedRetry, Patience
+    from .guard import GuardedHTTPAdapter, guarded
 
     policy, trace, auth_type = policy_for(context.config), context.trace, context.auth_type
     offered: tuple[str, ...] = ()  # NTLM is tried under its own name first, then inside Negotiate

@@ -19,9 +19,9 @@ from urllib.parse import quote
 import requests
 from pydantic import SecretStr
 
+from onboarding.core.observability import logger
 from onboarding.m365.config import M365Config
 from onboarding.m365.outcomes import M365Reason
-from onboarding.observability import logger
 
 MAX_5XX_WAIT = 2.0  # seconds
 _ISSUER_TENANT = re.compile(r"/([0-9a-fA-F-]{36})/v2\.0/?$")

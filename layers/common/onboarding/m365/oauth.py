@@ -28,11 +28,11 @@ import requests
 from botocore.exceptions import ClientError
 from pydantic import SecretStr
 
-from onboarding import aws
+from onboarding.core import aws
+from onboarding.core.dynamo_types import from_item, to_item
+from onboarding.core.observability import logger
 from onboarding.m365.config import MSAL_SCOPES, M365Config
 from onboarding.m365.outcomes import M365Reason, aadsts_codes, reason_for_identity_error
-from onboarding.observability import logger
-from onboarding.store import from_item, to_item
 
 # MSAL logs request details at DEBUG; nothing of a sign-in belongs in our logs.
 logging.getLogger("msal").setLevel(logging.WARNING)

@@ -24,8 +24,8 @@ from enum import StrEnum
 from typing import Any
 from urllib.parse import quote
 
+from onboarding.core.observability import logger
 from onboarding.m365.config import M365Config
-from onboarding.observability import logger
 
 # Exchange Online's own host names (worldwide, GCC High / DoD, operated by 21Vianet) and the tenants'
 # routing domains (`contoso.mail.onmicrosoft.com`).

@@ -1,0 +1,316 @@
+"""The agent aggregate: its fields, its status lifecycle, the service-private state kept with it
+(`AgentRecord`), and the API's input and output shapes."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic.alias_generators import to_camel
+
+from onboarding.core.email_address import EmailAddress
+from onboarding.exchange.trace import ExchangeTrace
+
+CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _no_control_chars(value: str) -> str:
+    if CONTROL_CHARS.search(value):
+        raise ValueError("must not contain control characters (tabs, line breaks, ...)")
+    return value
+
+
+AgentName = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=100),
+    AfterValidator(_no_control_chars),
+]
+
+
+def _plain_text(value: str) -> str:
+    """No control characters, and no invisible formatting either (bidirectional overrides, zero-width
+    characters, line and paragraph separators): a name shown in an email subject must read as it is."""
+    if any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") for c in value):
+        raise ValueError("must not contain control or invisible formatting characters (line breaks, ...)")
+    return value
+
+
+# Who invites, as the invite email and the connect page name them (a team or company): shown as text only.
+InviterName = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=100),
+    AfterValidator(_plain_text),
+]
+TenantId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,128}$")]
+AgentId = Annotated[str, StringConstraints(pattern=r"^[0-9A-HJKMNP-TV-Z]{26}$")]
+
+
+class AgentType(StrEnum):
+    MS_EXCHANGE = "ms_exchange"
+
+
+class AgentStatus(StrEnum):
+    INVITE_PENDING = "invite_pending"
+    INVITED = "invited"
+    INVITE_FAILED = "invite_failed"
+    INVITE_BOUNCED = "invite_bounced"
+    CONNECTING = "connecting"
+    NEEDS_SETTINGS = "needs_settings"
+    VERIFIED = "verified"
+    FAILED = "failed"
+    REMOVED = "removed"
+
+
+S = AgentStatus
+# The whole lifecycle. Anything not listed here is an illegal transition (a typed error, never a write).
+TRANSITIONS: dict[AgentStatus, frozenset[AgentStatus]] = {
+    S.INVITE_PENDING: frozenset({S.INVITED, S.INVITE_FAILED, S.INVITE_BOUNCED, S.REMOVED}),
+    # -> invite_pending: the dashboard resends the invite (a new link; see onboarding.invites.delivery). Not from
+    # invite_bounced: that address refused mail, and the agent has to be added again with another one.
+    S.INVITED: frozenset({S.CONNECTING, S.INVITE_FAILED, S.INVITE_BOUNCED, S.INVITE_PENDING, S.REMOVED}),
+    S.INVITE_FAILED: frozenset({S.INVITE_PENDING, S.REMOVED}),
+    S.INVITE_BOUNCED: frozenset({S.REMOVED}),
+    S.CONNECTING: frozenset({S.NEEDS_SETTINGS, S.VERIFIED, S.FAILED, S.REMOVED}),
+    # needs_settings -> failed: the owner never sent the settings and the wait timed out.
+    S.NEEDS_SETTINGS: frozenset({S.CONNECTING, S.FAILED, S.REMOVED}),
+    S.VERIFIED: frozenset({S.REMOVED}),
+    S.FAILED: frozenset({S.CONNECTING, S.INVITE_PENDING, S.REMOVED}),
+    S.REMOVED: frozenset(),
+}
+
+
+def can_transition(current: AgentStatus, target: AgentStatus) -> bool:
+    return target in TRANSITIONS[current]
+
+
+def utcnow() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+# Reasons (`statusReason`) the service sets itself, next to the Exchange diagnoses.
+SETTINGS_TIMEOUT = "settings_timeout"  # the owner did not send the advanced settings in time
+DISCOVERY_TIMEOUT = "discovery_timeout"  # the autodiscovery task ran past its Step Functions timeout
+VERIFICATION_TIMEOUT = "verification_timeout"  # the verification task ran past its timeout
+INTERNAL_ERROR = "internal_error"
+
+
+class _StateModel(BaseModel):
+    """Service-private attributes of the agent item: stored under the camelCase of the field's name."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="ignore", frozen=True, defer_build=True
+    )
+
+
+class InviteState(_StateModel):
+    """The invite attributes of an agent item (defaults fit items written before invites)."""
+
+    # Who invites: `inviterName` of POST /agents, else the dashboard user's token claim when the agent was added.
+    tenant_name: str | None = None
+    invite_version: int = Field(default=1, ge=1)  # 1 when added, +1 per resend; only its link works
+    invite_attempts: int = Field(default=0, ge=0)  # failed sends of this version that will be retried
+    invite_requested_at: str | None = None
+    invite_sent_at: str | None = None
+    invite_expires_at: str | None = None
+    # The invite version whose email went to SES (claimed just before the call), and the one SES accepted
+    # (recorded right after): what a retried delivery decides with (onboarding.invites.delivery.deliver_invite).
+    invite_sending: int | None = None
+    invite_accepted: int | None = None
+
+    @classmethod
+    def first(cls, tenant_name: str | None) -> InviteState:
+        """What `add_agent` stores with a new agent so the stream asks for invite version 1."""
+        return cls(tenant_name=tenant_name, invite_version=1, invite_requested_at=utcnow())
+
+
+class ConnectionState(_StateModel):
+    """Where the connection of the mailbox stands: the attempt, what the owner typed, what was found."""
+
+    connect_attempt: int = Field(default=0, ge=0)  # names the workflow execution; stale steps stop
+    settings_rounds: int = Field(default=0, ge=0)  # times the owner was asked for settings
+    # The Step Functions task token of a workflow waiting for the owner's settings (never logged).
+    task_token: str | None = Field(default=None, repr=False)
+    conn_username: str | None = None  # advanced settings typed by the owner
+    conn_server: str | None = None
+    connect_invite_hash: str | None = None  # the invite used to connect (its SHA-256 key, not the token)
+    # While the connect page starts the attempt's workflow: the latest time (ISO UTC) by which the start
+    # is done or its starter is dead (onboarding.agents.start_watch). Removed once the workflow is started.
+    start_deadline: str | None = None
+    ews_url: str | None = None  # what discovery / verification found
+    auth_type: str | None = None
+    server_build: str | None = None
+    exchange_username: str | None = None
+    inbox_item_count: int | None = None
+    # How the mailbox is verified: "ews" (password, Exchange) or "graph" (Sign in with Microsoft).
+    verify_method: str | None = None
+    m365_signed_in_as: str | None = None  # the account signed in with, when it was not the invited one
+    # A server in another domain that discovery met (reason confirm_server), and the one the owner allowed.
+    confirm_host: str | None = None
+    confirmed_host: str | None = None
+    # The login to suggest when the last verdict refused an email address as the login ("CONTOSO\\bea": the
+    # Windows domain the server's NTLM challenge named, or DOMAIN\\bea when it named none).
+    login_hint: str | None = None
+    # The IT admin's trace of the last discovery/verification (onboarding.exchange.trace.ExchangeTrace as
+    # JSON, size-bounded, secret-free).
+    exchange_trace: str | None = Field(default=None, repr=False)
+
+
+def _stored(model: type[BaseModel], field: str) -> str:
+    alias = model.model_fields[field].alias
+    if not alias:
+        raise TypeError(f"{model.__name__}.{field} has no stored name")
+    return alias
+
+
+class Attr:
+    """Stored names of the service-private attributes, for writes (the API never returns them)."""
+
+    TENANT_NAME = _stored(InviteState, "tenant_name")
+    INVITE_VERSION = _stored(InviteState, "invite_version")
+    INVITE_REQUESTED_AT = _stored(InviteState, "invite_requested_at")
+    INVITE_ATTEMPTS = _stored(InviteState, "invite_attempts")
+    INVITE_SENT_AT = _stored(InviteState, "invite_sent_at")
+    INVITE_EXPIRES_AT = _stored(InviteState, "invite_expires_at")
+    INVITE_SENDING = _stored(InviteState, "invite_sending")
+    INVITE_ACCEPTED = _stored(InviteState, "invite_accepted")
+    ATTEMPT = _stored(ConnectionState, "connect_attempt")
+    ROUNDS = _stored(ConnectionState, "settings_rounds")
+    TASK_TOKEN = _stored(ConnectionState, "task_token")
+    USERNAME = _stored(ConnectionState, "conn_username")
+    SERVER = _stored(ConnectionState, "conn_server")
+    INVITE_HASH = _stored(ConnectionState, "connect_invite_hash")
+    START_DEADLINE = _stored(ConnectionState, "start_deadline")
+    EWS_URL = _stored(ConnectionState, "ews_url")
+    AUTH_TYPE = _stored(ConnectionState, "auth_type")
+    SERVER_BUILD = _stored(ConnectionState, "server_build")
+    EXCHANGE_USERNAME = _stored(ConnectionState, "exchange_username")
+    INBOX_COUNT = _stored(ConnectionState, "inbox_item_count")
+    VERIFY_METHOD = _stored(ConnectionState, "verify_method")
+    M365_SIGNED_IN_AS = _stored(ConnectionState, "m365_signed_in_as")
+    CONFIRM_HOST = _stored(ConnectionState, "confirm_host")
+    CONFIRMED_HOST = _stored(ConnectionState, "confirmed_host")
+    EXCHANGE_TRACE = _stored(ConnectionState, "exchange_trace")
+    LOGIN_HINT = _stored(ConnectionState, "login_hint")
+
+
+class _ApiModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, defer_build=True)
+
+
+class NewAgent(_ApiModel):
+    """Body of `POST /agents`. The tenant never comes from here: only from the verified token."""
+
+    name: AgentName = Field(description="Display name of the person or team behind the mailbox")
+    email: EmailAddress = Field(description="The mailbox address; compared case-insensitively")
+    type: Literal["ms_exchange"] = Field(description="Mailbox provider; only `ms_exchange` for now")
+    inviter_name: InviterName | None = Field(
+        default=None,
+        alias="inviterName",
+        description="Who invites, as the invite email and the connect page name them (a team or company, "
+        "1-100 characters, no control characters). Without it: the display-name claim of the caller's token "
+        "(the TenantNameClaim parameter), else a neutral wording.",
+        examples=["Contoso Support"],
+    )
+
+
+class Agent(_ApiModel):
+    """A monitored mailbox, as stored and as returned by the API."""
+
+    agent_id: AgentId = Field(alias="agentId")
+    tenant_id: TenantId = Field(alias="tenantId")
+    name: AgentName
+    # Validated as an address on the way in (NewAgent); stored values are not parsed again on every read.
+    email: str = Field(max_length=320)
+    type: AgentType
+    status: AgentStatus
+    status_reason: str | None = Field(default=None, alias="statusReason")
+    created_at: str = Field(alias="createdAt")
+    updated_at: str = Field(alias="updatedAt")
+    verified_at: str | None = Field(default=None, alias="verifiedAt")
+    version: int = Field(ge=1)
+    sign_in: Literal["password", "microsoft"] | None = Field(
+        default=None,
+        alias="signIn",
+        description="How the owner last connected the mailbox: with its password (Exchange) or with Sign in "
+        "with Microsoft (Microsoft 365: a refresh token is kept, no password); null before the first attempt",
+    )
+
+    def api_dict(self) -> dict[str, object]:
+        return self.model_dump(mode="json", by_alias=True)
+
+
+# Attributes that belong to the agent model; anything else on the item is private to the service.
+AGENT_FIELDS = frozenset(f.alias or name for name, f in Agent.model_fields.items())
+
+
+class AgentRecord(BaseModel):
+    """An agent with the service-private state kept on its item: what the repository returns and takes."""
+
+    model_config = ConfigDict(frozen=True, defer_build=True)
+
+    agent: Agent
+    invite: InviteState = Field(default_factory=InviteState)
+    connection: ConnectionState = Field(default_factory=ConnectionState)
+
+    @classmethod
+    def from_values(cls, values: Mapping[str, Any]) -> AgentRecord:
+        """The record of a deserialized item (keys and other entities' attributes are ignored)."""
+        agent_values = {k: v for k, v in values.items() if k in AGENT_FIELDS}
+        return cls(
+            agent=Agent.model_validate(agent_values),
+            invite=InviteState.model_validate(values),
+            connection=ConnectionState.model_validate(values),
+        )
+
+    def values(self) -> dict[str, Any]:
+        """The item's attributes (without keys): the agent's fields and the private state explicitly set."""
+        return {
+            **self.invite.model_dump(mode="json", by_alias=True, exclude_unset=True, exclude_none=True),
+            **self.connection.model_dump(mode="json", by_alias=True, exclude_unset=True, exclude_none=True),
+            **self.agent.model_dump(mode="json", by_alias=True),
+        }
+
+
+class AgentTrace(_ApiModel):
+    """`GET /agents/{agentId}/trace`: what the last discovery/verification did, step by step, for IT."""
+
+    agent_id: AgentId = Field(alias="agentId")
+    trace: ExchangeTrace | None = Field(description="None before the first connection attempt")
+
+
+class AgentPage(_ApiModel):
+    items: list[Agent]
+    next_token: str | None = Field(default=None, alias="nextToken")
+
+
+class ErrorDetail(_ApiModel):
+    field: str | None = None
+    message: str
+    type: str | None = None
+    agent_id: str | None = Field(
+        default=None,
+        alias="agentId",
+        description="The agent that already has this mailbox (409 duplicate_agent)",
+    )
+
+
+class ErrorBody(_ApiModel):
+    code: str
+    message: str
+    details: list[ErrorDetail] = Field(default_factory=list)
+
+
+class ErrorResponse(_ApiModel):
+    error: ErrorBody
+
+
+class GatewayError(BaseModel):
+    """What API Gateway itself answers (e.g. the JWT authorizer's 401); its body cannot be customised."""
+
+    model_config = ConfigDict(defer_build=True)
+    message: str
