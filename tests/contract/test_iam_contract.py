@@ -294,9 +294,17 @@ def test_the_scan_finds_client_calls_and_only_those() -> None:
 def test_the_state_machine_invokes_the_verification_function_by_its_exact_arn(
     policies: dict[str, list[Statement]],
 ) -> None:
-    """SAM's LambdaInvokePolicy grants `function:<name>*`: any function whose name starts with ours."""
+    """SAM's LambdaInvokePolicy grants `function:<name>*`: any function whose name starts with ours. The
+    role may invoke the one version its definition names (`!Ref VerifyMailboxFunction.Version`), nothing
+    else: not the unqualified function, not an alias, not a same-prefix function."""
     function = IAM_REFS["VerifyMailboxFunction.Arn"]
-    for arn, allowed in ((function, True), (f"{function}Evil", False), (f"{function}:live", False)):
+    for arn, allowed in (
+        (f"{function}:1", True),
+        (function, False),
+        (f"{function}Evil", False),
+        (f"{function}Evil:1", False),
+        (f"{function}:live", False),
+    ):
         assert (
             _allowed(policies, "VerifyMailboxStateMachine", Request("lambda:InvokeFunction", arn)) is allowed
         )
@@ -310,6 +318,7 @@ def test_the_state_machine_invokes_the_verification_function_by_its_exact_arn(
         ("SendInviteFunction", {"TENANT#", "INVITE#"}),
         ("InviteEventsFunction", {"TENANT#"}),
         ("VerifyMailboxFunction", {"TENANT#", "INVITE#"}),
+        ("WorkflowEventsFunction", {"TENANT#"}),
     ],
 )
 def test_each_function_touches_agents_table_items_only_under_its_own_key_prefixes(
