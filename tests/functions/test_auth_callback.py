@@ -8,7 +8,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import boto3
@@ -31,7 +31,6 @@ from tests.connect_helpers import (
     ConnectEnv,
     Invited,
     call,
-    connect_environment,
     credentials,
     event_for,
     get,
@@ -43,17 +42,6 @@ from tests.invite_helpers import BASE_URL
 
 S = AgentStatus
 UNKNOWN_TOKEN = "A" * 43
-
-
-@pytest.fixture
-def env(moto_aws: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[ConnectEnv]:
-    with connect_environment(monkeypatch) as connect_env:
-        yield connect_env
-
-
-@pytest.fixture
-def invited(env: ConnectEnv) -> Invited:
-    return env.invite()
 
 
 def page_nonce(token: str) -> str:

@@ -6,7 +6,6 @@ no status page, even once used."""
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlencode
 
@@ -22,24 +21,12 @@ from tests.connect_helpers import (
     ConnectEnv,
     Invited,
     call,
-    connect_environment,
     credentials,
     event_for,
     get,
     nonce_of,
     post,
 )
-
-
-@pytest.fixture
-def env(moto_aws: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[ConnectEnv]:
-    with connect_environment(monkeypatch) as connect_env:
-        yield connect_env
-
-
-@pytest.fixture
-def invited(env: ConnectEnv) -> Invited:
-    return env.invite()
 
 
 def _raw_post(token: str, body: str, *, base64_encoded: bool) -> int:

@@ -6,10 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
 from typing import Any
-
-import pytest
 
 from functions.add_agent import app as api
 from tests.conftest import LambdaContext, api_event, stored_secrets
@@ -17,18 +14,11 @@ from tests.connect_helpers import (
     PASSWORD,
     ConnectEnv,
     Invited,
-    connect_environment,
     credentials,
     get,
     nonce_of,
     post,
 )
-
-
-@pytest.fixture
-def env(moto_aws: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[ConnectEnv]:
-    with connect_environment(monkeypatch) as connect_env:
-        yield connect_env
 
 
 def _api(method: str, path: str, **kwargs: Any) -> str:
