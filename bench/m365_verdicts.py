@@ -21,11 +21,12 @@ import re
 import statistics
 import time
 from dataclasses import dataclass
-from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import urljoin
 
 import requests
+
+from devstack.identity_sim.forms import forms
 
 POLL_S = 0.05
 _NONCE = re.compile(r'<input type="hidden" name="nonce" value="([^"]+)">')
@@ -61,23 +62,8 @@ EXCHANGE_ROWS = (
 )
 
 
-class _Forms(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__()
-        self.forms: list[dict[str, Any]] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        a = {k: v or "" for k, v in attrs}
-        if tag == "form":
-            self.forms.append({"action": a.get("action", ""), "id": a.get("id", ""), "fields": {}})
-        elif tag == "input" and self.forms and a.get("name"):
-            self.forms[-1]["fields"][a["name"]] = a.get("value", "")
-
-
 def _forms(html: str) -> dict[str, dict[str, Any]]:
-    parser = _Forms()
-    parser.feed(html)
-    return {f["id"]: f for f in parser.forms}
+    return {f["id"]: f for f in forms(html)}
 
 
 class Owner:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import parse_qs, urljoin, urlsplit
 
@@ -14,6 +13,7 @@ import pytest
 import requests
 
 from devstack.identity_sim import IdentitySimulator
+from devstack.identity_sim.forms import forms
 from onboarding import deps
 from onboarding.m365.config import M365Config
 from onboarding.settings import VerifyMailboxSettings
@@ -61,25 +61,6 @@ def m365_config(identity_sim: IdentitySimulator) -> M365Config:
     return replace(config, routing_budget=2.0, token_timeout=2.0, graph_timeout=2.0, graph_budget=6.0)
 
 
-class _Forms(HTMLParser):
-    """The forms of a page: action, id, input values and named buttons."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.forms: list[dict[str, Any]] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        a = {k: v or "" for k, v in attrs}
-        if tag == "form":
-            self.forms.append(
-                {"action": a.get("action", ""), "id": a.get("id", ""), "fields": {}, "buttons": []}
-            )
-        elif tag == "input" and self.forms and a.get("name"):
-            self.forms[-1]["fields"][a["name"]] = a.get("value", "")
-        elif tag == "button" and self.forms and a.get("name"):
-            self.forms[-1]["buttons"].append((a["name"], a.get("value", "")))
-
-
 @dataclass
 class Page:
     """One answer of the simulator's pages, as a browser that does not follow redirects sees it."""
@@ -90,9 +71,7 @@ class Page:
     location: str | None = None
 
     def forms(self) -> list[dict[str, Any]]:
-        parser = _Forms()
-        parser.feed(self.text)
-        return parser.forms
+        return forms(self.text)
 
     def form(self, form_id: str) -> dict[str, Any]:
         return next(f for f in self.forms() if f["id"] == form_id)
