@@ -82,6 +82,24 @@ def test_a_wrong_password_fails_with_its_diagnosis(workflow: Workflow) -> None:
     assert (invite.failed_attempts, invite.used_at) == (1, None)
 
 
+def test_a_login_in_doubt_is_excused_once_on_the_link_then_counted(workflow: Workflow) -> None:
+    """Maya's right password refused with her address as the login, her server naming its Windows domain:
+    the first such refusal on a link does not count towards its lock (it may be the login form, not the
+    password), a second one does; the verification step takes the excuse as VerifyMailboxFunction."""
+    scenario = S["netbios_domain_hint"]
+    agent_id = workflow.add_invited_agent(scenario.email)
+    # When the owner connects with the email address as the login, twice
+    for expected in (0, 1):
+        execution = workflow.connect(agent_id, scenario.password, server=scenario.server)
+        workflow.wait_for_end(execution)
+        item = workflow.repo.get_item("demo", agent_id) or {}
+        assert (item["status"], item["statusReason"]) == ("failed", "auth_failed")
+        # Then the first refusal is excused, the second counted
+        invite = workflow.invite_of(agent_id)
+        assert invite is not None
+        assert (invite.failed_attempts, invite.used_at) == (expected, None)
+
+
 def test_a_wrong_password_through_a_link_already_used_is_not_counted_against_it(workflow: Workflow) -> None:
     # Given an agent whose link was used up already (an earlier connection verified with it)
     scenario = S["wrong_password"]
