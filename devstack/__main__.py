@@ -98,11 +98,15 @@ def banner(stack: LocalStack, *, fresh: bool) -> str:
 
 
 def _microsoft(stack: LocalStack) -> list[str]:
+    from devstack.stack import SIGN_IN_PATH
+
     if stack.identity is None:
         return []
     return [
-        f"  Microsoft sign-in (simulated): {stack.identity.authority_host}  Graph: {stack.identity.graph_base_url}"
-        "  (users: devstack/identity_sim/README.md, e.g. mia@m365.test)"
+        f"  Microsoft sign-in (simulated): pages at {stack.base_url}{SIGN_IN_PATH}/ (any browser, no certificate"
+        " warning; users: devstack/identity_sim/README.md, e.g. mia@m365.test)",
+        f"    tokens at {stack.identity.authority_host}  Graph at {stack.identity.graph_base_url} (HTTPS, the"
+        " simulator's own CA, for the functions)",
     ]
 
 
