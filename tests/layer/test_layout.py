@@ -32,6 +32,7 @@ FLOORS = {
     "invites": 3,
     "connect": 4,
     "verification": 4,
+    "health": 4,  # scheduled checks of connected mailboxes
     "wiring": 5,  # api, settings, deps
 }
 WIRING = {"api", "settings", "deps"}  # the only modules at the package root

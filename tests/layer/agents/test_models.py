@@ -27,6 +27,14 @@ LEGAL = {
     (S.INVITED, S.INVITE_PENDING),
     (S.INVITE_FAILED, S.INVITE_PENDING),
     (S.FAILED, S.INVITE_PENDING),
+    # after onboarding: health checks, and the owner reconnecting
+    (S.VERIFIED, S.NEEDS_RECONNECT),
+    (S.VERIFIED, S.DISCONNECTED),
+    (S.VERIFIED, S.CONNECTING),
+    (S.NEEDS_RECONNECT, S.CONNECTING),
+    (S.DISCONNECTED, S.VERIFIED),
+    (S.DISCONNECTED, S.NEEDS_RECONNECT),
+    (S.DISCONNECTED, S.CONNECTING),
     *((status, S.REMOVED) for status in S if status is not S.REMOVED),
 }
 

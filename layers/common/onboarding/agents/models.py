@@ -62,6 +62,11 @@ class AgentStatus(StrEnum):
     CONNECTING = "connecting"
     NEEDS_SETTINGS = "needs_settings"
     VERIFIED = "verified"
+    # After onboarding, what the scheduled health checks find (onboarding.health): the server or Microsoft
+    # refused the stored password or token (never tried again; the owner is asked to reconnect) ...
+    NEEDS_RECONNECT = "needs_reconnect"
+    # ... or the mailbox could not be reached for longer than the disconnect threshold (checks go on).
+    DISCONNECTED = "disconnected"
     FAILED = "failed"
     REMOVED = "removed"
 
@@ -78,7 +83,11 @@ TRANSITIONS: dict[AgentStatus, frozenset[AgentStatus]] = {
     S.CONNECTING: frozenset({S.NEEDS_SETTINGS, S.VERIFIED, S.FAILED, S.REMOVED}),
     # needs_settings -> failed: the owner never sent the settings and the wait timed out.
     S.NEEDS_SETTINGS: frozenset({S.CONNECTING, S.FAILED, S.REMOVED}),
-    S.VERIFIED: frozenset({S.REMOVED}),
+    # verified -> connecting: the owner reconnects with a reconnect or password-expiry link.
+    S.VERIFIED: frozenset({S.NEEDS_RECONNECT, S.DISCONNECTED, S.CONNECTING, S.REMOVED}),
+    S.NEEDS_RECONNECT: frozenset({S.CONNECTING, S.REMOVED}),
+    # disconnected -> verified: a later check reached the mailbox again (recovered).
+    S.DISCONNECTED: frozenset({S.VERIFIED, S.NEEDS_RECONNECT, S.CONNECTING, S.REMOVED}),
     S.FAILED: frozenset({S.CONNECTING, S.INVITE_PENDING, S.REMOVED}),
     S.REMOVED: frozenset(),
 }
@@ -160,6 +169,35 @@ class ConnectionState(_StateModel):
     exchange_trace: str | None = Field(default=None, repr=False)
 
 
+class HealthState(_StateModel):
+    """What the scheduled health checks keep on a connected agent (onboarding.health), and the reconnect
+    emails they ask for. Times are ISO UTC strings like the other attributes."""
+
+    # The due-checks index (`ByCheckDue`, sparse): present only while the agent is checked on a schedule.
+    # `checkShard` spreads the agents over a few partitions ("CHECK#07"), `checkDueAt` is the next check.
+    check_shard: str | None = None
+    check_due_at: str | None = None
+    check_lease: str | None = None  # the dispatched check's id while it is on the queue
+    last_check_at: str | None = None
+    last_success_at: str | None = None
+    failing_since: str | None = None  # first failed check of the current run of failures
+    check_failures: int = Field(default=0, ge=0)  # consecutive failed checks
+    # ok | retrying (transient failures, tick kept) | locked (account locked: not tried before lockedUntil)
+    check_state: str | None = None
+    check_problem: str | None = None  # the reason of the last failed check (a diagnosis code)
+    locked_until: str | None = None
+    manual_check_at: str | None = None  # the last `POST /agents/{id}/check` (rate limit)
+    password_expires_at: str | None = None  # from EWS GetPasswordExpirationDate, when the server offers it
+    expiry_warned_for: str | None = None  # the expiry date the owner was warned about (once per date)
+    # Reconnect emails (onboarding.invites.reconnect): a new version asks the stream to send one.
+    reconnect_version: int = Field(default=0, ge=0)
+    reconnect_purpose: str | None = None  # reconnect | password_expiry
+    reconnect_requested_at: str | None = None
+    reconnect_sent_at: str | None = None
+    reconnect_emails: int = Field(default=0, ge=0)  # emails sent for the current problem (first + reminders)
+    problem_since: str | None = None  # when the mailbox stopped connecting, for the email's wording
+
+
 def _stored(model: type[BaseModel], field: str) -> str:
     alias = model.model_fields[field].alias
     if not alias:
@@ -196,6 +234,25 @@ class Attr:
     CONFIRMED_HOST = _stored(ConnectionState, "confirmed_host")
     EXCHANGE_TRACE = _stored(ConnectionState, "exchange_trace")
     LOGIN_HINT = _stored(ConnectionState, "login_hint")
+    CHECK_SHARD = _stored(HealthState, "check_shard")
+    CHECK_DUE_AT = _stored(HealthState, "check_due_at")
+    CHECK_LEASE = _stored(HealthState, "check_lease")
+    LAST_CHECK_AT = _stored(HealthState, "last_check_at")
+    LAST_SUCCESS_AT = _stored(HealthState, "last_success_at")
+    FAILING_SINCE = _stored(HealthState, "failing_since")
+    CHECK_FAILURES = _stored(HealthState, "check_failures")
+    CHECK_STATE = _stored(HealthState, "check_state")
+    CHECK_PROBLEM = _stored(HealthState, "check_problem")
+    LOCKED_UNTIL = _stored(HealthState, "locked_until")
+    MANUAL_CHECK_AT = _stored(HealthState, "manual_check_at")
+    PASSWORD_EXPIRES_AT = _stored(HealthState, "password_expires_at")
+    EXPIRY_WARNED_FOR = _stored(HealthState, "expiry_warned_for")
+    RECONNECT_VERSION = _stored(HealthState, "reconnect_version")
+    RECONNECT_PURPOSE = _stored(HealthState, "reconnect_purpose")
+    RECONNECT_REQUESTED_AT = _stored(HealthState, "reconnect_requested_at")
+    RECONNECT_SENT_AT = _stored(HealthState, "reconnect_sent_at")
+    RECONNECT_EMAILS = _stored(HealthState, "reconnect_emails")
+    PROBLEM_SINCE = _stored(HealthState, "problem_since")
 
 
 class _ApiModel(BaseModel):
@@ -256,6 +313,7 @@ class AgentRecord(BaseModel):
     agent: Agent
     invite: InviteState = Field(default_factory=InviteState)
     connection: ConnectionState = Field(default_factory=ConnectionState)
+    health: HealthState = Field(default_factory=HealthState)
 
     @classmethod
     def from_values(cls, values: Mapping[str, Any]) -> AgentRecord:
@@ -265,6 +323,7 @@ class AgentRecord(BaseModel):
             agent=Agent.model_validate(agent_values),
             invite=InviteState.model_validate(values),
             connection=ConnectionState.model_validate(values),
+            health=HealthState.model_validate(values),
         )
 
     def values(self) -> dict[str, Any]:
@@ -272,6 +331,7 @@ class AgentRecord(BaseModel):
         return {
             **self.invite.model_dump(mode="json", by_alias=True, exclude_unset=True, exclude_none=True),
             **self.connection.model_dump(mode="json", by_alias=True, exclude_unset=True, exclude_none=True),
+            **self.health.model_dump(mode="json", by_alias=True, exclude_unset=True, exclude_none=True),
             **self.agent.model_dump(mode="json", by_alias=True),
         }
 
