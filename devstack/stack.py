@@ -363,7 +363,8 @@ class LocalStack:
             refs[logical_id] = f"{self.stage}-{logical_id}"
             refs[f"{logical_id}.Arn"] = tpl.function_arn(refs[logical_id])
         for logical_id in tpl.resources(template, "AWS::Serverless::StateMachine"):
-            refs[logical_id] = tpl.state_machine_arn(f"{self.stage}-{logical_id}")
+            arn = tpl.state_machine_arn(f"{self.stage}-{logical_id}")
+            refs.update(tpl.state_machine_refs(logical_id, arn, template))
         for logical_id, body in tpl.resources(template, "AWS::SES::ConfigurationSet").items():
             refs[logical_id] = str(tpl.resolve(body["Properties"]["Name"], refs))
         for logical_id in tpl.resources(template, "AWS::SQS::Queue"):
@@ -438,11 +439,12 @@ class LocalStack:
         sfn = boto3.client("stepfunctions", endpoint_url=self.moto_url, region_name=REGION)
         refs = self.refs()
         for logical_id in tpl.resources(tpl.load_template(), "AWS::Serverless::StateMachine"):
-            sfn.create_state_machine(
+            tpl.create_state_machine(
+                sfn,
+                logical_id,
+                refs,
                 name=f"{self.stage}-{logical_id}",
-                definition=tpl.state_machine_definition(logical_id, refs),
-                roleArn="arn:aws:iam::123456789012:role/local-state-machine",
-                type="STANDARD",
+                role_arn="arn:aws:iam::123456789012:role/local-state-machine",
             )
 
     def _keep_key(self, logical_id: str, created_id: str) -> tuple[str, str]:
@@ -563,7 +565,7 @@ class LocalStack:
                     remove_attributes=(Attr.TASK_TOKEN,),
                 )
             sfn.start_execution(
-                stateMachineArn=refs["VerifyMailboxStateMachine"],
+                stateMachineArn=refs["VerifyMailboxStateMachineAliaslive"],  # as the connect page starts it
                 name=execution_name(agent.agent_id, attempt),
                 input=workflow_input(
                     agent.tenant_id,

@@ -198,15 +198,42 @@ def state_machine_definition(
     return text
 
 
-def create_state_machine(sfn: Any, logical_id: str, refs: dict[str, str], *, name: str) -> str:
-    """Create the template's state machine `logical_id` (its ASL file, as deployed); returns its ARN."""
+def create_state_machine(
+    sfn: Any,
+    logical_id: str,
+    refs: dict[str, str],
+    *,
+    name: str,
+    role_arn: str = "arn:aws:iam::123456789012:role/state-machine",
+) -> str:
+    """Create the template's state machine `logical_id` (its ASL file, as deployed) and, like SAM's
+    `AutoPublishAlias`, publish it as version 1 behind its alias (devstack.sfn_aliases); returns its ARN."""
+    from devstack import sfn_aliases
+
+    alias = sfn_aliases.auto_publish_alias(load_template(), logical_id)
     created = sfn.create_state_machine(
         name=name,
         definition=state_machine_definition(logical_id, refs),
-        roleArn="arn:aws:iam::123456789012:role/state-machine",
+        roleArn=role_arn,
         type="STANDARD",
+        publish=alias is not None,
     )
-    return str(created["stateMachineArn"])
+    arn = str(created["stateMachineArn"])
+    if alias is not None:
+        sfn_aliases.point_alias(sfn, arn, alias, created["stateMachineVersionArn"])
+    return arn
+
+
+def state_machine_refs(logical_id: str, arn: str, template: dict[str, Any] | None = None) -> dict[str, str]:
+    """What the template's references to a state machine resolve to: its ARN, and the alias SAM generates
+    for `AutoPublishAlias` (`<StateMachine>Alias<name>`, whose Ref is the alias ARN)."""
+    from devstack import sfn_aliases
+
+    refs = {logical_id: arn}
+    alias = sfn_aliases.auto_publish_alias(template or load_template(), logical_id)
+    if alias:
+        refs[f"{logical_id}Alias{alias}"] = f"{arn}:{alias}"
+    return refs
 
 
 def function_arn(name: str, region: str = "us-east-1", account: str = "123456789012") -> str:

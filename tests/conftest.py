@@ -60,6 +60,7 @@ TEST_REFS = {
     "AgentsTable": TABLE_NAME,
     "CredentialsTable": CREDENTIALS_TABLE,
     "VerifyMailboxStateMachine": STATE_MACHINE_ARN,
+    "VerifyMailboxStateMachineAliaslive": f"{STATE_MACHINE_ARN}:live",
     "CsrfKeySecret": "arn:aws:secretsmanager:us-east-1:123456789012:secret:csrf-key-AbCdEf",
     # The Entra app's client secret as the Microsoft 365 tests store it (Secrets Manager adds 6 characters).
     "EntraClientSecretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:entra-app-AbCdEf",

@@ -89,7 +89,7 @@ def connect_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[ConnectEnv]
     sfn = boto3.client("stepfunctions")
     machine_arn = tpl.create_state_machine(sfn, "VerifyMailboxStateMachine", refs, name="verify-mailbox")
     for name, value in {
-        "STATE_MACHINE_ARN": machine_arn,
+        "STATE_MACHINE_ARN": f"{machine_arn}:live",  # the alias, as template.yaml gives it
         "PUBLIC_BASE_URL": BASE_URL,
         "DASHBOARD_URL": DASHBOARD_URL,
         "CSRF_KEY_SECRET_ARN": secret["ARN"],

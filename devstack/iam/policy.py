@@ -108,6 +108,8 @@ def resolve(value: Any, refs: Mapping[str, str]) -> Any:
                 return f"{refs[version[1] + '.Arn']}:1"
             if alias and f"{alias[1]}.Arn" in refs:
                 return f"{refs[alias[1] + '.Arn']}:{alias[2]}"
+            if alias and ":stateMachine:" in refs.get(alias[1], ""):  # a state machine's AutoPublishAlias
+                return f"{refs[alias[1]]}:{alias[2]}"
         return refs[arg]
     if key == "Fn::GetAtt":
         return refs[".".join(arg) if isinstance(arg, list) else arg]

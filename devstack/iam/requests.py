@@ -193,7 +193,13 @@ def _states(call: Call) -> list[Request]:
         resource = str(
             params.get("stateMachineArn") or params.get("executionArn") or params.get("resourceArn") or "*"
         )
-    return [_request(f"states:{call.operation}", resource)]
+    context: Context = {}
+    parts = resource.split(":")
+    if len(parts) == 8 and parts[5] == "stateMachine":
+        # Through an alias or a version: Step Functions authorizes on the state machine's own ARN and puts the
+        # qualifier in `states:StateMachineQualifier` ("Authorization for versions and aliases").
+        resource, context["states:StateMachineQualifier"] = ":".join(parts[:7]), (parts[7],)
+    return [_request(f"states:{call.operation}", resource, context)]
 
 
 def _ses(call: Call) -> list[Request]:

@@ -56,6 +56,8 @@ def test_a_missing_variable_fails_naming_it(function: str, variable: str) -> Non
     [
         ("AddAgentFunction", "STATE_MACHINE_ARN", "verify-mailbox"),
         ("AddAgentFunction", "DEFAULT_PAGE_SIZE", "1000"),
+        # the connect page starts the alias: the unqualified ARN would run the latest definition
+        ("AuthCallbackFunction", "STATE_MACHINE_ARN", "arn:aws:states:us-east-1:123456789012:stateMachine:v"),
         ("AuthCallbackFunction", "CREDENTIALS_KEY_ARN", "alias/credentials"),
         ("AuthCallbackFunction", "DASHBOARD_URL", "app.example.com"),
         ("SendInviteFunction", "INVITE_SENDER", "Team <invites@example.com>"),

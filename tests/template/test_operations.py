@@ -284,3 +284,41 @@ def test_the_connect_page_reserves_no_concurrency_unless_asked() -> None:
     assert reserved == {
         "Fn::If": ["ReservesConnectConcurrency", {"Ref": "ConnectPageConcurrency"}, {"Ref": "AWS::NoValue"}]
     }
+
+
+def test_every_function_is_shifted_gradually_and_rolled_back_on_its_own_alarms() -> None:
+    assert TEMPLATE["Globals"]["Function"]["AutoPublishAlias"] == "live"
+    # The verification function is shifted with the workflow: each state machine version names the function
+    # version published with it, and the state machine's alias moves gradually (below).
+    substitutions = RESOURCES["VerifyMailboxStateMachine"]["Properties"]["DefinitionSubstitutions"]
+    assert substitutions["VerifyMailboxFunctionArn"] == {"Ref": "VerifyMailboxFunction.Version"}
+    assert "DeploymentPreference" not in FUNCTIONS["VerifyMailboxFunction"]["Properties"]
+    for name, body in FUNCTIONS.items():
+        if name == "VerifyMailboxFunction":
+            continue
+        preference = body["Properties"]["DeploymentPreference"]
+        assert preference["Type"] == {"Ref": "DeploymentType"}, name
+        alarms = [alarm["Ref"] for alarm in preference["Alarms"]]
+        assert f"{name.removesuffix('Function')}ErrorsAlarm" in alarms, name
+        assert all(alarm in ALARMS for alarm in alarms), name
+
+
+def test_the_workflow_is_versioned_behind_an_alias_shifted_like_the_functions() -> None:
+    machine = RESOURCES["VerifyMailboxStateMachine"]["Properties"]
+    assert machine["AutoPublishAlias"] == "live"
+    preference = machine["DeploymentPreference"]
+    shifts = TEMPLATE["Mappings"]["StateMachineShift"]
+    # every DeploymentType has its Step Functions equivalent, of the type the alias's name says
+    for deployment_type in TEMPLATE["Parameters"]["DeploymentType"]["AllowedValues"]:
+        shift = shifts[deployment_type]
+        expected = "ALL_AT_ONCE" if deployment_type == "AllAtOnce" else deployment_type[:6].upper()
+        assert shift["Type"] == expected, deployment_type
+        assert 0 < shift["Percentage"] <= 100, deployment_type
+    assert preference["Type"] == {"Fn::FindInMap": ["StateMachineShift", {"Ref": "DeploymentType"}, "Type"]}
+    alarms = {alarm["Ref"] for alarm in preference["Alarms"]}
+    assert {"WorkflowsFailedAlarm", "WorkflowsTimedOutAlarm", "VerifyMailboxErrorsAlarm"} <= alarms
+    assert alarms <= set(ALARMS)
+    # new attempts start the alias (SAM's generated `<StateMachine>Alias<name>`), never the latest definition
+    env = FUNCTIONS["AuthCallbackFunction"]["Properties"]["Environment"]["Variables"]
+    assert env["STATE_MACHINE_ARN"] == {"Ref": "VerifyMailboxStateMachineAliaslive"}
+    assert template_environment("AuthCallbackFunction")["STATE_MACHINE_ARN"].endswith(":verify-mailbox:live")

@@ -43,6 +43,13 @@ TableName = Annotated[str, StringConstraints(min_length=3, max_length=255, patte
 StateMachineArn = Annotated[
     str, StringConstraints(pattern=r"^arn:aws[a-z-]*:states:[a-z0-9-]+:\d{12}:stateMachine:")
 ]
+# The alias new attempts start (SAM's AutoPublishAlias): an execution runs the version the alias points at.
+StateMachineAliasArn = Annotated[
+    str,
+    StringConstraints(
+        pattern=r"^arn:aws[a-z-]*:states:[a-z0-9-]+:\d{12}:stateMachine:[A-Za-z0-9_-]+:[A-Za-z_][A-Za-z0-9_-]*$"
+    ),
+]
 KmsKeyArn = Annotated[
     str, StringConstraints(pattern=r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[A-Za-z0-9-]+$")
 ]
@@ -166,7 +173,9 @@ class AuthCallbackSettings(_Microsoft365Settings):
 
     credentials_table_name: TableName
     credentials_key_arn: KmsKeyArn = Field(description="KMS key that wraps the secrets' data keys")
-    state_machine_arn: StateMachineArn
+    state_machine_arn: StateMachineAliasArn = Field(
+        description="The verification workflow's alias (not a version)"
+    )
     public_base_url: str = Field(
         pattern=_OPTIONAL_HTTP_URL, description="Connect pages' base URL; empty: as requested"
     )

@@ -10,6 +10,7 @@ import pytest
 from botocore.exceptions import ClientError
 from pydantic import SecretStr
 
+from devstack import template as tpl
 from devstack.iam.enforce import acting_as
 from onboarding import deps
 from onboarding.agents.store import DynamoAgentRepository
@@ -133,3 +134,24 @@ def test_the_tests_own_set_up_is_the_accounts(repo: DynamoAgentRepository) -> No
     function's: adding an agent is a transaction no function but the dashboard API may make."""
     agent = lifecycle.add(repo)
     assert repo.get_item("demo", agent.agent_id) is not None
+
+
+def test_the_connect_page_may_start_the_workflow_only_through_its_alias(moto_aws: None) -> None:
+    """Step Functions authorizes a start through an alias on the state machine's own ARN, with the alias in
+    `states:StateMachineQualifier`; the policy names `live`: a start that bypasses the alias is refused."""
+    sfn = aws.client("stepfunctions")
+    arn = tpl.create_state_machine(
+        sfn, "VerifyMailboxStateMachine", {"VerifyMailboxFunction.Arn": "x"}, name="verify-mailbox"
+    )
+    assert arn == STATE_MACHINE_ARN
+    with acting_as("AuthCallbackFunction"):
+        started = sfn.start_execution(stateMachineArn=f"{arn}:live", name="a-1", input="{}")
+        with pytest.raises(ClientError) as unqualified:
+            sfn.start_execution(stateMachineArn=arn, name="a-2", input="{}")
+        with pytest.raises(ClientError) as version:
+            sfn.start_execution(stateMachineArn=f"{arn}:1", name="a-3", input="{}")
+    assert started["executionArn"].endswith(":execution:verify-mailbox:a-1")
+    for error in (unqualified, version):
+        code, message, _ = _denied(error)
+        assert code == "AccessDeniedException"
+        assert f"states:StartExecution on resource: {arn} " in message

@@ -10,9 +10,17 @@ def execution_name(agent_id: str, attempt: int) -> str:
     return f"{agent_id}-{attempt}"
 
 
+def unqualified(state_machine_arn: str) -> str:
+    """The state machine's own ARN, without the alias or version an ARN may end with
+    (`arn:aws:states:<region>:<account>:stateMachine:<name>[:<alias or version>]`)."""
+    return ":".join(state_machine_arn.split(":")[:7])
+
+
 def execution_arn(state_machine_arn: str, agent_id: str, attempt: int) -> str:
-    """Executions are named `<agentId>-<attempt>`, so their ARN is known without storing it."""
-    return f"{state_machine_arn.replace(':stateMachine:', ':execution:')}:{execution_name(agent_id, attempt)}"
+    """Executions are named `<agentId>-<attempt>`, so their ARN is known without storing it. An execution
+    started through an alias or version is named under the state machine itself."""
+    base = unqualified(state_machine_arn).replace(":stateMachine:", ":execution:")
+    return f"{base}:{execution_name(agent_id, attempt)}"
 
 
 def workflow_input(
