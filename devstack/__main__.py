@@ -32,11 +32,29 @@ def main(argv: list[str] | None = None) -> int:
     )
     token = sub.add_parser("token", help="print a bearer token for a tenant")
     token.add_argument("--tenant", required=True)
+    control = sub.add_parser(
+        "control",
+        help="break a simulated mailbox on purpose (the running stack's /_local/simulators)",
+        description=CONTROL_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    control.add_argument("action", choices=("status", *CONTROL_ACTIONS))
+    control.add_argument("target", nargs="?", default="", help="a mailbox or user address, a host, ...")
+    control.add_argument("values", nargs="*", help="the action's value: a password, a number of days, ...")
+    control.add_argument("--minutes", help="lock: for this many minutes (default: until unlocked)")
+    control.add_argument("--how", choices=("refuse", "503"), default="refuse", help="offline: how it is down")
+    control.add_argument("--window", help="lockout: observation window in minutes (default 30)")
+    control.add_argument("--duration", help="lockout: lockout duration in minutes (default 30)")
+    control.add_argument(
+        "--api", default="http://127.0.0.1:3000", help="the local stack (default %(default)s)"
+    )
     args = parser.parse_args(argv)
 
     if args.command == "token":
         print(tokens.mint(args.tenant))
         return 0
+    if args.command == "control":
+        return _control(args)
 
     from devstack import state
     from devstack.stack import LocalStack, PortInUseError
@@ -68,6 +86,82 @@ def main(argv: list[str] | None = None) -> int:
     with contextlib.suppress(KeyboardInterrupt):
         stopped.wait()
     stack.stop()
+    return 0
+
+
+CONTROL_ACTIONS = (
+    "password", "lock", "unlock", "expire", "offline", "online", "revoke", "disable", "enable",
+    "withdraw-consent", "lockout", "reset",
+)  # fmt: skip
+CONTROL_HELP = """Break a simulated mailbox on purpose, on the running local stack (make dev).
+
+  control status [address]                    what the simulators' controls changed (JSON)
+  control password bea@fabrikam.test NEW      the mailbox's password changes; the old one is refused
+  control lock alice@contoso.test [--minutes 30] / control unlock alice@contoso.test
+  control expire bea@fabrikam.test 3          the password expires in 3 days (0 or less: expired; never)
+  control offline bea@fabrikam.test [--how 503] / control online bea@fabrikam.test
+  control lockout domain 5 [--window 30 --duration 30]   lock accounts after 5 wrong passwords (0: never)
+  control revoke mia@m365.test                Microsoft: refresh tokens revoked (AADSTS50173)
+  control disable|enable mia@m365.test        Microsoft: account disabled (AADSTS50057)
+  control lock|unlock mia@m365.test           Microsoft: Smart Lockout (AADSTS50053)
+  control withdraw-consent mia@m365.test      Microsoft: the app's permission removed (AADSTS65001)
+  control offline mia@m365.test | microsoft   Microsoft: token endpoint outage (503) for one user | everyone
+  control reset all                           everything back as the scenarios say
+
+The page http://127.0.0.1:3000/_local/simulators has the same controls as buttons."""
+
+
+def _control(args: argparse.Namespace) -> int:
+    """POST one control to the running stack (127.0.0.1 only) and print its answer."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    base = args.api.rstrip("/") + "/_local/simulators"
+    parts = urllib.parse.urlsplit(base)
+    if parts.scheme != "http" or parts.hostname not in ("127.0.0.1", "localhost", "::1"):
+        print("--api must be the local stack: http://127.0.0.1:<port>", file=sys.stderr)
+        return 2
+    if args.action == "status":
+        request = urllib.request.Request(base + "/state.json")  # noqa: S310 - http on loopback, checked above
+    else:
+        value = args.values[0] if args.values else ""
+        key = {"password": "value", "expire": "days", "lockout": "threshold"}.get(args.action)
+        body: dict[str, str] = {"target": args.target or ("all" if args.action == "reset" else "")}
+        if key:
+            body[key] = value
+        for name in ("minutes", "window", "duration"):
+            if getattr(args, name):
+                body[name] = getattr(args, name)
+        if args.action == "offline":
+            body["how"] = args.how
+        request = urllib.request.Request(  # noqa: S310 - http on loopback, checked above
+            f"{base}/{args.action}", data=json.dumps(body).encode(), method="POST",
+            headers={"Content-Type": "application/json"},
+        )  # fmt: skip
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback, checked above
+            answer = json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        print(json.loads(error.read()).get("error", error.reason), file=sys.stderr)
+        return 1
+    except urllib.error.URLError as error:
+        print(
+            f"the local stack does not answer at {args.api} ({error.reason}): is `make dev` running?",
+            file=sys.stderr,
+        )
+        return 1
+    if args.action == "status":
+        if args.target:
+            wanted = args.target.lower()
+            answer = [
+                v
+                for v in answer["exchange"] + answer["microsoft"]
+                if wanted in (v.get("email"), v.get("address"))
+            ]
+        print(json.dumps(answer, indent=2))
+    else:
+        print(answer["message"])
     return 0
 
 

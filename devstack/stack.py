@@ -25,7 +25,7 @@ import requests
 from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
 
-from devstack import mailbox, tokens
+from devstack import controls, mailbox, tokens
 from devstack import state as saved
 from devstack import template as tpl
 from devstack.eventbridge import EventRouter, execution_ends_published
@@ -179,6 +179,7 @@ class LocalStack:
             self._create_resources()
             self._restore()
             self._register_m365_app()
+            controls.mount(self.gateway, self.exchange, self.identity)  # /_local/simulators
             self._point_m365_at_identity_simulator()
             self._enforce_iam()
             self.runners = runners_from_template(prefix=self.stage, environments=self.function_environments())

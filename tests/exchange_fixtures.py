@@ -32,6 +32,7 @@ def exchange_sim(exchange_sim_server: ExchangeSimulator) -> Iterator[ExchangeSim
         yield exchange_sim_server
     finally:
         exchange_sim_server.uninstall_routing()
+        exchange_sim_server.reset_controls()  # passwords, locks, expiries, servers: as the scenarios say
 
 
 @pytest.fixture

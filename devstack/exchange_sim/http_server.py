@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
+import datetime as dt
 import json
 import select
 import socket
@@ -23,10 +25,13 @@ import spnego
 from spnego.exceptions import SpnegoError
 
 from . import soap
+from .accounts import Account, LockoutPolicy, SignIn
 from .scenarios import EXCHANGE_BUILD, Host, Mailbox, Unavailable
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+
+Offline = str  # "refuse": connections refused (nothing listens); "503": IIS up, the application pool down
 
 AUTODISCOVER_PATH = "/autodiscover/autodiscover.svc"
 AUTODISCOVER_XML_PATH = "/autodiscover/autodiscover.xml"
@@ -93,6 +98,35 @@ class World:
     ews_busy_answered: set[str] = field(default_factory=set)  # mailboxes whose last GetFolder was throttled
     unavailable_answered: dict[str, int] = field(default_factory=dict)  # host -> 503s answered since reset
     lock: threading.Lock = field(default_factory=threading.Lock)
+    clock: Callable[[], float] = time.time
+    # The mutable side (see accounts.py), changed by the simulator's controls while the servers run.
+    accounts: dict[str, Account] = field(default_factory=dict)  # mailbox -> its AD account
+    lockout: LockoutPolicy = field(default_factory=LockoutPolicy)
+    offline: dict[str, Offline] = field(default_factory=dict)  # host -> how it is down
+
+    def __post_init__(self) -> None:
+        now = self.clock()
+        for email, box in self.mailboxes.items():
+            if email not in self.accounts:
+                days = box.password_expires_days
+                self.accounts[email] = Account(
+                    password=box.password,
+                    password_expires=None
+                    if days is None
+                    else float(int(now + days * 86400)),  # xs:dateTime: s
+                    locked_forever=box.locked,
+                )
+
+    def sign_in(self, mailbox: str | None, password_ok: bool) -> SignIn:
+        """The domain's verdict on a sign-in to ``mailbox``'s account (a login of no mailbox: the password)."""
+        if mailbox is None:
+            return "ok" if password_ok else "bad_password"
+        with self.lock:
+            return self.accounts[mailbox].sign_in(password_ok, self.clock(), self.lockout)
+
+    def password_of(self, mailbox: str) -> str:
+        with self.lock:
+            return self.accounts[mailbox].password
 
     def mailbox_for_login(self, login: str) -> str | None:
         wanted = login.lower()
@@ -130,6 +164,7 @@ class _Handler(BaseHTTPRequestHandler):
     # per-connection NTLM state
     _ntlm_ctx: Any = None
     _identity: str | None = None
+    _identity_version: int = 0  # the account's password_version when the connection signed in
 
     def log_message(self, format: str, *args: Any) -> None:
         return  # quiet: the simulator runs inside test processes
@@ -215,6 +250,10 @@ class _ExchangeHandler(_Handler):
         if spec is None:
             self._send(404)
             return
+        offline = self.world.offline.get(self._seen.host)
+        if offline is not None:
+            self._send_down(offline)
+            return
         if spec.https_redirect:  # every path moved (IIS HTTP Redirect on the site)
             self._send(302, headers={"Location": spec.https_redirect})
             return
@@ -244,11 +283,8 @@ class _ExchangeHandler(_Handler):
         self._seen.operation = request.operation if request else None
         login = self._authenticate(spec)
         if login is None:
-            return  # a 401 went out
+            return  # a 401 (or the locked account's answer) went out
         mailbox = self.world.mailbox_for_login(login)
-        if mailbox and self.world.mailboxes[mailbox].locked:
-            self._send(456)  # Exchange: account locked out / password expired
-            return
         if self.command != "POST" or request is None:
             self._send(200)
             return
@@ -262,6 +298,20 @@ class _ExchangeHandler(_Handler):
             self._ews(request, login, mailbox)
 
     do_GET = do_HEAD = do_POST = _any
+
+    def _send_down(self, how: Offline) -> None:
+        """A server taken offline by the controls. "503": HTTP.sys answers for a stopped application pool (no
+        Retry-After). "refuse": nothing listens any more (new connections go to a closed port, see
+        ``ExchangeSimulator.port_for``); a connection opened before is closed without an answer."""
+        if how == "503":
+            body = b"<html><body><h1>Service Unavailable</h1><p>HTTP Error 503. The service is unavailable.</p></body></html>"
+            self._send_page(503, body, {"Connection": "close"})
+            self.close_connection = True
+            return
+        self._seen.status = 0
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self.connection.shutdown(socket.SHUT_RDWR)
 
     def _unavailable_now(self, unavailable: Unavailable) -> bool:
         """Whether this request gets the 503 (the first ``times`` requests since the last reset)."""
@@ -320,9 +370,53 @@ class _ExchangeHandler(_Handler):
         if scheme == "basic" and "Basic" in spec.auth:
             return self._basic(spec, token.strip())
         if not header and self._identity:
-            return self._identity  # connection already authenticated by NTLM
+            return self._still_signed_in(spec, self._identity)  # connection already authenticated by NTLM
         self._challenge(spec)
         return None
+
+    def _still_signed_in(self, spec: Host, login: str) -> str | None:
+        """A connection NTLM authenticated earlier: signed in still, unless the account changed since (a new
+        password, a lockout, an expired password): the controls act at once, on open connections too."""
+        mailbox = self.world.mailbox_for_login(login)
+        if mailbox is not None:
+            with self.world.lock:
+                account = self.world.accounts[mailbox]
+                now = self.world.clock()
+                locked, stale = (
+                    account.is_locked(now),
+                    (account.password_version != self._identity_version or account.is_expired(now)),
+                )
+            if locked or stale:
+                self._identity = None
+                if locked:
+                    self._send_locked(spec)
+                else:
+                    self._challenge(spec)
+                return None
+        return login
+
+    def _verdict(self, spec: Host, login: str, scheme: str, password_ok: bool) -> str | None:
+        """Record the attempt, ask the domain (lockout, expiry) and answer a refusal; the login when signed in."""
+        self.world.record_attempt(login, scheme, password_ok)
+        mailbox = self.world.mailbox_for_login(login)
+        verdict = self.world.sign_in(mailbox, password_ok)
+        if verdict == "locked":
+            self._send_locked(spec)
+            return None
+        if verdict != "ok":  # a wrong password, or the right one expired: Windows refuses the logon, IIS 401s
+            self._challenge(spec)
+            return None
+        if mailbox is not None:
+            with self.world.lock:
+                self._identity_version = self.world.accounts[mailbox].password_version
+        return login
+
+    def _send_locked(self, spec: Host) -> None:
+        """A locked account: 456 (EWS Managed API's ``AccountIsLocked``), or 401 on a host playing IIS's answer."""
+        if spec.locked_status == 401:
+            self._challenge(spec)
+        else:
+            self._send(spec.locked_status)
 
     def _basic(self, spec: Host, token: str) -> str | None:
         """RFC 7617 section 2: base64 of user-id ":" password; section 2.1: in UTF-8 (the only charset a server may
@@ -334,12 +428,8 @@ class _ExchangeHandler(_Handler):
             self._challenge(spec)
             return None
         email = self.world.mailbox_for_login(login)
-        ok = email is not None and self.world.mailboxes[email].password == password
-        self.world.record_attempt(login, "Basic", ok)
-        if not ok:
-            self._challenge(spec)
-            return None
-        return login
+        ok = email is not None and self.world.password_of(email) == password
+        return self._verdict(spec, login, "Basic", ok)
 
     def _ntlm(self, spec: Host, token: str, scheme: str = "NTLM") -> str | None:
         try:
@@ -362,16 +452,18 @@ class _ExchangeHandler(_Handler):
             try:
                 ctx.step(raw)
             except SpnegoError:
-                self.world.record_attempt(login, "NTLM", ok=False)
-                self._challenge(spec)
-                return None
-            self.world.record_attempt(login, "NTLM", ok=True)
-            self._identity = login
-            return login
+                return self._verdict(spec, login, "NTLM", password_ok=False)
+            signed_in = self._verdict(spec, login, "NTLM", password_ok=True)
+            self._identity = signed_in
+            return signed_in
         self._challenge(spec)
         return None
 
     # ------------------------------------------------------------ SOAP
+
+    def _build(self) -> str:
+        spec = self.world.hosts.get(self._seen.host)
+        return (spec.build if spec is not None else None) or self.world.build
 
     def _autodiscover(self, request: soap.SoapRequest) -> None:
         if request.operation != "GetUserSettings":
@@ -394,13 +486,11 @@ class _ExchangeHandler(_Handler):
                         email.lower()
                     )
                 if busy:
-                    body = soap.user_settings_error(self.world.build, "ServerBusy", "The server is too busy.")
+                    body = soap.user_settings_error(self._build(), "ServerBusy", "The server is too busy.")
                     self._send(200, body)
                     return
             elif box.autodiscover_error:  # InvalidRequest, InternalServerError: the Response's own ErrorCode
-                body = soap.user_settings_error(
-                    self.world.build, box.autodiscover_error, box.autodiscover_error
-                )
+                body = soap.user_settings_error(self._build(), box.autodiscover_error, box.autodiscover_error)
                 self._send(200, body)
                 return
             if box.redirect_address:
@@ -411,7 +501,7 @@ class _ExchangeHandler(_Handler):
                 users.append(
                     soap.UserAnswer(email, _user_settings(email, box, soap.requested_settings(request)))
                 )
-        self._send(200, soap.user_settings_response(self.world.build, users))
+        self._send(200, soap.user_settings_response(self._build(), users))
 
     def _pox(self, spec: Host) -> None:
         """The POX endpoint (Autodiscover.xml): behind the same authentication; we never expect a client here."""
@@ -442,8 +532,10 @@ class _ExchangeHandler(_Handler):
 
     def _ews(self, request: soap.SoapRequest, login: str, own_mailbox: str | None) -> None:
         op = request.operation
-        build = self.world.build
-        if op == "GetFolder" and own_mailbox and self._throttled(own_mailbox):
+        build = self._build()
+        if op == "GetPasswordExpirationDate":
+            self._password_expiration(request, own_mailbox, build)
+        elif op == "GetFolder" and own_mailbox and self._throttled(own_mailbox):
             busy_ms = self.world.mailboxes[own_mailbox].ews_busy_ms or 0
             self._send(500, soap.server_busy_fault(busy_ms))
         elif op == "GetFolder":
@@ -459,6 +551,31 @@ class _ExchangeHandler(_Handler):
         else:
             message = soap.error_message(op, "ErrorInvalidOperation", f"{op} is not simulated.")
             self._send(200, soap.response_messages(op, build, [message]))
+
+    def _password_expiration(self, request: soap.SoapRequest, own_mailbox: str | None, build: str) -> None:
+        """MS-OXWSPED GetPasswordExpirationDate: the caller's own account's expiry (empty: never expires). A server
+        older than Exchange 2010 SP2 has no such operation in its schema: HTTP 500, ErrorSchemaValidation."""
+        if not soap.supports_password_expiration(build):
+            violation = (
+                f"The element 'Body' in namespace '{soap.SOAPNS}' has invalid child element "
+                f"'GetPasswordExpirationDate' in namespace '{soap.MNS}'."
+            )
+            self._send(500, soap.schema_validation_fault(violation))
+            return
+        asked = soap.requested_password_mailbox(request)
+        target = self.world.canonical(asked.lower()) if asked else own_mailbox
+        if target is None or target not in self.world.mailboxes:
+            text = f"No mailbox with such guid or SMTP address: {asked}"
+            self._send(200, soap.password_expiration_error(build, "ErrorNonExistentMailbox", text))
+            return
+        if target != own_mailbox:
+            text = "Access is denied. Check credentials and try again."
+            self._send(200, soap.password_expiration_error(build, "ErrorAccessDenied", text))
+            return
+        with self.world.lock:
+            expires = self.world.accounts[target].password_expires
+        at = None if expires is None else dt.datetime.fromtimestamp(expires, dt.UTC)
+        self._send(200, soap.password_expiration_response(build, at))
 
     def _throttled(self, mailbox: str) -> bool:
         """Throttled every other time GetFolder is asked (busy first), for a mailbox with ``ews_busy_ms``."""

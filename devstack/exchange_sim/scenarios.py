@@ -35,6 +35,7 @@ class Unavailable:
 
 
 EXCHANGE_BUILD = "15.2.1544.4"  # Exchange Server 2019 CU14
+EXCHANGE_2010_RTM_BUILD = "14.0.639.21"  # Exchange Server 2010 RTM: no GetPasswordExpirationDate yet
 OK = "ok"
 
 
@@ -56,6 +57,12 @@ class Host:
     # in UTF-8, normalised (NFC). Without it the encoding is left open; the simulator decodes UTF-8 either way.
     basic_charset: bool = False
     unavailable: Unavailable | None = None
+    # The Exchange build this host runs (its ServerVersionInfo); None: EXCHANGE_BUILD. Builds before Exchange 2010
+    # SP2 (14.2) do not know GetPasswordExpirationDate (MS-OXWSPED).
+    build: str | None = None
+    # What it answers a sign-in of a locked account: 456, the status Microsoft's EWS Managed API names
+    # AccountIsLocked (ExchangeServiceBase), or 401, what IIS answers when Windows refuses the logon itself.
+    locked_status: int = 456
 
 
 @dataclass(frozen=True)
@@ -81,6 +88,9 @@ class Mailbox:
     # Set-CASMailbox -EwsEnabled $false ("Control access to EWS in Exchange", Microsoft Learn, table 1, "Block an
     # individual mailbox from using EWS"): the login is accepted, then every EWS request answers HTTP 403.
     ews_enabled: bool = True
+    # The account's password expires this many days after the simulator starts (GetPasswordExpirationDate);
+    # None: "password never expires" (a service account, or a domain without a maximum password age).
+    password_expires_days: int | None = 60
 
 
 @dataclass(frozen=True)
@@ -99,6 +109,7 @@ class Scenario:
     slow: bool = False  # plain exchangelib waits a long time here (bench)
     confirm_host: str | None = None  # discovery asks the owner to confirm this host (another domain)
     tags: tuple[str, ...] = field(default_factory=tuple)
+    server_build: str = EXCHANGE_BUILD  # the build a verified connection reports
 
     @property
     def login(self) -> str:
@@ -255,6 +266,11 @@ HOSTS: dict[str, Host] = {
     # kielce.test: Basic only, the challenge announcing charset="UTF-8" (RFC 7617 section 2.1).
     "autodiscover.kielce.test": Host(https="serve", autodiscover=True, auth=("Basic",), basic_charset=True),
     "mail.kielce.test": Host(https="serve", ews=True, auth=("Basic",), basic_charset=True),
+    # oldtimer.test: an Exchange 2010 RTM server, before GetPasswordExpirationDate (Exchange 2010 SP2).
+    "autodiscover.oldtimer.test": Host(
+        https="serve", autodiscover=True, auth=("NTLM",), build=EXCHANGE_2010_RTM_BUILD
+    ),
+    "mail.oldtimer.test": Host(https="serve", ews=True, auth=("NTLM",), build=EXCHANGE_2010_RTM_BUILD),
 }
 
 SRV_RECORDS: dict[str, list[tuple[int, int, int, str]]] = {
@@ -282,9 +298,11 @@ MAILBOXES: dict[str, Mailbox] = dict(
         _box(
             "carl@tailspin.test", "Carl-Pass-5", netbios="TAILSPIN", inbox=11, ews_host="mail.tailspin.test"
         ),
-        _box("dora@northwind.test", "Dora-Pass-6", ews_host="exch.northwind.test"),
+        _box(
+            "dora@northwind.test", "Dora-Pass-6", ews_host="exch.northwind.test", password_expires_days=None
+        ),
         _box("dave@adatum.test", "Dave-Pass-7", netbios="ADATUM", inbox=5),
-        _box("erin@adatum.test", "Erin-Pass-8", netbios="ADATUM", inbox=9),
+        _box("erin@adatum.test", "Erin-Pass-8", netbios="ADATUM", inbox=9, password_expires_days=None),
         _box("mia@m365.test", "Mia-Pass-9", ews_url="https://outlook.office365.com/EWS/Exchange.asmx"),
         _box(
             "hank@hybrid.test",
@@ -398,6 +416,7 @@ MAILBOXES: dict[str, Mailbox] = dict(
             ews_host="mail.contoso.test",
             ews_enabled=False,
         ),
+        _box("otto@oldtimer.test", "Otto-Pass-44", inbox=29, ews_host="mail.oldtimer.test"),
     ]
 )
 
@@ -819,6 +838,15 @@ SCENARIOS += (
         "Eli-Pass-43",
         username="CONTOSO\\eli",
         expect_verify="access_denied",
+    ),
+    Scenario(
+        "exchange_2010_rtm",
+        "An Exchange 2010 RTM server (build 14.0.639.21): connects; it predates GetPasswordExpirationDate "
+        "(Exchange 2010 SP2), which it answers with the SOAP fault ErrorSchemaValidation.",
+        "otto@oldtimer.test",
+        "Otto-Pass-44",
+        inbox_count=29,
+        server_build=EXCHANGE_2010_RTM_BUILD,
     ),
 )
 

@@ -6,6 +6,7 @@ carries a ``ServerVersionInfo`` header with the simulated build.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
@@ -53,11 +54,28 @@ def _envelope(header: str, body: str) -> bytes:
     ).encode()
 
 
+def schema_version(build: str) -> str:
+    """The ``Version`` a server of this build names in ServerVersionInfo (the newest EWS schema it serves)."""
+    major, minor, _, _ = (int(part) for part in _build_parts(build))
+    if major == 14:
+        return {0: "Exchange2010", 1: "Exchange2010_SP1"}.get(minor, "Exchange2010_SP2")
+    if (major, minor) == (15, 0):
+        return "Exchange2013_SP1"
+    return "V2017_07_11"
+
+
+def supports_password_expiration(build: str) -> bool:
+    """GetPasswordExpirationDate came with Exchange 2010 SP2 (14.2): MS-OXWSPED, and Microsoft Learn's element
+    pages; the operation's own page says SP1, but the EWS Managed API asks for Exchange2010_SP2 to send it."""
+    major, minor, _, _ = (int(part) for part in _build_parts(build))
+    return (major, minor) >= (14, 2)
+
+
 def ews_header(build: str) -> str:
     major, minor, mb, nb = _build_parts(build)
     return (
         f'<h:ServerVersionInfo MajorVersion="{major}" MinorVersion="{minor}" MajorBuildNumber="{mb}" '
-        f'MinorBuildNumber="{nb}" Version="V2017_07_11" xmlns:h="{TNS}" xmlns="{TNS}" '
+        f'MinorBuildNumber="{nb}" Version="{schema_version(build)}" xmlns:h="{TNS}" xmlns="{TNS}" '
         f'xmlns:xsd="http://www.w3.org/2001/XMLSchema" xmlns:xsi="{XSI}"/>'
     )
 
@@ -91,8 +109,13 @@ def _autodiscover_header(build: str) -> str:
         "http://schemas.microsoft.com/exchange/2010/Autodiscover/Autodiscover/GetUserSettingsResponse</a:Action>"
         f'<h:ServerVersionInfo xmlns:h="{ANS}" xmlns:i="{XSI}"><h:MajorVersion>{major}</h:MajorVersion>'
         f"<h:MinorVersion>{minor}</h:MinorVersion><h:MajorBuildNumber>{mb}</h:MajorBuildNumber>"
-        f"<h:MinorBuildNumber>{nb}</h:MinorBuildNumber><h:Version>Exchange2015</h:Version></h:ServerVersionInfo>"
+        f"<h:MinorBuildNumber>{nb}</h:MinorBuildNumber><h:Version>{_autodiscover_version(build)}</h:Version>"
+        "</h:ServerVersionInfo>"
     )
+
+
+def _autodiscover_version(build: str) -> str:
+    return "Exchange2010" if build.startswith("14.") else "Exchange2015"
 
 
 def user_settings_response(build: str, users: list[UserAnswer]) -> bytes:
@@ -247,3 +270,60 @@ def error_message(operation: str, code: str, text: str) -> str:
         f"<m:ResponseCode>{code}</m:ResponseCode><m:DescriptiveLinkKey>0</m:DescriptiveLinkKey>"
         f"</m:{operation}ResponseMessage>"
     )
+
+
+# ---------------------------------------------------------------- GetPasswordExpirationDate (MS-OXWSPED)
+
+
+def requested_password_mailbox(req: SoapRequest) -> str | None:
+    """``m:MailboxSmtpAddress`` of a GetPasswordExpirationDate request (None when absent or empty)."""
+    elem = req.body.find(f"{{{MNS}}}MailboxSmtpAddress")
+    text = (elem.text or "").strip() if elem is not None else ""
+    return text or None
+
+
+def _xs_datetime(value: dt.datetime) -> str:
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def password_expiration_response(build: str, expires: dt.datetime | None) -> bytes:
+    """MS-OXWSPED 3.1.4.1: the Body holds ``m:GetPasswordExpirationDateResponse`` itself (a ResponseMessageType:
+    ResponseClass, ResponseCode, then ``m:PasswordExpirationDate``, an xs:dateTime of the Messages schema) --
+    not wrapped in ResponseMessages. A password that never expires: the element is empty (Microsoft Learn:
+    PasswordExpirationDate "Can be Empty: True"; the EWS Managed API returns a null ``DateTime?`` for it)."""
+    value = (
+        f"<m:PasswordExpirationDate>{_xs_datetime(expires)}</m:PasswordExpirationDate>"
+        if expires is not None
+        else "<m:PasswordExpirationDate/>"
+    )
+    body = (
+        f'<m:GetPasswordExpirationDateResponse ResponseClass="Success" xmlns:m="{MNS}" xmlns:t="{TNS}">'
+        f"<m:ResponseCode>NoError</m:ResponseCode>{value}</m:GetPasswordExpirationDateResponse>"
+    )
+    return _envelope(ews_header(build), body)
+
+
+def password_expiration_error(build: str, code: str, text: str) -> bytes:
+    body = (
+        f'<m:GetPasswordExpirationDateResponse ResponseClass="Error" xmlns:m="{MNS}" xmlns:t="{TNS}">'
+        f"<m:MessageText>{escape(text)}</m:MessageText><m:ResponseCode>{code}</m:ResponseCode>"
+        "<m:DescriptiveLinkKey>0</m:DescriptiveLinkKey></m:GetPasswordExpirationDateResponse>"
+    )
+    return _envelope(ews_header(build), body)
+
+
+def schema_validation_fault(violation: str) -> bytes:
+    """What EWS answers (HTTP 500) a request its schema does not describe -- an operation newer than the server:
+    the SOAP fault ``ErrorSchemaValidation`` with the violation, line and position in ``MessageXml``."""
+    text = "The request failed schema validation."
+    body = (
+        f'<s:Fault><faultcode xmlns:a="{TNS}">a:ErrorSchemaValidation</faultcode>'
+        f'<faultstring xml:lang="en-US">The request failed schema validation: {escape(violation)}</faultstring>'
+        f'<detail><e:ResponseCode xmlns:e="{ERRORS_NS}">ErrorSchemaValidation</e:ResponseCode>'
+        f'<e:Message xmlns:e="{ERRORS_NS}">{text}</e:Message>'
+        f'<t:MessageXml xmlns:t="{TNS}"><t:LineNumber>1</t:LineNumber><t:LinePosition>1</t:LinePosition>'
+        f"<t:Violation>{escape(violation)}</t:Violation></t:MessageXml></detail></s:Fault>"
+    )
+    return (
+        f'<?xml version="1.0" encoding="utf-8"?><s:Envelope xmlns:s="{SOAPNS}"><s:Body>{body}</s:Body></s:Envelope>'
+    ).encode()

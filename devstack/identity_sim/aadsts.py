@@ -161,6 +161,22 @@ GRANT_REVOKED = Aadsts(
     "changed or reset their password.",
 )
 
+# At the token endpoint (a refresh) the user's state comes back as ``invalid_grant``: the app must send the person
+# through an interactive sign-in again (Microsoft Entra error-code reference: UserDisabled, IdsLocked).
+USER_DISABLED_GRANT = Aadsts(50057, "invalid_grant", USER_DISABLED.message)
+ACCOUNT_LOCKED = Aadsts(
+    50053,
+    "invalid_grant",
+    "Your account is locked because you've tried to sign in too many times with an incorrect user ID or "
+    "password.",
+)
+# OAuth 2.0's ``temporarily_unavailable`` (RFC 6749 section 4.1.2.1), with HTTP 503: "The server is temporarily
+# too busy to handle the request. Retry the request." (Entra error-code reference); AADSTS90033, a transient
+# directory outage.
+TEMPORARILY_UNAVAILABLE = Aadsts(
+    90033, "temporarily_unavailable", "A transient error has occurred. Please try again.", status=503
+)
+
 
 def body(err: Aadsts, **values: str) -> dict[str, Any]:
     """The JSON body Microsoft's token endpoint sends for ``err``."""

@@ -459,6 +459,13 @@ class IdentityPlatform:
                 error="We couldn't find an account with that username. Try another, or get a new account.",
                 code=aadsts.UNKNOWN_USER.code,
             )
+        if user.address in self.state.locked:  # Smart Lockout: refused whatever the password, on the page
+            return self._sign_in_page(
+                flow,
+                login=login,
+                error="Your account is locked. Contact your support person to unlock it, then try again.",
+                code=aadsts.ACCOUNT_LOCKED.code,
+            )
         if request.form.get("passwd", "") != user.password:
             return self._sign_in_page(
                 flow,
@@ -497,7 +504,7 @@ class IdentityPlatform:
             )
         if user.behaviour is Behaviour.TENANT_DISABLED:
             return self._redirect_error(flow, aadsts.TENANT_BLOCKED)
-        if user.behaviour is Behaviour.USER_DISABLED:
+        if user.behaviour is Behaviour.USER_DISABLED or user.address in self.state.disabled:
             return self._redirect_error(flow, aadsts.USER_DISABLED)
         if user.behaviour is Behaviour.CONDITIONAL_ACCESS_BLOCKED:
             return self._redirect_error(flow, aadsts.CONDITIONAL_ACCESS)
@@ -655,6 +662,8 @@ class IdentityPlatform:
         code = request.form.get("code", "")
         if not code:
             return self._token_error(aadsts.MISSING_PARAMETER, name="code")
+        if self.state.out_for(None):
+            return self._token_error(aadsts.TEMPORARILY_UNAVAILABLE)
         with self.state.lock:
             issued = self.state.codes.get(code)
             if issued is None or issued.app.client_id != app.client_id:
@@ -690,10 +699,18 @@ class IdentityPlatform:
         if grant is None:
             return self._token_error(aadsts.BAD_GRANT)
         concerning(request.environ, grant.user)
+        if self.state.out_for(grant.user.address):
+            return self._token_error(aadsts.TEMPORARILY_UNAVAILABLE)
         if grant.app.client_id != app.client_id:
             return self._token_error(aadsts.CLIENT_MISMATCH)
         if grant.revoked:
             return self._token_error(aadsts.GRANT_REVOKED)
+        if grant.user.address in self.state.disabled or grant.user.behaviour is Behaviour.USER_DISABLED:
+            return self._token_error(aadsts.USER_DISABLED_GRANT)
+        if grant.user.address in self.state.locked:
+            return self._token_error(aadsts.ACCOUNT_LOCKED)
+        if grant.consent_withdrawn:
+            return self._token_error(aadsts.NOT_CONSENTED, client_id=app.client_id, app_name=app.display_name)
         if self.state.clock() - grant.issued_at > REFRESH_TOKEN_INACTIVITY:
             issued = dt.datetime.fromtimestamp(grant.issued_at, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.0000000Z")
             return self._token_error(aadsts.REFRESH_TOKEN_INACTIVE, issued=issued)

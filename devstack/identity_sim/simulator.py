@@ -11,6 +11,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -24,8 +25,22 @@ from devstack.exchange_sim.certs import ThrowAwayCA
 from .graph import Graph
 from .keys import SigningKey
 from .platform import IdentityPlatform
-from .scenarios import SCENARIOS_FILE, User, World, load
+from .scenarios import SCENARIOS_FILE, Behaviour, User, World, load
 from .state import SEEN_KEY, RegisteredApp, SeenRequest, State
+
+
+@dataclass(frozen=True)
+class UserView:
+    """One user as the controls left them (no secrets)."""
+
+    address: str
+    disabled: bool
+    locked: bool
+    outage: bool  # the token endpoint is down for this user (or for everyone)
+    refresh_tokens: int  # issued and still working
+    revoked_refresh_tokens: int
+    consented: bool  # has consented to some app
+
 
 DEFAULT_CLIENT_ID = "5d3c7f1a-9b2e-4c8d-a6f0-1e2b3c4d5e6f"
 
@@ -194,11 +209,79 @@ class IdentitySimulator:
             self.state.graph_throttled.clear()
 
     def revoke_refresh_tokens(self, address: str) -> None:
-        """What a password reset or an admin's "revoke sessions" does: the user's refresh tokens stop working."""
+        """What a password reset or an admin's "revoke sessions" (Revoke-MgUserSignInSession) does: the user's
+        refresh tokens stop working (AADSTS50173, ``invalid_grant``); a new sign-in issues working ones."""
+        user = self._user(address)
         with self.state.lock:
             for grant in self.state.grants.values():
-                if grant.user.address == address.lower():
+                if grant.user.address == user.address:
                     grant.revoked = True
+            for sid in [sid for sid, who in self.state.sessions.items() if who == user.address]:
+                del self.state.sessions[sid]  # the browser's session goes too: the next sign-in asks again
+
+    def _user(self, address: str) -> User:
+        user = self.state.world.user(address)
+        if user is None:
+            raise KeyError(f"no simulated user {address!r}")
+        return user
+
+    def disable_user(self, address: str, disabled: bool = True) -> None:
+        """An admin blocks sign-in (accountEnabled false): refreshes get AADSTS50057 (``invalid_grant``), a
+        sign-in ``access_denied`` AADSTS50057. ``disabled=False`` enables the account again."""
+        user = self._user(address)
+        with self.state.lock:
+            (self.state.disabled.add if disabled else self.state.disabled.discard)(user.address)
+
+    def lock_user(self, address: str, locked: bool = True) -> None:
+        """Smart Lockout locks the account: refreshes get AADSTS50053 (``invalid_grant``), the sign-in page
+        refuses every password. ``locked=False`` unlocks it."""
+        user = self._user(address)
+        with self.state.lock:
+            (self.state.locked.add if locked else self.state.locked.discard)(user.address)
+
+    def withdraw_consent(self, address: str, client_id: str | None = None) -> None:
+        """The user removes the app from their apps (its delegated permission grant is deleted): refreshes get
+        AADSTS65001 ``invalid_grant`` / ``consent_required``, and the next sign-in shows the consent page."""
+        user = self._user(address)
+        client = client_id or self.app.client_id
+        with self.state.lock:
+            self.state.consents.pop((user.address, client), None)
+            for grant in self.state.grants.values():
+                if grant.user.address == user.address and grant.app.client_id == client:
+                    grant.consent_withdrawn = True
+
+    def set_outage(self, on: bool = True, *, address: str | None = None) -> None:
+        """The token endpoint answers HTTP 503 ``temporarily_unavailable`` (AADSTS90033): for everyone, or
+        (``address``) for that user's refresh tokens only. ``on=False`` ends it."""
+        key = None if address is None else self._user(address).address
+        with self.state.lock:
+            (self.state.outage.add if on else self.state.outage.discard)(key)
+
+    def user_state(self, address: str) -> UserView:
+        """What the controls changed for one user (no secrets)."""
+        user = self._user(address)
+        with self.state.lock:
+            grants = [g for g in self.state.grants.values() if g.user.address == user.address]
+            return UserView(
+                address=user.address,
+                disabled=user.address in self.state.disabled or user.behaviour is Behaviour.USER_DISABLED,
+                locked=user.address in self.state.locked,
+                outage=None in self.state.outage or user.address in self.state.outage,
+                refresh_tokens=sum(not g.revoked and not g.consent_withdrawn for g in grants),
+                revoked_refresh_tokens=sum(g.revoked for g in grants),
+                consented=any(who == user.address for who, _ in self.state.consents),
+            )
+
+    def user_states(self) -> list[UserView]:
+        return [self.user_state(address) for address in self.state.world.users]
+
+    def reset_controls(self) -> None:
+        """Back to the scenarios: no disabled, locked or outage; revoked and withdrawn grants stay dead (as on
+        Microsoft's side, a revoked token never comes back)."""
+        with self.state.lock:
+            self.state.disabled.clear()
+            self.state.locked.clear()
+            self.state.outage.clear()
 
     # ------------------------------------------------------------ recording
 

@@ -68,6 +68,7 @@ class RefreshGrant:
     scopes: tuple[str, ...]
     issued_at: float
     revoked: bool = False
+    consent_withdrawn: bool = False  # the user (or an admin) removed the app's permission grant
 
 
 @dataclass
@@ -109,6 +110,11 @@ class State:
     admin_consents: set[tuple[str, str]] = field(default_factory=set)  # (tenant id, client id)
     sessions: dict[str, str] = field(default_factory=dict)  # ESTSAUTH cookie -> user address
     graph_throttled: set[str] = field(default_factory=set)  # users already sent their one 429
+    # Set by the controls while the simulator runs (see IdentitySimulator): users disabled or locked in the
+    # directory, and token-endpoint outages (None in ``outage``: every user).
+    disabled: set[str] = field(default_factory=set)
+    locked: set[str] = field(default_factory=set)
+    outage: set[str | None] = field(default_factory=set)
     requests_seen: list[SeenRequest] = field(default_factory=list)
     lock: threading.RLock = field(default_factory=threading.RLock)
 
@@ -123,6 +129,11 @@ class State:
         if (user.tenant.id, app.client_id) in self.admin_consents:
             return True
         return set(scopes) <= self.consents.get((user.address, app.client_id), set())
+
+    def out_for(self, address: str | None) -> bool:
+        """Whether the token endpoint is down for this user (or for everyone)."""
+        with self.lock:
+            return None in self.outage or (address is not None and address in self.outage)
 
     def known_secrets(self) -> dict[str, set[str]]:
         """Every secret a request might carry, by kind (for the request record)."""

@@ -296,3 +296,284 @@ def test_ews_turned_off_for_a_mailbox_answers_403_after_signing_in(
     # The sign-in worked (NTLM), and EWS answered 403
     assert [a.ok for a in exchange_sim.attempts_for("eli@contoso.test")] == [True]
     assert 403 in [r.status for r in exchange_sim.requests_seen if r.host == "mail.contoso.test"]
+
+
+# ---------------------------------------------------------------- GetPasswordExpirationDate (MS-OXWSPED)
+
+MNS = "http://schemas.microsoft.com/exchange/services/2006/messages"
+
+
+def _expiry_request(address: str | None) -> bytes:
+    mailbox = f"<m:MailboxSmtpAddress>{address}</m:MailboxSmtpAddress>" if address else ""
+    return (
+        '<?xml version="1.0" encoding="utf-8"?><s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/" '
+        f'xmlns:m="{MNS}" xmlns:t="http://schemas.microsoft.com/exchange/services/2006/types"><s:Header>'
+        '<t:RequestServerVersion Version="Exchange2010_SP2"/></s:Header><s:Body>'
+        f"<m:GetPasswordExpirationDate>{mailbox}</m:GetPasswordExpirationDate></s:Body></s:Envelope>"
+    ).encode()
+
+
+def _ask_expiry(server: str, login: str, password: str, address: str | None) -> requests.Response:
+    from requests_ntlm import HttpNtlmAuth
+
+    return requests.post(
+        f"https://{server}/EWS/Exchange.asmx",
+        data=_expiry_request(address),
+        headers={"Content-Type": "text/xml; charset=utf-8"},
+        auth=HttpNtlmAuth(login, password),
+        timeout=5,
+    )
+
+
+def _expiry_answer(response: requests.Response) -> tuple[str, str, str | None]:
+    """(ResponseClass, ResponseCode, PasswordExpirationDate text) of a GetPasswordExpirationDateResponse."""
+    import xml.etree.ElementTree as ET
+
+    body = ET.fromstring(response.content).find(  # noqa: S314 - our own simulator's answer
+        "{http://schemas.xmlsoap.org/soap/envelope/}Body"
+    )
+    assert body is not None
+    answer = body.find(f"{{{MNS}}}GetPasswordExpirationDateResponse")  # not wrapped in ResponseMessages
+    assert answer is not None, response.text
+    code = answer.findtext(f"{{{MNS}}}ResponseCode") or ""
+    date = answer.find(f"{{{MNS}}}PasswordExpirationDate")
+    return answer.get("ResponseClass", ""), code, None if date is None else (date.text or "")
+
+
+def test_password_expiration_date_answers_the_account_s_expiry(
+    exchange_sim: ExchangeSimulator, trust_sim_ca: None
+) -> None:
+    import datetime as dt
+
+    # Given Alice's account, whose password expires in 60 days, asked for her own address over NTLM
+    response = _ask_expiry("mail.contoso.test", "CONTOSO\\alice", "Alice-Pass-1", "alice@contoso.test")
+    # Then the answer is Success / NoError with an xs:dateTime about 60 days ahead
+    assert response.status_code == 200
+    klass, code, date = _expiry_answer(response)
+    assert (klass, code) == ("Success", "NoError")
+    assert date is not None
+    assert date.endswith("Z")
+    expires = dt.datetime.fromisoformat(date)
+    assert dt.timedelta(days=59) < expires - dt.datetime.now(dt.UTC) <= dt.timedelta(days=60)
+    assert exchange_sim.account("alice@contoso.test").password_expires == expires
+    # And the operation is counted like the others (the NTLM handshake's legs carry it too)
+    ops = [r.operation for r in exchange_sim.requests_seen if r.host == "mail.contoso.test"]
+    assert ops
+    assert set(ops) == {"GetPasswordExpirationDate"}
+    assert len(ops) == 3  # anonymous 401, NEGOTIATE -> CHALLENGE, AUTHENTICATE -> the answer
+
+
+def test_password_expiration_date_never_expires_other_mailboxes_and_no_address(
+    exchange_sim: ExchangeSimulator, trust_sim_ca: None
+) -> None:
+    # A password that never expires: Success, the element empty
+    never = _ask_expiry("mail.adatum.test", "ADATUM\\erin", "Erin-Pass-8", "erin@adatum.test")
+    assert _expiry_answer(never) == ("Success", "NoError", "")
+    # No address: the caller's own account
+    own = _ask_expiry("mail.adatum.test", "ADATUM\\dave", "Dave-Pass-7", None)
+    assert _expiry_answer(own)[:2] == ("Success", "NoError")
+    assert _expiry_answer(own)[2]
+    # Someone else's mailbox, or no mailbox at all: an Error response message
+    other = _ask_expiry("mail.adatum.test", "ADATUM\\dave", "Dave-Pass-7", "erin@adatum.test")
+    ghost = _ask_expiry("mail.adatum.test", "ADATUM\\dave", "Dave-Pass-7", "ghost@adatum.test")
+    assert _expiry_answer(other) == ("Error", "ErrorAccessDenied", None)
+    assert _expiry_answer(ghost) == ("Error", "ErrorNonExistentMailbox", None)
+
+
+def test_a_server_older_than_exchange_2010_sp2_answers_a_schema_validation_fault(
+    exchange_sim: ExchangeSimulator, trust_sim_ca: None
+) -> None:
+    from exchangelib import DELEGATE, Account, Configuration, Credentials
+
+    # Given the Exchange 2010 RTM server, which exchangelib reads the inbox of
+    config = Configuration(
+        server="mail.oldtimer.test", credentials=Credentials("otto@oldtimer.test", "Otto-Pass-44")
+    )
+    account = Account("otto@oldtimer.test", config=config, autodiscover=False, access_type=DELEGATE)
+    assert account.inbox.total_count == 29
+    assert str(account.version.build) == "14.0.639.21"
+    # When asked GetPasswordExpirationDate, which came with Exchange 2010 SP2
+    response = _ask_expiry("mail.oldtimer.test", "otto@oldtimer.test", "Otto-Pass-44", "otto@oldtimer.test")
+    # Then it answers as EWS answers a request its schema does not know: HTTP 500, ErrorSchemaValidation
+    assert response.status_code == 500
+    assert "<faultcode" in response.text
+    assert "a:ErrorSchemaValidation" in response.text
+    assert "GetPasswordExpirationDate" in response.text
+
+
+# ---------------------------------------------------------------- controls: password, expiry, lockout, offline
+
+CONTOSO_EWS = "https://mail.contoso.test/EWS/Exchange.asmx"
+
+
+def _ntlm_post(login: str, password: str, session: requests.Session | None = None) -> int:
+    from requests_ntlm import HttpNtlmAuth
+
+    return (
+        (session or requests)
+        .post(CONTOSO_EWS, data=_expiry_request(None), auth=HttpNtlmAuth(login, password), timeout=5)
+        .status_code
+    )
+
+
+def test_set_password_refuses_the_old_one_at_once_even_on_an_open_connection(
+    exchange_sim: ExchangeSimulator, trust_sim_ca: None
+) -> None:
+    # Given Bob signed in over a kept-alive NTLM connection
+    session = requests.Session()
+    assert _ntlm_post("CONTOSO\\bob", "Bob-Pass-2", session) == 200
+    before = exchange_sim.account("bob@contoso.test").password_expires
+    # When his password is changed
+    exchange_sim.set_password("bob@contoso.test", "Bob-New-Pass-9")
+    # Then the old password is refused, on that connection and a new one; the new one signs in
+    assert _ntlm_post("CONTOSO\\bob", "Bob-Pass-2", session) == 401
+    assert _ntlm_post("CONTOSO\\bob", "Bob-Pass-2") == 401
+    assert _ntlm_post("CONTOSO\\bob", "Bob-New-Pass-9") == 200
+    # And so does Basic, and the expiry moved ahead; the state says the password changed
+    basic = requests.post(
+        CONTOSO_EWS, data=b"<x/>", headers=_basic("bob@contoso.test", "Bob-New-Pass-9"), timeout=5
+    )
+    assert basic.status_code == 200
+    view = exchange_sim.account("bob@contoso.test")
+    assert view.password_changed
+    assert view.password_expires is not None
+    assert before is not None
+    assert view.password_expires >= before
+
+
+def test_an_expired_password_is_refused_without_counting_and_the_date_is_answered(
+    exchange_sim: ExchangeSimulator, trust_sim_ca: None
+) -> None:
+    import datetime as dt
+
+    # Given Alice's password set to expire in 3 days: the answer says so, and she signs in
+    soon = dt.datetime.now(dt.UTC).replace(microsecond=0) + dt.timedelta(days=3)
+    exchange_sim.expire_password("alice@contoso.test", soon)
+    answer = _ask_expiry("mail.contoso.test", "CONTOSO\\alice", "Alice-Pass-1", "alice@contoso.test")
+    assert _expiry_answer(answer)[2] == soon.strftime("%Y-%m-%dT%H:%M:%SZ")
+    # When the date has passed
+    exchange_sim.expire_password("alice@contoso.test", dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1))
+    # Then the right password is refused like a wrong one (401), and that refusal does not count towards lockout
+    assert _ntlm_post("CONTOSO\\alice", "Alice-Pass-1") == 401
+    view = exchange_sim.account("alice@contoso.test")
+    assert view.password_expired
+    assert view.bad_password_count == 0
+    assert not view.locked
+    # And a new password (the owner changed it) signs in again
+    exchange_sim.set_password("alice@contoso.test", "Alice-Pass-2")
+    assert _ntlm_post("CONTOSO\\alice", "Alice-Pass-2") == 200
+
+
+def test_wrong_passwords_lock_the_account_as_the_lockout_policy_says(
+    exchange_sim: ExchangeSimulator, trust_sim_ca: None
+) -> None:
+    # Given a domain that locks an account after 3 wrong passwords
+    exchange_sim.set_lockout_policy(3)
+    # When 2 wrong passwords arrive, the account is not locked yet; the right one still signs in (count to 0)
+    assert [_ntlm_post("CONTOSO\\bob", "wrong") for _ in range(2)] == [401, 401]
+    assert exchange_sim.account("bob@contoso.test").bad_password_count == 2
+    assert _ntlm_post("CONTOSO\\bob", "Bob-Pass-2") == 200
+    assert exchange_sim.account("bob@contoso.test").bad_password_count == 0
+    # When 3 wrong ones arrive
+    assert [_ntlm_post("CONTOSO\\bob", "wrong") for _ in range(3)] == [401, 401, 401]
+    # Then the account is locked: the right password gets 456 (Basic too), and nothing more counts
+    assert _ntlm_post("CONTOSO\\bob", "Bob-Pass-2") == 456
+    basic = requests.post(
+        CONTOSO_EWS, data=b"<x/>", headers=_basic("bob@contoso.test", "Bob-Pass-2"), timeout=5
+    )
+    assert basic.status_code == 456
+    view = exchange_sim.account("bob@contoso.test")
+    assert view.locked
+    assert view.bad_password_count == 3
+    assert view.locked_until is not None
+    # And an administrator's unlock lets the right password in again
+    exchange_sim.unlock_account("bob@contoso.test")
+    assert _ntlm_post("CONTOSO\\bob", "Bob-Pass-2") == 200
+
+
+def test_without_a_policy_wrong_passwords_never_lock(
+    exchange_sim: ExchangeSimulator, trust_sim_ca: None
+) -> None:
+    assert [_ntlm_post("CONTOSO\\bob", "wrong") for _ in range(12)] == [401] * 12
+    assert exchange_sim.account("bob@contoso.test").bad_password_count == 12
+    assert _ntlm_post("CONTOSO\\bob", "Bob-Pass-2") == 200
+
+
+def test_lock_account_until_an_admin_or_a_time(exchange_sim: ExchangeSimulator, trust_sim_ca: None) -> None:
+    import datetime as dt
+
+    exchange_sim.lock_account("bob@contoso.test")
+    assert _ntlm_post("CONTOSO\\bob", "Bob-Pass-2") == 456
+    view = exchange_sim.account("bob@contoso.test")
+    assert view.locked
+    assert view.locked_until is None
+    exchange_sim.unlock_account("bob@contoso.test")
+    # A lockout that already ended locks nothing
+    exchange_sim.lock_account("bob@contoso.test", until=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1))
+    assert _ntlm_post("CONTOSO\\bob", "Bob-Pass-2") == 200
+
+
+def test_lockout_window_and_duration_follow_the_clock() -> None:
+    import datetime as dt
+
+    now = [1_000_000.0]
+    with ExchangeSimulator(clock=lambda: now[0]) as sim:
+        env = {"REQUESTS_CA_BUNDLE": sim.ca_bundle}
+        old = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
+        try:
+            sim.set_lockout_policy(2, window=dt.timedelta(minutes=30), duration=dt.timedelta(minutes=30))
+            # A wrong password, then another after the observation window: the count restarted, not locked
+            assert _ntlm_post("CONTOSO\\bob", "wrong") == 401
+            now[0] += 31 * 60
+            assert _ntlm_post("CONTOSO\\bob", "wrong") == 401
+            assert sim.account("bob@contoso.test").bad_password_count == 1
+            # A second one inside the window: locked for 30 minutes
+            assert _ntlm_post("CONTOSO\\bob", "wrong") == 401
+            assert _ntlm_post("CONTOSO\\bob", "Bob-Pass-2") == 456
+            now[0] += 29 * 60
+            assert _ntlm_post("CONTOSO\\bob", "Bob-Pass-2") == 456
+            # After the lockout duration: unlocked by itself
+            now[0] += 2 * 60
+            assert _ntlm_post("CONTOSO\\bob", "Bob-Pass-2") == 200
+        finally:
+            for key, value in old.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+
+
+def test_a_server_taken_offline_refuses_connections_or_answers_503(
+    exchange_sim: ExchangeSimulator, trust_sim_ca: None
+) -> None:
+    # Given a kept-alive connection to Alice's EWS server
+    session = requests.Session()
+    assert session.post(CONTOSO_EWS, data=b"<x/>", timeout=5).status_code == 401
+    # When her server is taken offline (by her address)
+    assert exchange_sim.take_offline("alice@contoso.test") == ["mail.contoso.test"]
+    assert exchange_sim.account("alice@contoso.test").offline_hosts == ("mail.contoso.test",)
+    # Then the open connection is closed unanswered, and new ones are refused
+    with pytest.raises(requests.exceptions.ConnectionError):
+        session.post(CONTOSO_EWS, data=b"<x/>", timeout=5)
+    with pytest.raises(requests.exceptions.ConnectionError):
+        requests.post(CONTOSO_EWS, data=b"<x/>", timeout=5)
+    # When it is up, but its application pool down: 503
+    exchange_sim.take_offline("mail.contoso.test", how="503")
+    down = requests.post(CONTOSO_EWS, data=b"<x/>", timeout=5)
+    assert down.status_code == 503
+    # When it comes back: served again (the 401 challenge)
+    assert exchange_sim.bring_online("alice@contoso.test") == ["mail.contoso.test"]
+    assert requests.post(CONTOSO_EWS, data=b"<x/>", timeout=5).status_code == 401
+    assert exchange_sim.account("alice@contoso.test").offline_hosts == ()
+
+
+def test_reset_controls_restores_the_scenarios(exchange_sim: ExchangeSimulator, trust_sim_ca: None) -> None:
+    exchange_sim.set_password("bob@contoso.test", "Other-1")
+    exchange_sim.lock_account("alice@contoso.test")
+    exchange_sim.take_offline("mail.adatum.test")
+    exchange_sim.reset_controls()
+    assert _ntlm_post("CONTOSO\\bob", "Bob-Pass-2") == 200
+    assert _ntlm_post("CONTOSO\\alice", "Alice-Pass-1") == 200
+    assert exchange_sim.offline_hosts() == {}
+    assert not exchange_sim.account("bob@contoso.test").password_changed

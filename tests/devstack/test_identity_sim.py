@@ -56,9 +56,10 @@ def sim_server(clock: Clock) -> Iterator[IdentitySimulator]:
 
 
 @pytest.fixture
-def sim(sim_server: IdentitySimulator) -> IdentitySimulator:
+def sim(sim_server: IdentitySimulator) -> Iterator[IdentitySimulator]:
     sim_server.reset_observations()
-    return sim_server
+    yield sim_server
+    sim_server.reset_controls()  # no user left disabled, locked or in an outage for the next test
 
 
 @pytest.fixture
@@ -843,3 +844,124 @@ def test_the_sign_in_pages_mounted_on_the_local_stacks_origin_keep_msal_working(
         finally:
             server.shutdown()
             server.server_close()
+
+
+# ------------------------------------------------------------------ controls: break a user on purpose
+
+
+def refresh(sim: IdentitySimulator, token: str) -> requests.Response:
+    return post_token(sim, grant_type="refresh_token", refresh_token=token)
+
+
+def test_each_refresh_rotates_the_refresh_token_and_the_old_one_keeps_working(sim: IdentitySimulator) -> None:
+    # Given Mia's refresh token
+    first = tokens_for(sim, "mia@m365.test")["refresh_token"]
+    # When it is redeemed: a new refresh token comes back, which works in turn
+    second = refresh(sim, first).json()["refresh_token"]
+    assert second != first
+    third = refresh(sim, second)
+    assert third.status_code == 200
+    assert third.json()["refresh_token"] not in (first, second)
+    # And the old one was not revoked by its use ("Refresh tokens replace themselves with a fresh token upon
+    # every use ... doesn't revoke old refresh tokens": the app must store the new one itself)
+    assert refresh(sim, first).status_code == 200
+
+
+def test_revoked_refresh_tokens_answer_50173_until_the_user_signs_in_again(sim: IdentitySimulator) -> None:
+    old = tokens_for(sim, "mia@m365.test")["refresh_token"]
+    sim.revoke_refresh_tokens("mia@m365.test")
+    revoked = refresh(sim, old)
+    assert (revoked.status_code, revoked.json()["error"], aadsts(revoked.text)) == (
+        400,
+        "invalid_grant",
+        50173,
+    )
+    assert sim.user_state("mia@m365.test").revoked_refresh_tokens >= 1
+    # A new sign-in (the reconnect) issues a working one
+    fresh = tokens_for(sim, "mia@m365.test")["refresh_token"]
+    assert refresh(sim, fresh).status_code == 200
+
+
+def test_a_disabled_user_is_refused_at_refresh_and_at_sign_in(sim: IdentitySimulator) -> None:
+    token = tokens_for(sim, "olivia@m365.test")["refresh_token"]
+    sim.disable_user("olivia@m365.test")
+    refused = refresh(sim, token)
+    assert (refused.status_code, refused.json()["error"], aadsts(refused.text)) == (
+        400,
+        "invalid_grant",
+        50057,
+    )
+    page = Browser(sim).enter_password(
+        authorize_url(sim), "olivia@m365.test", sim.users["olivia@m365.test"].password
+    )
+    assert (callback(page)["error"], aadsts(callback(page)["error_description"])) == ("access_denied", 50057)
+    sim.disable_user("olivia@m365.test", disabled=False)
+    assert refresh(sim, token).status_code == 200
+
+
+def test_a_locked_user_is_refused_at_refresh_and_on_the_sign_in_page(sim: IdentitySimulator) -> None:
+    token = tokens_for(sim, "mia@m365.test")["refresh_token"]
+    sim.lock_user("mia@m365.test")
+    refused = refresh(sim, token)
+    assert (refused.status_code, refused.json()["error"], aadsts(refused.text)) == (
+        400,
+        "invalid_grant",
+        50053,
+    )
+    page = Browser(sim).enter_password(
+        authorize_url(sim), "mia@m365.test", sim.users["mia@m365.test"].password
+    )
+    assert page.status == 200
+    assert page.location is None
+    assert aadsts(page.text) == 50053
+    assert sim.user_state("mia@m365.test").locked
+    sim.lock_user("mia@m365.test", locked=False)
+    assert refresh(sim, token).status_code == 200
+
+
+def test_withdrawn_consent_answers_65001_and_the_next_sign_in_asks_again(sim: IdentitySimulator) -> None:
+    token = tokens_for(sim, "mia@m365.test")["refresh_token"]
+    sim.withdraw_consent("mia@m365.test")
+    refused = refresh(sim, token).json()
+    assert (refused["error"], refused["error_codes"], refused["suberror"]) == (
+        "invalid_grant",
+        [65001],
+        "consent_required",
+    )
+    page = Browser(sim).enter_password(
+        authorize_url(sim), "mia@m365.test", sim.users["mia@m365.test"].password
+    )
+    assert "Permissions requested" in page.text
+    assert refresh(sim, tokens_for(sim, "mia@m365.test")["refresh_token"]).status_code == 200
+
+
+def test_an_outage_answers_503_temporarily_unavailable_for_everyone_or_one_user(
+    sim: IdentitySimulator,
+) -> None:
+    mia = tokens_for(sim, "mia@m365.test")["refresh_token"]
+    olivia = tokens_for(sim, "olivia@m365.test")["refresh_token"]
+    # One user's outage
+    sim.set_outage(address="mia@m365.test")
+    down = refresh(sim, mia)
+    assert (down.status_code, down.json()["error"], aadsts(down.text)) == (
+        503,
+        "temporarily_unavailable",
+        90033,
+    )
+    assert refresh(sim, olivia).status_code == 200
+    # Everyone's: refreshes and code redemptions
+    sim.set_outage()
+    assert refresh(sim, olivia).status_code == 503
+    flow = started(sim)
+    code = full_sign_in(sim, flow.url, "olivia@m365.test")["code"]
+    assert redeem(sim, code, flow.verifier).status_code == 503
+    # Over: the same tokens work again (a transient failure revokes nothing)
+    sim.set_outage(False)
+    sim.set_outage(False, address="mia@m365.test")
+    assert refresh(sim, mia).status_code == 200
+    assert refresh(sim, olivia).status_code == 200
+
+
+def test_controls_name_only_known_users(sim: IdentitySimulator) -> None:
+    with pytest.raises(KeyError):
+        sim.disable_user("nobody@m365.test")
