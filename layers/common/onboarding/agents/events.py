@@ -158,9 +158,12 @@ class PublishOutcome:
 
 def publish_status_changes(records: Sequence[StreamRecord], publisher: EventPublisher) -> PublishOutcome:
     """Publish the status changes among `records` (in their order). When the bus refuses an event, its record
-    and every record after it are to be retried: nothing is left out, and nothing after a gap gets ahead."""
+    and every record after it are to be retried, and no later request is sent: nothing is left out. (Events
+    after it in the same request may be out already: they come again with the retry.)"""
     changes = [(index, change) for index, record in enumerate(records) if (change := status_change(record))]
-    failed: list[FailedEntry] = publisher.put([change.bus_event() for _, change in changes]) if changes else []
+    failed: list[FailedEntry] = (
+        publisher.put([change.bus_event() for _, change in changes]) if changes else []
+    )
     if not failed:
         if changes:
             metrics.add_metric(name="StatusEventPublished", unit="Count", value=len(changes))
@@ -185,6 +188,4 @@ def publish_status_changes(records: Sequence[StreamRecord], publisher: EventPubl
         metrics.add_metric(name="StatusEventPublished", unit="Count", value=published)
     metrics.add_metric(name="StatusEventFailed", unit="Count", value=len(failed))
     first_record = changes[first][0]
-    return PublishOutcome(
-        published, [record.dynamodb.sequence_number for record in records[first_record:]]
-    )
+    return PublishOutcome(published, [record.dynamodb.sequence_number for record in records[first_record:]])
