@@ -181,6 +181,7 @@ def banner(stack: LocalStack, *, fresh: bool) -> str:
             f"Local stack up (run {stack.run_number}): API {stack.base_url}  (AWS = moto at {stack.moto_url})",
             f"  Dev dashboard (tenant 'demo'): {stack.base_url}/",
             f"  Sent emails (the invites, with their links): {stack.base_url}/_local/emails",
+            f"  Status events (Agent Status Changed, on the stack's bus): {stack.base_url}/_local/events",
             *_microsoft(stack),
             kept,
             "Bearer token for tenant 'demo' (valid 12 h):",

@@ -25,7 +25,7 @@ import requests
 from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
 
-from devstack import controls, mailbox, tokens
+from devstack import bus, controls, mailbox, tokens
 from devstack import state as saved
 from devstack import template as tpl
 from devstack.eventbridge import EventRouter, execution_ends_published
@@ -145,6 +145,7 @@ class LocalStack:
     _emails_lock: threading.Lock = field(default_factory=threading.Lock)
     _secret_values: dict[str, str] = field(default_factory=dict)
     _key_material: dict[str, dict[str, str]] = field(default_factory=dict)  # KMS keys, as state keeps them
+    bus_logs: dict[str, str] = field(default_factory=dict)  # the buses' tap log groups (devstack/bus.py)
     ready: bool = False  # every part started: /_local/health answers 200 from then on
     _enforcer: enforce.Enforcer | None = None
 
@@ -375,6 +376,9 @@ class LocalStack:
                 refs[logical_id] = self.queue_urls[logical_id]
         for logical_id in tpl.resources(template, "AWS::SNS::Topic"):
             refs[logical_id] = f"arn:aws:sns:{REGION}:{ACCOUNT}:{self.stage}-{logical_id}"
+        for logical_id, body in tpl.resources(template, "AWS::Events::EventBus").items():
+            refs[logical_id] = str(tpl.resolve(body["Properties"]["Name"], refs))
+            refs[f"{logical_id}.Arn"] = tpl.event_bus_arn(refs[logical_id], REGION, ACCOUNT)
         for logical_id, body in tpl.resources(template, "AWS::CloudWatch::Alarm").items():
             refs[logical_id] = str(tpl.resolve(body["Properties"]["AlarmName"], refs))
         for logical_id, body in tpl.resources(template, "AWS::CloudWatch::Dashboard").items():
@@ -437,6 +441,12 @@ class LocalStack:
             self.secret_arns[f"{logical_id}.Arn"] = arn
         self._create_email_resources()
         self._create_alarms()
+        self.bus_logs = bus.create_buses(
+            boto3.client("events", endpoint_url=self.moto_url, region_name=REGION),
+            boto3.client("logs", endpoint_url=self.moto_url, region_name=REGION),
+            self.refs(),
+            self.stage,
+        )
         sfn = boto3.client("stepfunctions", endpoint_url=self.moto_url, region_name=REGION)
         refs = self.refs()
         for logical_id in tpl.resources(tpl.load_template(), "AWS::Serverless::StateMachine"):
@@ -627,6 +637,7 @@ class LocalStack:
         self.gateway.add_local_route("GET", "/_local/emails.json", self._sent_mail)
         self.gateway.add_local_route("GET", "/_local/outputs.json", self._outputs)
         self.gateway.add_local_route("GET", "/_local/events.json", self._events)
+        self.gateway.add_local_route("GET", "/_local/events", self._bus_events)
         self.gateway.add_local_route("GET", "/", self._dashboard)
         for name, content_type in (("dashboard.js", "text/javascript"), ("dashboard.css", "text/css")):
             self.gateway.add_local_route("GET", f"/_local/{name}", _static(DASHBOARD / name, content_type))
@@ -659,6 +670,25 @@ class LocalStack:
         return Response(
             json.dumps(body), content_type="application/json", headers={"Cache-Control": "no-store"}
         )
+
+    def bus_events(self) -> list[dict[str, Any]]:
+        """What was published on the stack's bus this run (`Agent Status Changed`), oldest first."""
+        logs = boto3.client("logs", endpoint_url=self.moto_url, region_name=REGION)
+        return [event for group in self.bus_logs.values() for event in bus.published(logs, group)]
+
+    def _bus_events(self, request: Request) -> Response:
+        """The bus's events, newest first: the status-events page for a browser, else (or with
+        `?format=json`) the JSON list. `?agent=<agentId>` keeps one agent's."""
+        headers = {"Cache-Control": "no-store"}
+        events = list(reversed(self.bus_events()))
+        if agent := request.args.get("agent", "").strip():
+            events = [e for e in events if (e.get("detail") or {}).get("agentId") == agent]
+        wants = request.accept_mimetypes.best_match(["application/json", "text/html"])
+        if request.args.get("format") == "json" or wants != "text/html":
+            return Response(json.dumps(events), content_type="application/json", headers=headers)
+        names = ", ".join(self.refs()[logical_id] for logical_id in self.bus_logs)
+        page = bus.events_page(events, bus=names)
+        return Response(page, content_type="text/html; charset=utf-8", headers=headers)
 
     def _health(self, _: Request) -> Response:
         if not self.ready:

@@ -240,6 +240,10 @@ def function_arn(name: str, region: str = "us-east-1", account: str = "123456789
     return f"arn:aws:lambda:{region}:{account}:function:{name}"
 
 
+def event_bus_arn(name: str, region: str = "us-east-1", account: str = "123456789012") -> str:
+    return f"arn:aws:events:{region}:{account}:event-bus/{name}"
+
+
 def state_machine_arn(name: str, region: str = "us-east-1", account: str = "123456789012") -> str:
     return f"arn:aws:states:{region}:{account}:stateMachine:{name}"
 

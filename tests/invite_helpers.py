@@ -32,7 +32,7 @@ class StreamReader:
         )
         self.arn = self.ddb.describe_table(TableName=TABLE_NAME)["Table"]["LatestStreamArn"]
         self.iterators: dict[str, str] = {}
-        (self.mapping,) = streams.stream_mappings()
+        (self.mapping,) = [m for m in streams.stream_mappings() if m.function == "SendInviteFunction"]
 
     def new_records(self) -> list[dict[str, Any]]:
         records = streams.read_new_records(self.streams, self.arn, self.iterators)

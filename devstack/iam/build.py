@@ -29,6 +29,9 @@ def iam_refs(refs: Mapping[str, str], template: dict[str, Any] | None = None) ->
     for logical_id in tpl.resources(template, "AWS::Serverless::Function"):
         if logical_id in refs:
             found.setdefault(f"{logical_id}.Arn", tpl.function_arn(refs[logical_id]))
+    for logical_id in tpl.resources(template, "AWS::Events::EventBus"):
+        if logical_id in refs:
+            found.setdefault(f"{logical_id}.Arn", tpl.event_bus_arn(refs[logical_id]))
     return found
 
 

@@ -23,7 +23,7 @@ Context = dict[str, tuple[str, ...]]
 
 @dataclass(frozen=True)
 class Call:
-    service: str  # botocore's name: dynamodb, kms, stepfunctions, sesv2, secretsmanager, lambda
+    service: str  # botocore's name: dynamodb, kms, stepfunctions, sesv2, secretsmanager, lambda, events
     operation: str  # TransactWriteItems
     params: Mapping[str, Any]
     region: str
@@ -246,6 +246,22 @@ def _lambda(call: Call) -> list[Request]:
     return [_request(action, name)]
 
 
+def _events(call: Call) -> list[Request]:
+    """PutEvents: each entry is authorized on its bus (the default bus when it names none), with its source
+    and detail-type as condition keys."""
+    found = []
+    for entry in call.params.get("Entries", []):
+        bus = str(entry.get("EventBusName") or "default")
+        if not bus.startswith("arn:"):
+            bus = f"arn:aws:events:{call.region}:{call.account}:event-bus/{bus}"
+        context: Context = {
+            "events:source": (str(entry.get("Source", "")),),
+            "events:detail-type": (str(entry.get("DetailType", "")),),
+        }
+        found.append(_request("events:PutEvents", bus, context))
+    return found
+
+
 def authorization_requests(call: Call, key_schema: KeySchema) -> list[Request]:
     """The requests AWS authorizes for the call, all of which must be allowed."""
     if call.service == "dynamodb":
@@ -260,4 +276,6 @@ def authorization_requests(call: Call, key_schema: KeySchema) -> list[Request]:
         return _ses(call)
     if call.service == "lambda":
         return _lambda(call)
+    if call.service == "events" and call.operation == "PutEvents":
+        return _events(call)
     return [_request(f"{call.iam_prefix}:{call.operation}", "*")]  # unknown here: scoped policies refuse it

@@ -37,6 +37,7 @@ IAM_REFS = {
     "VerifyMailboxStateMachine.Name": TEST_REFS["VerifyMailboxStateMachine"].rsplit(":", 1)[-1],
     "VerifyMailboxFunction": "test-VerifyMailboxFunction",
     "VerifyMailboxFunction.Arn": f"arn:aws:lambda:{ACCOUNT_REGION}:function:test-VerifyMailboxFunction",
+    "AgentEventsBus.Arn": f"arn:aws:events:{ACCOUNT_REGION}:event-bus/{TEST_REFS['AgentEventsBus']}",
 }
 FUNCTIONS = (
     "AddAgentFunction",
@@ -45,6 +46,7 @@ FUNCTIONS = (
     "InviteEventsFunction",
     "VerifyMailboxFunction",
     "WorkflowEventsFunction",
+    "PublishStatusFunction",
 )
 ROLES = (*FUNCTIONS, "VerifyMailboxStateMachine")
 
@@ -331,3 +333,26 @@ def test_each_function_touches_agents_table_items_only_under_its_own_key_prefixe
         context = (("dynamodb:LeadingKeys", (f"{prefix}x",)),)
         can = any(_allowed(policies, function, Request(a, agents, context)) for a in actions)
         assert can is (prefix in prefixes), f"{function} on {prefix}"
+
+
+def test_the_status_publisher_may_put_only_status_events_on_the_stacks_bus(
+    policies: dict[str, list[Statement]],
+) -> None:
+    """events:PutEvents on the stack's bus, for the `Agent Status Changed` events of our source only: not
+    on the account's default bus (other rules listen there), not another source, not another detail-type."""
+    bus = IAM_REFS["AgentEventsBus.Arn"]
+    default = f"arn:aws:events:{ACCOUNT_REGION}:event-bus/default"
+
+    def put(resource: str, source: str, detail_type: str) -> bool:
+        context = (("events:detail-type", (detail_type,)), ("events:source", (source,)))
+        return _allowed(policies, "PublishStatusFunction", Request("events:PutEvents", resource, context))
+
+    assert put(bus, "mailbox-onboarding", "Agent Status Changed")
+    assert not put(default, "mailbox-onboarding", "Agent Status Changed")
+    assert not put(bus, "aws.states", "Agent Status Changed")
+    assert not put(bus, "mailbox-onboarding", "Agent Removed")
+    others = [f for f in FUNCTIONS if f != "PublishStatusFunction"]
+    assert not any(
+        _allowed(policies, f, Request("events:PutEvents", bus, (("events:source", ("mailbox-onboarding",)),)))
+        for f in others
+    )

@@ -32,6 +32,7 @@ def _imported(module: str, logical_id: str, watched: tuple[str, ...]) -> dict[st
     [
         ("functions.add_agent.app", "AddAgentFunction"),
         ("functions.auth_callback.app", "AuthCallbackFunction"),
+        ("functions.publish_status.app", "PublishStatusFunction"),
     ],
 )
 def test_functions_that_send_no_mail_do_not_import_the_mail_code(module: str, logical_id: str) -> None:
@@ -52,6 +53,7 @@ def test_the_invite_sender_imports_the_mail_code() -> None:
         ("functions.send_invite.app", "SendInviteFunction"),
         ("functions.send_invite.bounces", "InviteEventsFunction"),
         ("functions.verify_mailbox.app", "VerifyMailboxFunction"),
+        ("functions.publish_status.app", "PublishStatusFunction"),
     ],
 )
 def test_event_functions_do_not_import_powertools_parser_models(module: str, logical_id: str) -> None:

@@ -21,6 +21,7 @@ MODELS: dict[str, type[settings._FunctionSettings]] = {
     "InviteEventsFunction": settings.InviteEventsSettings,
     "VerifyMailboxFunction": settings.VerifyMailboxSettings,
     "WorkflowEventsFunction": settings.WorkflowEventsSettings,
+    "PublishStatusFunction": settings.PublishStatusSettings,
 }
 
 

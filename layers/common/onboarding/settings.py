@@ -247,6 +247,14 @@ class WorkflowEventsSettings(_FunctionSettings):
     credentials_table_name: TableName = Field(description="Mailbox secrets: this function only deletes")
 
 
+class PublishStatusSettings(_FunctionSettings):
+    """Publishes every change of an agent's status to the stack's bus (`functions/publish_status`, stream)."""
+
+    event_bus_name: str = Field(
+        pattern=r"^[/.\-_A-Za-z0-9]{1,256}$", description="The EventBridge bus of the stack (its name)"
+    )
+
+
 # One cached loader per function: each handler module calls its own at import (cold start).
 @functools.cache
 def agents_api_settings() -> AgentsApiSettings:
@@ -276,3 +284,8 @@ def invite_events_settings() -> InviteEventsSettings:
 @functools.cache
 def workflow_events_settings() -> WorkflowEventsSettings:
     return WorkflowEventsSettings.from_environ()
+
+
+@functools.cache
+def publish_status_settings() -> PublishStatusSettings:
+    return PublishStatusSettings.from_environ()
