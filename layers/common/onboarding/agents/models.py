@@ -291,12 +291,16 @@ class NewAgent(_ApiModel):
 class AgentHealth(_ApiModel):
     """The health of a connected mailbox as the API shows it: built from `HealthState`."""
 
-    last_check_at: str | None = Field(default=None, alias="lastCheckAt", description="The last check (ISO UTC)")
+    last_check_at: str | None = Field(
+        default=None, alias="lastCheckAt", description="The last check (ISO UTC)"
+    )
     last_success_at: str | None = Field(
         default=None, alias="lastSuccessAt", description="The last check that reached the mailbox"
     )
     failing_since: str | None = Field(
-        default=None, alias="failingSince", description="The first failed check of the current run of failures"
+        default=None,
+        alias="failingSince",
+        description="The first failed check of the current run of failures",
     )
     next_check_at: str | None = Field(
         default=None, alias="nextCheckAt", description="When the mailbox is checked next; null: not scheduled"
@@ -353,7 +357,7 @@ class AgentHealth(_ApiModel):
             problem_code=state.check_problem if problem else None,
             reconnect_email_requested_at=state.reconnect_requested_at,
             reconnect_email_sent_at=state.reconnect_sent_at,
-            reconnect_email_purpose=purpose if purpose in ("reconnect", "password_expiry") else None,  # type: ignore[arg-type]
+            reconnect_email_purpose=purpose if purpose in ("reconnect", "password_expiry") else None,
         )
 
 
