@@ -167,7 +167,7 @@ def test_a_failed_reconnect_shows_the_reconnect_page_again_with_the_tries_left(e
 
 
 def test_a_used_reconnect_link_is_a_410_page(env: ConnectEnv) -> None:
-    agent_id, token = _reconnect_link(env)
+    _, token = _reconnect_link(env)
     invite = env.invites.get(token_hash(token))
     assert invite is not None
     env.invites.consume(invite, at=datetime.now(UTC), max_failed_attempts=10)
