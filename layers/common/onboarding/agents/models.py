@@ -456,6 +456,16 @@ class AgentTrace(_ApiModel):
     trace: ExchangeTrace | None = Field(description="None before the first connection attempt")
 
 
+class ReconnectEmailRequested(_ApiModel):
+    """`POST /agents/{agentId}/reconnect`: the email is on its way."""
+
+    agent: Agent
+    reconnect_email_requested_at: str = Field(
+        alias="reconnectEmailRequestedAt",
+        description="When it was asked for; `agent.health` says when it was sent",
+    )
+
+
 class AgentPage(_ApiModel):
     items: list[Agent]
     next_token: str | None = Field(default=None, alias="nextToken")

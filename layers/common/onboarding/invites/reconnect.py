@@ -10,6 +10,7 @@ unless the dashboard asks.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -24,6 +25,7 @@ from onboarding.core.errors import (
     EmailNotSentError,
     EmailRejectedError,
     IllegalTransitionError,
+    ReconnectTooSoonError,
 )
 from onboarding.core.observability import logger, metrics
 from onboarding.invites.models import DeliveryOutcome, Invite, LinkPurpose, ReconnectRequested
@@ -139,6 +141,39 @@ def request_reconnect(
     )
     metrics.add_metric(name="ReconnectRequested", unit="Count", value=1)
     return ReconnectRequest(True, agent, version)
+
+
+def reconnect_from_dashboard(
+    repo: AgentRepository,
+    tenant_id: str,
+    agent_id: str,
+    *,
+    policy: ReconnectPolicy,
+    now: datetime | None = None,
+) -> ReconnectRequest:
+    """The dashboard's "Send reconnect email": the interval holds, the reminders' limit does not. Raises
+    AgentNotFoundError, IllegalTransitionError (the agent needs no reconnect), ReconnectTooSoonError (with
+    the seconds until one may be asked), ConcurrentModificationError (the agent changed meanwhile)."""
+    now = now or datetime.now(UTC)
+    asked = request_reconnect(
+        repo,
+        tenant_id,
+        agent_id,
+        purpose=ReconnectPurpose.RECONNECT,
+        policy=policy,
+        now=now,
+        by_dashboard=True,
+    )
+    if asked.requested:
+        return asked
+    if asked.next_allowed_at is not None:
+        wait = max(1, math.ceil((asked.next_allowed_at - now).total_seconds()))
+        raise ReconnectTooSoonError(
+            f"A reconnect email was sent to this mailbox recently; another can be sent after "
+            f"{_iso(asked.next_allowed_at)}",
+            retry_after=wait,
+        )
+    raise ConcurrentModificationError("The agent changed while the email was asked for; try again")
 
 
 # -- delivering ------------------------------------------------------------------------------------
