@@ -49,7 +49,8 @@ def matches(pattern: dict[str, Any], event: Any) -> bool:
     for key, rule in pattern.items():
         value = event.get(key, _MISSING) if isinstance(event, dict) else _MISSING
         if isinstance(rule, dict):
-            if value is _MISSING or not matches(rule, value):
+            # A missing object has no leaves: only `exists: false` below it matches (as on AWS).
+            if not matches(rule, {} if value is _MISSING else value):
                 return False
         elif not any(_leaf_matches(option, value) for option in rule):
             return False

@@ -14,8 +14,16 @@
     connecting: "Connecting…",
     needs_settings: "Needs settings",
     verified: "Connected",
+    needs_reconnect: "Needs reconnect",
+    disconnected: "Disconnected",
     failed: "Failed"
   };
+  // Where the owner gets a reconnect email (409 otherwise), and where a check can run (404 until the health
+  // checks are deployed: the button shows the API's message).
+  var RECONNECTABLE = ["needs_reconnect", "disconnected"];
+  var CHECKABLE = ["verified", "needs_reconnect", "disconnected"];
+  var CHECK_STATES = { ok: "checks OK", retrying: "retrying (keeps its tick)", locked: "account locked: waiting" };
+  var filter = ""; // the status the list shows ("" = all)
   // Short words for the verdicts the workflow records (the owner's page explains them in full).
   var REASON_LABELS = {
     auth_failed: "wrong password",
@@ -130,11 +138,47 @@
       actions.appendChild(button("Cancel", function () { confirming = null; load(); }));
       return actions;
     }
+    if (RECONNECTABLE.indexOf(agent.status) >= 0) {
+      actions.appendChild(button("Send reconnect email", function () {
+        api("POST", "/agents/" + agent.agentId + "/reconnect").then(load, alertError);
+      }));
+    }
+    if (CHECKABLE.indexOf(agent.status) >= 0) {
+      actions.appendChild(button("Check now", function () {
+        api("POST", "/agents/" + agent.agentId + "/check").then(load, alertError);
+      }));
+    }
     if (RESENDABLE.indexOf(agent.status) >= 0) {
       actions.appendChild(button("Resend invite", function () { api("POST", "/agents/" + agent.agentId + "/invite").then(load, alertError); }));
     }
     actions.appendChild(button("Remove", function () { confirming = agent.agentId; load(); }));
     return actions;
+  }
+
+  function when(iso) {
+    return iso ? new Date(iso).toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" }) : "";
+  }
+  // The checks' findings in words: the problem, the state, the times, and the reconnect email.
+  function healthCell(health) {
+    var lines = [];
+    if (health.problem) { lines.push(health.problem); }
+    if (health.state) { lines.push(CHECK_STATES[health.state] || health.state.replace(/_/g, " ")); }
+    if (health.lastSuccessAt) { lines.push("last OK " + when(health.lastSuccessAt)); }
+    if (health.failingSince) { lines.push("failing since " + when(health.failingSince)); }
+    if (health.nextCheckAt) { lines.push("next check " + when(health.nextCheckAt)); }
+    if (health.passwordExpiresAt) { lines.push("password expires " + when(health.passwordExpiresAt)); }
+    if (health.reconnectEmailSentAt) {
+      lines.push((health.reconnectEmailPurpose === "password_expiry" ? "expiry warning" : "reconnect email") +
+        " sent " + when(health.reconnectEmailSentAt));
+    } else if (health.reconnectEmailRequestedAt) {
+      lines.push("reconnect email on its way");
+    }
+    var td = cell("Health", "", "health");
+    lines.forEach(function (line, i) {
+      if (i > 0) { td.appendChild(document.createElement("br")); }
+      td.appendChild(document.createTextNode(line));
+    });
+    return td;
   }
 
   function render(items) {
@@ -158,6 +202,7 @@
         status.appendChild(tick);
       }
       tr.appendChild(status);
+      tr.appendChild(healthCell(agent.health || {}));
       tr.appendChild(actionsFor(agent));
       tbody.appendChild(tr);
     });
@@ -167,7 +212,8 @@
   function load() {
     var all = [];
     function page(next) {
-      return api("GET", "/agents?limit=100" + (next ? "&nextToken=" + encodeURIComponent(next) : "")).then(function (body) {
+      var query = "/agents?limit=100" + (filter ? "&status=" + encodeURIComponent(filter) : "");
+      return api("GET", query + (next ? "&nextToken=" + encodeURIComponent(next) : "")).then(function (body) {
         all = all.concat(body.items);
         return body.nextToken ? page(body.nextToken) : all;
       });
@@ -184,6 +230,10 @@
       .then(function () { form.reset(); return load(); }, alertError);
   });
   document.getElementById("refresh").onclick = load;
+  document.getElementById("status-filter").addEventListener("change", function (event) {
+    filter = event.target.value;
+    load();
+  });
   load();
   window.setInterval(load, 2000);
 })();

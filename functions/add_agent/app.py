@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import timedelta
 from http import HTTPStatus
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
@@ -22,19 +23,26 @@ from onboarding.agents.models import (
     ErrorResponse,
     GatewayError,
     NewAgent,
+    ReconnectEmailRequested,
 )
 from onboarding.agents.start_watch import StartWatch
 from onboarding.agents.store import AgentRepository
 from onboarding.api import (
     current_tenant,
     current_tenant_name,
+    error_response,
     register_error_handlers,
     without_unused_schemas,
 )
 from onboarding.core import aws
+from onboarding.core.errors import ReconnectTooSoonError
 from onboarding.core.observability import logger, metrics
 from onboarding.invites import delivery as invites
+from onboarding.invites import reconnect
 from onboarding.settings import AgentsApiSettings, agents_api_settings
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 
 agents_api_settings()  # validated at cold start: a missing variable fails the init, naming it
 
@@ -212,6 +220,56 @@ def resend_invite(agentId: Annotated[str, Path(max_length=64)]) -> Response[dict
         status_code=HTTPStatus.ACCEPTED.value,
         content_type=content_types.APPLICATION_JSON,
         body=agent.api_dict(),
+    )
+
+
+# -- reconnect emails (issue #20) ---------------------------------------------------------------------
+_429: OpenAPIResponse = {
+    "description": "A reconnect email was sent recently: `Retry-After` (seconds) says when another may be",
+    "headers": {
+        "Retry-After": {"description": "Seconds until one may be asked for", "schema": {"type": "integer"}}
+    },
+    "content": {"application/json": {"model": ErrorResponse}},
+}
+
+
+def _reconnect_policy() -> reconnect.ReconnectPolicy:
+    return reconnect.ReconnectPolicy(
+        min_interval=timedelta(hours=deps().settings.reconnect_email_interval_hours)
+    )
+
+
+@app.post(
+    "/agents/<agentId>/reconnect",
+    summary="Email the mailbox owner a reconnect link",
+    description="For an agent that needs reconnecting (`needs_reconnect`) or is `disconnected`: a new single-use "
+    "link to the connect page, which says what happened and asks only for what is needed. At most one email per "
+    "agent per interval (the ReconnectEmailIntervalHours parameter): 429 with Retry-After within it.",
+    operation_id="sendReconnectEmail",
+    responses={
+        202: {
+            "description": "Reconnect email requested",
+            "content": {"application/json": {"model": ReconnectEmailRequested}},
+        },
+        429: _429,
+        **_errors(not_found=_NO_AGENT, conflict="The agent needs no reconnect (it is connected, or not yet)"),
+    },
+)
+def send_reconnect_email(agentId: Annotated[str, Path(max_length=64)]) -> Response[str]:
+    try:
+        reconnect.reconnect_from_dashboard(_repo(), _tenant(), agentId, policy=_reconnect_policy())
+    except ReconnectTooSoonError as error:
+        response = error_response(error.status, error.code, error.message, error.details)
+        response.headers["Retry-After"] = str(error.retry_after)
+        return response
+    record = _repo().get(_tenant(), agentId)
+    body = ReconnectEmailRequested(
+        agent=record, reconnect_email_requested_at=record.health.reconnect_email_requested_at or ""
+    )
+    return Response(
+        status_code=HTTPStatus.ACCEPTED.value,
+        content_type=content_types.APPLICATION_JSON,
+        body=body.model_dump_json(by_alias=True),
     )
 
 

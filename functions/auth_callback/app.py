@@ -275,8 +275,10 @@ def _login_suggestion(view: ConnectView) -> dict[str, Any]:
 @app.get("/connect/<token>")
 def show(token: str) -> Response[str]:
     view = _service().view(_valid_token(token))
-    if view.status is not AgentStatus.INVITED and view.status is not AgentStatus.FAILED:
+    if not view.can_start:
         return _redirect(_status_url(token))
+    if view.reconnecting:
+        return _reconnect_page(view)
     # Back after a failed attempt: say what went wrong (and the tries left) above the form.
     failed = view.status is AgentStatus.FAILED
     page = pages.render(
@@ -291,6 +293,25 @@ def show(token: str) -> Response[str]:
         ),
     )
     return _html(page)
+
+
+def _reconnect_page(view: ConnectView, status: HTTPStatus = HTTPStatus.OK) -> Response[str]:
+    """The connect page in reconnect mode: what happened in plain words, and only what is needed (the new
+    password with the settings that worked kept, or Sign in with Microsoft again)."""
+    failed = view.status is AgentStatus.FAILED
+    m365 = deps().m365.enabled and view.is_m365
+    page = pages.render(
+        "connect/reconnect.html",
+        **_context(
+            view,
+            reconnect=view.reconnect,
+            problem=view.message if failed else None,
+            tries_left=view.tries_left if failed else None,
+            provider="m365" if m365 else "exchange",
+            **(_login_suggestion(view) if failed else {}),
+        ),
+    )
+    return _html(page, status)
 
 
 # -- Sign in with Microsoft ------------------------------------------------------------------------
@@ -389,9 +410,7 @@ def _m365_outcome(
         )
         if outcome.admin_consent_link and email
         else None,
-        "retry": outcome.retry
-        and view is not None
-        and view.status in (AgentStatus.INVITED, AgentStatus.FAILED),
+        "retry": outcome.retry and view is not None and view.can_start,
         "offer_exchange_form": outcome.offer_exchange_form,
         "token": view.token if view else None,
         "email": email,
@@ -495,6 +514,8 @@ def status(token: str) -> Response[str]:
         return Response(
             200, content_types.APPLICATION_JSON, json.dumps(body), headers=dict(pages.SECURITY_HEADERS)
         )
+    if view.reconnecting and view.status is AgentStatus.FAILED and not view.is_m365:
+        return _reconnect_page(view)  # what went wrong above the reconnect form, tries left
     if (
         view.status is AgentStatus.FAILED
         and view.is_m365
@@ -559,6 +580,8 @@ def _form_again(
     (400). What the owner typed is kept (the password excepted: it is never sent back)."""
     view = _service().view(token, for_status=True)
     template = "connect/status.html" if view.status is AgentStatus.NEEDS_SETTINGS else "connect/connect.html"
+    if view.reconnecting and template == "connect/connect.html":
+        template = "connect/reconnect.html"
     kept = {k: v for k, v in (typed or {}).items() if k in ("username", "server")}
     context = _context(
         view,
@@ -571,6 +594,7 @@ def _form_again(
         title="Check your details",
         provider="exchange",
         m365_available=deps().m365.enabled,
+        reconnect=view.reconnect,
     )
     return _html(pages.render(template, **context), status)
 

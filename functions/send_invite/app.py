@@ -1,5 +1,6 @@
-"""Sends invite emails: consumes the agents table's stream, filtered (FilterCriteria in template.yaml)
-to the records that ask for an invite. A thin adapter over `onboarding.invites.delivery.deliver_invite`.
+"""Sends invite and reconnect emails: consumes the agents table's stream, filtered (FilterCriteria in
+template.yaml) to the records that ask for an invite or on which a reconnect email became pending. A thin
+adapter over `onboarding.invites.delivery.deliver_invite` and `onboarding.invites.reconnect.deliver_reconnect`.
 
 Each record succeeds or fails on its own (ReportBatchItemFailures): a failed record is retried by
 Lambda and, once its retries are spent, lands in the on-failure destination (SQS).
@@ -19,13 +20,15 @@ from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from onboarding import deps as wiring
+from onboarding.agents.models import AgentStatus
 from onboarding.agents.store import AgentRepository
 from onboarding.core import aws
 from onboarding.core.observability import logger, metrics
 from onboarding.invites import delivery as invites
+from onboarding.invites import reconnect
 from onboarding.invites.delivery import InviteConfig
 from onboarding.invites.mailer import Mailer
-from onboarding.invites.models import InviteRequested
+from onboarding.invites.models import InviteRequested, ReconnectRequested
 from onboarding.invites.store import InviteRepository
 from onboarding.settings import send_invite_settings
 
@@ -43,6 +46,7 @@ class Deps:
     invites: InviteRepository
     mailer: Mailer
     config: InviteConfig
+    reconnect: reconnect.ReconnectLinkPolicy
 
 
 @wiring.cached
@@ -59,13 +63,31 @@ def deps() -> Deps:
             valid_for=timedelta(days=settings.invite_valid_days),
             max_send_attempts=settings.invite_max_send_attempts,
         ),
+        reconnect=reconnect.ReconnectLinkPolicy(
+            valid_for=timedelta(days=settings.invite_valid_days),
+            max_send_attempts=settings.invite_max_send_attempts,
+        ),
     )
 
 
 def record_handler(record: DynamoDBRecord) -> str:
-    request = InviteRequested.model_validate(record.dynamodb.new_image if record.dynamodb else None)
-    logger.append_keys(agent_id=request.agent_id, invite_version=request.invite_version)
+    image = record.dynamodb.new_image if record.dynamodb else None
     wired = deps()
+    if image is not None and image.get("status") != AgentStatus.INVITE_PENDING.value:
+        # Not an invite: a reconnect (or password-expiry) email became pending (the second FilterCriteria).
+        wanted = ReconnectRequested.model_validate(image)
+        logger.append_keys(agent_id=wanted.agent_id, reconnect_version=wanted.reconnect_version)
+        outcome = reconnect.deliver_reconnect(
+            wanted,
+            repo=wired.repo,
+            invites=wired.invites,
+            mailer=wired.mailer,
+            public_base_url=wired.config.public_base_url,
+            policy=wired.reconnect,
+        )
+        return outcome.value
+    request = InviteRequested.model_validate(image)
+    logger.append_keys(agent_id=request.agent_id, invite_version=request.invite_version)
     outcome = invites.deliver_invite(
         request, repo=wired.repo, invites=wired.invites, mailer=wired.mailer, config=wired.config
     )

@@ -188,3 +188,67 @@ LINE_BREAKS = """([el, address]) => {
     }
     return breaks;
 }"""
+
+
+def _agents_repo(local_stack: RunningStack) -> Any:
+    """The local stack's agents table, for putting an agent where a health check would (the checks come with
+    the `health` branch)."""
+    import boto3
+
+    from onboarding.agents.store import DynamoAgentRepository
+
+    ddb = boto3.client(
+        "dynamodb",
+        endpoint_url=local_stack.moto_url,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    (table,) = [name for name in ddb.list_tables()["TableNames"] if "AgentsTable" in name]
+    return DynamoAgentRepository(table, ddb)
+
+
+def test_an_agent_that_needs_reconnecting_shows_why_and_gets_a_reconnect_email(
+    page: Any, local_stack: RunningStack, dashboard: Dashboard
+) -> None:
+    from onboarding.agents.models import AgentStatus, Attr
+
+    # Given a connected agent whose server then refused its stored password (as a check leaves it)
+    email = "rita.reconnect@contoso.test"
+    dashboard.open().add_agent("Rita", email)
+    page.locator("tr[data-status=invited]", has_text=email).wait_for()
+    repo = _agents_repo(local_stack)
+    token = local_stack.token("demo")
+    listed = requests.get(
+        f"{local_stack.base_url}/agents", headers={"Authorization": f"Bearer {token}"}, timeout=10
+    ).json()["items"]
+    agent_id = next(a["agentId"] for a in listed if a["email"] == email)
+    for status in (AgentStatus.CONNECTING, AgentStatus.VERIFIED):
+        repo.transition("demo", agent_id, status)
+    problem = {
+        Attr.CHECK_PROBLEM: "auth_failed",
+        Attr.CHECK_STATE: "failed",
+        Attr.PROBLEM_SINCE: "2026-03-03T08:00:00Z",
+    }
+    repo.transition(
+        "demo", agent_id, AgentStatus.NEEDS_RECONNECT, reason="auth_failed", set_attributes=problem
+    )
+    # When the admin filters on the agents needing reconnect
+    page.select_option("#status-filter", "needs_reconnect")
+    row = page.locator("tr[data-status=needs_reconnect]", has_text=email)
+    row.wait_for()
+    # Then the row says why, in words
+    assert row.locator("td.status").inner_text() == "Needs reconnect: wrong password"
+    assert "The server no longer accepts the password." in row.locator("td.health").inner_text()
+    # And "Send reconnect email" sends one: the row says so, the sent-mail page has it
+    row.get_by_role("button", name="Send reconnect email").click()
+    page.wait_for_function(
+        "email => [...document.querySelectorAll('tr')].some(r => r.textContent.includes(email)"
+        " && r.textContent.includes('reconnect email sent'))",
+        arg=email,
+    )
+    sent = requests.get(f"{local_stack.base_url}/_local/emails.json?to={email}", timeout=10).json()
+    assert sent[0]["subject"] == f"Your mailbox {email} stopped connecting: please reconnect it"
+    # A second one at once is refused with the API's words
+    row.get_by_role("button", name="Send reconnect email").click()
+    page.wait_for_function("() => document.getElementById('add-error').textContent.includes('recently')")

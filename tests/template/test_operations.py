@@ -166,8 +166,10 @@ READ_BY = {
     "PublicBaseUrl": ("SendInviteFunction", "PUBLIC_BASE_URL"),
     "DashboardUrl": ("AuthCallbackFunction", "DASHBOARD_URL"),
     "EntraClientSecretArn": ("VerifyMailboxFunction", "M365_CLIENT_SECRET_ARN"),
+    "ReconnectEmailIntervalHours": ("AddAgentFunction", "RECONNECT_EMAIL_INTERVAL_HOURS"),
 }
 MODELS = {
+    "AddAgentFunction": settings.AgentsApiSettings,
     "VerifyMailboxFunction": settings.VerifyMailboxSettings,
     "AuthCallbackFunction": settings.AuthCallbackSettings,
     "SendInviteFunction": settings.SendInviteSettings,

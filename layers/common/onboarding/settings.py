@@ -128,6 +128,9 @@ class AgentsApiSettings(_FunctionSettings):
     default_page_size: int = Field(ge=1, le=100)
     credentials_table_name: TableName = Field(description="Mailbox secrets: this function only deletes")
     state_machine_arn: StateMachineArn = Field(description="Verification workflow (to stop it)")
+    reconnect_email_interval_hours: int = Field(
+        ge=1, le=720, description="At most one reconnect email per agent in this many hours"
+    )
 
 
 class VerifyMailboxSettings(_Microsoft365Settings):

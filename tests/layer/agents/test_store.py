@@ -7,7 +7,7 @@ from typing import Any
 import boto3
 import pytest
 
-from onboarding.agents.models import AGENT_FIELDS, TRANSITIONS, Agent, AgentStatus, Attr
+from onboarding.agents.models import AGENT_FIELDS, HEALTH_FIELDS, TRANSITIONS, Agent, AgentStatus, Attr
 from onboarding.agents.store import DynamoAgentRepository
 from onboarding.core.errors import (
     AgentNotFoundError,
@@ -201,8 +201,8 @@ def test_reads_of_the_public_agent_transfer_none_of_its_private_state(repo: Dyna
     got = repo.get("demo", agent.agent_id)
     page = repo.list("demo", status=None, limit=10, next_token=None)
     by_status = repo.list("demo", status=S.INVITE_PENDING, limit=10, next_token=None)
-    # Then: the same agent, and DynamoDB sent back the agent's fields only
+    # Then: the same agent, and DynamoDB sent back the agent's fields (and its health's) only
     assert got == page.items[0] == by_status.items[0] == agent
     items = [responses[0]["Item"], *responses[1]["Items"], *responses[2]["Items"]]
-    assert {name for item in items for name in item} <= AGENT_FIELDS
+    assert {name for item in items for name in item} <= AGENT_FIELDS | HEALTH_FIELDS
     assert repo.get_record("demo", agent.agent_id).connection.exchange_trace == "x" * 5000  # type: ignore[union-attr]

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 from pydantic.alias_generators import to_camel
 
+from onboarding.agents.problems import problem_for
 from onboarding.core.email_address import EmailAddress
 from onboarding.exchange.trace import ExchangeTrace
 
@@ -196,6 +197,14 @@ class HealthState(_StateModel):
     reconnect_sent_at: str | None = None
     reconnect_emails: int = Field(default=0, ge=0)  # emails sent for the current problem (first + reminders)
     problem_since: str | None = None  # when the mailbox stopped connecting, for the email's wording
+    # Delivery of the requested email (onboarding.invites.reconnect.deliver_reconnect), as for invites: the
+    # version waiting for its email (present from the request until it is handled: the stream's filter
+    # wakes the sender when it appears), the version claimed just before SES and the one SES accepted, and
+    # failed sends of the pending version.
+    reconnect_pending: int | None = None
+    reconnect_sending: int | None = None
+    reconnect_accepted: int | None = None
+    reconnect_attempts: int = Field(default=0, ge=0)
 
 
 def _stored(model: type[BaseModel], field: str) -> str:
@@ -253,6 +262,10 @@ class Attr:
     RECONNECT_SENT_AT = _stored(HealthState, "reconnect_sent_at")
     RECONNECT_EMAILS = _stored(HealthState, "reconnect_emails")
     PROBLEM_SINCE = _stored(HealthState, "problem_since")
+    RECONNECT_PENDING = _stored(HealthState, "reconnect_pending")
+    RECONNECT_SENDING = _stored(HealthState, "reconnect_sending")
+    RECONNECT_ACCEPTED = _stored(HealthState, "reconnect_accepted")
+    RECONNECT_ATTEMPTS = _stored(HealthState, "reconnect_attempts")
 
 
 class _ApiModel(BaseModel):
@@ -273,6 +286,97 @@ class NewAgent(_ApiModel):
         "(the TenantNameClaim parameter), else a neutral wording.",
         examples=["Contoso Support"],
     )
+
+
+class AgentHealth(_ApiModel):
+    """The health of a connected mailbox as the API shows it: built from `HealthState`."""
+
+    last_check_at: str | None = Field(
+        default=None, alias="lastCheckAt", description="The last check (ISO UTC)"
+    )
+    last_success_at: str | None = Field(
+        default=None, alias="lastSuccessAt", description="The last check that reached the mailbox"
+    )
+    failing_since: str | None = Field(
+        default=None,
+        alias="failingSince",
+        description="The first failed check of the current run of failures",
+    )
+    next_check_at: str | None = Field(
+        default=None, alias="nextCheckAt", description="When the mailbox is checked next; null: not scheduled"
+    )
+    password_expires_at: str | None = Field(
+        default=None,
+        alias="passwordExpiresAt",
+        description="When the mailbox password expires, where the Exchange server tells (EWS "
+        "GetPasswordExpirationDate)",
+    )
+    state: str | None = Field(
+        default=None,
+        description="The checks' state: `ok`, `retrying` (failures that may pass; the mailbox keeps its tick) or "
+        "`locked` (the account is locked: not tried before `lockedUntil`); null before the first check",
+    )
+    locked_until: str | None = Field(default=None, alias="lockedUntil")
+    problem: str | None = Field(
+        default=None,
+        description="What the last failed check found, in words (null when the last check succeeded)",
+        examples=["The server no longer accepts the password."],
+    )
+    problem_code: str | None = Field(
+        default=None, alias="problemCode", description="The same as a stable code, e.g. `auth_failed`"
+    )
+    reconnect_email_requested_at: str | None = Field(
+        default=None,
+        alias="reconnectEmailRequestedAt",
+        description="When the last reconnect (or password-expiry) email was asked for",
+    )
+    reconnect_email_sent_at: str | None = Field(
+        default=None, alias="reconnectEmailSentAt", description="When the last one was sent"
+    )
+    reconnect_email_purpose: Literal["reconnect", "password_expiry"] | None = Field(
+        default=None, alias="reconnectEmailPurpose"
+    )
+
+    @classmethod
+    def of(cls, state: HealthState, *, email: str = "") -> AgentHealth:
+        problem = (
+            problem_for(state.check_problem, email=email).sentence
+            if state.check_problem and state.check_state != "ok"
+            else None
+        )
+        purpose = state.reconnect_purpose
+        return cls(
+            last_check_at=state.last_check_at,
+            last_success_at=state.last_success_at,
+            failing_since=state.failing_since,
+            next_check_at=state.check_due_at,
+            password_expires_at=state.password_expires_at,
+            state=state.check_state,
+            locked_until=state.locked_until,
+            problem=problem,
+            problem_code=state.check_problem if problem else None,
+            reconnect_email_requested_at=state.reconnect_requested_at,
+            reconnect_email_sent_at=state.reconnect_sent_at,
+            reconnect_email_purpose=purpose if purpose in ("reconnect", "password_expiry") else None,
+        )
+
+
+# The HealthState attributes `AgentHealth` is built from: read with the agent's own (list, get).
+HEALTH_FIELDS = frozenset(
+    {
+        "lastCheckAt",
+        "lastSuccessAt",
+        "failingSince",
+        "checkDueAt",
+        "passwordExpiresAt",
+        "checkState",
+        "lockedUntil",
+        "checkProblem",
+        "reconnectRequestedAt",
+        "reconnectSentAt",
+        "reconnectPurpose",
+    }
+)
 
 
 class Agent(_ApiModel):
@@ -297,12 +401,19 @@ class Agent(_ApiModel):
         "with Microsoft (Microsoft 365: a refresh token is kept, no password); null before the first attempt",
     )
 
+    health: AgentHealth = Field(
+        default_factory=lambda: AgentHealth(),
+        description="What the scheduled checks found since the mailbox connected (all null before the first "
+        "check), and the reconnect emails sent",
+    )
+
     def api_dict(self) -> dict[str, object]:
         return self.model_dump(mode="json", by_alias=True)
 
 
-# Attributes that belong to the agent model; anything else on the item is private to the service.
-AGENT_FIELDS = frozenset(f.alias or name for name, f in Agent.model_fields.items())
+# Attributes that belong to the agent model; anything else on the item is private to the service. (`health` is
+# not an attribute: it is built from the HealthState attributes, HEALTH_FIELDS.)
+AGENT_FIELDS = frozenset(f.alias or name for name, f in Agent.model_fields.items()) - {"health"}
 
 
 class AgentRecord(BaseModel):
@@ -319,11 +430,13 @@ class AgentRecord(BaseModel):
     def from_values(cls, values: Mapping[str, Any]) -> AgentRecord:
         """The record of a deserialized item (keys and other entities' attributes are ignored)."""
         agent_values = {k: v for k, v in values.items() if k in AGENT_FIELDS}
+        health = HealthState.model_validate(values)
+        agent = Agent.model_validate(agent_values)
         return cls(
-            agent=Agent.model_validate(agent_values),
+            agent=agent.model_copy(update={"health": AgentHealth.of(health, email=agent.email)}),
             invite=InviteState.model_validate(values),
             connection=ConnectionState.model_validate(values),
-            health=HealthState.model_validate(values),
+            health=health,
         )
 
     def values(self) -> dict[str, Any]:
@@ -332,7 +445,7 @@ class AgentRecord(BaseModel):
             **self.invite.model_dump(mode="json", by_alias=True, exclude_unset=True, exclude_none=True),
             **self.connection.model_dump(mode="json", by_alias=True, exclude_unset=True, exclude_none=True),
             **self.health.model_dump(mode="json", by_alias=True, exclude_unset=True, exclude_none=True),
-            **self.agent.model_dump(mode="json", by_alias=True),
+            **self.agent.model_dump(mode="json", by_alias=True, exclude={"health"}),
         }
 
 
@@ -341,6 +454,16 @@ class AgentTrace(_ApiModel):
 
     agent_id: AgentId = Field(alias="agentId")
     trace: ExchangeTrace | None = Field(description="None before the first connection attempt")
+
+
+class ReconnectEmailRequested(_ApiModel):
+    """`POST /agents/{agentId}/reconnect`: the email is on its way."""
+
+    agent: Agent
+    reconnect_email_requested_at: str = Field(
+        alias="reconnectEmailRequestedAt",
+        description="When it was asked for; `agent.health` says when it was sent",
+    )
 
 
 class AgentPage(_ApiModel):

@@ -24,11 +24,14 @@ from pydantic import TypeAdapter, ValidationError
 
 from onboarding.agents.models import (
     AGENT_FIELDS,
+    HEALTH_FIELDS,
     Agent,
+    AgentHealth,
     AgentId,
     AgentPage,
     AgentRecord,
     AgentStatus,
+    HealthState,
     can_transition,
     utcnow,
 )
@@ -44,9 +47,10 @@ from onboarding.core.errors import (
 
 STATUS_INDEX = "ByStatus"
 _AGENT_ID: TypeAdapter[str] = TypeAdapter(AgentId)
-# Reads that return the public agent ask DynamoDB for its fields only: the private state (invite, the
-# connection's Exchange trace) is neither transferred nor parsed for a page of the dashboard.
-_AGENT_NAMES = {f"#a{i}": name for i, name in enumerate(sorted(AGENT_FIELDS))}
+# Reads that return the public agent ask DynamoDB for its fields (and those its health is built from) only:
+# the private state (invite, the connection's Exchange trace) is neither transferred nor parsed for a page of
+# the dashboard.
+_AGENT_NAMES = {f"#a{i}": name for i, name in enumerate(sorted(AGENT_FIELDS | HEALTH_FIELDS))}
 _AGENT_PROJECTION = {
     "ProjectionExpression": ", ".join(_AGENT_NAMES),
     "ExpressionAttributeNames": _AGENT_NAMES,
@@ -71,7 +75,9 @@ def status_pk(tenant_id: str, status: AgentStatus) -> str:
 
 def _agent_from_item(item: Mapping[str, Any]) -> Agent:
     values = from_item(item)
-    return Agent.model_validate({k: v for k, v in values.items() if k in AGENT_FIELDS})
+    agent = Agent.model_validate({k: v for k, v in values.items() if k in AGENT_FIELDS})
+    health = HealthState.model_validate({k: v for k, v in values.items() if k in HEALTH_FIELDS})
+    return agent.model_copy(update={"health": AgentHealth.of(health, email=agent.email)})
 
 
 class AgentRepository(ABC):

@@ -27,6 +27,7 @@ from onboarding.agents.models import (
     AgentStatus,
     Attr,
 )
+from onboarding.agents.problems import ProblemKind, problem_for
 from onboarding.agents.start_watch import MAX_FUNCTION_SECONDS, StartWatch, start_deadline
 from onboarding.agents.store import AgentRepository
 from onboarding.core.credentials import CredentialStore, Purpose
@@ -45,6 +46,7 @@ from onboarding.core.observability import logger, metrics
 from onboarding.exchange.diagnoses import Diagnosis, message_for
 from onboarding.exchange.trace import ExchangeTrace
 from onboarding.invites import delivery as invites
+from onboarding.invites.models import LinkPurpose
 from onboarding.invites.store import InviteRepository
 from onboarding.m365 import outcomes as m365_outcomes
 from onboarding.m365.routing import Evidence, Router
@@ -155,6 +157,17 @@ EXTRA_MESSAGES = {
 }
 
 
+def _day(value: str | None) -> str | None:
+    """An ISO time as the pages say a day: "3 March 2026"."""
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return f"{moment.day} {moment:%B %Y}"
+
+
 def reason_message(code: str | None) -> str:
     if not code:
         return ""
@@ -166,12 +179,91 @@ def reason_message(code: str | None) -> str:
         return EXTRA_MESSAGES[INTERNAL_ERROR]
 
 
+# Where an owner may start an attempt: with an invite, before the mailbox connected (or after a failure) ...
+INVITE_STARTS = frozenset({AgentStatus.INVITED, AgentStatus.FAILED})
+# ... and with a reconnect link, a mailbox that connected once: broken, out of reach, still connected (a
+# password about to expire), or after a failed reconnect.
+RECONNECT_STARTS = frozenset(
+    {AgentStatus.VERIFIED, AgentStatus.NEEDS_RECONNECT, AgentStatus.DISCONNECTED, AgentStatus.FAILED}
+)
+
+
+@dataclass(frozen=True)
+class Reconnect:
+    """What the connect page says in reconnect mode: what happened, in plain words."""
+
+    heading: str
+    lead: str
+    for_it: str | None
+    kept_server: str | None  # the settings that worked, kept (shown; the workflow uses them)
+    kept_login: str | None
+
+
 @dataclass(frozen=True)
 class ConnectView:
     token: str
     token_hash: str  # the invite's key (SHA-256 of the token): kept on the agent for the workflow
     record: AgentRecord  # the agent with its invite and connection state (never the password)
     failed_passwords: int = 0  # wrong passwords counted against this invite (it locks at the maximum)
+    purpose: LinkPurpose = LinkPurpose.INVITE  # an invite, or a reconnect link
+
+    @property
+    def reconnecting(self) -> bool:
+        return self.purpose is not LinkPurpose.INVITE
+
+    @property
+    def can_start(self) -> bool:
+        """May the owner start an attempt with this link now (the form is shown, a POST is taken)?"""
+        return self.status in (RECONNECT_STARTS if self.reconnecting else INVITE_STARTS)
+
+    @property
+    def reconnect(self) -> Reconnect | None:
+        """The reconnect mode's words (None for an invite)."""
+        if not self.reconnecting:
+            return None
+        health, connection, email = self.record.health, self.record.connection, self.email
+        problem = problem_for(health.check_problem, email=email)
+        since = _day(health.problem_since or health.failing_since)
+        kept_server = connection.conn_server or (
+            urlsplit(connection.ews_url).hostname if connection.ews_url else None
+        )
+        kept_login = connection.conn_username or connection.exchange_username or None
+        kept = {"kept_server": kept_server, "kept_login": kept_login}
+        if self.status is AgentStatus.VERIFIED and self.purpose is LinkPurpose.PASSWORD_EXPIRY:
+            expires = _day(health.password_expires_at)
+            when = f"expires on {expires}" if expires else "expires soon"
+            return Reconnect(
+                "Keep your mailbox connected",
+                f"The password of {email} {when}. After you change it, enter the new password here, so "
+                "your mailbox stays connected. The settings that work now are kept.",
+                None,
+                **kept,
+            )
+        if self.status is AgentStatus.VERIFIED:
+            return Reconnect(
+                "Your mailbox is connected",
+                f"{email} connects again. If you changed its password, enter the new one here.",
+                None,
+                **kept,
+            )
+        if self.is_m365:
+            ask = "Sign in with Microsoft again to reconnect it: nothing else is needed."
+        elif problem.kind is ProblemKind.UNREACHABLE:
+            ask = (
+                "Nothing needs to be entered if your password is unchanged: the mailbox connects again by "
+                "itself once the server can be reached. If your password changed, enter the new one here."
+            )
+        else:
+            ask = (
+                "Enter your new password to reconnect it: the server and the other settings that worked are "
+                "kept. We will not try the old password again."
+            )
+        opening = (
+            f"Your mailbox {email} could not be reached since {since}: {problem.what}."
+            if problem.kind is ProblemKind.UNREACHABLE and since
+            else f"Your mailbox {email} stopped connecting{f' on {since}' if since else ''}: {problem.what}."
+        )
+        return Reconnect("Reconnect your mailbox", f"{opening} {ask}", problem.for_it, **kept)
 
     @property
     def tenant_name(self) -> str | None:
@@ -310,6 +402,7 @@ class ConnectService:
             token_hash=invite.token_hash,
             record=record,
             failed_passwords=invite.failed_attempts,
+            purpose=invite.purpose,
         )
 
     # -- writes (POST) -----------------------------------------------------------------------
@@ -317,7 +410,7 @@ class ConnectService:
         view = self.view(token)
         if form.email.lower() != view.email.lower():
             raise WrongMailboxError(f"This invite is for {view.email}. Sign in with that mailbox.")
-        if view.status not in (AgentStatus.INVITED, AgentStatus.FAILED):
+        if not view.can_start:
             raise NotNowError(f"The mailbox is {view.status.value}")
         self._refuse_password_for_microsoft_365(view, form)
         manual = {Attr.USERNAME: form.username, Attr.SERVER: form.server}
@@ -325,7 +418,8 @@ class ConnectService:
             view,
             EWS,
             set_attributes={k: v for k, v in manual.items() if v},
-            remove_attributes=tuple(k for k, v in manual.items() if not v),
+            # A reconnect keeps the settings that worked unless the owner typed new ones.
+            remove_attributes=() if view.reconnecting else tuple(k for k, v in manual.items() if not v),
         )
         self._start(view, attempt, form.password)
         return self.view(token)
@@ -381,7 +475,7 @@ class ConnectService:
 
     def connect_with_microsoft(self, view: ConnectView, refresh_token: SecretStr) -> None:
         """After "Sign in with Microsoft": `connecting`, the refresh token stored, the workflow started."""
-        if view.status not in (AgentStatus.INVITED, AgentStatus.FAILED):
+        if not view.can_start:
             raise NotNowError(f"The mailbox is {view.status.value}")
         attempt = self._begin_attempt(
             view, GRAPH, set_attributes={}, remove_attributes=(Attr.USERNAME, Attr.SERVER)

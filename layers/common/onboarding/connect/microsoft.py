@@ -14,7 +14,6 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from onboarding.agents.models import AgentStatus
 from onboarding.connect.forms import ConnectService, ConnectView, NotNowError
 from onboarding.core.observability import logger, metrics
 from onboarding.invites.tokens import looks_like_token
@@ -66,7 +65,7 @@ class SignInService:
 
     def begin(self, token: str, *, redirect_uri: str) -> BegunSignIn:
         view = self.connect.view(token)
-        if view.status not in (AgentStatus.INVITED, AgentStatus.FAILED):
+        if not view.can_start:
             raise NotNowError(f"The mailbox is {view.status.value}")
         if not self.config.enabled:
             raise SignInFailed(M365Reason.NOT_CONFIGURED, view=view)
@@ -117,7 +116,7 @@ class SignInService:
             raise SignInFailed(M365Reason.SIGN_IN_INVALID, view=view)
         if pending.expires_at < time.time():
             raise SignInFailed(M365Reason.SIGN_IN_EXPIRED, view=view)
-        if view.status not in (AgentStatus.INVITED, AgentStatus.FAILED):
+        if not view.can_start:
             raise NotNowError(f"The mailbox is {view.status.value}")
         try:
             grant = self._oauth().redeem(pending.flow, params)

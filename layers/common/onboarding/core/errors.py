@@ -62,6 +62,14 @@ class MissingTenantError(DomainError, code="missing_tenant", status=HTTPStatus.F
     """The verified token carries no usable tenant claim."""
 
 
+class ReconnectTooSoonError(DomainError, code="reconnect_too_soon", status=HTTPStatus.TOO_MANY_REQUESTS):
+    """A reconnect email was asked for too recently; `retry_after` says in how many seconds one may be."""
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class InviteBouncedError(DomainError, code="invite_bounced", status=HTTPStatus.CONFLICT):
     """A resend was asked for an agent whose address bounced (or complained): sending again won't help."""
 

@@ -29,7 +29,7 @@ from onboarding.core.errors import (
 )
 from onboarding.core.observability import logger, metrics
 from onboarding.exchange.diagnoses import EXAMPLE_DOMAIN
-from onboarding.invites.models import DeliveryOutcome, Invite, InviteRequested, SesNotification
+from onboarding.invites.models import DeliveryOutcome, Invite, InviteRequested, LinkPurpose, SesNotification
 from onboarding.invites.store import InviteRepository
 from onboarding.invites.tokens import invite_link, looks_like_token, new_token, token_hash
 
@@ -40,6 +40,10 @@ if TYPE_CHECKING:
 S = AgentStatus
 # Statuses in which the person may still use the link to connect (and retry after a failure).
 CONNECTABLE = frozenset({S.INVITED, S.CONNECTING, S.NEEDS_SETTINGS, S.FAILED})
+# ... and with a reconnect link: a mailbox that connected once (and the attempts the link starts).
+RECONNECTABLE = frozenset(
+    {S.VERIFIED, S.NEEDS_RECONNECT, S.DISCONNECTED, S.CONNECTING, S.NEEDS_SETTINGS, S.FAILED}
+)
 # Attributes of the previous invite that a new request clears.
 _PER_INVITE_ATTRIBUTES = (Attr.INVITE_ATTEMPTS, Attr.INVITE_SENT_AT, Attr.INVITE_EXPIRES_AT)
 MAX_FAILED_ATTEMPTS = 10
@@ -346,13 +350,18 @@ def resolve_invite(
     invite = invites.get(token_hash(token))
     if invite is None:
         raise InviteNotFoundError("No such invite")
-    loaded = _load(repo, invite.tenant_id, invite.agent_id)
-    if loaded is None:
+    record = repo.get_record(invite.tenant_id, invite.agent_id)
+    if record is None:
         raise InviteRevokedError("This invite was withdrawn")
-    agent, state = loaded
-    if invite.invite_version != state.invite_version:
+    agent, state = record.agent, record.invite
+    reconnecting = invite.purpose is not LinkPurpose.INVITE
+    if invite.invite_version != state.invite_version or (
+        reconnecting and invite.reconnect_version != record.health.reconnect_version
+    ):
         raise InviteRevokedError("This invite was replaced by a newer one")
-    used = invite.used_at is not None or agent.status is S.VERIFIED
+    # An invite is done once its mailbox is verified; a reconnect link is for a mailbox that was verified, so
+    # only its own use ends it.
+    used = invite.used_at is not None or (agent.status is S.VERIFIED and not reconnecting)
     if used and not allow_used:
         raise InviteUsedError("This invite was already used")
     # An expired link shows nothing, not even the status page of a used one.
@@ -360,7 +369,7 @@ def resolve_invite(
         raise InviteExpiredError("This invite has expired; ask for a new one")
     if used:
         return invite, agent
-    if agent.status not in CONNECTABLE:
+    if agent.status not in (RECONNECTABLE if reconnecting else CONNECTABLE):
         raise InviteRevokedError("This invite is no longer valid")
     if invite.failed_attempts >= max_failed_attempts:
         raise InviteLockedError("Too many failed attempts with this invite; ask for a new one")

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from onboarding.agents.problems import Problem, ProblemKind
 from onboarding.core.errors import EmailNotSentError, EmailRejectedError, error_code
 from onboarding.core.observability import logger
 
@@ -100,6 +101,95 @@ def render_invite(content: InviteEmailContent) -> RenderedEmail:
         subject=" ".join(subject.split()),
         text=text_env.get_template("invite.txt.j2").render(context),
         html=_environment().get_template("invite.html.j2").render(context),
+    )
+
+
+@dataclass(frozen=True)
+class ReconnectEmailContent:
+    """A reconnect email (the mailbox stopped connecting) or a password-expiry warning."""
+
+    to: str
+    agent_name: str
+    tenant_name: str | None
+    link: str
+    expires_at: datetime
+    purpose: str  # reconnect | password_expiry
+    problem: Problem
+    since: datetime | None = None  # when the mailbox stopped connecting
+    password_expires_at: datetime | None = None
+    microsoft: bool = False  # connected with Sign in with Microsoft: no password to re-enter
+    reminder: bool = False  # not the first email for this problem
+
+
+def _day(value: datetime) -> str:
+    return f"{value.day} {value:%B %Y}"
+
+
+def reconnect_words(content: ReconnectEmailContent) -> dict[str, str]:
+    """The email's subject and paragraphs, in words the owner can act on."""
+    monitor = content.tenant_name or "the team that monitors it"
+    who = monitor[:1].upper() + monitor[1:]
+    email, what = content.to, content.problem.what
+    since = _day(content.since) if content.since else "recently"
+    if content.purpose == "password_expiry":
+        expires = _day(content.password_expires_at) if content.password_expires_at else "soon"
+        return {
+            "subject": f"Your password expires on {expires}: keep your mailbox {email} connected",
+            "opening": f"The password of your mailbox {email} expires on {expires}. After that, {monitor} can "
+            "no longer read it until the new password is entered with the link below.",
+            "action": "After you change your password, use this link to keep your mailbox connected: enter the "
+            "new password there. The server and the other settings that work now are kept.",
+            "button": "Keep your mailbox connected",
+        }
+    if content.problem.kind is ProblemKind.UNREACHABLE:
+        return {
+            "subject": f"Your mailbox {email} cannot be reached",
+            "opening": f"Your mailbox {email} could not be reached since {since}: {what}. {who} cannot read "
+            "it meanwhile.",
+            "action": "If your email works for you, the server may no longer be reachable from the internet: "
+            "forward the note below to the person who runs your company's email. Once it is fixed, the mailbox "
+            "connects again by itself. If your password changed meanwhile, enter the new one with this link.",
+            "button": "Check your mailbox's connection",
+        }
+    if content.microsoft:
+        action = 'To reconnect it, open this link and press "Sign in with Microsoft" again.'
+    elif content.problem.kind is ProblemKind.LOCKED:
+        action = (
+            "Sign in to your email once (in Outlook or in your browser) to unlock your account or change the "
+            "expired password, or ask the person who runs your company's email for help. Then open this link "
+            "and enter your password. We will not try the old password again."
+        )
+    else:
+        action = (
+            "If you changed your password, open this link and enter the new one: the server and the other "
+            "settings that worked are kept. We will not try the old password again."
+        )
+    return {
+        "subject": f"Your mailbox {email} stopped connecting: please reconnect it",
+        "opening": f"Your mailbox {email} stopped connecting on {since}: {what}. {who} cannot read it until "
+        "you reconnect it.",
+        "action": action,
+        "button": "Reconnect your mailbox",
+    }
+
+
+def render_reconnect(content: ReconnectEmailContent) -> RenderedEmail:
+    words = reconnect_words(content)
+    context = {
+        **words,
+        "agent_name": content.agent_name,
+        "email": content.to,
+        "link": content.link,
+        "expires_at": content.expires_at.strftime("%d %B %Y, %H:%M UTC"),
+        "for_it": content.problem.for_it if content.purpose == "reconnect" else None,
+        "reminder": content.reminder,
+    }
+    text_env = _text_environment()
+    return RenderedEmail(
+        to=content.to,
+        subject=" ".join(words["subject"].split()),
+        text=text_env.get_template("reconnect.txt.j2").render(context),
+        html=_environment().get_template("reconnect.html.j2").render(context),
     )
 
 

@@ -35,13 +35,26 @@ class InviteRequested(_Model):
     invite_version: int = Field(default=1, ge=1, alias=Attr.INVITE_VERSION)
 
 
+class LinkPurpose(StrEnum):
+    """What a link is for: the first connection (an invite), or connecting again a mailbox that connected once
+    (a reconnect email: the stored password or sign-in stopped working, or the password expires soon)."""
+
+    INVITE = "invite"
+    RECONNECT = "reconnect"
+    PASSWORD_EXPIRY = "password_expiry"  # noqa: S105 (a purpose, not a password)
+
+
 class Invite(_Model):
-    """An issued invite link, stored under the SHA-256 of its token (never the token)."""
+    """An issued link, stored under the SHA-256 of its token (never the token): an invite, or a reconnect link
+    (the same machinery: single use, expiring, attempts counted; valid while its `reconnectVersion` is the
+    agent's)."""
 
     token_hash: str = Field(alias="tokenHash", pattern=r"^[0-9a-f]{64}$")
     tenant_id: TenantId = Field(alias="tenantId")
     agent_id: AgentId = Field(alias="agentId")
     invite_version: int = Field(ge=1, alias="inviteVersion")
+    purpose: LinkPurpose = LinkPurpose.INVITE
+    reconnect_version: int | None = Field(default=None, ge=1, alias="reconnectVersion")
     created_at: datetime = Field(alias="createdAt")
     expires_at: datetime = Field(alias="expiresAt")
     failed_attempts: int = Field(default=0, ge=0, alias="failedAttempts")
@@ -51,6 +64,16 @@ class Invite(_Model):
 class DeliveryOutcome(StrEnum):
     SENT = "sent"
     SKIPPED = "skipped"  # stale or replayed record: nothing to do
+    FAILED = "failed"  # given up (refused by SES, or too many failed sends): logged, nothing more to do
+
+
+class ReconnectRequested(_Model):
+    """The new image of an agent stream record on which a reconnect email became pending (see FilterCriteria):
+    only a wake-up; the sender acts on the agent's current reconnect version."""
+
+    tenant_id: TenantId = Field(alias="tenantId")
+    agent_id: AgentId = Field(alias="agentId")
+    reconnect_version: int = Field(ge=1, alias=Attr.RECONNECT_PENDING)
 
 
 # -- SES event publishing (configuration set -> SNS) -------------------------------------------

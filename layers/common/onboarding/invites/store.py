@@ -1,7 +1,8 @@
 """Invite persistence, in the agents table.
 
     invite   pk=INVITE#<sha256(token) hex>  sk=INVITE   entity=invite
-             tenantId, agentId, inviteVersion, createdAt, expiresAt, ttl, failedAttempts?, usedAt?,
+             tenantId, agentId, inviteVersion, purpose (invite | reconnect | password_expiry: a reconnect link
+             also names its reconnectVersion), createdAt, expiresAt, ttl, failedAttempts?, usedAt?,
              countedFailures? (the verdicts counted), excusedFailure? (the one verdict not counted:
              `onboarding.invites.delivery.windows_login_in_doubt`)
 
@@ -56,6 +57,21 @@ class _TransactionConflict(Exception):
     pass
 
 
+def _still_current(invite: Invite) -> dict[str, Any]:
+    """The condition on the agent item under which the link is still its current one: the agent's invite
+    version, and for a reconnect link its reconnect version too (a newer reconnect email replaces it)."""
+    condition = "inviteVersion = :v AND #status <> :removed"
+    values: dict[str, Any] = {":v": invite.invite_version, ":removed": AgentStatus.REMOVED.value}
+    if invite.reconnect_version is not None:
+        condition += " AND reconnectVersion = :rv"
+        values[":rv"] = invite.reconnect_version
+    return {
+        "ConditionExpression": condition,
+        "ExpressionAttributeNames": {"#status": "status"},
+        "ExpressionAttributeValues": to_item(values),
+    }
+
+
 class InviteRepository(ABC):
     @abstractmethod
     def put(self, invite: Invite) -> None: ...
@@ -92,6 +108,31 @@ class InviteRepository(ABC):
     @abstractmethod
     def record_accepted(self, tenant_id: str, agent_id: str, invite_version: int, message_id: str) -> None:
         """SES accepted the email of this claimed version (its message id): a retry marks it sent."""
+
+    # -- reconnect emails: the same at-most-once protocol as invites, on the HealthState attributes --------
+    @abstractmethod
+    def claim_reconnect(
+        self, tenant_id: str, agent_id: str, version: int, statuses: frozenset[AgentStatus]
+    ) -> bool:
+        """Mark reconnect email `version` sending just before SES, while it is pending, current and the agent in
+        one of `statuses`; False if it was claimed before (or is no longer wanted)."""
+
+    @abstractmethod
+    def release_reconnect(self, tenant_id: str, agent_id: str, version: int) -> None: ...
+
+    @abstractmethod
+    def record_reconnect_accepted(
+        self, tenant_id: str, agent_id: str, version: int, message_id: str
+    ) -> None: ...
+
+    @abstractmethod
+    def count_reconnect_failure(self, tenant_id: str, agent_id: str, version: int) -> int | None:
+        """Count a failed send of the pending version; None once it is no longer pending."""
+
+    @abstractmethod
+    def finish_reconnect(self, tenant_id: str, agent_id: str, version: int, *, sent_at: str | None) -> bool:
+        """The pending `version` is handled (sent at `sent_at`, or given up with None): no longer pending.
+        False when it was not the pending version (a newer request, or handled before)."""
 
 
 class DynamoInviteRepository(InviteRepository):
@@ -161,11 +202,7 @@ class DynamoInviteRepository(InviteRepository):
                             "Key": to_item(
                                 {"pk": tenant_pk(invite.tenant_id), "sk": agent_sk(invite.agent_id)}
                             ),
-                            "ConditionExpression": "inviteVersion = :v AND #status <> :removed",
-                            "ExpressionAttributeNames": {"#status": "status"},
-                            "ExpressionAttributeValues": to_item(
-                                {":v": invite.invite_version, ":removed": AgentStatus.REMOVED.value}
-                            ),
+                            **_still_current(invite),
                         }
                     },
                 ]
@@ -317,3 +354,84 @@ class DynamoInviteRepository(InviteRepository):
                 return None
             raise
         return int(from_item(response["Attributes"])["inviteAttempts"])
+
+    # -- reconnect emails ----------------------------------------------------------------------------
+    def _agent_update(self, tenant_id: str, agent_id: str, **request: Any) -> dict[str, Any] | None:
+        """A conditional update of the agent item; None when its condition failed."""
+        try:
+            response: dict[str, Any] = self.ddb.update_item(
+                TableName=self.table_name,
+                Key=to_item({"pk": tenant_pk(tenant_id), "sk": agent_sk(agent_id)}),
+                **request,
+            )
+        except ClientError as error:
+            if error_code(error) == "ConditionalCheckFailedException":
+                return None
+            raise
+        return response
+
+    def claim_reconnect(
+        self, tenant_id: str, agent_id: str, version: int, statuses: frozenset[AgentStatus]
+    ) -> bool:
+        # Leaves reconnectPending as it is, so the stream filter ignores the record this write makes.
+        wanted = {f":s{i}": status.value for i, status in enumerate(sorted(statuses))}
+        return (
+            self._agent_update(
+                tenant_id,
+                agent_id,
+                UpdateExpression="SET reconnectSending = :v",
+                ConditionExpression=(
+                    f"reconnectVersion = :v AND reconnectPending = :v AND #status IN ({', '.join(wanted)})"
+                    " AND (attribute_not_exists(reconnectSending) OR reconnectSending <> :v)"
+                ),
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues=to_item({":v": version, **wanted}),
+            )
+            is not None
+        )
+
+    def release_reconnect(self, tenant_id: str, agent_id: str, version: int) -> None:
+        self._agent_update(
+            tenant_id,
+            agent_id,
+            UpdateExpression="REMOVE reconnectSending",
+            ConditionExpression="reconnectSending = :v",
+            ExpressionAttributeValues=to_item({":v": version}),
+        )
+
+    def record_reconnect_accepted(self, tenant_id: str, agent_id: str, version: int, message_id: str) -> None:
+        self._agent_update(
+            tenant_id,
+            agent_id,
+            UpdateExpression="SET reconnectAccepted = :v, reconnectMessageId = :id",
+            ConditionExpression="reconnectSending = :v AND reconnectVersion = :v",
+            ExpressionAttributeValues=to_item({":v": version, ":id": message_id}),
+        )
+
+    def count_reconnect_failure(self, tenant_id: str, agent_id: str, version: int) -> int | None:
+        response = self._agent_update(
+            tenant_id,
+            agent_id,
+            UpdateExpression="ADD reconnectAttempts :one",
+            ConditionExpression="reconnectPending = :v AND reconnectVersion = :v",
+            ExpressionAttributeValues=to_item({":one": 1, ":v": version}),
+            ReturnValues="UPDATED_NEW",
+        )
+        return None if response is None else int(from_item(response["Attributes"])["reconnectAttempts"])
+
+    def finish_reconnect(self, tenant_id: str, agent_id: str, version: int, *, sent_at: str | None) -> bool:
+        update = "REMOVE reconnectPending, reconnectAttempts"
+        values: dict[str, Any] = {":v": version}
+        if sent_at is not None:
+            update = "SET reconnectSentAt = :at " + update
+            values[":at"] = sent_at
+        return (
+            self._agent_update(
+                tenant_id,
+                agent_id,
+                UpdateExpression=update,
+                ConditionExpression="reconnectPending = :v AND reconnectVersion = :v",
+                ExpressionAttributeValues=to_item(values),
+            )
+            is not None
+        )

@@ -62,6 +62,17 @@ OWNER_FIXABLE = frozenset(
 )
 
 
+# What a connection (a reconnect) clears: the problem the checks found and the reconnect emails sent for it.
+RECONNECT_PROBLEM = (
+    Attr.FAILING_SINCE,
+    Attr.CHECK_FAILURES,
+    Attr.CHECK_PROBLEM,
+    Attr.LOCKED_UNTIL,
+    Attr.PROBLEM_SINCE,
+    Attr.RECONNECT_EMAILS,
+)
+
+
 class Outcome(StrEnum):
     FOUND = "found"  # autodiscovery found the server: verify it
     MANUAL = "manual"  # the owner gave the server already: verify it
@@ -145,6 +156,11 @@ class VerificationSteps:
             return TaskOutput(outcome=Outcome.FOUND)  # Microsoft 365: nothing to discover
         if connection.conn_server:
             return TaskOutput(outcome=Outcome.MANUAL)
+        if record.agent.verified_at and _found_settings(connection) is not None:
+            # A mailbox that connected before (the owner reconnects it): the settings that worked are kept,
+            # and verification uses them; no autodiscovery again.
+            logger.info("Reconnecting with the settings that worked", extra={"agent_id": task.agent_id})
+            return TaskOutput(outcome=Outcome.FOUND)
         password = self.credentials.get(task.tenant_id, task.agent_id)
         trace = _recorder(record)
         try:
@@ -270,7 +286,11 @@ class VerificationSteps:
     def record_verified(self, task: TaskInput, record: AgentRecord) -> TaskOutput:
         self._consume_invite(record)
         self.repo.transition(
-            task.tenant_id, task.agent_id, AgentStatus.VERIFIED, remove_attributes=(Attr.TASK_TOKEN,)
+            task.tenant_id,
+            task.agent_id,
+            AgentStatus.VERIFIED,
+            # A reconnect ends the problem the checks found: its reminders count from zero next time.
+            remove_attributes=(Attr.TASK_TOKEN, *RECONNECT_PROBLEM),
         )
         metrics.add_metric(name="MailboxVerified", unit="Count", value=1)
         return TaskOutput(outcome=Outcome.RECORDED)
