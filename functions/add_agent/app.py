@@ -67,7 +67,12 @@ def _errors(
         responses[429] = {
             "description": too_soon,
             "content": _ERROR_BODY,
-            "headers": {"Retry-After": {"description": "Seconds until it may be asked again", "schema": {"type": "integer"}}},
+            "headers": {
+                "Retry-After": {
+                    "description": "Seconds until it may be asked again",
+                    "schema": {"type": "integer"},
+                }
+            },
         }
     return responses
 

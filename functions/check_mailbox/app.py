@@ -66,7 +66,9 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, l
         try:
             message = CheckMessage.model_validate_json(record.get("body") or "")
         except ValidationError:
-            logger.error("Not a check message: left for the dead-letter queue", extra={"message_id": message_id})
+            logger.error(
+                "Not a check message: left for the dead-letter queue", extra={"message_id": message_id}
+            )
             failures.append({"itemIdentifier": message_id})
             continue
         logger.append_keys(agent_id=message.agent_id, cause=message.cause)

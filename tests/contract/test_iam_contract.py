@@ -45,6 +45,8 @@ FUNCTIONS = (
     "InviteEventsFunction",
     "VerifyMailboxFunction",
     "WorkflowEventsFunction",
+    "DispatchChecksFunction",
+    "CheckMailboxFunction",
 )
 ROLES = (*FUNCTIONS, "VerifyMailboxStateMachine")
 
@@ -164,7 +166,7 @@ def _allowed(policies: dict[str, list[Statement]], function: str, request: Reque
 
 
 @pytest.mark.parametrize("function", FUNCTIONS)
-def test_only_the_verification_function_can_read_a_secret(
+def test_only_the_verification_and_the_checker_can_read_a_secret(
     policies: dict[str, list[Statement]], function: str
 ) -> None:
     reads = [
@@ -175,7 +177,9 @@ def test_only_the_verification_function_can_read_a_secret(
         Request("kms:Decrypt", KEY, CONTEXT),
     ]
     can_read = [r.action for r in reads if _allowed(policies, function, r)]
-    expected = ["dynamodb:GetItem", "kms:Decrypt"] if function == "VerifyMailboxFunction" else []
+    # The health checker signs in with the stored password or token, as verification does.
+    readers = {"VerifyMailboxFunction", "CheckMailboxFunction"}
+    expected = ["dynamodb:GetItem", "kms:Decrypt"] if function in readers else []
     assert can_read == expected
 
 
@@ -186,7 +190,7 @@ def test_only_the_connect_page_can_seal_a_secret(policies: dict[str, list[Statem
 
 
 @pytest.mark.parametrize("function", FUNCTIONS)
-def test_a_refresh_token_is_sealed_by_the_connect_page_and_resealed_only_by_verification(
+def test_a_refresh_token_is_sealed_by_the_connect_page_and_resealed_only_by_verification_and_checks(
     policies: dict[str, list[Statement]], function: str
 ) -> None:
     """Microsoft rotates refresh tokens when they are used: verification may seal the new one, and only
@@ -197,7 +201,7 @@ def test_a_refresh_token_is_sealed_by_the_connect_page_and_resealed_only_by_veri
     )
     seal = Request("kms:GenerateDataKey", KEY, refresh_context)
     assert _allowed(policies, function, seal) is (
-        function in {"AuthCallbackFunction", "VerifyMailboxFunction"}
+        function in {"AuthCallbackFunction", "VerifyMailboxFunction", "CheckMailboxFunction"}
     )
 
 

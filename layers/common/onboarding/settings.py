@@ -173,7 +173,9 @@ class _HealthSettings(_FunctionSettings):
     checks_queue_url: str = Field(pattern=_HTTP_URL, description="The checks queue (SQS)")
     check_interval_minutes: int = Field(ge=15, le=1440, description="Between two checks of a mailbox")
     lockout_window_minutes: int = Field(ge=5, le=1440, description="A locked account is not tried before")
-    disconnect_after_hours: int = Field(ge=1, le=720, description="Transient failures this long: disconnected")
+    disconnect_after_hours: int = Field(
+        ge=1, le=720, description="Transient failures this long: disconnected"
+    )
     expiry_warning_days: int = Field(ge=1, le=60, description="Warn this long before the password expires")
     reconnect_email_interval_hours: int = Field(ge=1, le=720, description="At most one reconnect email per")
     reconnect_max_emails: int = Field(ge=1, le=10, description="Reconnect emails per problem (+ reminders)")

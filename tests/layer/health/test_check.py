@@ -7,13 +7,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from onboarding.agents.models import Agent, AgentStatus, Attr
+from onboarding.agents.models import Agent, AgentRecord, AgentStatus, Attr
 from onboarding.agents.schedule import iso, scheduled_attributes
 from onboarding.agents.store import DynamoAgentRepository
 from onboarding.core.errors import CredentialNotFoundError
 from onboarding.health.check import HealthChecker, Outcome
 from onboarding.health.models import CheckMessage, HealthPolicy, ProbeResult, Verdict
-from onboarding.agents.models import AgentRecord
 from tests import lifecycle
 
 S = AgentStatus
@@ -111,10 +110,13 @@ def test_a_refused_password_is_tried_exactly_once_whatever_comes_after(repo: Dyn
     assert record.health.reconnect_purpose == "reconnect"
     # The first email and its reminders, at most POLICY.reconnect.max_emails, then out of the schedule.
     assert record.health.reconnect_emails == POLICY.reconnect.max_emails
-    assert record.health.check_due_at is None and record.health.check_shard is None
+    assert record.health.check_due_at is None
+    assert record.health.check_shard is None
 
 
-def test_a_locked_account_is_not_tried_inside_the_window_and_once_after_it(repo: DynamoAgentRepository) -> None:
+def test_a_locked_account_is_not_tried_inside_the_window_and_once_after_it(
+    repo: DynamoAgentRepository,
+) -> None:
     agent, clock, probe = _connected(repo), Clock(), ScriptedProbe([LOCKED, HEALTHY])
     checker = _checker(repo, probe, clock)
 
@@ -148,9 +150,12 @@ def test_a_server_down_for_ten_minutes_sends_no_email_and_keeps_the_tick(repo: D
     assert (retrying.agent.status, retrying.health.check_state) == (S.VERIFIED, "retrying")
     assert retrying.health.check_failures == 3
     assert retrying.health.failing_since == iso(T0)
-    assert retrying.health.check_due_at == iso(T0 + timedelta(minutes=10) + timedelta(minutes=20))  # 5, 10, 20
+    assert retrying.health.check_due_at == iso(
+        T0 + timedelta(minutes=10) + timedelta(minutes=20)
+    )  # 5, 10, 20
     recovered = _record(repo, agent)
-    assert recovered.health.check_state == "ok" and recovered.health.failing_since is None
+    assert recovered.health.check_state == "ok"
+    assert recovered.health.failing_since is None
     assert recovered.health.reconnect_version == 0  # no email asked for, ever
 
 
@@ -172,7 +177,8 @@ def test_a_mailbox_out_of_reach_past_the_threshold_is_disconnected_once_then_rec
 
     assert still is S.VERIFIED
     assert (disconnected.agent.status, disconnected.agent.status_reason) == (S.DISCONNECTED, "unreachable")
-    assert disconnected.health.reconnect_version == 1 and disconnected.health.problem_since == iso(T0)
+    assert disconnected.health.reconnect_version == 1
+    assert disconnected.health.problem_since == iso(T0)
     back = _record(repo, agent)
     assert (back.agent.status, back.health.check_state, back.health.problem_since) == (S.VERIFIED, "ok", None)
 
@@ -206,7 +212,11 @@ def test_a_check_racing_a_healthy_reconnect_does_not_overwrite_it(repo: DynamoAg
 
     record = _record(repo, agent)
     assert report.outcome is Outcome.STALE
-    assert (record.agent.status, record.health.check_failures, record.health.failing_since) == (S.VERIFIED, 0, None)
+    assert (record.agent.status, record.health.check_failures, record.health.failing_since) == (
+        S.VERIFIED,
+        0,
+        None,
+    )
 
 
 def test_a_check_racing_the_agents_removal_records_nothing(repo: DynamoAgentRepository) -> None:
@@ -221,7 +231,9 @@ def test_a_check_racing_the_agents_removal_records_nothing(repo: DynamoAgentRepo
 
 def test_a_message_whose_lease_was_replaced_checks_nothing(repo: DynamoAgentRepository) -> None:
     agent, clock, probe = _connected(repo), Clock(), ScriptedProbe([HEALTHY])
-    repo.update_attributes(agent.tenant_id, agent.agent_id, {Attr.CHECK_LEASE: "new"}, expected_status=S.VERIFIED)
+    repo.update_attributes(
+        agent.tenant_id, agent.agent_id, {Attr.CHECK_LEASE: "new"}, expected_status=S.VERIFIED
+    )
 
     old = CheckMessage(tenant_id=agent.tenant_id, agent_id=agent.agent_id, cause="schedule", lease="old")
     report = _checker(repo, probe, clock).check(old)
@@ -242,7 +254,9 @@ def test_a_secret_removed_during_the_check_is_not_a_failure(repo: DynamoAgentRep
 
 
 @pytest.mark.parametrize("days_left", [8, 6])
-def test_the_owner_is_warned_once_before_the_password_expires(repo: DynamoAgentRepository, days_left: int) -> None:
+def test_the_owner_is_warned_once_before_the_password_expires(
+    repo: DynamoAgentRepository, days_left: int
+) -> None:
     agent, clock = _connected(repo), Clock()
     expiring = ProbeResult(Verdict.HEALTHY, password_expires_at=T0 + timedelta(days=days_left))
     checker = _checker(repo, ScriptedProbe([expiring]), clock)

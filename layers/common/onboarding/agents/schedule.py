@@ -63,7 +63,9 @@ def next_due(previous_due: datetime | None, now: datetime, interval: timedelta) 
     return due
 
 
-def scheduled_attributes(agent_id: str, now: datetime, interval: timedelta = DEFAULT_INTERVAL) -> dict[str, Any]:
+def scheduled_attributes(
+    agent_id: str, now: datetime, interval: timedelta = DEFAULT_INTERVAL
+) -> dict[str, Any]:
     """What a verification writes with `verified`: in the index, first check at the agent's phase, no
     problem, and a fresh count of reconnect emails (a reconnect keeps the agent's id, history and settings)."""
     return {

@@ -142,7 +142,9 @@ class CredentialNotFoundError(DomainError, code="credential_not_found", status=H
 class TooSoonError(DomainError, code="too_soon", status=HTTPStatus.TOO_MANY_REQUESTS):
     """Asked again too soon (a rate limit per agent): `retry_after` seconds until it may be asked again."""
 
-    def __init__(self, message: str, *, retry_after: int, details: list[dict[str, object]] | None = None) -> None:
+    def __init__(
+        self, message: str, *, retry_after: int, details: list[dict[str, object]] | None = None
+    ) -> None:
         super().__init__(message, details=details)
         self.retry_after = max(1, retry_after)
 

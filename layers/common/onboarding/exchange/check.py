@@ -18,7 +18,7 @@ the SSRF guard (``guard.GuardedHTTPAdapter``) within the time budget; certificat
 from __future__ import annotations
 
 import time
-import xml.etree.ElementTree as ET  # noqa: S405 - expat refuses entity expansion attacks (Python >= 3.11)
+import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -46,7 +46,14 @@ NOT_OFFERED = frozenset(
         "ErrorNotSupported",
     }
 )
-BUSY = frozenset({"ErrorServerBusy", "ErrorTimeoutExpired", "ErrorInternalServerTransientError", "ErrorMailboxMoveInProgress"})
+BUSY = frozenset(
+    {
+        "ErrorServerBusy",
+        "ErrorTimeoutExpired",
+        "ErrorInternalServerTransientError",
+        "ErrorMailboxMoveInProgress",
+    }
+)
 NO_RIGHTS = frozenset({"ErrorAccessDenied", "ErrorImpersonateUserDenied", "ErrorItemNotFound"})
 NO_MAILBOX = frozenset({"ErrorNonExistentMailbox", "ErrorMailRecipientNotFound"})
 LOCKED = frozenset({"ErrorAccountDisabled"})

@@ -21,6 +21,7 @@ Verdicts:
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -111,7 +112,9 @@ class HealthChecker:
         try:
             status = self._record(record, result, now)
         except (ConcurrentModificationError, IllegalTransitionError, AgentNotFoundError):
-            logger.info("Agent changed during the check: the newer state stands", extra={"agent_id": message.agent_id})
+            logger.info(
+                "Agent changed during the check: the newer state stands", extra={"agent_id": message.agent_id}
+            )
             return CheckReport(Outcome.STALE, verdict=result.verdict)
         return CheckReport(Outcome.CHECKED, verdict=result.verdict, status=status)
 
@@ -352,7 +355,7 @@ class HealthChecker:
     def _unschedule(self, record: AgentRecord) -> None:
         """Out of the `ByCheckDue` index (while its status still holds)."""
         agent = record.agent
-        try:
+        with contextlib.suppress(ConcurrentModificationError):
             self.repo.update_attributes(
                 agent.tenant_id,
                 agent.agent_id,
@@ -360,5 +363,3 @@ class HealthChecker:
                 expected_status=agent.status,
                 remove_attributes=(Attr.CHECK_SHARD, Attr.CHECK_DUE_AT, Attr.CHECK_LEASE),
             )
-        except ConcurrentModificationError:
-            pass

@@ -49,7 +49,9 @@ class DueChecks:
         self.table_name = table_name
         self.ddb = ddb
 
-    def due(self, shard: str, now: str, *, page_size: int, report: DispatchReport) -> Iterator[dict[str, Any]]:
+    def due(
+        self, shard: str, now: str, *, page_size: int, report: DispatchReport
+    ) -> Iterator[dict[str, Any]]:
         """The due entries of one shard, oldest first, a page at a time."""
         start: dict[str, Any] | None = None
         while True:
@@ -135,7 +137,9 @@ class Dispatcher:
                 report.leased += 1
                 count += 1
                 tenant_id, agent_id = ids_of(entry)
-                batch.append(CheckMessage(tenant_id=tenant_id, agent_id=agent_id, cause="schedule", lease=lease))
+                batch.append(
+                    CheckMessage(tenant_id=tenant_id, agent_id=agent_id, cause="schedule", lease=lease)
+                )
                 if len(batch) == SQS_BATCH:
                     self._send(batch, report)
                     batch = []

@@ -63,7 +63,9 @@ class HealthPolicy:
     backoff_first: timedelta = timedelta(minutes=5)  # the first retry after a transient failure, doubling
     expiry_warning: timedelta = timedelta(days=7)  # warn the owner this long before the password expires
     manual_min_interval: timedelta = timedelta(minutes=5)  # POST /agents/{id}/check per agent
-    lease_timeout: timedelta = timedelta(minutes=15)  # a dispatched check not done by then is dispatched again
+    lease_timeout: timedelta = timedelta(
+        minutes=15
+    )  # a dispatched check not done by then is dispatched again
     reconnect: ReconnectPolicy = field(default_factory=ReconnectPolicy)
 
     def backoff(self, failures: int) -> timedelta:

@@ -19,7 +19,7 @@ Classification, and why:
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from onboarding.agents.models import AgentRecord
 from onboarding.core.credentials import CredentialStore
@@ -111,7 +111,7 @@ class ExchangeProbe:
         )
 
 
-REFRESH_TOKEN = "refresh_token"  # noqa: S105 (the credential store's purpose, not a token)
+REFRESH_TOKEN: Final = "refresh_token"  # noqa: S105 (the credential store's purpose, not a token)
 
 
 class MicrosoftProbe:
@@ -135,7 +135,9 @@ class MicrosoftProbe:
         try:
             tokens = oauth.refresh(token)
         except SignInError as error:
-            logger.info("Microsoft refused the refresh", extra={"reason": error.reason.value, "aadsts": error.aadsts})
+            logger.info(
+                "Microsoft refused the refresh", extra={"reason": error.reason.value, "aadsts": error.aadsts}
+            )
             return ProbeResult(m365_verdict(error.reason), problem=error.reason.value)
         rotated = tokens.refresh_token
         if rotated is not None and rotated.get_secret_value() != token.get_secret_value():
@@ -145,8 +147,8 @@ class MicrosoftProbe:
         try:
             count = graph.inbox_count(tokens.access_token)
         except GraphFailure as failure:
-            logger.info("Graph check failed", extra={"reason": failure.reason.value, "detail": failure.detail})
+            logger.info(
+                "Graph check failed", extra={"reason": failure.reason.value, "detail": failure.detail}
+            )
             return ProbeResult(m365_verdict(failure.reason), problem=failure.reason.value)
         return ProbeResult(Verdict.HEALTHY, inbox_item_count=count)
-
-
