@@ -47,7 +47,7 @@ def test_the_smoke_test_passes_against_the_local_stack(local_stack: RunningStack
     assert done.returncode == 0, done.stderr
     assert "ok  agent added, read and removed" in done.stdout
     assert "ok  connect page answers a bad link with 404" in done.stdout
-    assert "ok  33 alarms exist, none in ALARM" in done.stdout
+    assert "ok  41 alarms exist, none in ALARM" in done.stdout
     assert token not in done.stdout + done.stderr
 
 

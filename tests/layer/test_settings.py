@@ -21,6 +21,8 @@ MODELS: dict[str, type[settings._FunctionSettings]] = {
     "InviteEventsFunction": settings.InviteEventsSettings,
     "VerifyMailboxFunction": settings.VerifyMailboxSettings,
     "WorkflowEventsFunction": settings.WorkflowEventsSettings,
+    "DispatchChecksFunction": settings.DispatchChecksSettings,
+    "CheckMailboxFunction": settings.CheckMailboxSettings,
 }
 
 
