@@ -67,6 +67,8 @@ TEST_REFS = {
     "CredentialsKey.Arn": "arn:aws:kms:us-east-1:123456789012:key/00000000-0000-0000-0000-000000000000",
     "InviteConfigurationSet": "invites",
     "AgentEventsBus": "test-agents",  # the bus's name (its Ref)
+    "ChecksQueue": "https://sqs.us-east-1.amazonaws.com/123456789012/checks",
+    "ChecksQueue.Arn": "arn:aws:sqs:us-east-1:123456789012:checks",
 }
 
 

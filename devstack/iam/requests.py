@@ -262,6 +262,20 @@ def _events(call: Call) -> list[Request]:
     return found
 
 
+def _sqs(call: Call) -> list[Request]:
+    """A queue is named by its URL (`https://sqs.<region>.amazonaws.com/<account>/<name>`, or moto's); IAM
+    authorizes its ARN. SendMessageBatch is authorized as sqs:SendMessage (IAM service reference)."""
+    url = str(call.params.get("QueueUrl") or "")
+    parts = [p for p in url.split("/") if p]
+    if len(parts) < 2:
+        return [_request(f"sqs:{call.operation}", "*")]
+    account = parts[-2] if parts[-2].isdigit() else call.account
+    action = {"SendMessageBatch": "SendMessage", "DeleteMessageBatch": "DeleteMessage"}.get(
+        call.operation, call.operation
+    )
+    return [_request(f"sqs:{action}", f"arn:aws:sqs:{call.region}:{account}:{parts[-1]}")]
+
+
 def authorization_requests(call: Call, key_schema: KeySchema) -> list[Request]:
     """The requests AWS authorizes for the call, all of which must be allowed."""
     if call.service == "dynamodb":
@@ -278,4 +292,6 @@ def authorization_requests(call: Call, key_schema: KeySchema) -> list[Request]:
         return _lambda(call)
     if call.service == "events" and call.operation == "PutEvents":
         return _events(call)
+    if call.service == "sqs":
+        return _sqs(call)
     return [_request(f"{call.iam_prefix}:{call.operation}", "*")]  # unknown here: scoped policies refuse it

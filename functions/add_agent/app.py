@@ -37,6 +37,8 @@ from onboarding.api import (
 from onboarding.core import aws
 from onboarding.core.errors import ReconnectTooSoonError
 from onboarding.core.observability import logger, metrics
+from onboarding.health import manual as checks
+from onboarding.health.models import HealthPolicy
 from onboarding.invites import delivery as invites
 from onboarding.invites import reconnect
 from onboarding.settings import AgentsApiSettings, agents_api_settings
@@ -59,13 +61,26 @@ _422 = {"description": "Invalid input; `error.details` names each field", "conte
 _500 = {"description": "Unexpected error", "content": _ERROR_BODY}
 
 
-def _errors(*, not_found: str | None = None, conflict: str | None = None) -> dict[int, Any]:
-    """The error responses every route can give, and 404/409 where the route can give them."""
+def _errors(
+    *, not_found: str | None = None, conflict: str | None = None, too_soon: str | None = None
+) -> dict[int, Any]:
+    """The error responses every route can give, and 404/409/429 where the route can give them."""
     responses: dict[int, Any] = {401: _401, 403: _403, 422: _422, 500: _500}
     if not_found:
         responses[404] = {"description": not_found, "content": _ERROR_BODY}
     if conflict:
         responses[409] = {"description": conflict, "content": _ERROR_BODY}
+    if too_soon:
+        responses[429] = {
+            "description": too_soon,
+            "content": _ERROR_BODY,
+            "headers": {
+                "Retry-After": {
+                    "description": "Seconds until it may be asked again",
+                    "schema": {"type": "integer"},
+                }
+            },
+        }
     return responses
 
 
@@ -270,6 +285,40 @@ def send_reconnect_email(agentId: Annotated[str, Path(max_length=64)]) -> Respon
         status_code=HTTPStatus.ACCEPTED.value,
         content_type=content_types.APPLICATION_JSON,
         body=body.model_dump_json(by_alias=True),
+    )
+
+
+@app.post(
+    "/agents/<agentId>/check",
+    summary="Check the mailbox now",
+    description="Queues a health check of a connected mailbox (the same check as the schedule's: one sign-in "
+    "with the stored settings); the agent's health fields show its result within seconds. A password the "
+    "server refused is never tried again (409: ask the owner to reconnect), and a locked account is not "
+    "tried inside its lockout window (429).",
+    operation_id="checkAgent",
+    responses={
+        202: {"description": "Check queued", "content": {"application/json": {"model": Agent}}},
+        **_errors(
+            not_found=_NO_AGENT,
+            conflict="Nothing to check: the mailbox is not connected yet, or it needs reconnecting",
+            too_soon="Checked on request a moment ago, or the account is locked: see Retry-After",
+        ),
+    },
+)
+def check_agent(agentId: Annotated[str, Path(max_length=64)]) -> Response[dict[str, object]]:
+    settings = deps().settings
+    agent = checks.request_check(
+        _repo(),
+        aws.client("sqs"),
+        settings.checks_queue_url,
+        _tenant(),
+        agentId,
+        policy=HealthPolicy(manual_min_interval=timedelta(seconds=settings.manual_check_interval_seconds)),
+    )
+    return Response(
+        status_code=HTTPStatus.ACCEPTED.value,
+        content_type=content_types.APPLICATION_JSON,
+        body=agent.api_dict(),
     )
 
 

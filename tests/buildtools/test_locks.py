@@ -45,6 +45,7 @@ def test_every_artifact_with_dependencies_has_a_lock_resolved_within_the_deploym
         "layers/common/requirements.in",
         "layers/credentials/requirements.in",
         "functions/verify_mailbox/requirements.in",
+        "functions/check_mailbox/requirements.in",
     }
     by_path = {lock.path: lock for lock in locks.locks(ROOT)}
     for path in listed:

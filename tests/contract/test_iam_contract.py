@@ -47,6 +47,8 @@ FUNCTIONS = (
     "VerifyMailboxFunction",
     "WorkflowEventsFunction",
     "PublishStatusFunction",
+    "DispatchChecksFunction",
+    "CheckMailboxFunction",
 )
 ROLES = (*FUNCTIONS, "VerifyMailboxStateMachine")
 
@@ -166,7 +168,7 @@ def _allowed(policies: dict[str, list[Statement]], function: str, request: Reque
 
 
 @pytest.mark.parametrize("function", FUNCTIONS)
-def test_only_the_verification_function_can_read_a_secret(
+def test_only_the_verification_and_the_checker_can_read_a_secret(
     policies: dict[str, list[Statement]], function: str
 ) -> None:
     reads = [
@@ -177,7 +179,9 @@ def test_only_the_verification_function_can_read_a_secret(
         Request("kms:Decrypt", KEY, CONTEXT),
     ]
     can_read = [r.action for r in reads if _allowed(policies, function, r)]
-    expected = ["dynamodb:GetItem", "kms:Decrypt"] if function == "VerifyMailboxFunction" else []
+    # The health checker signs in with the stored password or token, as verification does.
+    readers = {"VerifyMailboxFunction", "CheckMailboxFunction"}
+    expected = ["dynamodb:GetItem", "kms:Decrypt"] if function in readers else []
     assert can_read == expected
 
 
@@ -188,7 +192,7 @@ def test_only_the_connect_page_can_seal_a_secret(policies: dict[str, list[Statem
 
 
 @pytest.mark.parametrize("function", FUNCTIONS)
-def test_a_refresh_token_is_sealed_by_the_connect_page_and_resealed_only_by_verification(
+def test_a_refresh_token_is_sealed_by_the_connect_page_and_resealed_only_by_verification_and_checks(
     policies: dict[str, list[Statement]], function: str
 ) -> None:
     """Microsoft rotates refresh tokens when they are used: verification may seal the new one, and only
@@ -199,7 +203,7 @@ def test_a_refresh_token_is_sealed_by_the_connect_page_and_resealed_only_by_veri
     )
     seal = Request("kms:GenerateDataKey", KEY, refresh_context)
     assert _allowed(policies, function, seal) is (
-        function in {"AuthCallbackFunction", "VerifyMailboxFunction"}
+        function in {"AuthCallbackFunction", "VerifyMailboxFunction", "CheckMailboxFunction"}
     )
 
 

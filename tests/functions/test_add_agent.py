@@ -213,6 +213,7 @@ def test_the_openapi_document_names_operations_and_the_bearer_token_and_only_pos
         ("/agents/{agentId}/invite", "post"): "resendInvite",
         ("/agents/{agentId}/trace", "get"): "getAgentTrace",
         ("/agents/{agentId}/reconnect", "post"): "sendReconnectEmail",
+        ("/agents/{agentId}/check", "post"): "checkAgent",
     }
     # And each documents 401, 404 only where a path names an agent, 409 only where a conflict can happen
     codes = {key: set(op["responses"]) for key, op in operations.items()}
@@ -223,16 +224,19 @@ def test_the_openapi_document_names_operations_and_the_bearer_token_and_only_pos
         ("/agents/{agentId}/invite", "post"),
         ("/agents/{agentId}/trace", "get"),
         ("/agents/{agentId}/reconnect", "post"),
+        ("/agents/{agentId}/check", "post"),
     }
     assert {key for key, found in codes.items() if "409" in found} == {
         ("/agents", "post"),
         ("/agents/{agentId}", "delete"),
         ("/agents/{agentId}/invite", "post"),
         ("/agents/{agentId}/reconnect", "post"),
+        ("/agents/{agentId}/check", "post"),
     }
     # and 429 only where a limit applies
     assert {key for key, found in codes.items() if "429" in found} == {
-        ("/agents/{agentId}/reconnect", "post")
+        ("/agents/{agentId}/reconnect", "post"),
+        ("/agents/{agentId}/check", "post"),
     }
     unauthorized = operations[("/agents", "get")]["responses"]["401"]["content"]["application/json"]["schema"]
     assert unauthorized == {"$ref": "#/components/schemas/GatewayError"}

@@ -22,6 +22,8 @@ MODELS: dict[str, type[settings._FunctionSettings]] = {
     "VerifyMailboxFunction": settings.VerifyMailboxSettings,
     "WorkflowEventsFunction": settings.WorkflowEventsSettings,
     "PublishStatusFunction": settings.PublishStatusSettings,
+    "DispatchChecksFunction": settings.DispatchChecksSettings,
+    "CheckMailboxFunction": settings.CheckMailboxSettings,
 }
 
 

@@ -24,14 +24,18 @@ _TENANT: TypeAdapter[str] = TypeAdapter(TenantId)
 
 
 def error_response(
-    status: HTTPStatus, code: str, message: str, details: list[dict[str, Any]] | None = None
+    status: HTTPStatus,
+    code: str,
+    message: str,
+    details: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
 ) -> Response[str]:
     body = {"error": {"code": code, "message": message, "details": details or []}}
     return Response(
         status_code=status.value,
         content_type=content_types.APPLICATION_JSON,
         body=json.dumps(body),
-        headers={"Cache-Control": "no-store"},
+        headers={"Cache-Control": "no-store", **(headers or {})},
     )
 
 
@@ -78,7 +82,10 @@ def register_error_handlers(app: APIGatewayHttpResolver) -> None:
 
     @app.exception_handler(DomainError)
     def _domain(error: DomainError) -> Response[str]:
-        return error_response(error.status, error.code, error.message, error.details)
+        # An error may carry headers of its own (a 429's Retry-After).
+        return error_response(
+            error.status, error.code, error.message, error.details, getattr(error, "headers", None)
+        )
 
     @app.not_found
     def _not_found(_: NotFoundError) -> Response[str]:

@@ -32,6 +32,7 @@ from pydantic import (
 
 if TYPE_CHECKING:
     from onboarding.exchange import ExchangeConfig
+    from onboarding.health.models import HealthPolicy
     from onboarding.m365.config import M365Config
 
 _HTTP_URL = r"^https?://[^\s]+$"
@@ -123,6 +124,9 @@ class _Microsoft365Settings(_FunctionSettings):
 class AgentsApiSettings(_FunctionSettings):
     """The dashboard API function (`functions/add_agent`)."""
 
+    checks_queue_url: str = Field(pattern=_HTTP_URL, description="POST /agents/{agentId}/check queues here")
+    manual_check_interval_seconds: int = Field(ge=10, le=3600, description="POST /check per agent at most")
+
     tenant_claim: str = Field(min_length=1, description="JWT claim naming the tenant")
     tenant_name_claim: str = Field(min_length=1, description="JWT claim with the tenant's display name")
     default_page_size: int = Field(ge=1, le=100)
@@ -148,6 +152,7 @@ class VerifyMailboxSettings(_Microsoft365Settings):
     graph_base_url: str = Field(pattern=_HTTPS_URL, description="Microsoft Graph")
     graph_timeout: float = Field(gt=0, description="Seconds per Graph call")
     graph_budget: float = Field(gt=0, description="Seconds for the whole Graph check, retries included")
+    check_interval_minutes: int = Field(ge=15, le=1440, description="Between two health checks of a mailbox")
 
     @property
     def exchange(self) -> ExchangeConfig:
@@ -164,6 +169,77 @@ class VerifyMailboxSettings(_Microsoft365Settings):
     @property
     def m365(self) -> M365Config:
         """The typed value the Microsoft 365 code takes (it never reads the environment itself)."""
+        return self._m365(
+            graph_base_url=self.graph_base_url,
+            graph_timeout=self.graph_timeout,
+            graph_budget=self.graph_budget,
+        )
+
+
+class _HealthSettings(_FunctionSettings):
+    """What the health checks' rules need (onboarding.health.models.HealthPolicy), in the three functions
+    that apply them (the dispatcher, the checker and the dashboard API's POST /agents/{agentId}/check)."""
+
+    checks_queue_url: str = Field(pattern=_HTTP_URL, description="The checks queue (SQS)")
+    check_interval_minutes: int = Field(ge=15, le=1440, description="Between two checks of a mailbox")
+    lockout_window_minutes: int = Field(ge=5, le=1440, description="A locked account is not tried before")
+    disconnect_after_hours: int = Field(
+        ge=1, le=720, description="Transient failures this long: disconnected"
+    )
+    expiry_warning_days: int = Field(ge=1, le=60, description="Warn this long before the password expires")
+    reconnect_email_interval_hours: int = Field(ge=1, le=720, description="At most one reconnect email per")
+    reconnect_max_emails: int = Field(ge=1, le=10, description="Reconnect emails per problem (+ reminders)")
+    manual_check_interval_seconds: int = Field(ge=10, le=3600, description="POST /check per agent at most")
+
+    @property
+    def health(self) -> HealthPolicy:
+        from datetime import timedelta
+
+        from onboarding.health.models import HealthPolicy
+        from onboarding.invites.reconnect import ReconnectPolicy
+
+        return HealthPolicy(
+            interval=timedelta(minutes=self.check_interval_minutes),
+            lockout_window=timedelta(minutes=self.lockout_window_minutes),
+            disconnect_after=timedelta(hours=self.disconnect_after_hours),
+            expiry_warning=timedelta(days=self.expiry_warning_days),
+            manual_min_interval=timedelta(seconds=self.manual_check_interval_seconds),
+            reconnect=ReconnectPolicy(
+                min_interval=timedelta(hours=self.reconnect_email_interval_hours),
+                max_emails=self.reconnect_max_emails,
+            ),
+        )
+
+
+class DispatchChecksSettings(_HealthSettings):
+    """The scheduled dispatcher of due checks (`functions/dispatch_checks`)."""
+
+
+class CheckMailboxSettings(_HealthSettings, _Microsoft365Settings):
+    """The checker (`functions/check_mailbox`, SQS): signs in to Exchange or Microsoft 365 once per check."""
+
+    credentials_table_name: TableName
+    credentials_key_arn: KmsKeyArn = Field(description="KMS key that unwraps (and reseals) the secrets")
+    exchange_check_timeout: float = Field(ge=1, le=50, description="Seconds for one Exchange check")
+    exchange_allow_networks: str = Field(description="CIDRs the SSRF guard lets through (local stack only)")
+    exchange_ca_bundle: str = Field(description="Extra CA bundle to trust (local stack only); empty: none")
+    graph_base_url: str = Field(pattern=_HTTPS_URL, description="Microsoft Graph")
+    graph_timeout: float = Field(gt=0, description="Seconds per Graph call")
+    graph_budget: float = Field(gt=0, description="Seconds for the Graph call, retries included")
+
+    @property
+    def exchange(self) -> ExchangeConfig:
+        from onboarding.exchange import ExchangeConfig
+
+        return ExchangeConfig(
+            discovery_timeout=self.exchange_check_timeout,
+            verify_timeout=self.exchange_check_timeout,
+            allow_networks=self.exchange_allow_networks,  # split into a tuple by its validator
+            ca_bundle=self.exchange_ca_bundle or None,
+        )
+
+    @property
+    def m365(self) -> M365Config:
         return self._m365(
             graph_base_url=self.graph_base_url,
             graph_timeout=self.graph_timeout,
@@ -292,3 +368,13 @@ def workflow_events_settings() -> WorkflowEventsSettings:
 @functools.cache
 def publish_status_settings() -> PublishStatusSettings:
     return PublishStatusSettings.from_environ()
+
+
+@functools.cache
+def dispatch_checks_settings() -> DispatchChecksSettings:
+    return DispatchChecksSettings.from_environ()
+
+
+@functools.cache
+def check_mailbox_settings() -> CheckMailboxSettings:
+    return CheckMailboxSettings.from_environ()

@@ -144,3 +144,18 @@ class EmailNotSentError(DomainError, code="email_not_sent"):
 # -- the verification workflow ---------------------------------------------------------------------
 class CredentialNotFoundError(DomainError, code="credential_not_found", status=HTTPStatus.NOT_FOUND):
     """No password is stored for the agent (removed meanwhile, or never stored)."""
+
+
+# -- health checks -------------------------------------------------------------------------------
+class TooSoonError(DomainError, code="too_soon", status=HTTPStatus.TOO_MANY_REQUESTS):
+    """Asked again too soon (a rate limit per agent): `retry_after` seconds until it may be asked again."""
+
+    def __init__(
+        self, message: str, *, retry_after: int, details: list[dict[str, object]] | None = None
+    ) -> None:
+        super().__init__(message, details=details)
+        self.retry_after = max(1, retry_after)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}

@@ -106,6 +106,15 @@ class GraphClient:
             raise GraphFailure(M365Reason.UNAVAILABLE, detail="no totalItemCount") from error
         return GraphMailbox(address=signed_in, user_id=str(me.get("id") or ""), inbox_item_count=count)
 
+    def inbox_count(self, access_token: SecretStr) -> int:
+        """The inbox's item count: one Graph request, the health check's (onboarding.health)."""
+        deadline = time.monotonic() + self.config.graph_budget
+        inbox = self._get("/v1.0/me/mailFolders/inbox", {"$select": INBOX_SELECT}, access_token, deadline)
+        try:
+            return int(inbox["totalItemCount"])
+        except (KeyError, TypeError, ValueError) as error:
+            raise GraphFailure(M365Reason.UNAVAILABLE, detail="no totalItemCount") from error
+
     def _get(self, path: str, params: dict[str, str], token: SecretStr, deadline: float) -> dict[str, Any]:
         url = f"{self.config.graph_base_url.rstrip('/')}{path}"
         retried_5xx = False

@@ -181,6 +181,8 @@ _AADSTS: dict[int, M365Reason] = {
     54005: R.SIGN_IN_EXPIRED,  # authorization code already redeemed
     70008: R.SIGN_IN_EXPIRED,  # code or refresh token expired
     50173: R.TOKEN_REJECTED,  # grant revoked (password changed)
+    50132: R.TOKEN_REJECTED,  # session revoked (password changed or expired, sessions revoked by an admin)
+    50133: R.TOKEN_REJECTED,  # session invalid after a password change
     700082: R.TOKEN_REJECTED,  # refresh token expired due to inactivity
 }
 _AADSTS_PREFIX = re.compile(r"AADSTS(\d{4,8})")

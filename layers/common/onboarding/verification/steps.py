@@ -8,13 +8,14 @@ the agent item; the task output says only where the workflow goes next.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from onboarding.agents.models import INTERNAL_ERROR, AgentRecord, AgentStatus, Attr, ConnectionState
+from onboarding.agents.schedule import DEFAULT_INTERVAL, PROBLEM_ATTRIBUTES, scheduled_attributes
 from onboarding.agents.store import AgentRepository
 from onboarding.core.credentials import CredentialStore
 from onboarding.core.errors import (
@@ -59,17 +60,6 @@ OWNER_FIXABLE = frozenset(
         Diagnosis.BLOCKED_ADDRESS,
         Diagnosis.CONFIRM_SERVER,
     }
-)
-
-
-# What a connection (a reconnect) clears: the problem the checks found and the reconnect emails sent for it.
-RECONNECT_PROBLEM = (
-    Attr.FAILING_SINCE,
-    Attr.CHECK_FAILURES,
-    Attr.CHECK_PROBLEM,
-    Attr.LOCKED_UNTIL,
-    Attr.PROBLEM_SINCE,
-    Attr.RECONNECT_EMAILS,
 )
 
 
@@ -120,7 +110,9 @@ class VerificationSteps:
         max_settings_rounds: int = 3,
         max_failed_passwords: int = MAX_FAILED_ATTEMPTS,
         graph: Callable[[], GraphVerifier] | None = None,
+        check_interval: timedelta = DEFAULT_INTERVAL,
     ) -> None:
+        self.check_interval = check_interval  # health checks (onboarding.health) of the verified mailbox
         self.graph = graph  # Microsoft 365 mailboxes: refresh token -> Graph (None: not configured)
         self.repo = repo
         self.credentials = credentials
@@ -285,12 +277,16 @@ class VerificationSteps:
 
     def record_verified(self, task: TaskInput, record: AgentRecord) -> TaskOutput:
         self._consume_invite(record)
+        # Checked from now on (the `ByCheckDue` index), at the agent's own phase of the interval; a reconnect
+        # clears the problem the checks had recorded.
         self.repo.transition(
             task.tenant_id,
             task.agent_id,
             AgentStatus.VERIFIED,
-            # A reconnect ends the problem the checks found: its reminders count from zero next time.
-            remove_attributes=(Attr.TASK_TOKEN, *RECONNECT_PROBLEM),
+            # Back on the check schedule; a reconnect ends the problem the checks found (its reminders count
+            # from zero next time).
+            set_attributes=scheduled_attributes(task.agent_id, datetime.now(UTC), self.check_interval),
+            remove_attributes=(Attr.TASK_TOKEN, *PROBLEM_ATTRIBUTES),
         )
         metrics.add_metric(name="MailboxVerified", unit="Count", value=1)
         return TaskOutput(outcome=Outcome.RECORDED)
