@@ -81,12 +81,15 @@ def test_a_reconnect_keeps_the_agent_and_its_settings_and_ends_verified_without_
     paths = [seen.path.lower() for seen in exchange_sim.requests_seen]
     assert paths
     assert not [path for path in paths if "autodiscover" in path]
-    # The reconnect link is used up; the problem and its reminders are cleared
+    # The reconnect link is used up; the problem is cleared, its reminders count from zero, and the mailbox is
+    # back on the check schedule
     invite = workflow.invite_of(agent_id)
     assert invite is not None
     assert invite.used_at is not None
     assert Attr.CHECK_PROBLEM not in after
-    assert Attr.RECONNECT_EMAILS not in after
+    assert after[Attr.RECONNECT_EMAILS] == 0
+    assert after[Attr.CHECK_STATE] == "ok"
+    assert after[Attr.CHECK_DUE_AT] > after["updatedAt"]
 
 
 def test_a_wrong_new_password_is_tried_once_counted_on_the_link_and_the_owner_can_retry(
