@@ -31,14 +31,11 @@ from onboarding.agents.models import AgentId, AgentStatus, TenantId
 from onboarding.core.dynamo_types import from_item
 from onboarding.core.eventbus import BusEvent, EventPublisher, FailedEntry
 from onboarding.core.observability import logger, metrics
+from onboarding.core.times import iso
 
 SOURCE = "mailbox-onboarding"  # the events' `source` (the IAM policy allows this source only)
 DETAIL_TYPE = "Agent Status Changed"
 SCHEMA_ID = "https://mailbox-onboarding.example/events/agent-status-changed.schema.json"
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class AgentStatusChanged(BaseModel):
@@ -132,7 +129,7 @@ def status_change(record: StreamRecord) -> AgentStatusChanged | None:
             from_status=old.status,
             to_status=AgentStatus.REMOVED,
             reason=None,
-            time=_iso(removed_at),
+            time=iso(removed_at),
             version=old.version + 1,
         )
     if new is None:

@@ -11,10 +11,11 @@ Here (floor 2), so that verification (floor 4) and the health checks share one r
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from onboarding.agents.models import Attr
+from onboarding.core.times import iso, parse_iso  # noqa: F401 (the health checks import them from here)
 
 CHECK_SHARDS = 16
 DEFAULT_INTERVAL = timedelta(hours=6)
@@ -27,14 +28,6 @@ PROBLEM_ATTRIBUTES = (
     Attr.CHECK_LEASE,
     Attr.PROBLEM_SINCE,
 )
-
-
-def iso(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def parse_iso(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
 
 
 def _fraction(agent_id: str) -> float:

@@ -28,6 +28,7 @@ from onboarding.core.errors import (
     InviteUsedError,
 )
 from onboarding.core.observability import logger, metrics
+from onboarding.core.times import iso
 from onboarding.exchange.diagnoses import EXAMPLE_DOMAIN
 from onboarding.invites.models import DeliveryOutcome, Invite, InviteRequested, LinkPurpose, SesNotification
 from onboarding.invites.store import InviteRepository
@@ -77,10 +78,6 @@ class InviteConfig:
     public_base_url: str
     valid_for: timedelta = timedelta(days=7)
     max_send_attempts: int = 4
-
-
-def _iso(value: datetime) -> str:
-    return value.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _load(repo: AgentRepository, tenant_id: str, agent_id: str) -> tuple[Agent, InviteState] | None:
@@ -247,7 +244,7 @@ def _mark_invited(
             agent.agent_id,
             S.INVITED,
             expected_version=agent.version,
-            set_attributes={Attr.INVITE_SENT_AT: _iso(now), Attr.INVITE_EXPIRES_AT: _iso(expires_at)},
+            set_attributes={Attr.INVITE_SENT_AT: iso(now), Attr.INVITE_EXPIRES_AT: iso(expires_at)},
             remove_attributes=(Attr.INVITE_ATTEMPTS,),
         )
     except (AgentNotFoundError, ConcurrentModificationError, IllegalTransitionError):

@@ -28,6 +28,7 @@ from onboarding.core.errors import (
     ReconnectTooSoonError,
 )
 from onboarding.core.observability import logger, metrics
+from onboarding.core.times import iso, parse_iso
 from onboarding.invites.models import DeliveryOutcome, Invite, LinkPurpose, ReconnectRequested
 from onboarding.invites.store import InviteRepository
 from onboarding.invites.tokens import invite_link, new_token, token_hash
@@ -67,14 +68,6 @@ class ReconnectRequest:
     next_allowed_at: datetime | None = None
 
 
-def _parse(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
-
-
-def _iso(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def request_reconnect(
     repo: AgentRepository,
     tenant_id: str,
@@ -96,7 +89,7 @@ def request_reconnect(
         if purpose is ReconnectPurpose.RECONNECT and agent.status is S.VERIFIED:
             raise IllegalTransitionError("The mailbox is connected; it needs no reconnect email")
         raise IllegalTransitionError(f"An agent in status {agent.status.value} gets no {purpose.value} email")
-    last = _parse(health.reconnect_requested_at)
+    last = parse_iso(health.reconnect_requested_at)
     if last is not None and now - last < policy.min_interval:
         return ReconnectRequest(False, agent, health.reconnect_version, last + policy.min_interval)
     if not by_dashboard and health.reconnect_emails >= policy.max_emails:
@@ -123,7 +116,7 @@ def request_reconnect(
             {
                 Attr.RECONNECT_VERSION: version,
                 Attr.RECONNECT_PURPOSE: purpose.value,
-                Attr.RECONNECT_REQUESTED_AT: _iso(now),
+                Attr.RECONNECT_REQUESTED_AT: iso(now),
                 Attr.RECONNECT_EMAILS: health.reconnect_emails + 1,
                 Attr.RECONNECT_PENDING: version,  # asks the invite sender (the stream) for the email
             },
@@ -170,7 +163,7 @@ def reconnect_from_dashboard(
         wait = max(1, math.ceil((asked.next_allowed_at - now).total_seconds()))
         raise ReconnectTooSoonError(
             f"A reconnect email was sent to this mailbox recently; another can be sent after "
-            f"{_iso(asked.next_allowed_at)}",
+            f"{iso(asked.next_allowed_at)}",
             retry_after=wait,
         )
     raise ConcurrentModificationError("The agent changed while the email was asked for; try again")
@@ -228,7 +221,7 @@ def deliver_reconnect(
         return DeliveryOutcome.SKIPPED
     now = now or datetime.now(UTC)
     if health.reconnect_accepted == version:
-        invites.finish_reconnect(tenant_id, agent_id, version, sent_at=_iso(now))
+        invites.finish_reconnect(tenant_id, agent_id, version, sent_at=iso(now))
         logger.info("Reconnect email accepted by SES before; marked sent", extra=log)
         return DeliveryOutcome.SENT
     if health.reconnect_sending == version:
@@ -239,7 +232,7 @@ def deliver_reconnect(
         return DeliveryOutcome.FAILED
 
     expires_at = now + policy.valid_for
-    password_expires_at = _parse(health.password_expires_at)
+    password_expires_at = parse_iso(health.password_expires_at)
     if purpose is ReconnectPurpose.PASSWORD_EXPIRY and password_expires_at is not None:
         expires_at = max(expires_at, password_expires_at + policy.after_expiry)
     token = new_token()
@@ -263,7 +256,7 @@ def deliver_reconnect(
             expires_at=expires_at,
             purpose=purpose.value,
             problem=problem_for(health.check_problem, email=agent.email),
-            since=_parse(health.problem_since or health.failing_since or health.reconnect_requested_at),
+            since=parse_iso(health.problem_since or health.failing_since or health.reconnect_requested_at),
             password_expires_at=password_expires_at,
             microsoft=record.connection.verify_method == "graph",
             reminder=health.reconnect_emails > 1,
@@ -300,7 +293,7 @@ def deliver_reconnect(
         logger.warning("Reconnect email not sent; will retry", extra={**log, "attempts": attempts})
         raise
     invites.record_reconnect_accepted(tenant_id, agent_id, version, message_id)
-    invites.finish_reconnect(tenant_id, agent_id, version, sent_at=_iso(now))
+    invites.finish_reconnect(tenant_id, agent_id, version, sent_at=iso(now))
     logger.info("Reconnect email sent", extra={**log, "purpose": purpose.value, "ses_message_id": message_id})
     metrics.add_metric(name="ReconnectEmailSent", unit="Count", value=1)
     return DeliveryOutcome.SENT

@@ -33,6 +33,7 @@ from onboarding.core.errors import (
     InviteUsedError,
     error_code,
 )
+from onboarding.core.times import iso
 from onboarding.invites.models import Invite
 
 TTL_GRACE = timedelta(days=30)
@@ -43,10 +44,6 @@ def invite_pk(token_hash: str) -> str:
 
 
 INVITE_SK = "INVITE"
-
-
-def _iso(value: datetime) -> str:
-    return value.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _cancel_codes(error: ClientError) -> list[str]:
@@ -150,8 +147,8 @@ class DynamoInviteRepository(InviteRepository):
             "pk": invite_pk(invite.token_hash),
             "sk": INVITE_SK,
             "entity": "invite",
-            "createdAt": _iso(invite.created_at),
-            "expiresAt": _iso(invite.expires_at),
+            "createdAt": iso(invite.created_at),
+            "expiresAt": iso(invite.expires_at),
             "ttl": int((invite.expires_at + TTL_GRACE).timestamp()),
         }
         self.ddb.put_item(
@@ -192,7 +189,7 @@ class DynamoInviteRepository(InviteRepository):
                                 " AND (attribute_not_exists(failedAttempts) OR failedAttempts < :max)"
                             ),
                             "ExpressionAttributeValues": to_item(
-                                {":at": _iso(at), ":v": invite.invite_version, ":max": max_failed_attempts}
+                                {":at": iso(at), ":v": invite.invite_version, ":max": max_failed_attempts}
                             ),
                         }
                     },
