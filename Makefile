@@ -45,8 +45,8 @@ $(CHECKOV_VENV)/.installed: requirements-checkov.txt buildtools/pip.txt
 	touch $@
 
 # The local stack enforces template.yaml's IAM policies, expanded by SAM's translator (.venv-sam).
-dev: $(VENV)/.installed $(SAM_VENV)/.installed ## run the whole service locally on 127.0.0.1 (ARGS='--port 3100 --fresh ...')
-	$(PY) -m devstack run $(ARGS)
+dev: $(VENV)/.installed $(SAM_VENV)/.installed ## run the whole service locally on 127.0.0.1 (ARGS='--port 3100 --fresh ...', CHECK_INTERVAL=2m)
+	$(PY) -m devstack run $(if $(CHECK_INTERVAL),--check-interval $(CHECK_INTERVAL)) $(ARGS)
 
 test: setup $(SAM_VENV)/.installed ## run the tests
 	$(PY) -m pytest -n 2 -p no:cacheprovider

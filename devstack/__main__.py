@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
+import re
 import signal
 import sys
 import threading
@@ -29,6 +31,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     run.add_argument(
         "--state-dir", type=Path, default=tokens.STATE_DIR, help="where state is kept (default .devstack/)"
+    )
+    run.add_argument(
+        "--check-interval",
+        type=check_interval,
+        default=os.environ.get("CHECK_INTERVAL") or None,
+        metavar="2m",
+        help="health checks of each mailbox this often (minutes, or e.g. 2h), the dispatcher every quarter of"
+        " it: local only, to watch a tick go and come back (default: the template's; env CHECK_INTERVAL)",
     )
     token = sub.add_parser("token", help="print a bearer token for a tenant")
     token.add_argument("--tenant", required=True)
@@ -62,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     port, moto_port = getattr(args, "port", 3000), getattr(args, "moto_port", 5001)
     fresh = getattr(args, "fresh", False)
     stack = LocalStack(gateway_port=port, moto_port=moto_port, state_dir=None if fresh else args.state_dir)
+    interval = getattr(args, "check_interval", None) or os.environ.get("CHECK_INTERVAL") or None
+    stack.check_interval_minutes = check_interval(interval) if isinstance(interval, str) else interval
     try:
         stack.start()
     except PortInUseError as error:
@@ -87,6 +99,15 @@ def main(argv: list[str] | None = None) -> int:
         stopped.wait()
     stack.stop()
     return 0
+
+
+def check_interval(value: str) -> int:
+    """`make dev CHECK_INTERVAL=...`: minutes (`2`, `2m`) or hours (`1h`), 1 minute to 1 day."""
+    found = re.fullmatch(r"\s*(\d+)\s*(m|min|h)?\s*", value or "")
+    minutes = int(found.group(1)) * (60 if found.group(2) == "h" else 1) if found else 0
+    if not 1 <= minutes <= 1440:
+        raise argparse.ArgumentTypeError(f"{value!r}: give minutes (2m) or hours (1h), from 1m to 24h")
+    return minutes
 
 
 CONTROL_ACTIONS = (
@@ -182,6 +203,8 @@ def banner(stack: LocalStack, *, fresh: bool) -> str:
             f"  Dev dashboard (tenant 'demo'): {stack.base_url}/",
             f"  Sent emails (the invites, with their links): {stack.base_url}/_local/emails",
             f"  Status events (Agent Status Changed, on the stack's bus): {stack.base_url}/_local/events",
+            f"  Break a mailbox on purpose (the simulators' controls): {stack.base_url}/_local/simulators",
+            *_checks(stack),
             *_microsoft(stack),
             kept,
             "Bearer token for tenant 'demo' (valid 12 h):",
@@ -190,6 +213,29 @@ def banner(stack: LocalStack, *, fresh: bool) -> str:
             "Ctrl-C stops it.",
         ]
     )
+
+
+def _checks(stack: LocalStack) -> list[str]:
+    """The health checks' schedule, as this stack runs it."""
+    if stack.scheduler is None:
+        return []
+    minutes = stack.check_interval_minutes
+    every = ", ".join(
+        f"{rule['function']} every {_duration(rule['everySeconds'])}" for rule in stack.scheduler.describe()
+    )
+    interval = (
+        f"each mailbox every {minutes} min (CHECK_INTERVAL, local only)"
+        if minutes is not None
+        else "each mailbox every CheckIntervalMinutes (`make dev CHECK_INTERVAL=2m` to watch it)"
+    )
+    return [
+        f"  Health checks: {interval}; schedules: {every}",
+        f"    run one now: curl -s -X POST {stack.base_url}/_local/schedules/DispatchChecksFunction/run",
+    ]
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 60:g} min" if seconds >= 60 else f"{seconds:g} s"
 
 
 def _microsoft(stack: LocalStack) -> list[str]:

@@ -27,7 +27,8 @@ def _parts(raw: str) -> tuple[str, str, str, str]:
             text = str(part.get_content())
         elif part.get_content_type() == "text/html" and not html:
             html = str(part.get_content())
-    return str(message.get("To", "")), str(message.get("Subject", "")), text, html
+    # A subject folded right after "Subject:" (a long one) keeps the fold's space when read back: not ours.
+    return str(message.get("To", "")), str(message.get("Subject", "")).strip(), text, html
 
 
 def sent_emails(region: str = "us-east-1", account: str = ACCOUNT) -> list[dict[str, Any]]:

@@ -25,7 +25,7 @@ import requests
 from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
 
-from devstack import bus, controls, mailbox, tokens
+from devstack import bus, controls, mailbox, queues, schedules, tokens
 from devstack import state as saved
 from devstack import template as tpl
 from devstack.eventbridge import EventRouter, execution_ends_published
@@ -133,6 +133,12 @@ class LocalStack:
     # Local values for variables the template gives a function (only those: nothing AWS would not give).
     local_overrides: dict[str, str] = field(default_factory=dict)
     pollers: list[StreamPoller] = field(default_factory=list)
+    # SQS event sources (devstack/queues.py) and scheduled rules (devstack/schedules.py)
+    queue_sources: list[queues.SqsEventSource] = field(default_factory=list)
+    scheduler: schedules.Scheduler | None = None
+    # Local only (`make dev CHECK_INTERVAL=2m`): minutes between two health checks of a mailbox (the
+    # CheckIntervalMinutes parameter, below its AWS floor) and the schedules' period (a quarter of it).
+    check_interval_minutes: int | None = None
     queue_urls: dict[str, str] = field(default_factory=dict)
     _emails_printed: int = 0
     # Where state is kept across restarts (None: start empty, keep nothing; see devstack/state.py).
@@ -177,6 +183,8 @@ class LocalStack:
             self._start_identity_simulator()
             self._start_moto()
             self._point_aws_at_moto()
+            if self.check_interval_minutes is not None:
+                self.parameters["CheckIntervalMinutes"] = str(self.check_interval_minutes)
             self._create_resources()
             self._restore()
             self._register_m365_app()
@@ -196,8 +204,10 @@ class LocalStack:
             self._eventbridge.__enter__()
             with as_harness():  # the stack restarting what a restart interrupted: no function's doing
                 self._resume_checks()
+            self._start_scheduler()  # mounted before the gateway serves; its first run is a period away
             self._serve_gateway()
             self._start_stream_pollers()
+            self._start_queue_pollers()
             if self._state is not None:
                 self._saver = saved.Saver(self._state, self.snapshot).start()
             self.ready = True
@@ -207,6 +217,12 @@ class LocalStack:
         return self
 
     def stop(self) -> None:
+        if self.scheduler is not None:
+            self.scheduler.stop()
+            self.scheduler = None
+        for source in self.queue_sources:
+            source.stop()
+        self.queue_sources.clear()
         for poller in self.pollers:
             poller.stop()
         self.pollers.clear()
@@ -488,8 +504,7 @@ class LocalStack:
         for logical_id in tpl.resources(template, "AWS::SES::ConfigurationSet"):
             ses.create_configuration_set(ConfigurationSetName=refs[logical_id])
         sqs = boto3.client("sqs", endpoint_url=self.moto_url, region_name=REGION)
-        for logical_id in tpl.resources(template, "AWS::SQS::Queue"):
-            self.queue_urls[logical_id] = sqs.create_queue(QueueName=f"{self.stage}-{logical_id}")["QueueUrl"]
+        self.queue_urls.update(queues.create_queues(sqs, self.stage, refs, template))
 
     def _create_alarms(self) -> None:
         """The template's alarms and their topic, in moto's CloudWatch and SNS (moto does not evaluate them:
@@ -521,6 +536,30 @@ class LocalStack:
                 after_batch=self._print_new_emails,
             )
             self.pollers.append(poller.start())
+
+    def _start_queue_pollers(self) -> None:
+        """Queue messages reach their functions as the template's SQS event sources say."""
+        sqs = boto3.client("sqs", endpoint_url=self.moto_url, region_name=REGION)
+        refs = self.refs()
+        for mapping in queues.queue_mappings(refs):
+            source = queues.SqsEventSource(
+                mapping=mapping,
+                runners=queues.instances(self.runners[mapping.function], mapping.max_concurrency),
+                sqs=sqs,
+                queue_url=self.queue_urls[mapping.queue],
+                queue_arn=refs[f"{mapping.queue}.Arn"],
+                region=REGION,
+            )
+            self.queue_sources.append(source.start())
+
+    def _start_scheduler(self) -> None:
+        """The template's scheduled rules invoke their functions (`/_local/schedules` lists and runs them)."""
+        period = self.check_interval_minutes * 60 / 4 if self.check_interval_minutes is not None else None
+        self.scheduler = schedules.Scheduler(
+            schedules.schedule_rules(), self.runners, REGION, ACCOUNT, self.stage, period=period
+        ).start()
+        assert self.gateway is not None
+        self.gateway.mount(schedules.PATH, schedules.SchedulesApp(self.scheduler))
 
     # -- state across restarts ------------------------------------------------------------------
     def _ddb(self) -> Any:

@@ -152,7 +152,8 @@ class VerifyMailboxSettings(_Microsoft365Settings):
     graph_base_url: str = Field(pattern=_HTTPS_URL, description="Microsoft Graph")
     graph_timeout: float = Field(gt=0, description="Seconds per Graph call")
     graph_budget: float = Field(gt=0, description="Seconds for the whole Graph check, retries included")
-    check_interval_minutes: int = Field(ge=15, le=1440, description="Between two health checks of a mailbox")
+    # ge=1: the template keeps 15 (MinValue) on AWS; the local stack goes lower (CHECK_INTERVAL)
+    check_interval_minutes: int = Field(ge=1, le=1440, description="Between two health checks of a mailbox")
 
     @property
     def exchange(self) -> ExchangeConfig:
@@ -181,7 +182,8 @@ class _HealthSettings(_FunctionSettings):
     that apply them (the dispatcher, the checker and the dashboard API's POST /agents/{agentId}/check)."""
 
     checks_queue_url: str = Field(pattern=_HTTP_URL, description="The checks queue (SQS)")
-    check_interval_minutes: int = Field(ge=15, le=1440, description="Between two checks of a mailbox")
+    # ge=1: the template keeps 15 (MinValue) on AWS; the local stack goes lower (CHECK_INTERVAL)
+    check_interval_minutes: int = Field(ge=1, le=1440, description="Between two checks of a mailbox")
     lockout_window_minutes: int = Field(ge=5, le=1440, description="A locked account is not tried before")
     disconnect_after_hours: int = Field(
         ge=1, le=720, description="Transient failures this long: disconnected"
