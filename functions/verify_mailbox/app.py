@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Tracer
@@ -55,6 +56,7 @@ def deps() -> VerificationSteps:
         settings.exchange,
         max_settings_rounds=settings.max_settings_rounds,
         graph=_graph_verifier(m365, credentials) if m365.enabled else None,
+        check_interval=timedelta(minutes=settings.check_interval_minutes),  # the first check's spread
     )
 
 
