@@ -132,19 +132,7 @@ def lambda_record(message: dict[str, Any], queue_arn: str, region: str) -> dict[
 def instances(runner: FunctionRunner, count: int) -> list[FunctionRunner]:
     """`count` warm instances of one function: `runner` and copies with their own lock (one invocation
     each at a time, as a Lambda instance), sharing its imported handler and environment."""
-    copies = [
-        FunctionRunner(
-            runner.name,
-            runner.module,
-            runner.handler_name,
-            None,
-            runner.environment,
-            hidden=runner.hidden,
-            logical_id=runner.logical_id,
-        )
-        for _ in range(count - 1)
-    ]
-    return [runner, *copies]
+    return [runner, *(runner.instance() for _ in range(count - 1))]
 
 
 def failed_ids(result: Any, batch: list[dict[str, Any]], *, partial: bool) -> set[str]:

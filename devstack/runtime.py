@@ -97,6 +97,17 @@ class FunctionRunner:
                 os.environ.clear()
                 os.environ.update(saved)
 
+    def instance(self) -> FunctionRunner:
+        """Another warm instance of this function (an event source running invocations at once): the handler
+        this one imported (loaded now, if it was not), its own lock. No cold start of its own: a cold start
+        swaps the process's environment, which must not happen while other functions run."""
+        self.load()
+        other = FunctionRunner(
+            self.name, self.module, self.handler_name, None, self.environment, self.hidden, self.logical_id
+        )
+        other._handler = self._handler
+        return other
+
     def invoke(self, event: dict[str, Any]) -> Any:
         with self._lock, acting_as(self.logical_id, session=self.name):
             self._load()

@@ -214,10 +214,12 @@ def test_no_more_invocations_in_flight_than_the_maximum_concurrency(sqs: Any) ->
 def test_instances_share_the_handler_but_not_the_lock() -> None:
     from devstack.runtime import FunctionRunner
 
-    runner = FunctionRunner("t-Checker", "json", "dumps", logical_id="CheckMailboxFunction")
+    runner = FunctionRunner("t-Checker", "json", "dumps", logical_id="CheckMailboxFunction", environment={})
     copies = queues.instances(runner, 3)
     assert copies[0] is runner
     assert {(c.name, c.module, c.logical_id) for c in copies} == {
         ("t-Checker", "json", "CheckMailboxFunction")
     }
     assert len({id(c._lock) for c in copies}) == 3
+    # No copy has a cold start of its own (it would swap the process's environment while others run)
+    assert {c._handler for c in copies} == {json.dumps}

@@ -125,7 +125,7 @@ def test_an_exchange_mailbox_whose_password_changed_loses_its_tick_and_gets_it_b
     assert dashboard.status_of(tess) == CONNECTED
 
 
-def test_a_microsoft_365_mailbox_whose_sign_in_was_revoked_signs_in_again_and_gets_its_tick(
+def test_a_microsoft_365_mailbox_whose_sessions_were_revoked_signs_in_again_and_gets_its_tick(
     page: Any,
     local_stack: RunningStack,
     open_invite: OpenInvite,
@@ -133,15 +133,15 @@ def test_a_microsoft_365_mailbox_whose_sign_in_was_revoked_signs_in_again_and_ge
     dashboard: Dashboard,
     story: Story,
 ) -> None:
-    owner = "fiona@fedcorp-m365.test"
-    # Given Fiona's Microsoft 365 mailbox connected with "Sign in with Microsoft"
+    owner = "noah@m365.test"
+    # Given Noah's Microsoft 365 mailbox connected with "Sign in with Microsoft"
     open_invite("Fiona", owner)
     connect.sign_in_with_microsoft(owner)
     connect.heading("Your mailbox is connected")
     story.wait_status(owner, "verified")
     assert dashboard.status_of(owner) == CONNECTED
 
-    # When her organisation revokes her sessions (refresh tokens revoked: AADSTS50173 at the next refresh)
+    # When his organisation revokes his sessions (refresh tokens revoked: AADSTS50173 at the next refresh)
     _control(local_stack, "revoke", owner)
     # ... and a check runs
     dashboard.open().row(owner).get_by_role("button", name="Check now").click()
@@ -150,15 +150,15 @@ def test_a_microsoft_365_mailbox_whose_sign_in_was_revoked_signs_in_again_and_ge
     story.wait_status(owner, "needs_reconnect")
     assert dashboard.status_of(owner) == "Needs reconnect: Microsoft sign-in no longer valid"
 
-    # When Fiona follows the reconnect email's link
+    # When Noah follows the reconnect email's link
     connect.open(story.reconnect_link(owner))
     # Then the page says what happened and asks only to sign in with Microsoft again: no password
     connect.heading("Reconnect your mailbox")
     assert "Microsoft no longer accepts the sign-in" in page.locator("main").inner_text()
     assert page.locator("input[type=password]").count() == 0
-    # When she signs in with Microsoft again
+    # When he signs in with Microsoft again
     connect.sign_in_with_microsoft(owner)
-    # Then her mailbox is connected again, with its tick
+    # Then his mailbox is connected again, with its tick
     connect.heading("Your mailbox is connected")
     story.wait_status(owner, "verified")
     assert dashboard.status_of(owner) == CONNECTED
