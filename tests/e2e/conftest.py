@@ -73,6 +73,13 @@ def open_invite(dashboard: Dashboard, sent_mail: SentMail, connect: ConnectPage)
 
     def steps(name: str, email: str) -> str:
         dashboard.open().add_agent(name, email)
+        # The email shows in the sent-mail folder as soon as SES took it, a moment before the sender records
+        # it (`invited`); a link opened in between is "no longer valid" (410). Wait for the sender to finish.
+        dashboard.page.wait_for_function(
+            "email => [...document.querySelectorAll('tr')].some(r => r.textContent.includes(email)"
+            " && r.dataset.status && r.dataset.status !== 'invite_pending')",
+            arg=email,
+        )
         link = sent_mail.invite_to(email)
         connect.open(link)
         return link

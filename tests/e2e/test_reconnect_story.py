@@ -135,7 +135,7 @@ def test_a_microsoft_365_mailbox_whose_sessions_were_revoked_signs_in_again_and_
 ) -> None:
     owner = "noah@m365.test"
     # Given Noah's Microsoft 365 mailbox connected with "Sign in with Microsoft"
-    open_invite("Fiona", owner)
+    open_invite("Noah", owner)
     connect.sign_in_with_microsoft(owner)
     connect.heading("Your mailbox is connected")
     story.wait_status(owner, "verified")
