@@ -70,7 +70,7 @@ def test_the_schedule_finds_a_changed_password_and_the_owner_is_asked_to_reconne
     local_stack: RunningStack, mona: str
 ) -> None:
     from onboarding.agents.models import AgentStatus, Attr
-    from onboarding.agents.schedule import iso
+    from onboarding.core.times import iso
 
     base = local_stack.base_url
     headers = {"Authorization": f"Bearer {local_stack.token('checks')}"}
@@ -87,6 +87,8 @@ def test_the_schedule_finds_a_changed_password_and_the_owner_is_asked_to_reconne
         timeout=10,
     ).json()
     agent_url = f"{base}/agents/{agent['agentId']}"
+    # (the email shows once SES took it, a moment before the sender records it: the link works from `invited`)
+    _until("invited", lambda: status() == "invited")
     (invite,) = _until("the invite", lambda: _emails(base, mona))
     path = invite["link"].removeprefix(base)
     nonce = NONCE.search(requests.get(f"{base}{path}", timeout=30).text)
