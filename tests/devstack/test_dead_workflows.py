@@ -60,6 +60,13 @@ def test_a_stopped_workflow_settles_its_agent_through_the_status_change_event(
         timeout=10,
     ).json()
     (sent,) = _new_emails(base, email, earlier)
+    # the email shows as soon as SES took it, a moment before the sender records `invited`
+    deadline = time.monotonic() + 20
+    while requests.get(f"{base}/agents/{agent['agentId']}", headers=headers, timeout=10).json()["status"] == (
+        "invite_pending"
+    ):
+        assert time.monotonic() < deadline, "the invite was never recorded as sent"
+        time.sleep(0.1)
     token = sent["link"].rsplit("/", 1)[1]
     path = f"/connect/{token}"
     assert _form_post(base, path, path, {"email": email, "password": "Erin-Pass-5"}) == 303
