@@ -9,7 +9,7 @@ from botocore.exceptions import ClientError
 from cryptography.exceptions import InvalidTag
 from pydantic import SecretStr
 
-from onboarding.core.credentials import CredentialNotFoundError, KmsCredentialStore
+from onboarding.core.credentials import CredentialChangedError, CredentialNotFoundError, KmsCredentialStore
 from tests.conftest import CREDENTIALS_TABLE, stored_secrets
 
 
@@ -29,6 +29,48 @@ def test_a_password_is_stored_read_back_replaced_and_deleted(store: KmsCredentia
         store.get("demo", "A1")
     store.put("demo", "A1", SecretStr("third-Pa55"))  # a retry after a failed attempt
     assert store.get("demo", "A1").get_secret_value() == "third-Pa55"
+
+
+def test_a_conditional_replace_writes_only_over_the_secret_it_read(store: KmsCredentialStore) -> None:
+    """Given a refresh token read by a check, when the owner seals a new one before the check writes its
+    rotated token, then the check's replace is refused and the owner's token stands."""
+    store.put("demo", "A6", SecretStr("old-t0ken"), purpose="refresh_token")
+    read = store.read("demo", "A6", purpose="refresh_token")
+    store.put("demo", "A6", SecretStr("owners-new-t0ken"), purpose="refresh_token")
+
+    with pytest.raises(CredentialChangedError):
+        store.replace(
+            "demo", "A6", SecretStr("rotated-t0ken"), purpose="refresh_token", if_version=read.version
+        )
+
+    assert store.get("demo", "A6", purpose="refresh_token").get_secret_value() == "owners-new-t0ken"
+
+
+def test_a_conditional_replace_over_the_secret_read_succeeds_and_changes_its_version(
+    store: KmsCredentialStore,
+) -> None:
+    store.put("demo", "A7", SecretStr("old-t0ken"), purpose="refresh_token")
+    read = store.read("demo", "A7", purpose="refresh_token")
+
+    store.replace("demo", "A7", SecretStr("rotated-t0ken"), purpose="refresh_token", if_version=read.version)
+
+    now = store.read("demo", "A7", purpose="refresh_token")
+    assert now.secret.get_secret_value() == "rotated-t0ken"
+    assert now.version != read.version
+    # The version read before is stale now: a second writer holding it is refused.
+    with pytest.raises(CredentialChangedError):
+        store.replace("demo", "A7", SecretStr("other"), purpose="refresh_token", if_version=read.version)
+
+
+def test_a_conditional_replace_of_a_removed_secret_creates_nothing(store: KmsCredentialStore) -> None:
+    store.put("demo", "A8", SecretStr("old-t0ken"), purpose="refresh_token")
+    read = store.read("demo", "A8", purpose="refresh_token")
+    store.delete("demo", "A8")
+
+    with pytest.raises(CredentialNotFoundError):
+        store.replace("demo", "A8", SecretStr("rotated"), purpose="refresh_token", if_version=read.version)
+
+    assert stored_secrets("A8") == []
 
 
 def test_purposes_are_separate_and_delete_removes_every_one(store: KmsCredentialStore) -> None:

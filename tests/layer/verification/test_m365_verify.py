@@ -79,3 +79,36 @@ def test_the_invited_account_in_the_domains_own_tenant_is_verified(
     credentials.put("demo", AGENT, signed_in(identity_sim, oauth, "olivia@m365.test"), purpose=REFRESH_TOKEN)
     verifier = GraphVerifier(credentials, lambda: oauth, lambda: GraphClient(m365_config))
     assert verifier.verify("demo", AGENT, "sales@m365.test").inbox_item_count == 40  # an alias, same tenant
+
+
+class ResignedDuringRefresh(OAuthClient):
+    """Microsoft answers the refresh (with a rotated refresh token) while the owner signs in again and the
+    connect page seals the new sign-in's token."""
+
+    def __init__(self, config: M365Config, sim: IdentitySimulator, credentials: KmsCredentialStore) -> None:
+        super().__init__(config, lambda: sim.client_secret)
+        self.sim, self.credentials = sim, credentials
+        self.newer: SecretStr | None = None
+
+    def refresh(self, refresh_token: SecretStr) -> RefreshedTokens:
+        answer = super().refresh(refresh_token)
+        self.newer = signed_in(self.sim, self, "mia@m365.test")
+        self.credentials.put("demo", AGENT, self.newer, purpose=REFRESH_TOKEN)
+        return answer
+
+
+def test_a_rotated_refresh_token_is_not_sealed_over_a_newer_sign_ins_token(
+    identity_sim: IdentitySimulator, m365_config: M365Config, credentials: KmsCredentialStore
+) -> None:
+    # Given a stored refresh token, and the owner signing in again while Microsoft rotates it
+    oauth = OAuthClient(m365_config, lambda: identity_sim.client_secret)
+    credentials.put("demo", AGENT, signed_in(identity_sim, oauth, "mia@m365.test"), purpose=REFRESH_TOKEN)
+    racing = ResignedDuringRefresh(m365_config, identity_sim, credentials)
+    verifier = GraphVerifier(credentials, lambda: racing, lambda: GraphClient(m365_config))
+    # When the workflow's check runs, Then it stops (the newer sign-in's workflow verifies) and the newer
+    # sign-in's token is the one stored
+    with pytest.raises(CredentialNotFoundError):
+        verifier.verify("demo", AGENT, "mia@m365.test")
+    assert racing.newer is not None
+    stored = credentials.get("demo", AGENT, purpose=REFRESH_TOKEN)
+    assert stored.get_secret_value() == racing.newer.get_secret_value()

@@ -21,20 +21,37 @@ import functools
 import json
 import os
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from botocore.exceptions import ClientError
 from pydantic import SecretStr
 
 from onboarding.core import aws
-from onboarding.core.errors import CredentialNotFoundError, error_code
+from onboarding.core.errors import CredentialChangedError, CredentialNotFoundError, error_code
 
 Purpose = Literal["password", "refresh_token"]
 PURPOSES: tuple[Purpose, ...] = ("password", "refresh_token")
 _ALGORITHM = "AES256-GCM/KMS"
 _NONCE_BYTES = 12
 
-__all__ = ["CredentialNotFoundError", "CredentialStore", "KmsCredentialStore", "credential_store"]
+__all__ = [
+    "CredentialChangedError",
+    "CredentialNotFoundError",
+    "CredentialStore",
+    "KmsCredentialStore",
+    "StoredSecret",
+    "credential_store",
+]
+
+
+@dataclass(frozen=True)
+class StoredSecret:
+    """A secret as read, with the version of the item it was read from: `replace(..., if_version=...)`
+    writes only over that same item (opaque; the sealed bytes, whose random nonce makes every seal unique)."""
+
+    secret: SecretStr
+    version: bytes
 
 
 class CredentialStore(ABC):
@@ -43,13 +60,28 @@ class CredentialStore(ABC):
         """Store (or replace) the agent's secret for this purpose."""
 
     @abstractmethod
-    def replace(self, tenant_id: str, agent_id: str, secret: SecretStr, *, purpose: Purpose) -> None:
+    def replace(
+        self,
+        tenant_id: str,
+        agent_id: str,
+        secret: SecretStr,
+        *,
+        purpose: Purpose,
+        if_version: bytes | None = None,
+    ) -> None:
         """Replace the agent's secret for this purpose only while one is stored: CredentialNotFoundError
-        once it was deleted (the agent removed, the attempt over), so a deleted secret never comes back."""
+        once it was deleted (the agent removed, the attempt over), so a deleted secret never comes back.
+        With `if_version` (a `StoredSecret.version`), only while the stored one is still the one read:
+        CredentialChangedError when another was sealed meanwhile (the owner reconnected), which stands."""
 
     @abstractmethod
     def get(self, tenant_id: str, agent_id: str, *, purpose: Purpose = "password") -> SecretStr:
         """The agent's secret; CredentialNotFoundError when none is stored."""
+
+    @abstractmethod
+    def read(self, tenant_id: str, agent_id: str, *, purpose: Purpose = "password") -> StoredSecret:
+        """The agent's secret with its version (for a conditional `replace`); CredentialNotFoundError when
+        none is stored."""
 
     @abstractmethod
     def delete(self, tenant_id: str, agent_id: str) -> None:
@@ -92,16 +124,35 @@ class KmsCredentialStore(CredentialStore):
     def put(self, tenant_id: str, agent_id: str, secret: SecretStr, *, purpose: Purpose = "password") -> None:
         self._seal(tenant_id, agent_id, secret, purpose)
 
-    def replace(self, tenant_id: str, agent_id: str, secret: SecretStr, *, purpose: Purpose) -> None:
+    def replace(
+        self,
+        tenant_id: str,
+        agent_id: str,
+        secret: SecretStr,
+        *,
+        purpose: Purpose,
+        if_version: bytes | None = None,
+    ) -> None:
+        condition: dict[str, Any] = {"ConditionExpression": "attribute_exists(pk)"}
+        if if_version is not None:
+            # The sealed bytes as read: a secret sealed since (another nonce, another ciphertext) differs.
+            condition = {
+                "ConditionExpression": "attribute_exists(pk) AND sealed = :read",
+                "ExpressionAttributeValues": {":read": {"B": if_version}},
+            }
         try:
-            self._seal(tenant_id, agent_id, secret, purpose, ConditionExpression="attribute_exists(pk)")
+            self._seal(tenant_id, agent_id, secret, purpose, **condition)
         except ClientError as error:
             if error_code(error) != "ConditionalCheckFailedException":
                 raise
+            if if_version is not None:
+                raise CredentialChangedError(
+                    f"The {purpose} of agent {agent_id} is not the one read any more (replaced or removed)"
+                ) from error
             raise CredentialNotFoundError(f"No {purpose} stored for agent {agent_id} any more") from error
 
     def _seal(
-        self, tenant_id: str, agent_id: str, secret: SecretStr, purpose: Purpose, **condition: str
+        self, tenant_id: str, agent_id: str, secret: SecretStr, purpose: Purpose, **condition: Any
     ) -> None:
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # only the sealing functions pay
 
@@ -125,6 +176,9 @@ class KmsCredentialStore(CredentialStore):
         )
 
     def get(self, tenant_id: str, agent_id: str, *, purpose: Purpose = "password") -> SecretStr:
+        return self.read(tenant_id, agent_id, purpose=purpose).secret
+
+    def read(self, tenant_id: str, agent_id: str, *, purpose: Purpose = "password") -> StoredSecret:
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
         found = self.ddb.get_item(
@@ -141,7 +195,7 @@ class KmsCredentialStore(CredentialStore):
         )
         blob = found["sealed"]["B"]
         plain = AESGCM(data_key["Plaintext"]).decrypt(blob[:_NONCE_BYTES], blob[_NONCE_BYTES:], _aad(context))
-        return SecretStr(plain.decode("utf-8"))
+        return StoredSecret(SecretStr(plain.decode("utf-8")), bytes(blob))
 
     def delete(self, tenant_id: str, agent_id: str) -> None:
         # DeleteItem of a missing key succeeds; no ReturnValues, so the deleting function never reads.

@@ -146,6 +146,11 @@ class CredentialNotFoundError(DomainError, code="credential_not_found", status=H
     """No password is stored for the agent (removed meanwhile, or never stored)."""
 
 
+class CredentialChangedError(CredentialNotFoundError, code="credential_changed"):
+    """The stored secret is not the one read any more: another was sealed meanwhile (the owner reconnected)
+    or it was removed. The newer state stands; the reader's secret is no longer the agent's."""
+
+
 # -- health checks -------------------------------------------------------------------------------
 class TooSoonError(DomainError, code="too_soon", status=HTTPStatus.TOO_MANY_REQUESTS):
     """Asked again too soon (a rate limit per agent): `retry_after` seconds until it may be asked again."""

@@ -129,7 +129,8 @@ class MicrosoftProbe:
         from onboarding.m365.oauth import SignInError
 
         agent = record.agent
-        token = self.credentials.get(agent.tenant_id, agent.agent_id, purpose=REFRESH_TOKEN)
+        stored = self.credentials.read(agent.tenant_id, agent.agent_id, purpose=REFRESH_TOKEN)
+        token = stored.secret
         oauth = self._oauth()
         graph = self._graph()
         try:
@@ -141,9 +142,12 @@ class MicrosoftProbe:
             return ProbeResult(m365_verdict(error.reason), problem=error.reason.value)
         rotated = tokens.refresh_token
         if rotated is not None and rotated.get_secret_value() != token.get_secret_value():
-            # In place of the old one, only while it is still stored (a removal or a reconnect meanwhile
-            # stands: CredentialNotFoundError, nothing re-created).
-            self.credentials.replace(agent.tenant_id, agent.agent_id, rotated, purpose=REFRESH_TOKEN)
+            # In place of the old one, only while the old one is still the one stored: the owner's reconnect
+            # (a new token sealed while this one was redeemed) or a removal meanwhile stands
+            # (CredentialChangedError, a CredentialNotFoundError: the check is stale, nothing re-created).
+            self.credentials.replace(
+                agent.tenant_id, agent.agent_id, rotated, purpose=REFRESH_TOKEN, if_version=stored.version
+            )
         try:
             count = graph.inbox_count(tokens.access_token)
         except GraphFailure as failure:

@@ -29,16 +29,20 @@ class GraphVerifier:
 
     def verify(self, tenant_id: str, agent_id: str, email: str) -> GraphMailbox:
         """The mailbox as Graph sees it, or GraphFailure with a reason code."""
-        refresh_token = self.credentials.get(tenant_id, agent_id, purpose=REFRESH_TOKEN)
+        stored = self.credentials.read(tenant_id, agent_id, purpose=REFRESH_TOKEN)
+        refresh_token = stored.secret
         try:
             tokens = self._oauth().refresh(refresh_token)
         except SignInError as error:
             raise GraphFailure(error.reason) from error
         rotated = tokens.refresh_token
         if rotated is not None and rotated.get_secret_value() != refresh_token.get_secret_value():
-            # Only over the one still stored: a removal (or a failed attempt) that deleted it meanwhile
-            # stands (CredentialNotFoundError, as for a token that is gone).
-            self.credentials.replace(tenant_id, agent_id, rotated, purpose=REFRESH_TOKEN)
+            # Only over the one read: a removal (or a failed attempt) that deleted it, or a newer sign-in that
+            # sealed another, meanwhile stands (CredentialChangedError, a CredentialNotFoundError, as for a
+            # token that is gone).
+            self.credentials.replace(
+                tenant_id, agent_id, rotated, purpose=REFRESH_TOKEN, if_version=stored.version
+            )
         graph = self._graph()
         # Graph's `mail` and proxy addresses are set by the account's own tenant: any organisation can give
         # one of its users someone else's address (nOAuth). The account must belong to the tenant that owns
