@@ -262,6 +262,11 @@ class OAuthClient:
         except requests.RequestException as error:
             logger.warning("Token endpoint unreachable", extra={"error": type(error).__name__})
             raise SignInError(M365Reason.UNAVAILABLE) from error
+        except msal.exceptions.MsalServiceError as error:
+            # A 5xx from the token endpoint (503 temporarily_unavailable, AADSTS90033): MSAL raises instead
+            # of returning the error body. Transient: the sign-in (or the check) is tried again later.
+            logger.warning("Token endpoint unavailable", extra={"error": type(error).__name__})
+            raise SignInError(M365Reason.UNAVAILABLE) from None
         except (ValueError, RuntimeError) as error:
             # MSAL refuses a tampered or foreign answer: a state mismatch is a ValueError; an ID token with
             # another nonce, issuer or audience a RuntimeError (msal.oauth2cli.oidc: IdTokenError and the
