@@ -1,5 +1,5 @@
-"""Fixtures of the function tests: the connect page's environment (moto, the CSRF key, an invited agent)
-and the Microsoft identity simulator."""
+"""Fixtures of the function tests: the connect page's environment (moto, the CSRF key, an invited agent),
+the Exchange simulator and the Microsoft identity simulator."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.connect_helpers import ConnectEnv, Invited, connect_environment
+from tests.exchange_fixtures import exchange_sim, exchange_sim_server  # noqa: F401 - pytest fixtures
 from tests.m365_fixtures import identity_sim, identity_sim_server  # noqa: F401 - pytest fixtures
 
 
