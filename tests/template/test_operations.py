@@ -3,6 +3,7 @@ every log group with the stage's retention; parameters bounded as the code's set
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -73,8 +74,68 @@ def test_kms_failures_are_counted_where_secrets_are_sealed_and_unsealed() -> Non
         for body in tpl.resources(TEMPLATE, "AWS::Logs::MetricFilter").values()
         if body["Properties"]["MetricTransformations"][0]["MetricName"] == "KmsErrors"
     }
-    assert groups == {"AuthCallbackLogs", "VerifyMailboxLogs"}
+    assert groups == {"AuthCallbackLogs", "VerifyMailboxLogs", "CheckMailboxLogs"}
     assert _alarms_on("MailboxOnboarding-${Stage}", "KmsErrors")
+
+
+def _dashboard() -> dict[str, Any]:
+    """OperationsDashboard's body, its ${...} references left as text."""
+    (body,) = tpl.resources(TEMPLATE, "AWS::CloudWatch::Dashboard").values()
+    parsed: dict[str, Any] = json.loads(body["Properties"]["DashboardBody"]["Fn::Sub"])
+    return parsed
+
+
+def _widget(title: str) -> dict[str, Any]:
+    (found,) = [w["properties"] for w in _dashboard()["widgets"] if w["properties"]["title"] == title]
+    return found
+
+
+def _charted(title: str) -> list[tuple[str, ...]]:
+    """(namespace, metric, dimension values...) of each metric a widget charts."""
+    return [
+        tuple(str(part) for part in row if not isinstance(part, dict)) for row in _widget(title)["metrics"]
+    ]
+
+
+def _emitted(*paths: str) -> set[str]:
+    names: set[str] = set()
+    for path in paths:
+        for source in sorted((ROOT / "layers" / "common" / "onboarding").glob(path)):
+            names |= set(re.findall(r'add_metric\(name="(\w+)"', source.read_text(encoding="utf-8")))
+    return names
+
+
+def test_every_metric_the_health_checks_emit_is_charted_by_outcome() -> None:
+    emitted = _emitted("health/*.py")
+    charted = {row[1] for row in _charted("Health checks by outcome")}
+    assert {"MailboxChecked", "MailboxRefused", "MailboxLocked", "ChecksDispatched"} <= emitted
+    assert emitted <= charted
+
+
+def test_the_status_events_published_and_failed_are_charted() -> None:
+    emitted = _emitted("agents/events.py")
+    charted = {row[1] for row in _charted("Status events")}
+    assert emitted == {"StatusEventPublished", "StatusEventFailed"}
+    assert emitted <= charted
+    assert ("AWS/Lambda", "IteratorAge", "FunctionName", "${PublishStatusFunction}") in _charted(
+        "Status events"
+    )
+
+
+def test_the_checks_queue_depth_and_age_and_every_dead_letter_queue_are_charted() -> None:
+    queue = _charted("Checks queue")
+    assert ("AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", "${ChecksQueue.QueueName}") in queue
+    assert ("AWS/SQS", "ApproximateAgeOfOldestMessage", "QueueName", "${ChecksQueue.QueueName}") in queue
+    dead = {row[3] for row in _charted("Dead-letter queues")}
+    queues = tpl.resources(TEMPLATE, "AWS::SQS::Queue")
+    assert dead == {f"${{{name}.QueueName}}" for name in queues if "DeadLetter" in name}
+
+
+def test_failed_checks_are_tabled_from_the_checkers_own_log_line() -> None:
+    query = _widget("Failed checks by problem")["query"]
+    assert query.startswith("SOURCE '${CheckMailboxLogs}'")
+    source = (ROOT / "layers" / "common" / "onboarding" / "health" / "check.py").read_text(encoding="utf-8")
+    assert re.search(r'"Mailbox checked",\s*extra=\{[^}]*"verdict"[^}]*"problem"', source)
 
 
 @pytest.mark.parametrize("metric", ["ExecutionsFailed", "ExecutionsTimedOut", "ExecutionsAborted"])
