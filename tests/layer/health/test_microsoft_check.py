@@ -220,8 +220,8 @@ def test_revoked_refresh_tokens_need_a_reconnect_and_are_never_redeemed_again(
     ("control", "reason"),
     [
         (lambda sim: sim.disable_user(MIA), "m365_account_disabled"),  # AADSTS50057
-        # AADSTS65001 (consent_required): the reason the connect page words for a sign-in without consent
-        (lambda sim: sim.withdraw_consent(MIA), "m365_admin_consent_required"),
+        # AADSTS65001 on a refresh: the grant was withdrawn (not "an administrator must approve first")
+        (lambda sim: sim.withdraw_consent(MIA), "m365_consent_declined"),
     ],
     ids=["disabled", "consent-withdrawn"],
 )

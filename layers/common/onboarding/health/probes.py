@@ -31,7 +31,7 @@ from onboarding.m365.outcomes import M365Reason
 
 if TYPE_CHECKING:  # msal and requests load only when a Microsoft 365 mailbox is checked
     from onboarding.m365.graph import GraphClient
-    from onboarding.m365.oauth import OAuthClient
+    from onboarding.m365.oauth import OAuthClient, SignInError
 
 REFUSED_EXCHANGE = frozenset(
     {
@@ -111,6 +111,19 @@ class ExchangeProbe:
         )
 
 
+CONSENT_MISSING: Final = 65001  # AADSTS65001 DelegationDoesNotExist (consent_required)
+
+
+def refresh_reason(error: SignInError) -> M365Reason:
+    """The reason of a refused refresh. AADSTS65001 on a sign-in means "consent first" (an administrator's, when
+    users may not consent); on the refresh of a token that was granted, it means the grant is gone: the owner
+    removed the app from their apps, or an administrator its consent. Its words are "the permission was
+    withdrawn" (`m365_consent_declined`), and the reconnect's sign-in asks for consent again."""
+    if error.aadsts == CONSENT_MISSING:
+        return M365Reason.CONSENT_DECLINED
+    return error.reason
+
+
 REFRESH_TOKEN: Final = "refresh_token"  # noqa: S105 (the credential store's purpose, not a token)
 
 
@@ -136,10 +149,11 @@ class MicrosoftProbe:
         try:
             tokens = oauth.refresh(token)
         except SignInError as error:
+            reason = refresh_reason(error)
             logger.info(
-                "Microsoft refused the refresh", extra={"reason": error.reason.value, "aadsts": error.aadsts}
+                "Microsoft refused the refresh", extra={"reason": reason.value, "aadsts": error.aadsts}
             )
-            return ProbeResult(m365_verdict(error.reason), problem=error.reason.value)
+            return ProbeResult(m365_verdict(reason), problem=reason.value)
         rotated = tokens.refresh_token
         if rotated is not None and rotated.get_secret_value() != token.get_secret_value():
             # In place of the old one, only while the old one is still the one stored: the owner's reconnect
