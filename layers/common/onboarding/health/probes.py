@@ -128,7 +128,13 @@ REFRESH_TOKEN: Final = "refresh_token"  # noqa: S105 (the credential store's pur
 
 
 class MicrosoftProbe:
-    """The sealed refresh token redeemed (MSAL), one Graph call; the rotated token sealed in its place."""
+    """The sealed refresh token redeemed (MSAL), one Graph call; the rotated token sealed in its place, only
+    over the token read (`if_version`): a token the owner sealed meanwhile by reconnecting stands.
+
+    Requests: 2 per check in steady state (token + Graph). The OAuthClient, and with it MSAL's app holding the
+    authority's metadata, is built once per process (the checker's `deps()`), so only a cold start adds one
+    GET of `{authority}/v2.0/.well-known/openid-configuration`: 3 for the first check of a new instance
+    (tests/layer/health/test_microsoft_check.py)."""
 
     def __init__(
         self, credentials: CredentialStore, oauth: Callable[[], OAuthClient], graph: Callable[[], GraphClient]
