@@ -155,8 +155,10 @@ def test_addresses_wrap_between_their_parts_not_mid_word(browser: Any, local_sta
         row.get_by_role("button", name="Remove").click()
         row.locator(".confirm").wait_for()
         # Then each line of the address ends at a wrap point: after "@", or before a dot
+        # (found and measured in one evaluation: the dashboard re-renders its rows every 2 s, and a handle taken
+        # before a re-render measures a detached element)
         for selector in ("td.email", ".confirm"):
-            breaks = page.evaluate(LINE_BREAKS, [row.locator(selector).element_handle(), address])
+            breaks = page.evaluate(LINE_BREAKS, [selector, address])
             assert breaks, f"{selector}: the address fits on one line; the test needs it to wrap"
             for before, after in breaks:
                 assert before.endswith("@") or after.startswith("."), (selector, before, after)
@@ -165,7 +167,10 @@ def test_addresses_wrap_between_their_parts_not_mid_word(browser: Any, local_sta
 
 
 # Where the browser broke the lines inside `address` in an element's text: [text before, text after] per break.
-LINE_BREAKS = """([el, address]) => {
+LINE_BREAKS = """([selector, address]) => {
+    const row = [...document.querySelectorAll("tr")].find(r => r.textContent.includes(address));
+    const el = row && row.querySelector(selector);
+    if (!el) return null;
     const chars = [];
     const walker = document.createTreeWalker(el, NodeFilter.SHOW_TEXT);
     while (walker.nextNode()) {
