@@ -32,33 +32,17 @@ import statistics
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-os.environ.update(
-    {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_REGION": "us-east-1",
-        "POWERTOOLS_SERVICE_NAME": "mailbox-onboarding",
-        "POWERTOOLS_METRICS_NAMESPACE": "MailboxOnboarding-bench",
-        "POWERTOOLS_TRACE_DISABLED": "true",
-        "POWERTOOLS_LOG_LEVEL": "WARNING",
-    }
-)
-os.environ.pop("AWS_ENDPOINT_URL", None)
-os.environ.pop("AWS_PROFILE", None)
+import boto3
+import botocore.client
+from moto import mock_aws
+from pydantic import SecretStr
 
-import boto3  # noqa: E402
-import botocore.client  # noqa: E402
-from moto import mock_aws  # noqa: E402
-from pydantic import SecretStr  # noqa: E402
-
-from bench.onboarding import (  # noqa: E402  (one price list for every bench)
+from bench.onboarding import (  # one price list for every bench
     DDB_ON_DEMAND_USD_PER_RRU,
     DDB_ON_DEMAND_USD_PER_WRU,
     KMS_USD_PER_REQUEST,
@@ -66,7 +50,19 @@ from bench.onboarding import (  # noqa: E402  (one price list for every bench)
     LAMBDA_USD_PER_REQUEST,
     PRICES_AS_OF,
 )
-from devstack import template as tpl  # noqa: E402
+from devstack import template as tpl
+
+BENCH_ENVIRONMENT = {  # set by main(): nothing here can reach AWS; our log lines below warnings
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_REGION": "us-east-1",
+    "POWERTOOLS_SERVICE_NAME": "mailbox-onboarding",
+    "POWERTOOLS_METRICS_NAMESPACE": "MailboxOnboarding-bench",
+    "POWERTOOLS_TRACE_DISABLED": "true",
+    "POWERTOOLS_LOG_LEVEL": "WARNING",
+}
 
 SQS_USD_PER_REQUEST = 0.40 / 1_000_000  # standard queue, after the first million a month
 SCHEDULER_USD_PER_INVOCATION = 1.00 / 1_000_000  # EventBridge Scheduler; a scheduled rule is free
@@ -95,7 +91,7 @@ TABLE_KEYS = ("pk", "sk")
 # ---- DynamoDB capacity, from item images -------------------------------------------------------------
 def value_size(value: dict[str, Any]) -> int:
     """Bytes of one typed attribute value, as DynamoDB's item-size rules count them."""
-    (kind, inner), = value.items()
+    ((kind, inner),) = value.items()
     if kind == "S":
         return len(inner.encode())
     if kind == "N":
@@ -141,7 +137,9 @@ def write_units(
     for index, keys in INDEXES.items():
         projected = layout.include if index == "ByStatus" else frozenset()
 
-        def entry(item: dict[str, Any], keys: tuple[str, ...] = keys, projected: Any = projected) -> dict[str, Any]:
+        def entry(
+            item: dict[str, Any], keys: tuple[str, ...] = keys, projected: Any = projected
+        ) -> dict[str, Any]:
             if projected is None:
                 return item
             return {k: v for k, v in item.items() if k in {*keys, *TABLE_KEYS, *projected}}
@@ -254,11 +252,11 @@ class Meter:
                     meter.wru[part] += units
             return response
 
-        botocore.client.BaseClient._make_api_call = metered  # type: ignore[method-assign]
+        botocore.client.BaseClient._make_api_call = metered
         try:
             yield
         finally:
-            botocore.client.BaseClient._make_api_call = original  # type: ignore[method-assign]
+            botocore.client.BaseClient._make_api_call = original
 
     def _read(self, service: str, operation: str, params: dict[str, Any], response: Any) -> None:
         with self.lock:
@@ -339,7 +337,7 @@ def silence_metrics() -> None:
 
 
 # ---- 1. the dispatcher -------------------------------------------------------------------------------
-def seed_agents(n: int, ddb: Any) -> tuple[int, str]:
+def seed_agents(n: int, ddb: Any) -> tuple[int, str, list[str]]:
     """n connected Exchange agents, each a copy of one real agent item (added and verified through the
     repository, its connection and trace set as verification sets them, the trace padded so the item has
     the size the onboarding bench measured), scheduled at their own phase. Returns the item's size and the
@@ -379,8 +377,10 @@ def seed_agents(n: int, ddb: Any) -> tuple[int, str]:
     ddb.delete_item(TableName=TABLE, Key=key)
     old = agent.agent_id
     batch: list[dict[str, Any]] = []
+    ids = []
     for _ in range(n):
         agent_id = new_id()
+        ids.append(agent_id)
         copy = {
             name: ({"S": value["S"].replace(old, agent_id)} if "S" in value else value)
             for name, value in item.items()
@@ -394,7 +394,7 @@ def seed_agents(n: int, ddb: Any) -> tuple[int, str]:
             batch = []
     if batch:
         ddb.batch_write_item(RequestItems={TABLE: batch})
-    return size, tenant
+    return size, tenant, ids
 
 
 @dataclass
@@ -416,6 +416,7 @@ class DispatchFigures:
     sqs_calls: Counter[str] = field(default_factory=Counter)
     never_checked: int = 0
     checked_twice: int = 0
+    expected_due: list[int] = field(default_factory=list)
 
     def layout_wru_add(self, phase: str, writes: list[tuple[str, Any, Any]]) -> None:
         for layout in layouts():
@@ -424,8 +425,9 @@ class DispatchFigures:
                     self.layout_wru[layout.name][phase] += sum(write_units(before, after, layout).values())  # type: ignore[assignment]
 
 
-def bench_dispatcher(n: int) -> DispatchFigures:
+def bench_dispatcher(n: int, hours: float) -> DispatchFigures:
     from onboarding import deps
+    from onboarding.agents.schedule import first_due
     from onboarding.health.check import HealthChecker
     from onboarding.health.dispatch import Dispatcher, DueChecks
     from onboarding.health.models import CheckMessage, HealthPolicy, ProbeResult, Verdict
@@ -444,8 +446,11 @@ def bench_dispatcher(n: int) -> DispatchFigures:
         sqs = boto3.client("sqs")
         queue = sqs.create_queue(QueueName="checks")["QueueUrl"]
         print(f"seeding {n} connected agents ...", flush=True)
-        size, _ = seed_agents(n, ddb)
+        size, _, ids = seed_agents(n, ddb)
         figures = DispatchFigures(agents=n, item_bytes=size)
+        # Due per dispatch over a whole interval, from the schedule itself (what the index holds)
+        windows = Counter(int((first_due(i, T0) - T0) / RATE) + 1 for i in ids)
+        figures.expected_due = [windows.get(k, 0) for k in range(1, int(HealthPolicy().interval / RATE) + 2)]
         policy = HealthPolicy()
         clock = {"now": T0}
         dispatcher = Dispatcher(
@@ -465,7 +470,7 @@ def bench_dispatcher(n: int) -> DispatchFigures:
         checked: Counter[str] = Counter()
         lease_wru: defaultdict[str, float] = defaultdict(float)
         check_wru: defaultdict[str, float] = defaultdict(float)
-        steps = int(policy.interval / RATE) + 1
+        steps = min(int(policy.interval / RATE) + 1, max(1, int(timedelta(hours=hours) / RATE)))
         with meter.installed():
             for step in range(1, steps + 1):
                 clock["now"] = T0 + step * RATE
@@ -491,7 +496,10 @@ def bench_dispatcher(n: int) -> DispatchFigures:
                         checked[message.agent_id] += 1
                     sqs.delete_message_batch(
                         QueueUrl=queue,
-                        Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)],
+                        Entries=[
+                            {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
+                            for i, m in enumerate(messages)
+                        ],
                     )
                 calls, rru, wru, _ = meter.snapshot()
                 figures.check_calls.update({k: v for k, v in calls.items() if k.startswith("dynamodb:")})
@@ -515,17 +523,23 @@ def bench_dispatcher(n: int) -> DispatchFigures:
 def print_dispatcher(f: DispatchFigures) -> None:
     print(
         f"\nDispatcher: {f.agents} connected agents (items of {f.item_bytes} bytes), a dispatch every 5 min "
-        f"over {f.dispatches * 5} min (one 6 h interval + one dispatch); moto in-process"
+        f"for {f.dispatches * 5} min; moto in-process"
     )
     print(f"{'per dispatch':44} {'median':>9} {'min':>9} {'max':>9}")
-    rows = [
-        ("Query pages (16 shards)", f.queries),
-        ("due agents found (and leased)", f.due),
+    rows: list[tuple[str, list[float]]] = [
+        ("Query pages (16 shards)", [float(q) for q in f.queries]),
+        ("due agents found (and leased)", [float(d) for d in f.due]),
         ("read units (computed, eventually consistent)", f.rru),
         ("time, s (moto's included, the bench's reads not)", f.seconds),
     ]
     for label, values in rows:
         print(f"{label:44} {statistics.median(values):9.2f} {min(values):9.2f} {max(values):9.2f}")
+    e = f.expected_due
+    print(
+        f"due per dispatch over the whole interval ({len(e)} dispatches, from the schedule): median "
+        f"{statistics.median(e):.0f}, min {min(e)}, max {max(e)}, total {sum(e)}; measured dispatches found "
+        f"{'the same' if f.due == e[: len(f.due)] else 'OTHER counts: ' + str(list(zip(f.due, e, strict=False)))}"
+    )
     print(
         f"checks done: {f.checks} ({f.agents - f.never_checked} agents of {f.agents} checked; "
         f"{f.checked_twice} twice: due again within the window after their first check)"
@@ -536,14 +550,14 @@ def print_dispatcher(f: DispatchFigures) -> None:
     checks = max(f.checks, 1)
     print(
         f"healthy check's agent read + write, per check: {f.check_rru / checks:.2f} RRU, "
-        f"WRU {({k: round(v / checks, 2) for k, v in f.check_wru.items()})} "
+        f"WRU { ({k: round(v / checks, 2) for k, v in f.check_wru.items()}) } "
         f"(total {sum(f.check_wru.values()) / checks:.2f}); calls {dict(f.check_calls)}"
     )
     print(f"SQS calls over the run: {dict(f.sqs_calls)}")
     print("WRU per check (lease + result) if the agents table were laid out otherwise (same writes):")
     for name, phases in f.layout_wru.items():
-        lease, result = phases["lease"] / max(f.leases, 1), phases["result"] / max(f.checks, 1)
-        print(f"  {name:56} {lease:5.1f} + {result:5.1f} = {lease + result:5.1f}")
+        per_lease, per_result = phases["lease"] / max(f.leases, 1), phases["result"] / max(f.checks, 1)
+        print(f"  {name:56} {per_lease:5.1f} + {per_result:5.1f} = {per_lease + per_result:5.1f}")
 
 
 # ---- 2 + 3. the checker against the simulators -----------------------------------------------------------
@@ -606,7 +620,9 @@ def bench_checks(n_checks: int) -> CheckFigures:
         ddb = boto3.client("dynamodb")
         tpl.create_tables(ddb, {"AgentsTable": TABLE, "CredentialsTable": CREDENTIALS})
         key_arn = boto3.client("kms").create_key(Description="credentials")["KeyMetadata"]["Arn"]
-        secret = boto3.client("secretsmanager").create_secret(Name="entra-app", SecretString=idsim.client_secret)
+        secret = boto3.client("secretsmanager").create_secret(
+            Name="entra-app", SecretString=idsim.client_secret
+        )
         queue = boto3.client("sqs").create_queue(QueueName="checks")["QueueUrl"]
         env = tpl.function_environment("CheckMailboxFunction", refs(key_arn, queue))
         env.update(idsim.environment())
@@ -634,7 +650,9 @@ def bench_checks(n_checks: int) -> CheckFigures:
             meter.reset()
             with meter.installed():
                 started = time.perf_counter()
-                report = checker.check(CheckMessage(tenant_id="bench", agent_id=agent.agent_id, cause="schedule"))
+                report = checker.check(
+                    CheckMessage(tenant_id="bench", agent_id=agent.agent_id, cause="schedule")
+                )
                 seconds = time.perf_counter() - started
             assert report.verdict is Verdict.HEALTHY, report
             calls, rru, wru, _ = meter.snapshot()
@@ -656,7 +674,8 @@ def bench_checks(n_checks: int) -> CheckFigures:
         pool = [
             connected_exchange_agent(repo, credentials, email, password, found_settings, tenant=f"pool{i}")
             for email, password, found_settings in [
-                (e, p, discover(e, p, ExchangeContext(config=settings.exchange))) for e, p in mailboxes.items()
+                (e, p, discover(e, p, ExchangeContext(config=settings.exchange)))
+                for e, p in mailboxes.items()
             ]
             for i in range(5)
         ]
@@ -685,7 +704,9 @@ def bench_checks(n_checks: int) -> CheckFigures:
                         verdicts[str(report.verdict)] += 1
                 client.delete_message_batch(
                     QueueUrl=queue,
-                    Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(batch)],
+                    Entries=[
+                        {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(batch)
+                    ],
                 )
 
         meter.reset()
@@ -712,7 +733,9 @@ def bench_checks(n_checks: int) -> CheckFigures:
 
         # -- the stream consumers those checks' writes trigger (the template's filters), PublishStatus run
         records = [stream_record(before, after) for table, before, after in meter.writes if table == TABLE]
-        figures.streams = stream_consumers(records, figures.throughput["checks"], env_refs=refs(key_arn, queue))
+        figures.streams = stream_consumers(
+            records, figures.throughput["checks"], env_refs=refs(key_arn, queue)
+        )
 
         # -- Microsoft 365: cold (a fresh MSAL app) and steady state ---------------------------------
         from onboarding.agents import manage
@@ -725,12 +748,17 @@ def bench_checks(n_checks: int) -> CheckFigures:
         oauth0 = OAuthClient(config, lambda: idsim.client_secret)
         flow = oauth0.start(login_hint="mia@m365.test", redirect_uri="https://connect.example.com/callback")
         grant = oauth0.redeem(flow, person.sign_in(flow["auth_uri"], "mia@m365.test"))
-        agent = manage.add_agent(repo, "bench", NewAgent(name="Mia", email="mia@m365.test", type="ms_exchange"))
+        agent = manage.add_agent(
+            repo, "bench", NewAgent(name="Mia", email="mia@m365.test", type="ms_exchange")
+        )
         for step in (AgentStatus.INVITED, AgentStatus.CONNECTING):
             repo.transition("bench", agent.agent_id, step)
         credentials.put("bench", agent.agent_id, grant.refresh_token, purpose=REFRESH_TOKEN)
         repo.transition(
-            "bench", agent.agent_id, AgentStatus.VERIFIED, set_attributes={Attr.ATTEMPT: 1, Attr.VERIFY_METHOD: "graph"}
+            "bench",
+            agent.agent_id,
+            AgentStatus.VERIFIED,
+            set_attributes={Attr.ATTEMPT: 1, Attr.VERIFY_METHOD: "graph"},
         )
         built: dict[str, Any] = {}
 
@@ -741,13 +769,17 @@ def bench_checks(n_checks: int) -> CheckFigures:
                 built["probe"] = MicrosoftProbe(credentials, lambda: oauth, lambda: graph)
             return built["probe"]
 
-        m365_checker = HealthChecker(repo, exchange=lambda: exchange, microsoft=microsoft, policy=settings.health)
+        m365_checker = HealthChecker(
+            repo, exchange=lambda: exchange, microsoft=microsoft, policy=settings.health
+        )
         for phase in ("cold", "steady"):
             idsim.reset_observations()
             meter.reset()
             with meter.installed():
                 started = time.perf_counter()
-                report = m365_checker.check(CheckMessage(tenant_id="bench", agent_id=agent.agent_id, cause="manual"))
+                report = m365_checker.check(
+                    CheckMessage(tenant_id="bench", agent_id=agent.agent_id, cause="manual")
+                )
                 seconds = time.perf_counter() - started
             calls, rru, wru, _ = meter.snapshot()
             figures.m365[phase] = {
@@ -777,7 +809,12 @@ def stream_record(before: dict[str, Any] | None, after: dict[str, Any] | None) -
         "eventVersion": "1.1",
         "eventSource": "aws:dynamodb",
         "awsRegion": "us-east-1",
-        "dynamodb": {**body, "SequenceNumber": "1", "SizeBytes": item_size(image), "ApproximateCreationDateTime": 0},
+        "dynamodb": {
+            **body,
+            "SequenceNumber": "1",
+            "SizeBytes": item_size(image),
+            "ApproximateCreationDateTime": 0,
+        },
         "eventSourceARN": f"arn:aws:dynamodb:us-east-1:123456789012:table/{TABLE}/stream/2026",
     }
 
@@ -802,11 +839,11 @@ def stream_consumers(records: list[dict[str, Any]], checks: int, env_refs: dict[
             from functions.publish_status import app
 
             context = LambdaContext("PublishStatusFunction")
-            app.lambda_handler({"Records": passed[:1]}, context)  # type: ignore[arg-type]  # warm-up
+            app.lambda_handler({"Records": passed[:1]}, context)  # warm-up
             seconds = []
             for record in passed:
                 started = time.perf_counter()
-                outcome = app.lambda_handler({"Records": [record]}, context)  # type: ignore[arg-type]
+                outcome = app.lambda_handler({"Records": [record]}, context)
                 seconds.append(time.perf_counter() - started)
                 assert not outcome["batchItemFailures"], outcome
             figures["publish_ms_p50"] = statistics.median(seconds) * 1000
@@ -925,6 +962,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--agents", type=int, default=10_000, help="connected agents for the dispatcher")
     parser.add_argument("--checks", type=int, default=200, help="Exchange checks through the queue")
+    parser.add_argument(
+        "--hours", type=float, default=1.0, help="dispatches run under moto (at most 6 h + 5 min)"
+    )
     parser.add_argument("--quick", action="store_true", help="1,000 agents, 50 checks")
     parser.add_argument(
         "--check-seconds",
@@ -933,12 +973,15 @@ def main(argv: list[str] | None = None) -> None:
         help="the Exchange check's duration on Lambda for the cost (a real server's round trips)",
     )
     args = parser.parse_args(argv)
+    os.environ.update(BENCH_ENVIRONMENT)
+    os.environ.pop("AWS_ENDPOINT_URL", None)
+    os.environ.pop("AWS_PROFILE", None)
     if args.quick:
         args.agents, args.checks = 1000, 50
     silence_metrics()
     checks = bench_checks(args.checks)
     print_checks(checks)
-    dispatch = bench_dispatcher(args.agents)
+    dispatch = bench_dispatcher(args.agents, args.hours)
     print_dispatcher(dispatch)
     print_cost(dispatch, checks, args.check_seconds)
 
