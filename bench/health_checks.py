@@ -4,7 +4,9 @@ through the queue, requests per check, and what a connected mailbox costs a mont
 1. Dispatcher: moto in-process with the template's tables (the `ByCheckDue` index as deployed), N connected
    agents scheduled by `onboarding.agents.schedule` (each one a copy of a real agent item, its Exchange
    trace padded to the size the onboarding bench measured), dispatched every 5 minutes (the template's
-   rate) over one check interval plus one dispatch. After each dispatch the queue is drained by the real
+   rate) for `--hours` (moto's index query walks every item, so a whole 6 h interval at 10,000 agents takes
+   long; the due agents of every dispatch of the interval are computed from the schedule itself, and the
+   dispatches run must find the same). After each dispatch the queue is drained by the real
    `HealthChecker` with a healthy probe (every check a success), so each agent comes due again an interval
    later, as on AWS. Reads are counted from what each Query returned (KEYS_ONLY index entries, eventually
    consistent: 0.5 RRU per 4 KB a page); time is wall time of the dispatcher's call, moto's included.
