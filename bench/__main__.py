@@ -10,7 +10,7 @@ import argparse
 import subprocess
 import sys
 
-BENCHES = ["cold_start", "warm_latency", "exchange_verdicts", "m365_verdicts", "onboarding"]
+BENCHES = ["cold_start", "warm_latency", "exchange_verdicts", "m365_verdicts", "onboarding", "health_checks"]
 
 
 def main() -> int:
@@ -24,7 +24,9 @@ def main() -> int:
     for name in args.only or BENCHES:
         print(f"\n===== bench/{name}.py =====", flush=True)
         argv = (
-            ["--quick"] if args.quick and name in {"exchange_verdicts", "m365_verdicts", "onboarding"} else []
+            ["--quick"]
+            if args.quick and name in {"exchange_verdicts", "m365_verdicts", "onboarding", "health_checks"}
+            else []
         )
         if args.quick and name == "cold_start":
             argv = ["--no-callgrind", "--runs", "3"]  # instruction counts take minutes under valgrind

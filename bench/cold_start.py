@@ -122,6 +122,9 @@ def _refs(template: dict[str, Any]) -> dict[str, str]:
         kind = body["Type"]
         if kind == "AWS::Serverless::StateMachine":
             refs[logical_id] = arn.format("states", f"stateMachine:{logical_id}")
+            alias = body["Properties"].get("AutoPublishAlias")
+            if alias:  # SAM's alias resource (`<id>Alias<alias>`), what the connect page starts
+                refs[f"{logical_id}Alias{alias}"] = f"{refs[logical_id]}:{alias}"
         elif kind == "AWS::SecretsManager::Secret":
             refs[logical_id] = arn.format("secretsmanager", f"secret:{logical_id}-AbCdEf")
         elif kind == "AWS::KMS::Key":

@@ -64,3 +64,38 @@ def test_event_functions_do_not_import_powertools_parser_models(module: str, log
     assert imported["aws_lambda_powertools.utilities.parser.models"] is False
     # (and the watch is real: the invite sender does use the batch utility)
     assert imported["aws_lambda_powertools.utilities.batch"] is (logical_id == "SendInviteFunction")
+
+
+CHECK_CODE = ("requests", "spnego", "msal", "onboarding.exchange.check", "onboarding.m365.oauth")
+
+
+def test_the_checker_loads_the_exchange_and_microsoft_code_at_its_first_check_not_at_init() -> None:
+    at_init = _imported("functions.check_mailbox.app", "CheckMailboxFunction", CHECK_CODE)
+    # (the watch is real: the first checks import them)
+    at_checks = _imported(
+        "functions.check_mailbox.app, onboarding.exchange.check, onboarding.exchange.ntlm, onboarding.m365.oauth",
+        "CheckMailboxFunction",
+        CHECK_CODE,
+    )
+    assert at_init == dict.fromkeys(CHECK_CODE, False)
+    assert at_checks == dict.fromkeys(CHECK_CODE, True)
+
+
+@pytest.mark.parametrize(
+    ("module", "logical_id"),
+    [
+        ("functions.dispatch_checks.app", "DispatchChecksFunction"),
+        ("functions.check_mailbox.app", "CheckMailboxFunction"),
+        ("functions.publish_status.app", "PublishStatusFunction"),
+    ],
+)
+def test_the_health_and_status_functions_import_no_api_page_or_mail_code(
+    module: str, logical_id: str
+) -> None:
+    watched = (
+        "aws_lambda_powertools.event_handler",
+        "jinja2",
+        "email_validator",
+        "onboarding.invites.mailer",
+    )
+    assert _imported(module, logical_id, watched) == dict.fromkeys(watched, False)
