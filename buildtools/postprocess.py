@@ -214,6 +214,10 @@ def strip_junk(artifact: Artifact) -> None:
         for path in (artifact.path / name, artifact.site / name):
             if path.is_file():
                 path.unlink()
+    # Software bills of materials some wheels ship in their dist-info (PEP 770; pydantic-core's is 123 KB):
+    # build provenance, read by no import; the locks (hashes of every file) say what was installed.
+    for sboms in list(artifact.site.glob("*.dist-info/sboms")):
+        shutil.rmtree(sboms)
 
 
 def compile_bytecode(artifact: Artifact, python: str) -> None:

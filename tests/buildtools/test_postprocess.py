@@ -204,3 +204,23 @@ def test_a_layer_does_not_ship_what_a_layer_below_it_ships(tmp_path: Path) -> No
     assert not (build / "SecretsLayer/python/idna").exists()
     assert (build / "SecretsLayer/python/crypto/__init__.pyc").is_file()
     assert any(line.startswith("SecretsLayer") and "in a layer below: idna 3.0" in line for line in report)
+
+
+def test_junk_goes_and_what_imports_need_stays(tmp_path: Path) -> None:
+    # Given a layer with a wheel's SBOM, stubs and a test suite next to its code and metadata
+    site = tmp_path / "CommonLayer" / "python"
+    (site / "pkg" / "tests").mkdir(parents=True)
+    (site / "pkg" / "__init__.py").write_text("")
+    (site / "pkg" / "__init__.pyi").write_text("")
+    (site / "pkg" / "tests" / "test_pkg.py").write_text("")
+    dist_info = site / "pkg-1.0.dist-info"
+    (dist_info / "sboms").mkdir(parents=True)
+    (dist_info / "sboms" / "pkg.cyclonedx.json").write_text("{}")
+    (dist_info / "METADATA").write_text("Name: pkg\nVersion: 1.0\n")
+    (dist_info / "licenses").mkdir()
+    (dist_info / "licenses" / "LICENSE").write_text("MIT")
+    # When the junk is stripped
+    postprocess.strip_junk(postprocess.Artifact("CommonLayer", "layer", tmp_path / "CommonLayer"))
+    # Then the code, its metadata and its licence stay; the SBOM, the stubs and the tests go
+    left = sorted(str(p.relative_to(site)) for p in site.rglob("*") if p.is_file())
+    assert left == ["pkg-1.0.dist-info/METADATA", "pkg-1.0.dist-info/licenses/LICENSE", "pkg/__init__.py"]
