@@ -137,32 +137,24 @@ class AgentsApiSettings(_FunctionSettings):
     )
 
 
-class VerifyMailboxSettings(_Microsoft365Settings):
-    """The workflow's task function (`functions/verify_mailbox`)."""
+class _MailboxReaderSettings(_Microsoft365Settings):
+    """What the two functions that sign in to mailboxes share (the workflow's task and the checker): the
+    sealed secrets, the Exchange SSRF guard's local exceptions, Microsoft Graph."""
 
     credentials_table_name: TableName
-    credentials_key_arn: KmsKeyArn = Field(description="KMS key that unwraps the secrets' data keys")
-    max_settings_rounds: int = Field(ge=1, le=10)
-    # Whole seconds from 1 to 50: each task's TimeoutSeconds (60) must outlast its budget. The template's
-    # parameters carry the same bounds (tests/test_template_parameters.py).
-    exchange_discovery_timeout: float = Field(ge=1, le=50)
-    exchange_verify_timeout: float = Field(ge=1, le=50)
     exchange_allow_networks: str = Field(description="CIDRs the SSRF guard lets through (local stack only)")
     exchange_ca_bundle: str = Field(description="Extra CA bundle to trust (local stack only); empty: none")
     graph_base_url: str = Field(pattern=_HTTPS_URL, description="Microsoft Graph")
     graph_timeout: float = Field(gt=0, description="Seconds per Graph call")
     graph_budget: float = Field(gt=0, description="Seconds for the whole Graph check, retries included")
-    # ge=1: the template keeps 15 (MinValue) on AWS; the local stack goes lower (CHECK_INTERVAL)
-    check_interval_minutes: int = Field(ge=1, le=1440, description="Between two health checks of a mailbox")
 
-    @property
-    def exchange(self) -> ExchangeConfig:
+    def _exchange(self, discovery_timeout: float, verify_timeout: float) -> ExchangeConfig:
         """The typed value the Exchange code takes (it never reads the environment itself)."""
-        from onboarding.exchange import ExchangeConfig  # only verify_mailbox loads the Exchange code
+        from onboarding.exchange import ExchangeConfig  # loaded by the functions that sign in, only
 
         return ExchangeConfig(
-            discovery_timeout=self.exchange_discovery_timeout,
-            verify_timeout=self.exchange_verify_timeout,
+            discovery_timeout=discovery_timeout,
+            verify_timeout=verify_timeout,
             allow_networks=self.exchange_allow_networks,  # split into a tuple by its validator
             ca_bundle=self.exchange_ca_bundle or None,
         )
@@ -175,6 +167,23 @@ class VerifyMailboxSettings(_Microsoft365Settings):
             graph_timeout=self.graph_timeout,
             graph_budget=self.graph_budget,
         )
+
+
+class VerifyMailboxSettings(_MailboxReaderSettings):
+    """The workflow's task function (`functions/verify_mailbox`)."""
+
+    credentials_key_arn: KmsKeyArn = Field(description="KMS key that unwraps the secrets' data keys")
+    max_settings_rounds: int = Field(ge=1, le=10)
+    # Whole seconds from 1 to 50: each task's TimeoutSeconds (60) must outlast its budget. The template's
+    # parameters carry the same bounds (tests/test_template_parameters.py).
+    exchange_discovery_timeout: float = Field(ge=1, le=50)
+    exchange_verify_timeout: float = Field(ge=1, le=50)
+    # ge=1: the template keeps 15 (MinValue) on AWS; the local stack goes lower (CHECK_INTERVAL)
+    check_interval_minutes: int = Field(ge=1, le=1440, description="Between two health checks of a mailbox")
+
+    @property
+    def exchange(self) -> ExchangeConfig:
+        return self._exchange(self.exchange_discovery_timeout, self.exchange_verify_timeout)
 
 
 class _HealthSettings(_FunctionSettings):
@@ -217,36 +226,15 @@ class DispatchChecksSettings(_HealthSettings):
     """The scheduled dispatcher of due checks (`functions/dispatch_checks`)."""
 
 
-class CheckMailboxSettings(_HealthSettings, _Microsoft365Settings):
+class CheckMailboxSettings(_HealthSettings, _MailboxReaderSettings):
     """The checker (`functions/check_mailbox`, SQS): signs in to Exchange or Microsoft 365 once per check."""
 
-    credentials_table_name: TableName
     credentials_key_arn: KmsKeyArn = Field(description="KMS key that unwraps (and reseals) the secrets")
     exchange_check_timeout: float = Field(ge=1, le=50, description="Seconds for one Exchange check")
-    exchange_allow_networks: str = Field(description="CIDRs the SSRF guard lets through (local stack only)")
-    exchange_ca_bundle: str = Field(description="Extra CA bundle to trust (local stack only); empty: none")
-    graph_base_url: str = Field(pattern=_HTTPS_URL, description="Microsoft Graph")
-    graph_timeout: float = Field(gt=0, description="Seconds per Graph call")
-    graph_budget: float = Field(gt=0, description="Seconds for the Graph call, retries included")
 
     @property
     def exchange(self) -> ExchangeConfig:
-        from onboarding.exchange import ExchangeConfig
-
-        return ExchangeConfig(
-            discovery_timeout=self.exchange_check_timeout,
-            verify_timeout=self.exchange_check_timeout,
-            allow_networks=self.exchange_allow_networks,  # split into a tuple by its validator
-            ca_bundle=self.exchange_ca_bundle or None,
-        )
-
-    @property
-    def m365(self) -> M365Config:
-        return self._m365(
-            graph_base_url=self.graph_base_url,
-            graph_timeout=self.graph_timeout,
-            graph_budget=self.graph_budget,
-        )
+        return self._exchange(self.exchange_check_timeout, self.exchange_check_timeout)
 
 
 class AuthCallbackSettings(_Microsoft365Settings):
