@@ -204,3 +204,12 @@ def test_an_id_token_with_another_nonce_is_a_refused_sign_in_not_an_error(
     with pytest.raises(SignInError) as raised:
         oauth.redeem(flow, answer)
     assert raised.value.reason is M365Reason.SIGN_IN_INVALID
+
+
+def test_a_refresh_token_microsoft_calls_invalid_is_rejected_whatever_its_code(oauth: OAuthClient) -> None:
+    """RFC 6749 section 5.2: `invalid_grant` is a refresh token that is invalid, expired or revoked. Microsoft
+    sends an unmapped code here (AADSTS9002313, "malformed or invalid"); the token is dead all the same, not
+    an outage to try again for a day."""
+    with pytest.raises(SignInError) as raised:
+        oauth.refresh(SecretStr("a-token-microsoft-never-issued"))
+    assert (raised.value.reason, raised.value.aadsts) == (M365Reason.TOKEN_REJECTED, 9002313)

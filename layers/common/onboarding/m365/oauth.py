@@ -41,10 +41,11 @@ logging.getLogger("msal").setLevel(logging.WARNING)
 class SignInError(Exception):
     """The sign-in cannot go on; `reason` says why in the terms of `outcomes`."""
 
-    def __init__(self, reason: M365Reason, *, aadsts: int | None = None) -> None:
+    def __init__(self, reason: M365Reason, *, aadsts: int | None = None, oauth_error: str = "") -> None:
         super().__init__(reason.value)
         self.reason = reason
         self.aadsts = aadsts
+        self.oauth_error = oauth_error  # the OAuth `error` Microsoft answered (invalid_grant, ...), if any
 
 
 class ForeignSignInError(Exception):
@@ -236,11 +237,19 @@ class OAuthClient:
     def refresh(self, refresh_token: SecretStr) -> RefreshedTokens:
         """A fresh access token (and the rotated refresh token, when Microsoft sends one), with who signed in
         as the ID token Microsoft sends along says (its `tid` and `preferred_username`)."""
-        result = self._call(
-            lambda app: app.acquire_token_by_refresh_token(
-                refresh_token.get_secret_value(), scopes=MSAL_SCOPES
+        try:
+            result = self._call(
+                lambda app: app.acquire_token_by_refresh_token(
+                    refresh_token.get_secret_value(), scopes=MSAL_SCOPES
+                )
             )
-        )
+        except SignInError as error:
+            # RFC 6749 section 5.2: `invalid_grant` is a refresh token that is invalid, expired or revoked,
+            # whatever AADSTS code comes with it (Microsoft warns apps not to depend on the codes, which change):
+            # a code we do not know must not make a dead token look like an outage, tried again for a day.
+            if error.reason is M365Reason.SIGN_IN_FAILED and error.oauth_error == "invalid_grant":
+                raise SignInError(M365Reason.TOKEN_REJECTED, aadsts=error.aadsts) from None
+            raise
         if "access_token" not in result:
             raise SignInError(M365Reason.SIGN_IN_FAILED)
         rotated = result.get("refresh_token")
@@ -294,7 +303,7 @@ def _identity_error(result: dict[str, Any]) -> SignInError:
         "Microsoft refused the sign-in",
         extra={"error": str(result.get("error"))[:40], "aadsts": codes[:3], "reason": reason.value},
     )
-    return SignInError(reason, aadsts=codes[0] if codes else None)
+    return SignInError(reason, aadsts=codes[0] if codes else None, oauth_error=str(result.get("error") or ""))
 
 
 def client_secret_reader(secret_arn: str) -> Callable[[], str]:
